@@ -1,0 +1,165 @@
+//! `journeyc`: the command line. Arguments → library calls → rendered output and an exit code.
+//!
+//! Exit codes: 0 clean, 1 errors found (or warnings with `--deny-warnings`), 2 usage or I/O error.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use journey_compiler::render::{self, Format};
+use journey_compiler::workspace::{self, FileSystem};
+use journey_compiler::{Code, Severity};
+
+#[derive(Parser)]
+#[command(name = "journeyc", version, about = "Compiler for the journey language", max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check .journey files and report problems (directories: every *.journey below them)
+    Check {
+        /// Files or directories
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// How to print diagnostics
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+        /// Fail (exit 1) on warnings as well as errors
+        #[arg(long)]
+        deny_warnings: bool,
+        /// When to colour human output
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Explain a diagnostic code (`E0101` or `syntax-error`); without one, list every code
+    Explain {
+        code: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// Annotated source snippets for people
+    Human,
+    /// One JSON object a line
+    Json,
+    /// GitHub Actions workflow commands (annotations)
+    Github,
+    /// SARIF 2.1.0 for code-scanning tools
+    Sarif,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            paths,
+            format,
+            deny_warnings,
+            color,
+        } => check(&paths, format, deny_warnings, color),
+        Command::Explain { code } => explain(code.as_deref()),
+    }
+}
+
+fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Color) -> ExitCode {
+    let files = match workspace::expand_paths(paths) {
+        Ok(files) => files,
+        Err(message) => {
+            eprintln!("journeyc: error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if files.is_empty() {
+        eprintln!("journeyc: error: no .journey files found in the given paths");
+        return ExitCode::from(2);
+    }
+    let loaded = workspace::load(&FileSystem, &files);
+    let format = match format {
+        OutputFormat::Human => Format::Human,
+        OutputFormat::Json => Format::Json,
+        OutputFormat::Github => Format::Github,
+        OutputFormat::Sarif => Format::Sarif,
+    };
+    let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = loaded.diagnostics.len() - errors;
+    let result = if format == Format::Human {
+        let stderr = std::io::stderr();
+        let color = match color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        let mut out = stderr.lock();
+        render::render(format, &loaded.sources, &loaded.diagnostics, &mut out, color).and_then(|()| {
+            writeln!(
+                out,
+                "checked {} file{}: {errors} error{}, {warnings} warning{}",
+                loaded.sources.len(),
+                plural(loaded.sources.len()),
+                plural(errors),
+                plural(warnings)
+            )
+        })
+    } else {
+        let mut out = std::io::stdout().lock();
+        render::render(format, &loaded.sources, &loaded.diagnostics, &mut out, false)
+    };
+    if let Err(error) = result {
+        eprintln!("journeyc: error: cannot write the report: {error}");
+        return ExitCode::from(2);
+    }
+    if errors > 0 || (deny_warnings && warnings > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn explain(code: Option<&str>) -> ExitCode {
+    let Some(code) = code else {
+        println!("Diagnostic codes (`journeyc explain CODE` for one):\n");
+        for code in Code::ALL {
+            println!(
+                "  {}  {:<22} {:<8} {}",
+                code.id(),
+                code.name(),
+                code.severity().as_str(),
+                code.summary()
+            );
+        }
+        return ExitCode::SUCCESS;
+    };
+    match Code::parse(code) {
+        Some(code) => {
+            print!("{}", code.explanation());
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "journeyc: error: unknown diagnostic code `{code}`; `journeyc explain` lists them all"
+            );
+            ExitCode::from(2)
+        }
+    }
+}

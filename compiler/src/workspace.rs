@@ -1,0 +1,378 @@
+//! Root paths → every file of one compilation, parsed, with imports followed and checked.
+//!
+//! Files are read through a `SourceProvider`, so the command line reads the disk while the
+//! language server can serve unsaved buffers and tests can serve strings.
+//!
+//! **Invariant:** each file is loaded once, however many times and however it is imported;
+//! `modules[i]` is the parse of file `FileId(i)` (schema files have an empty module).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::ast::{ImportKind, Item, Module};
+use crate::codes::Code;
+use crate::diagnostic::{self, Diagnostic};
+use crate::parse;
+use crate::source::{FileId, SourceMap, Span};
+
+/// Where source files come from.
+pub trait SourceProvider {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// A key that is the same for every spelling of the same file.
+    fn identity(&self, path: &Path) -> PathBuf {
+        normalize(path)
+    }
+}
+
+/// Reads files from the disk.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FileSystem;
+
+impl SourceProvider for FileSystem {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        if path.is_dir() {
+            return Err(io::Error::other("it is a directory"));
+        }
+        std::fs::read(path)
+    }
+
+    fn identity(&self, path: &Path) -> PathBuf {
+        std::fs::canonicalize(path).unwrap_or_else(|_| normalize(path))
+    }
+}
+
+/// Serves files from memory (tests, examples in docs, editor buffers).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryFiles {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+}
+
+impl MemoryFiles {
+    pub fn new() -> MemoryFiles {
+        MemoryFiles::default()
+    }
+
+    pub fn insert(&mut self, path: impl AsRef<Path>, contents: impl Into<Vec<u8>>) {
+        self.files.insert(normalize(path.as_ref()), contents.into());
+    }
+}
+
+impl SourceProvider for MemoryFiles {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files
+            .get(&normalize(path))
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+    }
+}
+
+/// Removes `.` and folds `dir/..` without touching the disk.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let last_is_normal = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                if last_is_normal {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// One `import` edge between two loaded files.
+#[derive(Debug, Clone)]
+pub struct ImportEdge {
+    pub from: FileId,
+    pub span: Span,
+    pub to: FileId,
+    pub kind: ImportKind,
+}
+
+/// Everything loaded for one compilation.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    pub sources: SourceMap,
+    pub modules: Vec<Module>,
+    pub imports: Vec<ImportEdge>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Workspace {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The `.journey` files (not JSON schemas) in load order.
+    pub fn journey_files(&self) -> impl Iterator<Item = (FileId, &Module)> {
+        let schemas: Vec<FileId> = self
+            .imports
+            .iter()
+            .filter(|e| e.kind == ImportKind::Schema)
+            .map(|e| e.to)
+            .collect();
+        self.modules
+            .iter()
+            .filter(move |m| !schemas.contains(&m.file))
+            .map(|m| (m.file, m))
+    }
+}
+
+/// Loads the root files and everything they import, parses them and checks the import graph.
+pub fn load(provider: &dyn SourceProvider, roots: &[PathBuf]) -> Workspace {
+    let mut workspace = Workspace::default();
+    let mut identities: Vec<PathBuf> = Vec::new();
+    let mut queue: Vec<FileId> = Vec::new();
+
+    for root in roots {
+        match read_file(provider, &mut workspace, &mut identities, root) {
+            Ok((file, true)) => queue.push(file),
+            Ok((_, false)) => {}
+            Err(error) => workspace.diagnostics.push(Diagnostic::new(
+                Code::ImportNotFound,
+                format!("cannot read `{}`: {}", root.display(), describe_io(&error)),
+            )),
+        }
+    }
+
+    let mut next = 0;
+    while next < queue.len() {
+        let file = queue[next];
+        next += 1;
+        let imports: Vec<(ImportKind, String, Span)> = workspace.modules[file.0 as usize]
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Import(import) => Some((import.kind, import.path.value.clone(), import.path.span)),
+                _ => None,
+            })
+            .collect();
+        let base = workspace
+            .sources
+            .get(file)
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for (kind, target, span) in imports {
+            let path = normalize(&base.join(&target));
+            let loaded = match kind {
+                ImportKind::Journey => read_file(provider, &mut workspace, &mut identities, &path),
+                ImportKind::Schema => read_schema(provider, &mut workspace, &mut identities, &path),
+            };
+            match loaded {
+                Ok((to, is_new)) => {
+                    workspace.imports.push(ImportEdge {
+                        from: file,
+                        span,
+                        to,
+                        kind,
+                    });
+                    if is_new && kind == ImportKind::Journey {
+                        queue.push(to);
+                    }
+                }
+                Err(error) => workspace.diagnostics.push(
+                    Diagnostic::new(
+                        Code::ImportNotFound,
+                        format!("cannot import `{target}`: {}", describe_io(&error)),
+                    )
+                    .primary(file, span, format!("looked for `{}`", path.display()))
+                    .note("import paths are relative to the file that imports them"),
+                ),
+            }
+        }
+    }
+
+    check_cycles(&mut workspace);
+    diagnostic::sort(&mut workspace.diagnostics);
+    workspace
+}
+
+/// An I/O error in words that do not depend on the operating system's wording.
+fn describe_io(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "the file does not exist".to_string(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => error.to_string(),
+    }
+}
+
+/// Reads, decodes and parses a `.journey` file unless it is loaded already.
+/// Returns its id and whether it is new.
+fn read_file(
+    provider: &dyn SourceProvider,
+    workspace: &mut Workspace,
+    identities: &mut Vec<PathBuf>,
+    path: &Path,
+) -> io::Result<(FileId, bool)> {
+    let identity = provider.identity(path);
+    if let Some(index) = identities.iter().position(|known| *known == identity) {
+        return Ok((FileId(index as u32), false));
+    }
+    let bytes = provider.read(path)?;
+    let name = path.display().to_string();
+    let next_id = FileId(workspace.sources.len() as u32);
+    let (text, decode_error) = match parse::decode(next_id, bytes) {
+        Ok(text) => (text, None),
+        Err((prefix, diagnostic)) => (prefix, Some(diagnostic)),
+    };
+    let file = workspace.sources.add(name, path, text);
+    identities.push(identity);
+    let module = match decode_error {
+        Some(diagnostic) => {
+            workspace.diagnostics.push(diagnostic);
+            Module {
+                file,
+                items: Vec::new(),
+            }
+        }
+        None => {
+            let (module, diagnostics) = parse::parse(file, &workspace.sources.get(file).text);
+            workspace.diagnostics.extend(diagnostics);
+            module
+        }
+    };
+    workspace.modules.push(module);
+    Ok((file, true))
+}
+
+/// Loads a JSON-Schema tracking plan as a source file (its diagnostics point into it).
+fn read_schema(
+    provider: &dyn SourceProvider,
+    workspace: &mut Workspace,
+    identities: &mut Vec<PathBuf>,
+    path: &Path,
+) -> io::Result<(FileId, bool)> {
+    let identity = provider.identity(path);
+    if let Some(index) = identities.iter().position(|known| *known == identity) {
+        return Ok((FileId(index as u32), false));
+    }
+    let bytes = provider.read(path)?;
+    let next_id = FileId(workspace.sources.len() as u32);
+    let text = match parse::decode(next_id, bytes) {
+        Ok(text) => text,
+        Err((prefix, diagnostic)) => {
+            workspace.diagnostics.push(diagnostic);
+            prefix
+        }
+    };
+    let file = workspace.sources.add(path.display().to_string(), path, text);
+    identities.push(identity);
+    workspace.modules.push(Module {
+        file,
+        items: Vec::new(),
+    });
+    Ok((file, true))
+}
+
+/// Reports each import that closes a cycle, at that import, with the whole cycle in a note.
+fn check_cycles(workspace: &mut Workspace) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        OnPath,
+        Done,
+    }
+    let count = workspace.sources.len();
+    let mut state = vec![State::New; count];
+    let edges: Vec<&ImportEdge> = workspace
+        .imports
+        .iter()
+        .filter(|e| e.kind == ImportKind::Journey)
+        .collect();
+    let mut found = Vec::new();
+    for start in 0..count {
+        if state[start] != State::New {
+            continue;
+        }
+        // Iterative depth-first search: (file, index of the next edge to follow).
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = State::OnPath;
+        while let Some(&mut (file, ref mut next_edge)) = path.last_mut() {
+            let outgoing: Vec<&&ImportEdge> =
+                edges.iter().filter(|e| e.from.0 as usize == file).collect();
+            if let Some(edge) = outgoing.get(*next_edge) {
+                *next_edge += 1;
+                let to = edge.to.0 as usize;
+                match state[to] {
+                    State::New => {
+                        state[to] = State::OnPath;
+                        path.push((to, 0));
+                    }
+                    State::OnPath => {
+                        let first = path.iter().position(|(f, _)| *f == to).unwrap_or(0);
+                        let mut cycle: Vec<usize> = path[first..].iter().map(|(f, _)| *f).collect();
+                        cycle.push(to);
+                        found.push(((**edge).clone(), cycle));
+                    }
+                    State::Done => {}
+                }
+            } else {
+                state[file] = State::Done;
+                path.pop();
+            }
+        }
+    }
+    for (edge, cycle) in found {
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|f| format!("`{}`", workspace.sources.get(FileId(*f as u32)).name))
+            .collect();
+        workspace.diagnostics.push(
+            Diagnostic::new(Code::ImportCycle, "this import closes an import cycle")
+                .primary(edge.from, edge.span, "imports a file that imports this one")
+                .note(format!("the cycle: {}", names.join(" → ")))
+                .help("move what the files share into a third file that both import"),
+        );
+    }
+}
+
+/// Expands command-line paths: files as given, directories to every `*.journey` below them
+/// (sorted, so output order never depends on the file system).
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        let metadata = std::fs::metadata(path)
+            .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+        if metadata.is_dir() {
+            let before = files.len();
+            walk(path, &mut files)
+                .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+            files[before..].sort();
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "journey") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_folds_dots() {
+        assert_eq!(normalize(Path::new("a/./b/../c")), PathBuf::from("a/c"));
+        assert_eq!(normalize(Path::new("../a")), PathBuf::from("../a"));
+    }
+}
