@@ -1,1 +1,134 @@
+//! `journeyc` end to end: exit codes, output formats, `explain`.
+
 mod support;
+
+use std::process::{Command, Output};
+
+fn journeyc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_journeyc"))
+        .args(args)
+        .current_dir(support::repo_root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("journeyc runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const BROKEN: &str = "tests/cases/parse/recovery.journey";
+
+#[test]
+fn check_examples_exits_zero() {
+    let output = journeyc(&["check", "examples/"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("0 errors, 0 warnings"));
+}
+
+#[test]
+fn errors_exit_one_and_render_for_people() {
+    let output = journeyc(&["check", BROKEN]);
+    assert_eq!(output.status.code(), Some(1));
+    insta::assert_snapshot!("human", stderr(&output));
+}
+
+#[test]
+fn json_is_one_object_a_line_with_the_documented_keys() {
+    let output = journeyc(&["check", "--format", "json", BROKEN]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    for line in text.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        for key in [
+            "code",
+            "severity",
+            "message",
+            "file",
+            "line",
+            "column",
+            "end_line",
+            "end_column",
+            "labels",
+            "notes",
+        ] {
+            assert!(value.get(key).is_some(), "missing `{key}` in {line}");
+        }
+    }
+    insta::assert_snapshot!("json", text);
+}
+
+#[test]
+fn github_annotations_are_escaped_workflow_commands() {
+    let output = journeyc(&["check", "--format", "github", BROKEN]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text
+        .lines()
+        .all(|l| l.starts_with("::error file=tests/cases/parse/recovery.journey,line=")));
+    insta::assert_snapshot!("github", text);
+}
+
+#[test]
+fn sarif_is_a_2_1_0_log() {
+    let output = journeyc(&["check", "--format", "sarif", BROKEN]);
+    assert_eq!(output.status.code(), Some(1));
+    let log: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("SARIF is JSON");
+    assert_eq!(log["version"], "2.1.0");
+    let results = log["runs"][0]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["ruleId"], "E0101");
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        4
+    );
+    insta::assert_snapshot!("sarif", stdout(&output));
+}
+
+#[test]
+fn usage_and_io_errors_exit_two() {
+    let missing = journeyc(&["check", "no/such/dir"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("cannot read `no/such/dir`"));
+    assert_eq!(journeyc(&["check"]).status.code(), Some(2));
+    assert_eq!(
+        journeyc(&["check", "--format", "xml", "examples"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(journeyc(&["frobnicate"]).status.code(), Some(2));
+    let empty = journeyc(&["check", "docs"]);
+    assert_eq!(
+        empty.status.code(),
+        Some(2),
+        "a directory without .journey files"
+    );
+}
+
+#[test]
+fn explain_prints_a_page_by_id_or_name_and_lists_codes() {
+    let by_id = journeyc(&["explain", "E0101"]);
+    assert_eq!(by_id.status.code(), Some(0));
+    assert!(stdout(&by_id).starts_with("# E0101 syntax-error"));
+    assert_eq!(
+        stdout(&journeyc(&["explain", "syntax-error"])),
+        stdout(&by_id)
+    );
+    assert_eq!(stdout(&journeyc(&["explain", "e0101"])), stdout(&by_id));
+    let list = journeyc(&["explain"]);
+    assert!(stdout(&list).contains("E0112  unknown-type"));
+    assert_eq!(journeyc(&["explain", "E9999"]).status.code(), Some(2));
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let plain = journeyc(&["check", BROKEN]);
+    assert!(!stderr(&plain).contains('\u{1b}'));
+    let coloured = journeyc(&["check", "--color", "always", BROKEN]);
+    assert!(stderr(&coloured).contains('\u{1b}'));
+}

@@ -1,1 +1,289 @@
+//! The parser never panics, never overflows the stack and always points inside the file:
+//! thousands of mutated examples, and the pathological inputs named in the brief.
+
 mod support;
+
+use journey_compiler::render::{self, Format};
+use journey_compiler::workspace::{self, MemoryFiles, Workspace};
+use journey_compiler::Code;
+
+/// A small deterministic generator (xorshift64*), so failures replay exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const FRAGMENTS: &[&str] = &[
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "\"",
+    "\\",
+    "//",
+    "///",
+    ":",
+    ",",
+    "?",
+    "??",
+    "..",
+    "=",
+    "==",
+    "<",
+    "@",
+    "@2026-",
+    "1d",
+    "15",
+    "9:",
+    "%",
+    "wait",
+    "wait for",
+    "within",
+    "entry",
+    "journey j {",
+    "test",
+    "not",
+    "and",
+    "é",
+    "😀",
+    "\n",
+    "\t",
+    "\r\n",
+    "\u{0}",
+    "\u{feff}",
+    "exit",
+    "send email",
+    "import \"x.journey\"",
+    "profile.",
+    ".",
+    "-",
+    "0.",
+    "@2026-13-45T99:99:99Z",
+    "\\u{",
+    "is not",
+];
+
+fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
+    let mut bytes = original.to_vec();
+    for _ in 0..=rng.below(3) {
+        let at = rng.below(bytes.len() + 1);
+        match rng.below(6) {
+            0 => {
+                let end = (at + 1 + rng.below(40)).min(bytes.len());
+                bytes.drain(at.min(end)..end);
+            }
+            1 => {
+                let fragment = FRAGMENTS[rng.below(FRAGMENTS.len())].as_bytes();
+                bytes.splice(at..at, fragment.iter().copied());
+            }
+            2 => {
+                let end = (at + rng.below(80)).min(bytes.len());
+                let copy = bytes[at.min(end)..end].to_vec();
+                let to = rng.below(bytes.len() + 1);
+                bytes.splice(to..to, copy);
+            }
+            3 if at < bytes.len() => bytes[at] = rng.next() as u8,
+            4 => bytes.truncate(at),
+            _ => {
+                let depth = rng.below(200);
+                let open = ["(", "[", "{"][rng.below(3)].repeat(depth);
+                bytes.splice(at..at, open.into_bytes());
+            }
+        }
+    }
+    bytes
+}
+
+/// Checks every label points inside its file on character boundaries, and that every renderer
+/// accepts the diagnostics.
+fn assert_well_formed(workspace: &Workspace) {
+    for diagnostic in &workspace.diagnostics {
+        for label in &diagnostic.labels {
+            let text = &workspace.sources.get(label.file).text;
+            let (start, end) = (label.span.start as usize, label.span.end as usize);
+            assert!(
+                start <= end && end <= text.len(),
+                "{diagnostic:?} is outside the file"
+            );
+            assert!(
+                text.is_char_boundary(start) && text.is_char_boundary(end),
+                "{diagnostic:?} splits a character"
+            );
+        }
+    }
+    for format in [Format::Human, Format::Json, Format::Github, Format::Sarif] {
+        render::render(
+            format,
+            &workspace.sources,
+            &workspace.diagnostics,
+            &mut std::io::sink(),
+            true,
+        )
+        .expect("rendering succeeds");
+    }
+}
+
+fn load_bytes(bytes: Vec<u8>) -> Workspace {
+    let mut files = MemoryFiles::new();
+    files.insert("input.journey", bytes);
+    workspace::load(&files, &["input.journey".into()])
+}
+
+#[test]
+fn thousands_of_mutated_examples_never_panic() {
+    let originals: Vec<Vec<u8>> = support::journey_files("examples")
+        .iter()
+        .chain(support::journey_files("tests/cases/parse").iter())
+        .map(|p| std::fs::read(p).expect("readable"))
+        .collect();
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut with_errors = 0;
+    const MUTANTS: usize = 4000;
+    for _ in 0..MUTANTS {
+        let original = &originals[rng.below(originals.len())];
+        let workspace = load_bytes(mutate(&mut rng, original));
+        if workspace.has_errors() {
+            with_errors += 1;
+        }
+        assert_well_formed(&workspace);
+    }
+    // The mutations must actually break things, or this test proves nothing.
+    assert!(
+        with_errors > MUTANTS / 2,
+        "only {with_errors} of {MUTANTS} mutants had errors"
+    );
+}
+
+fn codes(workspace: &Workspace) -> Vec<Code> {
+    workspace.diagnostics.iter().map(|d| d.code).collect()
+}
+
+#[test]
+fn a_hundred_thousand_nested_parentheses() {
+    // On one line (too long as well) and spread over lines.
+    let text = format!(
+        "segment s = {}true{}",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let workspace = load_bytes(text.into_bytes());
+    assert_eq!(
+        codes(&workspace),
+        vec![Code::InputTooLarge, Code::NestingTooDeep]
+    );
+    assert_well_formed(&workspace);
+    let text = format!(
+        "segment s = {}true{}",
+        "(\n".repeat(100_000),
+        ")\n".repeat(100_000)
+    );
+    assert_eq!(
+        codes(&load_bytes(text.into_bytes())),
+        vec![Code::NestingTooDeep]
+    );
+}
+
+#[test]
+fn a_hundred_thousand_nested_blocks_and_prefix_operators() {
+    let blocks = format!(
+        "journey j {{ entry manual {} }}",
+        "if x {\n".repeat(100_000)
+    );
+    assert!(codes(&load_bytes(blocks.into_bytes())).contains(&Code::NestingTooDeep));
+
+    let nots = format!("segment s = {}true", "not\n".repeat(100_000));
+    assert_eq!(
+        codes(&load_bytes(nots.into_bytes())),
+        vec![Code::NestingTooDeep]
+    );
+
+    let negations = format!("segment s = {}1 > 0", "-\n".repeat(100_000));
+    assert_eq!(
+        codes(&load_bytes(negations.into_bytes())),
+        vec![Code::NestingTooDeep]
+    );
+}
+
+#[test]
+fn a_long_chain_of_operators_is_bounded() {
+    // 30k terms keeps each line under the line limit; the expression budget stops it.
+    let terms = vec!["1"; 30_000].join(" +\n");
+    let workspace = load_bytes(format!("segment s = {terms} > 0").into_bytes());
+    assert_eq!(codes(&workspace), vec![Code::NestingTooDeep]);
+}
+
+#[test]
+fn a_fifty_megabyte_line() {
+    let text = format!(
+        "segment s = \"{}\" == \"\"\nsegment t = wait\n",
+        "a".repeat(50 << 20)
+    );
+    let workspace = load_bytes(text.into_bytes());
+    assert_eq!(
+        codes(&workspace),
+        vec![Code::InputTooLarge, Code::SyntaxError]
+    );
+    // The human report names the line without echoing 50 MB.
+    let mut out = Vec::new();
+    render::render(
+        Format::Human,
+        &workspace.sources,
+        &workspace.diagnostics,
+        &mut out,
+        false,
+    )
+    .expect("renders");
+    assert!(out.len() < 4_000, "the report is {} bytes", out.len());
+    assert!(String::from_utf8_lossy(&out).contains("input.journey:1:1"));
+}
+
+#[test]
+fn invalid_utf8_names_line_and_column() {
+    let workspace = load_bytes(b"segment a = true\nsegment b\xff = true\n".to_vec());
+    assert_eq!(codes(&workspace), vec![Code::InvalidUtf8]);
+    assert!(workspace.diagnostics[0]
+        .message
+        .contains("line 2, column 10"));
+    assert_well_formed(&workspace);
+}
+
+#[test]
+fn empty_and_whitespace_only_files_are_fine() {
+    for text in ["", "\n\n", "// only a comment", "   \t  "] {
+        assert!(
+            codes(&load_bytes(text.as_bytes().to_vec())).is_empty(),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn the_deepest_allowed_nesting_parses_on_a_small_stack() {
+    // 63 blocks inside the journey's braces and 64 parentheses: just within the limit.
+    let blocks = format!(
+        "journey j {{\nentry manual\n{}wait 1d\n{}}}\nsegment s = {}true{}\n",
+        "if x {\n".repeat(63),
+        "}\n".repeat(63),
+        "(".repeat(64),
+        ")".repeat(64)
+    );
+    let parsed = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || codes(&load_bytes(blocks.into_bytes())))
+        .expect("a thread")
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(parsed, vec![]);
+}

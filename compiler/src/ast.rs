@@ -314,7 +314,7 @@ pub enum Entry {
         event: Ident,
         binding: Option<Ident>,
         filter: Option<Expr>,
-        unless: Option<Unless>,
+        unless: Option<Box<Unless>>,
     },
     /// `entry every day at HH:MM`
     EveryDay { at: TimeOfDay },
@@ -425,7 +425,10 @@ pub enum StepKind {
     /// `wait D`
     Wait(DurationLit),
     /// `wait until HH:MM [local]`
-    WaitUntilTime { time: TimeOfDay, local: bool },
+    WaitUntilTime {
+        time: TimeOfDay,
+        local: bool,
+    },
     /// `wait until <expr> [within D] [{...}] [timeout {...}]`: a timestamp or a condition.
     WaitUntil {
         target: Expr,
@@ -451,11 +454,20 @@ pub enum StepKind {
     },
     Send(Send),
     /// `set profile.f = <expr>`
-    Set { field: Ident, value: Expr },
+    Set {
+        field: Ident,
+        value: Expr,
+    },
     /// `add <expr> to profile.f`
-    Add { value: Expr, field: Ident },
+    Add {
+        value: Expr,
+        field: Ident,
+    },
     /// `remove <expr> from profile.f`
-    Remove { value: Expr, field: Ident },
+    Remove {
+        value: Expr,
+        field: Ident,
+    },
     /// `if c { } else if c { } else { }`
     If {
         arms: Vec<(Expr, Block)>,
@@ -467,7 +479,9 @@ pub enum StepKind {
         otherwise: Option<Block>,
     },
     /// `split { name: 50% { } ... }`
-    Split { arms: Vec<SplitArm> },
+    Split {
+        arms: Vec<SplitArm>,
+    },
     /// `start other_journey`
     Start(Ident),
     /// `exit`
@@ -572,7 +586,10 @@ pub enum TestLineKind {
         properties: Option<Record>,
     },
     /// `at T identify { ... }`
-    Identify { at: DurationLit, traits: Record },
+    Identify {
+        at: DurationLit,
+        traits: Record,
+    },
     Expect(Expectation),
 }
 
@@ -618,7 +635,10 @@ pub enum Expectation {
         at: Option<DurationLit>,
     },
     NotEntered,
-    At { label: Ident, at: DurationLit },
+    At {
+        label: Ident,
+        at: DurationLit,
+    },
 }
 
 // ---------------------------------------------------------------- expressions
@@ -750,15 +770,31 @@ pub enum ExprKind {
     /// `journey`, the root of `journey.entered_at`.
     Journey,
     Now,
-    Field { base: Box<Expr>, field: Ident },
-    Unary { op: UnaryOp, operand: Box<Expr> },
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Field {
+        base: Box<Expr>,
+        field: Ident,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `x is set` / `x is not set`
-    IsSet { operand: Box<Expr>, negated: bool },
+    IsSet {
+        operand: Box<Expr>,
+        negated: bool,
+    },
     /// `count/did/last/sum(E[.field] [where p] [within D | since entry])`
     History(History),
     /// `hour(t)`, `lower(s)`, ...
-    Call { function: Ident, args: Vec<Expr> },
+    Call {
+        function: Ident,
+        args: Vec<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

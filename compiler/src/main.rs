@@ -13,7 +13,12 @@ use journey_compiler::workspace::{self, FileSystem};
 use journey_compiler::{Code, Severity};
 
 #[derive(Parser)]
-#[command(name = "journeyc", version, about = "Compiler for the journey language", max_term_width = 100)]
+#[command(
+    name = "journeyc",
+    version,
+    about = "Compiler for the journey language",
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,9 +42,7 @@ enum Command {
         color: Color,
     },
     /// Explain a diagnostic code (`E0101` or `syntax-error`); without one, list every code
-    Explain {
-        code: Option<String>,
-    },
+    Explain { code: Option<String> },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,7 +96,11 @@ fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Co
         OutputFormat::Github => Format::Github,
         OutputFormat::Sarif => Format::Sarif,
     };
-    let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = loaded.diagnostics.len() - errors;
     let result = if format == Format::Human {
         let stderr = std::io::stderr();
@@ -103,7 +110,14 @@ fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Co
             Color::Auto => stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         };
         let mut out = stderr.lock();
-        render::render(format, &loaded.sources, &loaded.diagnostics, &mut out, color).and_then(|()| {
+        render::render(
+            format,
+            &loaded.sources,
+            &loaded.diagnostics,
+            &mut out,
+            color,
+        )
+        .and_then(|()| {
             writeln!(
                 out,
                 "checked {} file{}: {errors} error{}, {warnings} warning{}",
@@ -115,7 +129,13 @@ fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Co
         })
     } else {
         let mut out = std::io::stdout().lock();
-        render::render(format, &loaded.sources, &loaded.diagnostics, &mut out, false)
+        render::render(
+            format,
+            &loaded.sources,
+            &loaded.diagnostics,
+            &mut out,
+            false,
+        )
     };
     if let Err(error) = result {
         eprintln!("journeyc: error: cannot write the report: {error}");

@@ -108,10 +108,12 @@ impl<'a> Files<'a> for CodespanFiles<'a> {
 
     fn line_range(&'a self, id: FileId, line_index: usize) -> Result<Range<usize>, FilesError> {
         let file = self.0.get(id);
-        let range = file.line_range(line_index).ok_or(FilesError::LineTooLarge {
-            given: line_index,
-            max: file.line_count(),
-        })?;
+        let range = file
+            .line_range(line_index)
+            .ok_or(FilesError::LineTooLarge {
+                given: line_index,
+                max: file.line_count(),
+            })?;
         // codespan wants the range including the line break.
         let end = file.text[range.end..]
             .find('\n')
@@ -120,7 +122,12 @@ impl<'a> Files<'a> for CodespanFiles<'a> {
     }
 }
 
-fn human(sources: &SourceMap, diagnostic: &Diagnostic, out: &mut dyn Write, color: bool) -> io::Result<()> {
+fn human(
+    sources: &SourceMap,
+    diagnostic: &Diagnostic,
+    out: &mut dyn Write,
+    color: bool,
+) -> io::Result<()> {
     let severity = match diagnostic.severity {
         Severity::Error => cs::Severity::Error,
         Severity::Warning => cs::Severity::Warning,
@@ -135,7 +142,10 @@ fn human(sources: &SourceMap, diagnostic: &Diagnostic, out: &mut dyn Write, colo
             .is_some_and(|range| range.len() > MAX_SHOWN_LINE);
         if too_long {
             let at = place(sources, label);
-            notes.push(format!("{}:{}:{}: {}", at.file, at.line, at.column, label.message));
+            notes.push(format!(
+                "{}:{}:{}: {}",
+                at.file, at.line, at.column, label.message
+            ));
             continue;
         }
         let style = if label.primary {
@@ -234,7 +244,10 @@ fn github(sources: &SourceMap, diagnostic: &Diagnostic) -> String {
     }
     properties.push(format!(
         "title={}",
-        escape_github(&format!("{} {}", diagnostic.code.id(), diagnostic.code.name()), true)
+        escape_github(
+            &format!("{} {}", diagnostic.code.id(), diagnostic.code.name()),
+            true
+        )
     ));
     let mut message = diagnostic.message.clone();
     for note in &diagnostic.notes {
@@ -243,7 +256,11 @@ fn github(sources: &SourceMap, diagnostic: &Diagnostic) -> String {
     if let Some(help) = &diagnostic.help {
         message.push_str(&format!("\nhelp: {help}"));
     }
-    format!("::{command} {}::{}", properties.join(","), escape_github(&message, false))
+    format!(
+        "::{command} {}::{}",
+        properties.join(","),
+        escape_github(&message, false)
+    )
 }
 
 // ---------------------------------------------------------------- sarif

@@ -1,7 +1,10 @@
 //! "Did you mean" suggestions: the closest known name by edit distance.
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -40,7 +43,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("emial", ["email", "sms", "push"]), Some("email"));
+        assert_eq!(
+            did_you_mean("emial", ["email", "sms", "push"]),
+            Some("email")
+        );
         assert_eq!(did_you_mean("strng", ["string", "int"]), Some("string"));
         assert_eq!(did_you_mean("banana", ["email", "sms"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);

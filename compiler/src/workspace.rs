@@ -74,7 +74,8 @@ pub fn normalize(path: &Path) -> PathBuf {
         match component {
             Component::CurDir => {}
             Component::ParentDir => {
-                let last_is_normal = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                let last_is_normal =
+                    matches!(out.components().next_back(), Some(Component::Normal(_)));
                 if last_is_normal {
                     out.pop();
                 } else {
@@ -132,7 +133,13 @@ pub fn load(provider: &dyn SourceProvider, roots: &[PathBuf]) -> Workspace {
     let mut queue: Vec<FileId> = Vec::new();
 
     for root in roots {
-        match read_file(provider, &mut workspace, &mut identities, root) {
+        match read_source(
+            provider,
+            &mut workspace,
+            &mut identities,
+            root,
+            ImportKind::Journey,
+        ) {
             Ok((file, true)) => queue.push(file),
             Ok((_, false)) => {}
             Err(error) => workspace.diagnostics.push(Diagnostic::new(
@@ -150,7 +157,9 @@ pub fn load(provider: &dyn SourceProvider, roots: &[PathBuf]) -> Workspace {
             .items
             .iter()
             .filter_map(|item| match item {
-                Item::Import(import) => Some((import.kind, import.path.value.clone(), import.path.span)),
+                Item::Import(import) => {
+                    Some((import.kind, import.path.value.clone(), import.path.span))
+                }
                 _ => None,
             })
             .collect();
@@ -163,10 +172,7 @@ pub fn load(provider: &dyn SourceProvider, roots: &[PathBuf]) -> Workspace {
             .unwrap_or_default();
         for (kind, target, span) in imports {
             let path = normalize(&base.join(&target));
-            let loaded = match kind {
-                ImportKind::Journey => read_file(provider, &mut workspace, &mut identities, &path),
-                ImportKind::Schema => read_schema(provider, &mut workspace, &mut identities, &path),
-            };
+            let loaded = read_source(provider, &mut workspace, &mut identities, &path, kind);
             match loaded {
                 Ok((to, is_new)) => {
                     workspace.imports.push(ImportEdge {
@@ -205,71 +211,40 @@ fn describe_io(error: &io::Error) -> String {
     }
 }
 
-/// Reads, decodes and parses a `.journey` file unless it is loaded already.
+/// Reads and decodes a file unless it is loaded already, and parses it when it is a `.journey`
+/// file (a JSON-Schema tracking plan is only loaded, so its diagnostics can point into it).
 /// Returns its id and whether it is new.
-fn read_file(
+fn read_source(
     provider: &dyn SourceProvider,
     workspace: &mut Workspace,
     identities: &mut Vec<PathBuf>,
     path: &Path,
+    kind: ImportKind,
 ) -> io::Result<(FileId, bool)> {
     let identity = provider.identity(path);
     if let Some(index) = identities.iter().position(|known| *known == identity) {
         return Ok((FileId(index as u32), false));
     }
     let bytes = provider.read(path)?;
-    let name = path.display().to_string();
-    let next_id = FileId(workspace.sources.len() as u32);
-    let (text, decode_error) = match parse::decode(next_id, bytes) {
-        Ok(text) => (text, None),
-        Err((prefix, diagnostic)) => (prefix, Some(diagnostic)),
-    };
-    let file = workspace.sources.add(name, path, text);
+    let decoded = parse::decode(FileId(workspace.sources.len() as u32), bytes);
+    let file = workspace
+        .sources
+        .add(path.display().to_string(), path, decoded.text);
     identities.push(identity);
-    let module = match decode_error {
-        Some(diagnostic) => {
-            workspace.diagnostics.push(diagnostic);
-            Module {
-                file,
-                items: Vec::new(),
-            }
-        }
-        None => {
-            let (module, diagnostics) = parse::parse(file, &workspace.sources.get(file).text);
-            workspace.diagnostics.extend(diagnostics);
-            module
-        }
-    };
-    workspace.modules.push(module);
-    Ok((file, true))
-}
-
-/// Loads a JSON-Schema tracking plan as a source file (its diagnostics point into it).
-fn read_schema(
-    provider: &dyn SourceProvider,
-    workspace: &mut Workspace,
-    identities: &mut Vec<PathBuf>,
-    path: &Path,
-) -> io::Result<(FileId, bool)> {
-    let identity = provider.identity(path);
-    if let Some(index) = identities.iter().position(|known| *known == identity) {
-        return Ok((FileId(index as u32), false));
-    }
-    let bytes = provider.read(path)?;
-    let next_id = FileId(workspace.sources.len() as u32);
-    let text = match parse::decode(next_id, bytes) {
-        Ok(text) => text,
-        Err((prefix, diagnostic)) => {
-            workspace.diagnostics.push(diagnostic);
-            prefix
-        }
-    };
-    let file = workspace.sources.add(path.display().to_string(), path, text);
-    identities.push(identity);
-    workspace.modules.push(Module {
+    let mut module = Module {
         file,
         items: Vec::new(),
-    });
+    };
+    match decoded.error {
+        Some(diagnostic) => workspace.diagnostics.push(diagnostic),
+        None if kind == ImportKind::Journey => {
+            let (parsed, diagnostics) = parse::parse(file, &workspace.sources.get(file).text);
+            module = parsed;
+            workspace.diagnostics.extend(diagnostics);
+        }
+        None => {}
+    }
+    workspace.modules.push(module);
     Ok((file, true))
 }
 

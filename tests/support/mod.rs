@@ -46,8 +46,14 @@ pub fn human(workspace: &Workspace) -> String {
 
 pub fn rendered(workspace: &Workspace, format: Format) -> String {
     let mut out = Vec::new();
-    render::render(format, &workspace.sources, &workspace.diagnostics, &mut out, false)
-        .expect("rendering into memory cannot fail");
+    render::render(
+        format,
+        &workspace.sources,
+        &workspace.diagnostics,
+        &mut out,
+        false,
+    )
+    .expect("rendering into memory cannot fail");
     String::from_utf8(out).expect("renderers write UTF-8")
 }
 

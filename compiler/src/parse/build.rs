@@ -5,7 +5,7 @@ use pest::iterators::Pair;
 use pest::Parser;
 
 use super::errors;
-use super::{JourneyParser, Rule, MAX_EXPRESSION_NODES};
+use super::{JourneyParser, Rule, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_NODES};
 use crate::ast::*;
 use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
@@ -98,7 +98,13 @@ impl<'a> Builder<'a> {
         precise
     }
 
-    fn error(&mut self, code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) {
+    fn error(
+        &mut self,
+        code: Code,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) {
         self.diagnostics
             .push(Diagnostic::new(code, message).primary(self.file, span, label));
     }
@@ -115,9 +121,12 @@ impl<'a> Builder<'a> {
         for line in before[..line_start].lines().rev() {
             let trimmed = line.trim();
             match trimmed.strip_prefix("///") {
-                Some(rest) if !rest.starts_with('/') => {
-                    lines.push(rest.strip_prefix(' ').unwrap_or(rest).trim_end().to_string())
-                }
+                Some(rest) if !rest.starts_with('/') => lines.push(
+                    rest.strip_prefix(' ')
+                        .unwrap_or(rest)
+                        .trim_end()
+                        .to_string(),
+                ),
                 _ => break,
             }
         }
@@ -230,12 +239,10 @@ impl<'a> Builder<'a> {
         let channel = Channel::parse(word);
         if channel.is_none() {
             let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-            let mut diagnostic = Diagnostic::new(
-                Code::UnknownChannel,
-                format!("`{word}` is not a channel"),
-            )
-            .primary(self.file, self.span(pair), "unknown channel")
-            .note(format!("the channels are {}", quoted_list(&names)));
+            let mut diagnostic =
+                Diagnostic::new(Code::UnknownChannel, format!("`{word}` is not a channel"))
+                    .primary(self.file, self.span(pair), "unknown channel")
+                    .note(format!("the channels are {}", quoted_list(&names)));
             if let Some(suggestion) = did_you_mean(word, names.iter().copied()) {
                 diagnostic = diagnostic.help(format!("did you mean `{suggestion}`?"));
             }
@@ -273,14 +280,13 @@ impl<'a> Builder<'a> {
         let optional = has(&kids, Rule::optional_mark);
         let first = kids.first()?.clone();
         let kind = match first.as_rule() {
-            Rule::enum_type => TypeKind::Enum(
-                first
-                    .into_inner()
-                    .map(|s| self.string(&s))
-                    .collect(),
-            ),
+            Rule::enum_type => {
+                TypeKind::Enum(first.into_inner().map(|s| self.string(&s)).collect())
+            }
             Rule::list_type => {
-                let inner = first.into_inner().find(|p| p.as_rule() == Rule::type_expr)?;
+                let inner = first
+                    .into_inner()
+                    .find(|p| p.as_rule() == Rule::type_expr)?;
                 TypeKind::List(Box::new(self.type_expr(inner)?))
             }
             Rule::record_type => TypeKind::Record(self.record_type(first)),
@@ -343,7 +349,8 @@ impl<'a> Builder<'a> {
                         );
                         continue;
                     }
-                    let repeatable = matches!(setting.kind, SettingKind::Goal(_) | SettingKind::Exit(_));
+                    let repeatable =
+                        matches!(setting.kind, SettingKind::Goal(_) | SettingKind::Exit(_));
                     let previous = settings
                         .iter()
                         .find(|s| s.kind.keyword() == setting.kind.keyword());
@@ -370,7 +377,10 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
         }
-        if !settings.iter().any(|s| matches!(s.kind, SettingKind::Entry(_))) {
+        if !settings
+            .iter()
+            .any(|s| matches!(s.kind, SettingKind::Entry(_)))
+        {
             self.diagnostics.push(
                 Diagnostic::new(
                     Code::MissingEntry,
@@ -401,11 +411,15 @@ impl<'a> Builder<'a> {
                 SettingKind::Description(self.string(&find(&kids, Rule::string)?))
             }
             Rule::entry_setting => SettingKind::Entry(self.entry(kids.get(1)?.clone())?),
-            Rule::audience_setting => SettingKind::Audience(self.root_expr(find(&kids, Rule::expr)?)),
+            Rule::audience_setting => {
+                SettingKind::Audience(self.root_expr(find(&kids, Rule::expr)?))
+            }
             Rule::correlate_setting => {
                 SettingKind::Correlate(self.root_expr(find(&kids, Rule::expr)?))
             }
-            Rule::timezone_setting => SettingKind::Timezone(self.root_expr(find(&kids, Rule::expr)?)),
+            Rule::timezone_setting => {
+                SettingKind::Timezone(self.root_expr(find(&kids, Rule::expr)?))
+            }
             Rule::reentry_setting => {
                 let rule = kids.get(1)?.clone();
                 SettingKind::Reentry(match rule.as_rule() {
@@ -469,12 +483,12 @@ impl<'a> Builder<'a> {
                     Some(unless) => {
                         let span = self.span(&unless);
                         let kids = self::kids(unless);
-                        Some(Unless {
+                        Some(Box::new(Unless {
                             event: self.ident_in(&kids, Rule::ident),
                             filter: self.where_clause(&kids),
                             within: self.duration(&find(&kids, Rule::duration)?)?,
                             span,
-                        })
+                        }))
                     }
                     None => None,
                 },
@@ -534,7 +548,9 @@ impl<'a> Builder<'a> {
 
     fn within(&mut self, kids: &[P<'_>]) -> Option<DurationLit> {
         let clause = find(kids, Rule::within_clause)?;
-        let duration = clause.into_inner().find(|p| p.as_rule() == Rule::duration)?;
+        let duration = clause
+            .into_inner()
+            .find(|p| p.as_rule() == Rule::duration)?;
         self.duration(&duration)
     }
 
@@ -739,7 +755,9 @@ impl<'a> Builder<'a> {
         let rule = inner.as_rule();
         let kids = kids(inner);
         let kind = match rule {
-            Rule::test_start => TestLineKind::Start(self.timestamp(&find(&kids, Rule::timestamp)?)?),
+            Rule::test_start => {
+                TestLineKind::Start(self.timestamp(&find(&kids, Rule::timestamp)?)?)
+            }
             Rule::test_profile => TestLineKind::Profile(self.record(find(&kids, Rule::record)?)),
             Rule::test_until => {
                 let time = kids.get(1)?;
@@ -827,7 +845,9 @@ impl<'a> Builder<'a> {
                         .strip_prefix('{')
                         .and_then(|r| r.split_once('}'))
                         .filter(|(hex, _)| (1..=6).contains(&hex.len()))
-                        .and_then(|(hex, _)| u32::from_str_radix(hex, 16).ok().map(|n| (hex.len(), n)))
+                        .and_then(|(hex, _)| {
+                            u32::from_str_radix(hex, 16).ok().map(|n| (hex.len(), n))
+                        })
                         .and_then(|(len, n)| char::from_u32(n).map(|c| (len, c)));
                     match decoded {
                         Some((len, decoded)) => {
@@ -888,11 +908,14 @@ impl<'a> Builder<'a> {
             if c.is_ascii_digit() {
                 continue;
             }
-            const UNITS: [(char, u64); 5] =
-                [('s', 1), ('m', 60), ('h', 3600), ('d', 86_400), ('w', 604_800)];
-            let Some(rank) = UNITS.iter().position(|(u, _)| *u == c) else {
-                return None;
-            };
+            const UNITS: [(char, u64); 5] = [
+                ('s', 1),
+                ('m', 60),
+                ('h', 3600),
+                ('d', 86_400),
+                ('w', 604_800),
+            ];
+            let rank = UNITS.iter().position(|(u, _)| *u == c)?;
             if rank >= previous_rank {
                 self.diagnostics.push(
                     Diagnostic::new(
@@ -910,7 +933,12 @@ impl<'a> Builder<'a> {
             match part.and_then(|p| seconds.checked_add(p)) {
                 Some(total) if total <= i64::MAX as u64 / 1000 => seconds = total,
                 _ => {
-                    self.error(Code::InvalidLiteral, format!("the duration `{text}` is too long"), span, "too long");
+                    self.error(
+                        Code::InvalidLiteral,
+                        format!("the duration `{text}` is too long"),
+                        span,
+                        "too long",
+                    );
                     return None;
                 }
             }
@@ -929,7 +957,11 @@ impl<'a> Builder<'a> {
                     Code::InvalidLiteral,
                     format!("`{}` is not a time of day", pair.as_str()),
                 )
-                .primary(self.file, span, "hours go from 0 to 23, minutes from 00 to 59")
+                .primary(
+                    self.file,
+                    span,
+                    "hours go from 0 to 23, minutes from 00 to 59",
+                )
                 .help("times of day are 24-hour: `00:00` to `23:59`"),
             );
             return None;
@@ -998,7 +1030,37 @@ impl<'a> Builder<'a> {
     /// An expression outside any other: its node budget starts afresh.
     fn root_expr(&mut self, pair: P<'_>) -> Expr {
         self.expression_nodes = 0;
-        self.expr(pair)
+        let expr = self.expr(pair);
+        self.bounded_depth(expr)
+    }
+
+    /// The expression, or a placeholder and a diagnostic if it nests deeper than later stages
+    /// may recurse. Measured without recursion.
+    fn bounded_depth(&mut self, expr: Expr) -> Expr {
+        if self.expression_nodes > MAX_EXPRESSION_NODES {
+            // Already reported as too large.
+            return self.placeholder(expr.span);
+        }
+        let mut deepest = 0;
+        let mut stack = vec![(&expr, 1usize)];
+        while let Some((node, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            for child in children(node) {
+                stack.push((child, depth + 1));
+            }
+        }
+        if deepest <= MAX_EXPRESSION_DEPTH {
+            return expr;
+        }
+        self.diagnostics.push(
+            Diagnostic::new(
+                Code::NestingTooDeep,
+                format!("this expression nests {deepest} levels deep; the limit is {MAX_EXPRESSION_DEPTH}"),
+            )
+            .primary(self.file, expr.span, "too deep")
+            .help("split it into `segment`s"),
+        );
+        self.placeholder(expr.span)
     }
 
     /// Counts a node against the budget; false (and one diagnostic) once it is exhausted.
@@ -1038,7 +1100,8 @@ impl<'a> Builder<'a> {
         }
         let mut kids = kids(pair);
         match rule {
-            Rule::expr | Rule::paren => match kids.into_iter().find(|k| k.as_rule() != Rule::k_not) {
+            Rule::expr | Rule::paren => match kids.into_iter().find(|k| k.as_rule() != Rule::k_not)
+            {
                 Some(inner) => {
                     let mut expr = self.expr(inner);
                     expr.span = span;
@@ -1046,9 +1109,7 @@ impl<'a> Builder<'a> {
                 }
                 None => self.placeholder(span),
             },
-            Rule::or_expr | Rule::and_expr | Rule::sum_expr | Rule::product => {
-                self.fold_left(kids)
-            }
+            Rule::or_expr | Rule::and_expr | Rule::sum_expr | Rule::product => self.fold_left(kids),
             Rule::not_expr | Rule::unary => {
                 let Some(operand) = kids.pop() else {
                     return self.placeholder(span);
@@ -1126,14 +1187,24 @@ impl<'a> Builder<'a> {
             Rule::int => match text.parse::<i64>() {
                 Ok(n) => ExprKind::Int(n),
                 Err(_) => {
-                    self.error(Code::InvalidLiteral, "this number is too large", span, format!("numbers go up to {}", i64::MAX));
+                    self.error(
+                        Code::InvalidLiteral,
+                        "this number is too large",
+                        span,
+                        format!("numbers go up to {}", i64::MAX),
+                    );
                     ExprKind::Int(0)
                 }
             },
             Rule::float => match text.parse::<f64>() {
                 Ok(n) if n.is_finite() => ExprKind::Float(n),
                 _ => {
-                    self.error(Code::InvalidLiteral, "this number is too large", span, "not a finite number");
+                    self.error(
+                        Code::InvalidLiteral,
+                        "this number is too large",
+                        span,
+                        "not a finite number",
+                    );
                     ExprKind::Float(0.0)
                 }
             },
@@ -1315,6 +1386,20 @@ impl<'a> Builder<'a> {
             entries.push(RecordEntry { key, value });
         }
         Record { entries, span }
+    }
+}
+
+/// The direct sub-expressions of an expression.
+fn children(expr: &Expr) -> Vec<&Expr> {
+    match &expr.kind {
+        ExprKind::List(items) => items.iter().collect(),
+        ExprKind::Record(record) => record.entries.iter().map(|e| &e.value).collect(),
+        ExprKind::Field { base, .. } => vec![base],
+        ExprKind::Unary { operand, .. } | ExprKind::IsSet { operand, .. } => vec![operand],
+        ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
+        ExprKind::History(history) => history.filter.iter().map(|f| &**f).collect(),
+        ExprKind::Call { args, .. } => args.iter().collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -25,7 +25,9 @@ fn describe(rule: Rule) -> Option<&'static str> {
         percent => "a percentage such as `50%`",
         weekday => "a weekday (`mon` to `sun`)",
         outcome => "an outcome (`goal`, `exited`, `timeout`, `completed` or `archived`)",
-        channel | channel_send => "a channel (`email`, `sms`, `push`, `in_app`, `webhook` or `destination`)",
+        channel | channel_send => {
+            "a channel (`email`, `sms`, `push`, `in_app`, `webhook` or `destination`)"
+        }
         template_send => "a template name",
         setting => "a setting",
         step => "a step",
@@ -100,9 +102,7 @@ fn keyword(rule: Rule) -> Option<&'static str> {
         k_no => "`no`",
         k_sends => "`sends`",
         k_entered => "`entered`",
-        k_once | k_always | reentry_after | reentry_max => {
-            "`once`, `always`, `after` or `max`"
-        }
+        k_once | k_always | reentry_after | reentry_max => "`once`, `always`, `after` or `max`",
         binding => "`as`",
         where_clause => "`where`",
         within_clause => "`within`",
@@ -135,7 +135,13 @@ fn describe_token(token: &str) -> Option<&'static str> {
     })
 }
 
-pub fn syntax_error(file: FileId, text: &str, start: usize, end: usize, error: &Error<Rule>) -> Diagnostic {
+pub fn syntax_error(
+    file: FileId,
+    text: &str,
+    start: usize,
+    end: usize,
+    error: &Error<Rule>,
+) -> Diagnostic {
     let position = match error.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((p, _)) => p,
@@ -151,7 +157,10 @@ pub fn syntax_error(file: FileId, text: &str, start: usize, end: usize, error: &
         }
     }
     // A declaration is only worth naming when nothing more specific was expected.
-    if expected.iter().any(|e| *e != DECLARATION && *e != "the end of the file") {
+    if expected
+        .iter()
+        .any(|e| *e != DECLARATION && *e != "the end of the file")
+    {
         expected.retain(|e| *e != DECLARATION && *e != "the end of the file");
     }
     if expected.iter().any(|e| e.starts_with("`{` and")) {
@@ -188,16 +197,20 @@ pub fn syntax_error(file: FileId, text: &str, start: usize, end: usize, error: &
     } else if expected.is_empty() {
         (format!("unexpected {}", found.describe()), None)
     } else {
-        (format!("expected {expectation}, found {}", found.describe()), None)
+        (
+            format!("expected {expectation}, found {}", found.describe()),
+            None,
+        )
     };
     let label = if help.is_some() {
         "a duration needs a unit".to_string()
     } else if expected.is_empty() {
         "not expected here".to_string()
     } else {
-        format!("expected {}", short(&expected))
+        short(&expected)
     };
-    let mut diagnostic = Diagnostic::new(Code::SyntaxError, message).primary(file, found.span, label);
+    let mut diagnostic =
+        Diagnostic::new(Code::SyntaxError, message).primary(file, found.span, label);
     if let Some(help) = help {
         diagnostic = diagnostic.help(help);
     } else if let Some(word) = found.text.as_deref().filter(|w| is_reserved(w)) {
@@ -210,17 +223,17 @@ pub fn syntax_error(file: FileId, text: &str, start: usize, end: usize, error: &
         diagnostic = diagnostic.help("to compare, write `==`");
     }
     if chunk_ended && offset < text.len() {
-        diagnostic = diagnostic.note("a new declaration starts here; is a closing `}` missing above?");
+        diagnostic =
+            diagnostic.note("a new declaration starts here; is a closing `}` missing above?");
     }
     diagnostic
 }
 
-/// The first choice alone is enough for the label under the code.
+/// The label under the code: the expectation when there is one, else a plain pointer.
 fn short(expected: &[&str]) -> String {
     match expected {
-        [one] => (*one).to_string(),
-        [first, ..] => format!("{first} or ..."),
-        [] => String::new(),
+        [one] => format!("expected {one}"),
+        _ => "not expected here".to_string(),
     }
 }
 
@@ -267,7 +280,10 @@ fn found_at(text: &str, offset: usize) -> Found {
             .find(['"', '\n'])
             .map_or(rest.len(), |i| i + 2)
             .min(rest.find('\n').unwrap_or(rest.len()))
-    } else if ["==", "!=", "<=", ">=", "??", ".."].iter().any(|op| rest.starts_with(op)) {
+    } else if ["==", "!=", "<=", ">=", "??", ".."]
+        .iter()
+        .any(|op| rest.starts_with(op))
+    {
         2
     } else {
         first.len_utf8()

@@ -32,8 +32,10 @@ pub const RESERVED_WORDS: [&str; 32] = [
     "in", "as", "where", "within", "since", "unless", "when", "true", "false", "now",
 ];
 
-/// Expressions may have at most this many nodes: it bounds the depth of every later recursion.
+/// Expressions may have at most this many nodes (bounds the work of building and dropping one).
 pub const MAX_EXPRESSION_NODES: usize = 1024;
+/// Expressions may nest at most this deep (bounds the recursion of every later stage).
+pub const MAX_EXPRESSION_DEPTH: usize = 256;
 
 /// Parses one file. Always returns a module: the items that parsed, with diagnostics for the rest.
 pub fn parse(file: FileId, text: &str) -> (Module, Vec<Diagnostic>) {
@@ -58,36 +60,73 @@ pub fn parse(file: FileId, text: &str) -> (Module, Vec<Diagnostic>) {
     // Detailed attempts name the punctuation that was expected (`}`, `:`); set every time so the
     // result never depends on which thread parsed first.
     pest::set_error_detail(true);
-    for chunk in split::split(file, text, &mut diagnostics) {
-        if chunk.skip {
-            continue;
+    let chunks = split::split(file, text, &mut diagnostics);
+    let parse_all = |items: &mut Vec<_>, diagnostics: &mut Vec<_>| {
+        for chunk in chunks.iter().filter(|c| !c.skip) {
+            build::parse_chunk(file, text, chunk.start, chunk.end, items, diagnostics);
         }
-        build::parse_chunk(file, text, chunk.start, chunk.end, &mut module.items, &mut diagnostics);
+    };
+    // pest descends about a dozen rules per bracket; deep (but allowed) nesting could exhaust a
+    // small thread stack, such as a test thread's 2 MiB in a debug build. Such files are parsed
+    // on a thread of their own with room to spare.
+    if chunks.iter().any(|c| c.depth > SHALLOW_NESTING) {
+        let spawned = std::thread::scope(|scope| {
+            let handle = std::thread::Builder::new()
+                .name("journey-parse".into())
+                .stack_size(PARSE_STACK_BYTES)
+                .spawn_scoped(scope, || {
+                    let mut items = Vec::new();
+                    let mut found = Vec::new();
+                    parse_all(&mut items, &mut found);
+                    (items, found)
+                });
+            handle.ok().and_then(|h| h.join().ok())
+        });
+        if let Some((items, found)) = spawned {
+            module.items = items;
+            diagnostics.extend(found);
+            return (module, diagnostics);
+        }
     }
+    parse_all(&mut module.items, &mut diagnostics);
     (module, diagnostics)
 }
 
-/// Bytes → text, or a diagnostic naming the first invalid byte's line and column.
-pub fn decode(file: FileId, bytes: Vec<u8>) -> Result<String, (String, Diagnostic)> {
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok(text),
-        Err(error) => {
-            let valid_up_to = error.utf8_error().valid_up_to();
-            let bytes = error.into_bytes();
-            let byte = bytes[valid_up_to];
-            // Keep the valid prefix so the diagnostic can show where the bad byte is.
-            let prefix = String::from_utf8_lossy(&bytes[..valid_up_to]).into_owned();
-            let line = prefix.matches('\n').count() + 1;
-            let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            let diagnostic = Diagnostic::new(
-                Code::InvalidUtf8,
-                format!(
-                    "this file is not valid UTF-8: byte 0x{byte:02X} at line {line}, column {column} (byte offset {valid_up_to})"
-                ),
-            )
-            .primary(file, Span::at(valid_up_to), "the invalid byte is here")
-            .help("save the file as UTF-8");
-            Err((prefix, diagnostic))
-        }
+/// Files nested deeper than this are parsed on a thread with `PARSE_STACK_BYTES` of stack.
+const SHALLOW_NESTING: usize = 12;
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// A file's bytes as text.
+pub struct Decoded {
+    /// The whole text, or the valid prefix when the file is not UTF-8.
+    pub text: String,
+    /// Names the first invalid byte's line and column.
+    pub error: Option<Diagnostic>,
+}
+
+/// Bytes → text; a file that is not UTF-8 keeps its valid prefix, so the diagnostic can show
+/// where the bad byte is.
+pub fn decode(file: FileId, bytes: Vec<u8>) -> Decoded {
+    let error = match String::from_utf8(bytes) {
+        Ok(text) => return Decoded { text, error: None },
+        Err(error) => error,
+    };
+    let valid_up_to = error.utf8_error().valid_up_to();
+    let bytes = error.into_bytes();
+    let byte = bytes.get(valid_up_to).copied().unwrap_or_default();
+    let prefix = String::from_utf8_lossy(&bytes[..valid_up_to]).into_owned();
+    let line = prefix.matches('\n').count() + 1;
+    let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let diagnostic = Diagnostic::new(
+        Code::InvalidUtf8,
+        format!(
+            "this file is not valid UTF-8: byte 0x{byte:02X} at line {line}, column {column} (byte offset {valid_up_to})"
+        ),
+    )
+    .primary(file, Span::at(valid_up_to), "the invalid byte is here")
+    .help("save the file as UTF-8");
+    Decoded {
+        text: prefix,
+        error: Some(diagnostic),
     }
 }

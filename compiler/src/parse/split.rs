@@ -25,6 +25,8 @@ pub struct Chunk {
     pub end: usize,
     /// A problem was found and reported: the chunk is not parsed.
     pub skip: bool,
+    /// The deepest bracket nesting in the chunk.
+    pub depth: usize,
 }
 
 /// Splits `text` into chunks that each start at a top-level keyword (the first chunk may start
@@ -35,6 +37,7 @@ pub fn split(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
         start: 0,
         end: text.len(),
         skip: false,
+        depth: 0,
     }];
     let mut depth = 0usize;
     let mut line_start = 0usize;
@@ -63,6 +66,7 @@ pub fn split(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
                         start: i,
                         end: text.len(),
                         skip: false,
+                        depth: 0,
                     });
                     depth = 0;
                 }
@@ -84,6 +88,9 @@ pub fn split(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
             b'"' => i = skip_string(file, text, i, &mut chunks, diagnostics),
             b'{' | b'(' | b'[' => {
                 depth += 1;
+                if let Some(chunk) = chunks.last_mut() {
+                    chunk.depth = chunk.depth.max(depth);
+                }
                 if depth == MAX_NESTING + 1 {
                     poison(&mut chunks);
                     diagnostics.push(
@@ -171,7 +178,9 @@ fn check_line(
         diagnostics.push(
             Diagnostic::new(
                 Code::InputTooLarge,
-                format!("this line is {length} bytes long; lines may be at most {MAX_LINE_BYTES} bytes"),
+                format!(
+                    "this line is {length} bytes long; lines may be at most {MAX_LINE_BYTES} bytes"
+                ),
             )
             .primary(file, Span::new(start, label_end), "the line starts here")
             .help("break the line; long lists and records may span many lines"),
@@ -194,7 +203,7 @@ mod tests {
     #[test]
     fn splits_at_top_level_keywords_only() {
         let text = "event A { x: int }\njourney j {\n  profile {}\n}\nsegment s = true\n";
-        assert_eq!(starts(text), vec![0, 19, 44]);
+        assert_eq!(starts(text), vec![0, 19, 46]);
     }
 
     #[test]
