@@ -37,7 +37,12 @@ pub fn parse_chunk(
                 }
             }
         }
-        Err(error) => diagnostics.push(errors::syntax_error(file, text, start, end, &error)),
+        Err(_) => {
+            // Parse again with pest's detailed attempts, which name the punctuation that was
+            // expected; they slow parsing, so only failed chunks pay for them.
+            let error = errors::detailed_error(chunk_text);
+            diagnostics.push(errors::syntax_error(file, text, start, end, &error));
+        }
     }
 }
 
@@ -70,32 +75,12 @@ impl<'a> Builder<'a> {
     /// The pair's span without trailing whitespace and comments. (pest includes the trivia it
     /// skipped before an optional part that then did not match.)
     fn span(&self, pair: &P<'_>) -> Span {
-        let start = pair.as_span().start();
-        Span::new(self.offset + start, self.offset + self.precise_end(pair))
-    }
-
-    fn precise_end(&self, pair: &P<'_>) -> usize {
-        let end = pair.as_span().end();
-        let Some(last) = pair.clone().into_inner().last() else {
-            return end;
-        };
-        let text = &self.text[self.offset..];
-        let bytes = text.as_bytes();
-        let mut i = self.precise_end(&last);
-        let mut precise = i;
-        while i < end {
-            match bytes[i] {
-                b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-                b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                    i = text[i..end].find('\n').map_or(end, |n| i + n);
-                }
-                _ => {
-                    i += text[i..].chars().next().map_or(1, char::len_utf8);
-                    precise = i;
-                }
-            }
-        }
-        precise
+        let span = pair.as_span();
+        let start = self.offset + span.start();
+        Span::new(
+            start,
+            trim_trivia(self.text, start, self.offset + span.end()),
+        )
     }
 
     fn error(
@@ -1079,101 +1064,112 @@ impl<'a> Builder<'a> {
         self.expression_nodes <= MAX_EXPRESSION_NODES
     }
 
+    /// An `expr` pair: its flat operands and operators, arranged by precedence.
     fn expr(&mut self, pair: P<'_>) -> Expr {
         let span = self.span(&pair);
-        let rule = pair.as_rule();
-        if !matches!(
-            rule,
-            Rule::expr
-                | Rule::paren
-                | Rule::or_expr
-                | Rule::and_expr
-                | Rule::sum_expr
-                | Rule::product
-                | Rule::not_expr
-                | Rule::unary
-                | Rule::cmp_expr
-                | Rule::coalesce
-                | Rule::postfix
-        ) {
-            return self.primary(pair);
+        let tokens: Vec<P<'_>> = pair.into_inner().collect();
+        if tokens.len() > 2 * MAX_EXPRESSION_NODES {
+            // Too large to arrange without deep recursion; report it without building it.
+            self.expression_nodes = MAX_EXPRESSION_NODES;
+            self.budget(span);
+            return self.placeholder(span);
         }
-        let mut kids = kids(pair);
-        match rule {
-            Rule::expr | Rule::paren => match kids.into_iter().find(|k| k.as_rule() != Rule::k_not)
-            {
-                Some(inner) => {
-                    let mut expr = self.expr(inner);
-                    expr.span = span;
-                    expr
-                }
-                None => self.placeholder(span),
-            },
-            Rule::or_expr | Rule::and_expr | Rule::sum_expr | Rule::product => self.fold_left(kids),
-            Rule::not_expr | Rule::unary => {
-                let Some(operand) = kids.pop() else {
-                    return self.placeholder(span);
+        let mut position = 0;
+        self.pratt(&tokens, &mut position, 0)
+    }
+
+    /// Precedence climbing over `tokens[*position..]`, taking operators that bind at least as
+    /// tightly as `min_power`. Recursion is bounded by the number of tokens (checked by `expr`).
+    fn pratt(&mut self, tokens: &[P<'_>], position: &mut usize, min_power: u8) -> Expr {
+        let Some(first) = tokens.get(*position) else {
+            return self.placeholder(Span::default());
+        };
+        *position += 1;
+        let mut lhs = match first.as_rule() {
+            Rule::k_not | Rule::neg => {
+                let (op, power) = if first.as_rule() == Rule::k_not {
+                    (UnaryOp::Not, NOT_POWER)
+                } else {
+                    (UnaryOp::Neg, NEG_POWER)
                 };
-                let mut expr = self.expr(operand);
-                for prefix in kids.into_iter().rev() {
-                    if !self.budget(span) {
-                        break;
-                    }
-                    let op = if prefix.as_rule() == Rule::k_not {
-                        UnaryOp::Not
-                    } else {
-                        UnaryOp::Neg
-                    };
-                    let start = self.span(&prefix);
-                    expr = Expr {
-                        span: start.to(expr.span),
-                        kind: ExprKind::Unary {
-                            op,
-                            operand: Box::new(expr),
-                        },
-                    };
+                let start = self.span(first);
+                let operand = self.pratt(tokens, position, power);
+                if !self.budget(start) {
+                    return operand;
                 }
-                expr
+                Expr {
+                    span: start.to(operand.span),
+                    kind: ExprKind::Unary {
+                        op,
+                        operand: Box::new(operand),
+                    },
+                }
             }
-            Rule::cmp_expr => self.comparison(kids, span),
-            Rule::coalesce => {
-                // Right-associative: a ?? b ?? c = a ?? (b ?? c).
-                let Some(last) = kids.pop() else {
-                    return self.placeholder(span);
-                };
-                let mut expr = self.expr(last);
-                for operand in kids.into_iter().rev() {
-                    if !self.budget(span) {
-                        break;
+            _ => {
+                let mut operand = self.primary(first.clone());
+                while let Some(member) = tokens
+                    .get(*position)
+                    .filter(|t| t.as_rule() == Rule::member)
+                {
+                    *position += 1;
+                    if !self.budget(operand.span) {
+                        continue;
                     }
-                    let lhs = self.expr(operand);
-                    expr = binary(BinaryOp::Coalesce, lhs, expr);
-                }
-                expr
-            }
-            Rule::postfix => {
-                let mut kids = kids.into_iter();
-                let Some(primary) = kids.next() else {
-                    return self.placeholder(span);
-                };
-                let mut expr = self.expr(primary);
-                for field in kids {
-                    if !self.budget(span) {
-                        break;
-                    }
-                    let field = self.ident(&field);
-                    expr = Expr {
-                        span: expr.span.to(field.span),
+                    let Some(word) = member.clone().into_inner().next() else {
+                        continue;
+                    };
+                    let field = self.ident(&word);
+                    operand = Expr {
+                        span: operand.span.to(field.span),
                         kind: ExprKind::Field {
-                            base: Box::new(expr),
+                            base: Box::new(operand),
                             field,
                         },
                     };
                 }
-                expr
+                operand
             }
-            _ => self.placeholder(span),
+        };
+        // Comparisons do not associate: remember whether `lhs` is one.
+        let mut lhs_is_comparison = false;
+        while let Some(op) = tokens.get(*position) {
+            let (left_power, right_power) = binding_power(op);
+            if left_power < min_power {
+                break;
+            }
+            *position += 1;
+            let is_comparison = left_power == COMPARISON_POWER;
+            if is_comparison && lhs_is_comparison {
+                let op_span = self.span(op);
+                self.diagnostics.push(
+                    Diagnostic::new(Code::ChainedComparison, "comparisons cannot be chained")
+                        .primary(self.file, op_span, "a second comparison")
+                        .secondary(self.file, lhs.span, "after this comparison")
+                        .help("compare twice and join with `and`: `a < b and b < c`"),
+                );
+            }
+            if op.as_rule() == Rule::is_set {
+                let end = self.span(op);
+                let negated = op.clone().into_inner().any(|p| p.as_rule() == Rule::k_not);
+                if self.budget(end) {
+                    lhs = Expr {
+                        span: lhs.span.to(end),
+                        kind: ExprKind::IsSet {
+                            operand: Box::new(lhs),
+                            negated,
+                        },
+                    };
+                }
+                lhs_is_comparison = true;
+                continue;
+            }
+            let rhs = self.pratt(tokens, position, right_power);
+            if self.budget(lhs.span) {
+                lhs = binary(binary_op(op), lhs, rhs);
+            }
+            lhs_is_comparison = is_comparison;
         }
+        lhs
     }
 
     fn primary(&mut self, pair: P<'_>) -> Expr {
@@ -1243,6 +1239,14 @@ impl<'a> Builder<'a> {
                 ExprKind::Call { function, args }
             }
             Rule::history_call => return self.history(kids(pair), span),
+            Rule::paren => {
+                let Some(inner) = pair.into_inner().next() else {
+                    return self.placeholder(span);
+                };
+                let mut expr = self.expr(inner);
+                expr.span = span;
+                return expr;
+            }
             _ => return self.placeholder(span),
         };
         Expr { kind, span }
@@ -1275,81 +1279,6 @@ impl<'a> Builder<'a> {
             }),
             span,
         }
-    }
-
-    fn comparison(&mut self, kids: Vec<P<'_>>, span: Span) -> Expr {
-        let mut kids = kids.into_iter();
-        let Some(lhs) = kids.next() else {
-            return self.placeholder(span);
-        };
-        let lhs = self.expr(lhs);
-        let Some(tail) = kids.next() else {
-            return lhs;
-        };
-        if let Some(chained) = kids.next() {
-            let chained_span = self.span(&chained);
-            self.diagnostics.push(
-                Diagnostic::new(Code::ChainedComparison, "comparisons cannot be chained")
-                    .primary(self.file, chained_span, "a second comparison")
-                    .secondary(self.file, span, "in this expression")
-                    .help("compare twice and join with `and`: `a < b and b < c`"),
-            );
-        }
-        if !self.budget(span) {
-            return lhs;
-        }
-        let mut tail = tail.into_inner();
-        let Some(op) = tail.next() else {
-            return lhs;
-        };
-        if op.as_rule() == Rule::is_set {
-            return Expr {
-                span,
-                kind: ExprKind::IsSet {
-                    operand: Box::new(lhs),
-                    negated: op.into_inner().any(|p| p.as_rule() == Rule::k_not),
-                },
-            };
-        }
-        let operator = match op.as_str() {
-            "==" => BinaryOp::Eq,
-            "!=" => BinaryOp::Ne,
-            "<" => BinaryOp::Lt,
-            "<=" => BinaryOp::Le,
-            ">" => BinaryOp::Gt,
-            ">=" => BinaryOp::Ge,
-            _ => BinaryOp::In,
-        };
-        let rhs = match tail.next() {
-            Some(rhs) => self.expr(rhs),
-            None => return lhs,
-        };
-        binary(operator, lhs, rhs)
-    }
-
-    /// `a op b op c` → `(a op b) op c`, for rules whose children alternate operand, operator.
-    fn fold_left(&mut self, kids: Vec<P<'_>>) -> Expr {
-        let mut kids = kids.into_iter();
-        let Some(first) = kids.next() else {
-            return self.placeholder(Span::default());
-        };
-        let mut expr = self.expr(first);
-        while let (Some(op), Some(rhs)) = (kids.next(), kids.next()) {
-            if !self.budget(expr.span) {
-                break;
-            }
-            let op = match op.as_str() {
-                "or" => BinaryOp::Or,
-                "and" => BinaryOp::And,
-                "+" => BinaryOp::Add,
-                "-" => BinaryOp::Sub,
-                "*" => BinaryOp::Mul,
-                _ => BinaryOp::Div,
-            };
-            let rhs = self.expr(rhs);
-            expr = binary(op, expr, rhs);
-        }
-        expr
     }
 
     /// Stands in for an expression that could not be built (a diagnostic was reported).
@@ -1387,6 +1316,76 @@ impl<'a> Builder<'a> {
         }
         Record { entries, span }
     }
+}
+
+/// Binding powers (LANGUAGE.md §4, loosest first): `or`; `and`; `not`; comparisons, `in` and
+/// `is set`; `+ -`; `* /`; unary `-`; `??` (right-associative); then `.field`.
+const NOT_POWER: u8 = 6;
+const COMPARISON_POWER: u8 = 8;
+const NEG_POWER: u8 = 14;
+
+/// (left, right) binding power of an operator token; (0, 0) ends an expression.
+fn binding_power(op: &P<'_>) -> (u8, u8) {
+    match op.as_rule() {
+        Rule::k_or => (2, 3),
+        Rule::k_and => (4, 5),
+        Rule::cmp_op | Rule::k_in | Rule::is_set => (COMPARISON_POWER, COMPARISON_POWER + 1),
+        Rule::add_op => (10, 11),
+        Rule::mul_op => (12, 13),
+        Rule::coalesce_op => (16, 15),
+        _ => (0, 0),
+    }
+}
+
+fn binary_op(op: &P<'_>) -> BinaryOp {
+    match op.as_str() {
+        "or" => BinaryOp::Or,
+        "and" => BinaryOp::And,
+        "==" => BinaryOp::Eq,
+        "!=" => BinaryOp::Ne,
+        "<" => BinaryOp::Lt,
+        "<=" => BinaryOp::Le,
+        ">" => BinaryOp::Gt,
+        ">=" => BinaryOp::Ge,
+        "in" => BinaryOp::In,
+        "+" => BinaryOp::Add,
+        "-" => BinaryOp::Sub,
+        "*" => BinaryOp::Mul,
+        "/" => BinaryOp::Div,
+        _ => BinaryOp::Coalesce,
+    }
+}
+
+/// `end` moved back over whitespace and `//` comments, but not before `start`.
+fn trim_trivia(text: &str, start: usize, mut end: usize) -> usize {
+    let bytes = text.as_bytes();
+    loop {
+        while end > start && bytes[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1).max(start);
+        match comment_start(&text[line_start..end]) {
+            Some(comment) => end = line_start + comment,
+            None => return end,
+        }
+    }
+}
+
+/// Where a `//` comment starts in one line, ignoring `//` inside strings.
+fn comment_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The direct sub-expressions of an expression.

@@ -6,7 +6,11 @@
 
 use pest::error::{Error, ErrorVariant, InputLocation};
 
-use super::Rule;
+use std::sync::Mutex;
+
+use pest::Parser;
+
+use super::{JourneyParser, Rule};
 use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
 use crate::source::{FileId, Span};
@@ -38,9 +42,10 @@ fn describe(rule: Rule) -> Option<&'static str> {
         record | record_entry => "`{` and the values",
         block => "`{` and the steps",
         timeout_block => "`timeout {`",
-        expr | or_expr | and_expr | not_expr | cmp_expr | sum_expr | product | unary | coalesce
-        | postfix | paren | list | call | history_call => "an expression",
-        cmp_tail | cmp_op | add_op | mul_op | is_set | k_and | k_or | k_in => OPERATOR,
+        expr | paren | list | call | history_call | neg => "an expression",
+        cmp_op | add_op | mul_op | coalesce_op | is_set | k_is | member | k_and | k_or | k_in => {
+            OPERATOR
+        }
         entry_on | entry_every | entry_at | entry_when | entry_manual => {
             "an entry rule (`on`, `every`, `at`, `when` or `manual`)"
         }
@@ -97,7 +102,6 @@ fn keyword(rule: Rule) -> Option<&'static str> {
         k_from => "`from`",
         k_transactional => "`transactional`",
         k_list => "`list`",
-        k_is => "`is`",
         k_identify => "`identify`",
         k_no => "`no`",
         k_sends => "`sends`",
@@ -133,6 +137,29 @@ fn describe_token(token: &str) -> Option<&'static str> {
         "." | "??" => OPERATOR,
         _ => return None,
     })
+}
+
+/// The chunk's parse error with pest's detailed attempts. pest reads its global detail switch
+/// when a parse starts; the lock keeps concurrent detailed parses from switching it off under
+/// each other (other parses only run slower while it is on).
+pub fn detailed_error(chunk_text: &str) -> Error<Rule> {
+    static DETAIL: Mutex<()> = Mutex::new(());
+    let _guard = DETAIL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pest::set_error_detail(true);
+    let result = JourneyParser::parse(Rule::chunk, chunk_text);
+    pest::set_error_detail(false);
+    match result {
+        Err(error) => error,
+        // A parse is deterministic: what failed once fails again.
+        Ok(_) => Error::new_from_pos(
+            ErrorVariant::CustomError {
+                message: "the parser disagreed with itself".into(),
+            },
+            pest::Position::from_start(chunk_text),
+        ),
+    }
 }
 
 pub fn syntax_error(

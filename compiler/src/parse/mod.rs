@@ -57,9 +57,6 @@ pub fn parse(file: FileId, text: &str) -> (Module, Vec<Diagnostic>) {
         );
         return (module, diagnostics);
     }
-    // Detailed attempts name the punctuation that was expected (`}`, `:`); set every time so the
-    // result never depends on which thread parsed first.
-    pest::set_error_detail(true);
     let chunks = split::split(file, text, &mut diagnostics);
     let parse_all = |items: &mut Vec<_>, diagnostics: &mut Vec<_>| {
         for chunk in chunks.iter().filter(|c| !c.skip) {
