@@ -287,3 +287,32 @@ fn the_deepest_allowed_nesting_parses_on_a_small_stack() {
         .expect("no stack overflow");
     assert_eq!(parsed, vec![]);
 }
+
+#[test]
+fn parallel_parsing_gives_the_same_result_as_one_thread() {
+    use journey_compiler::{parse, FileId};
+    let mut text = String::new();
+    for n in 0..200 {
+        text.push_str(&format!(
+            "journey j{n} {{\n  entry manual\n  wait {}\n}}\n",
+            if n % 7 == 0 { "15" } else { "1d" }
+        ));
+        text.push_str(&format!(
+            "segment s{n} = (profile.points > {n}) and not did(A within 1d)\n"
+        ));
+    }
+    let one = parse::parse_with_threads(FileId(0), &text, 1);
+    let errors = one.1.len();
+    assert_eq!(
+        errors, 29,
+        "every seventh journey has a duration without a unit"
+    );
+    for threads in [2, 3, 8] {
+        let many = parse::parse_with_threads(FileId(0), &text, threads);
+        assert_eq!(
+            format!("{:?}", many),
+            format!("{:?}", one),
+            "{threads} threads"
+        );
+    }
+}

@@ -98,6 +98,12 @@ fn main() {
     );
     let items = module.items.len();
 
+    let one_thread = measure(runs, || {
+        black_box(parse::parse_with_threads(FileId(0), black_box(&text), 1));
+    });
+    let one_thread = measure(runs, || {
+        black_box(parse::parse_with_threads(FileId(0), black_box(&text), 1));
+    });
     let parse_only = measure(runs, || {
         black_box(parse::parse(FileId(0), black_box(&text)));
     });
@@ -108,13 +114,15 @@ fn main() {
     });
 
     println!("input: {lines} lines, {bytes} bytes, {items} items; median of {runs} runs");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (name, time) in [
-        ("parse", parse_only),
-        ("load (decode+split+parse)", whole_load),
+        ("parse, 1 thread".to_string(), one_thread),
+        (format!("parse, {threads} threads"), parse_only),
+        (format!("load, {threads} threads"), whole_load),
     ] {
         let seconds = time.as_secs_f64();
         println!(
-            "{name:<28} {:>8.2} ms  {:>10.0} lines/s  {:>6.1} MB/s",
+            "{name:<20} {:>8.2} ms  {:>10.0} lines/s  {:>6.1} MB/s",
             seconds * 1e3,
             lines as f64 / seconds,
             bytes as f64 / seconds / 1e6

@@ -39,6 +39,22 @@ pub const MAX_EXPRESSION_DEPTH: usize = 256;
 
 /// Parses one file. Always returns a module: the items that parsed, with diagnostics for the rest.
 pub fn parse(file: FileId, text: &str) -> (Module, Vec<Diagnostic>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    parse_with_threads(file, text, threads)
+}
+
+/// Files with at least this many items are parsed on several threads.
+const PARALLEL_CHUNKS: usize = 64;
+/// Files nested deeper than this are parsed on threads with `PARSE_STACK_BYTES` of stack:
+/// pest descends about a dozen rules per bracket, and deep (but allowed) nesting could exhaust
+/// a small stack, such as a test thread's 2 MiB in a debug build.
+const SHALLOW_NESTING: usize = 12;
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// `parse` with at most `threads` threads. Items are independent, so large files are split
+/// into contiguous runs of items parsed side by side and joined in order: the result is the
+/// same for any number of threads.
+pub fn parse_with_threads(file: FileId, text: &str, threads: usize) -> (Module, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut module = Module {
         file,
@@ -57,41 +73,57 @@ pub fn parse(file: FileId, text: &str) -> (Module, Vec<Diagnostic>) {
         );
         return (module, diagnostics);
     }
-    let chunks = split::split(file, text, &mut diagnostics);
-    let parse_all = |items: &mut Vec<_>, diagnostics: &mut Vec<_>| {
-        for chunk in chunks.iter().filter(|c| !c.skip) {
-            build::parse_chunk(file, text, chunk.start, chunk.end, items, diagnostics);
+    let chunks: Vec<split::Chunk> = split::split(file, text, &mut diagnostics)
+        .into_iter()
+        .filter(|c| !c.skip)
+        .collect();
+    let parse_run = |run: &[split::Chunk]| {
+        let mut items = Vec::new();
+        let mut found = Vec::new();
+        for chunk in run {
+            build::parse_chunk(file, text, chunk.start, chunk.end, &mut items, &mut found);
         }
+        (items, found)
     };
-    // pest descends about a dozen rules per bracket; deep (but allowed) nesting could exhaust a
-    // small thread stack, such as a test thread's 2 MiB in a debug build. Such files are parsed
-    // on a thread of their own with room to spare.
-    if chunks.iter().any(|c| c.depth > SHALLOW_NESTING) {
-        let spawned = std::thread::scope(|scope| {
-            let handle = std::thread::Builder::new()
-                .name("journey-parse".into())
-                .stack_size(PARSE_STACK_BYTES)
-                .spawn_scoped(scope, || {
-                    let mut items = Vec::new();
-                    let mut found = Vec::new();
-                    parse_all(&mut items, &mut found);
-                    (items, found)
-                });
-            handle.ok().and_then(|h| h.join().ok())
-        });
-        if let Some((items, found)) = spawned {
-            module.items = items;
-            diagnostics.extend(found);
-            return (module, diagnostics);
-        }
+    let deep = chunks.iter().any(|c| c.depth > SHALLOW_NESTING);
+    let workers = if chunks.len() >= PARALLEL_CHUNKS {
+        threads.clamp(1, 16)
+    } else {
+        1
+    };
+    if workers == 1 && !deep {
+        let (items, found) = parse_run(&chunks);
+        module.items = items;
+        diagnostics.extend(found);
+        return (module, diagnostics);
     }
-    parse_all(&mut module.items, &mut diagnostics);
+    let run_length = chunks.len().div_ceil(workers).max(1);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .chunks(run_length)
+            .map(|run| {
+                let spawned = std::thread::Builder::new()
+                    .name("journey-parse".into())
+                    .stack_size(PARSE_STACK_BYTES)
+                    .spawn_scoped(scope, move || parse_run(run));
+                (run, spawned)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(run, spawned)| match spawned {
+                Ok(handle) => handle.join().unwrap_or_else(|_| parse_run(run)),
+                // No thread to be had: parse here, as deep as this stack allows.
+                Err(_) => parse_run(run),
+            })
+            .collect()
+    });
+    for (items, found) in results {
+        module.items.extend(items);
+        diagnostics.extend(found);
+    }
     (module, diagnostics)
 }
-
-/// Files nested deeper than this are parsed on a thread with `PARSE_STACK_BYTES` of stack.
-const SHALLOW_NESTING: usize = 12;
-const PARSE_STACK_BYTES: usize = 64 << 20;
 
 /// A file's bytes as text.
 pub struct Decoded {
