@@ -101,9 +101,6 @@ fn main() {
     let one_thread = measure(runs, || {
         black_box(parse::parse_with_threads(FileId(0), black_box(&text), 1));
     });
-    let one_thread = measure(runs, || {
-        black_box(parse::parse_with_threads(FileId(0), black_box(&text), 1));
-    });
     let parse_only = measure(runs, || {
         black_box(parse::parse(FileId(0), black_box(&text)));
     });
