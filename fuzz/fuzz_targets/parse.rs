@@ -1,0 +1,25 @@
+//! Any bytes → decode, split, parse and render every diagnostic in every format: nothing may
+//! panic, and every label must point inside its file.
+#![no_main]
+
+use journey_compiler::render::{self, Format};
+use journey_compiler::workspace::{self, MemoryFiles};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut files = MemoryFiles::new();
+    files.insert("fuzz.journey", data.to_vec());
+    let loaded = workspace::load(&files, &["fuzz.journey".into()]);
+    for diagnostic in &loaded.diagnostics {
+        for label in &diagnostic.labels {
+            let text = &loaded.sources.get(label.file).text;
+            let (start, end) = (label.span.start as usize, label.span.end as usize);
+            assert!(start <= end && end <= text.len());
+            assert!(text.is_char_boundary(start) && text.is_char_boundary(end));
+        }
+    }
+    for format in [Format::Human, Format::Json, Format::Github, Format::Sarif] {
+        render::render(format, &loaded.sources, &loaded.diagnostics, &mut std::io::sink(), false)
+            .expect("rendering into a sink succeeds");
+    }
+});
