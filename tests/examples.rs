@@ -2,19 +2,20 @@
 
 mod support;
 
-use journey_compiler::workspace::{self, MemoryFiles};
+use journey_compiler::workspace::MemoryFiles;
 use journey_compiler::Code;
 
 #[test]
 fn every_example_checks_clean() {
     let files = support::journey_files("examples");
     assert!(files.len() >= 13, "the examples are missing: {files:?}");
-    let workspace = support::load(&files);
+    let analysis = support::analyse(&files);
     assert!(
-        workspace.diagnostics.is_empty(),
-        "examples have diagnostics:\n{}",
-        support::human(&workspace)
+        analysis.diagnostics.is_empty(),
+        "examples have diagnostics (warnings count too):\n{}",
+        support::rendered_diagnostics(&analysis.workspace, &analysis.diagnostics)
     );
+    let workspace = &analysis.workspace;
     let journeys = workspace
         .journey_files()
         .flat_map(|(_, m)| &m.items)
@@ -84,6 +85,8 @@ fn block_after<'a>(page: &'a str, heading: &str) -> &'a str {
     &section[start..start + end]
 }
 
+/// Checks an example as a file of its own. A first line `// file: NAME` names it; lines
+/// `// NAME.json: TEXT` provide a JSON file beside it.
 fn codes_reported(source: &str) -> Vec<Code> {
     let name = source
         .lines()
@@ -92,9 +95,17 @@ fn codes_reported(source: &str) -> Vec<Code> {
         .unwrap_or("example.journey")
         .to_string();
     let mut files = MemoryFiles::new();
+    for line in source.lines() {
+        if let Some((json_name, text)) = line
+            .strip_prefix("// ")
+            .and_then(|l| l.split_once(".json: "))
+        {
+            files.insert(format!("{json_name}.json"), text);
+        }
+    }
     files.insert(&name, expand(source));
-    let loaded = workspace::load(&files, &[name.into()]);
-    loaded.diagnostics.iter().map(|d| d.code).collect()
+    let analysis = journey_compiler::analyse(&files, &[name.into()]);
+    analysis.diagnostics.iter().map(|d| d.code).collect()
 }
 
 #[test]

@@ -670,6 +670,14 @@ impl fmt::Debug for Expr {
     }
 }
 
+impl Expr {
+    /// The expression as a fully parenthesised S-expression, without spans: equal for
+    /// expressions written the same way.
+    pub fn to_sexpr(&self) -> String {
+        SExpr(self).to_string()
+    }
+}
+
 struct SExpr<'a>(&'a Expr);
 
 impl fmt::Display for SExpr<'_> {

@@ -1,13 +1,16 @@
 //! The journey compiler: `.journey` sources → checked programs, with diagnostics.
 //!
 //! Pipeline (one module per stage): `source` (files and positions) → `parse` (text → AST)
-//! → `workspace` (follow imports, whole-program file set) → later: check, lower, emit.
+//! → `workspace` (follow imports, whole-program file set) → `check` (names, types, static
+//! guarantees → `check::Program`) → later: lower, emit.
 //! Every stage reports `diagnostic::Diagnostic`s; `render` turns them into text for people and
 //! machines. The library does no I/O of its own: sources arrive through `workspace::SourceProvider`.
 
 pub mod ast;
+pub mod check;
 pub mod codes;
 pub mod diagnostic;
+pub mod graph;
 pub mod parse;
 pub mod render;
 pub mod source;
@@ -15,5 +18,39 @@ pub mod suggest;
 pub mod workspace;
 
 pub use codes::Code;
+
+use std::path::PathBuf;
+
+/// Loads, parses and checks: the whole front end. Semantic checks run only when every file
+/// parsed, so one syntax error does not cascade into unknown-name errors.
+pub fn analyse(provider: &dyn workspace::SourceProvider, roots: &[PathBuf]) -> Analysis {
+    let mut loaded = workspace::load(provider, roots);
+    if loaded.has_errors() {
+        let diagnostics = std::mem::take(&mut loaded.diagnostics);
+        return Analysis {
+            workspace: loaded,
+            program: None,
+            diagnostics,
+        };
+    }
+    let (program, found) = check::check(&loaded);
+    let mut diagnostics = std::mem::take(&mut loaded.diagnostics);
+    diagnostics.extend(found);
+    diagnostic::sort(&mut diagnostics);
+    Analysis {
+        workspace: loaded,
+        program: Some(program),
+        diagnostics,
+    }
+}
+
+/// What `analyse` found.
+#[derive(Debug)]
+pub struct Analysis {
+    pub workspace: workspace::Workspace,
+    /// The checked program, when every file parsed.
+    pub program: Option<check::Program>,
+    pub diagnostics: Vec<Diagnostic>,
+}
 pub use diagnostic::{Diagnostic, Label, Severity};
 pub use source::{FileId, SourceMap, Span};

@@ -40,6 +40,10 @@ enum Command {
         /// When to colour human output
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
+        /// Also print what the compiler proved: each journey's maximum lifetime, most sends per
+        /// channel, and each step's earliest and latest time after entry
+        #[arg(long)]
+        summary: bool,
     },
     /// Explain a diagnostic code (`E0101` or `syntax-error`); without one, list every code
     Explain { code: Option<String> },
@@ -72,12 +76,19 @@ fn main() -> ExitCode {
             format,
             deny_warnings,
             color,
-        } => check(&paths, format, deny_warnings, color),
+            summary,
+        } => check(&paths, format, deny_warnings, color, summary),
         Command::Explain { code } => explain(code.as_deref()),
     }
 }
 
-fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Color) -> ExitCode {
+fn check(
+    paths: &[PathBuf],
+    format: OutputFormat,
+    deny_warnings: bool,
+    color: Color,
+    summary: bool,
+) -> ExitCode {
     let files = match workspace::expand_paths(paths) {
         Ok(files) => files,
         Err(message) => {
@@ -89,19 +100,20 @@ fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Co
         eprintln!("journeyc: error: no .journey files found in the given paths");
         return ExitCode::from(2);
     }
-    let loaded = workspace::load(&FileSystem, &files);
+    let analysis = journey_compiler::analyse(&FileSystem, &files);
+    let loaded = &analysis.workspace;
     let format = match format {
         OutputFormat::Human => Format::Human,
         OutputFormat::Json => Format::Json,
         OutputFormat::Github => Format::Github,
         OutputFormat::Sarif => Format::Sarif,
     };
-    let errors = loaded
-        .diagnostics
+    let diagnostics = &analysis.diagnostics;
+    let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .count();
-    let warnings = loaded.diagnostics.len() - errors;
+    let warnings = diagnostics.len() - errors;
     let result = if format == Format::Human {
         let stderr = std::io::stderr();
         let color = match color {
@@ -110,14 +122,7 @@ fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Co
             Color::Auto => stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         };
         let mut out = stderr.lock();
-        render::render(
-            format,
-            &loaded.sources,
-            &loaded.diagnostics,
-            &mut out,
-            color,
-        )
-        .and_then(|()| {
+        render::render(format, &loaded.sources, diagnostics, &mut out, color).and_then(|()| {
             writeln!(
                 out,
                 "checked {} file{}: {errors} error{}, {warnings} warning{}",
@@ -129,17 +134,14 @@ fn check(paths: &[PathBuf], format: OutputFormat, deny_warnings: bool, color: Co
         })
     } else {
         let mut out = std::io::stdout().lock();
-        render::render(
-            format,
-            &loaded.sources,
-            &loaded.diagnostics,
-            &mut out,
-            false,
-        )
+        render::render(format, &loaded.sources, diagnostics, &mut out, false)
     };
     if let Err(error) = result {
         eprintln!("journeyc: error: cannot write the report: {error}");
         return ExitCode::from(2);
+    }
+    if let (true, Some(program)) = (summary, &analysis.program) {
+        print!("{}", render::summary(&loaded.sources, program));
     }
     if errors > 0 || (deny_warnings && warnings > 0) {
         ExitCode::from(1)

@@ -14,6 +14,8 @@ use codespan_reporting::files::{Error as FilesError, Files};
 use codespan_reporting::term;
 use serde_json::{json, Value};
 
+use crate::check::journey_time::format_duration;
+use crate::check::Program;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Label, Severity};
 use crate::source::{FileId, SourceMap};
@@ -176,6 +178,63 @@ fn human(
     };
     result.map_err(io::Error::other)?;
     out.write_all(&buffer)
+}
+
+// ---------------------------------------------------------------- summary
+
+/// `+1d 1h`, or `∞` for unbounded.
+fn offset(time: Option<u64>) -> String {
+    match time {
+        Some(seconds) => format!("+{}", format_duration(seconds)),
+        None => "unbounded".to_string(),
+    }
+}
+
+/// What `journeyc check --summary` prints: per journey, its maximum lifetime, its most sends
+/// per channel, and each step's window of time after entry.
+pub fn summary(sources: &SourceMap, program: &Program) -> String {
+    let mut out = String::new();
+    for journey in &program.journeys {
+        let file = sources.get(journey.file);
+        let at = file.line_col(journey.span.start as usize);
+        let lifetime = match journey.max_lifetime {
+            Some(seconds) => format!("lives at most {}", format_duration(seconds)),
+            None => "no bound on its lifetime".to_string(),
+        };
+        let total: u32 = journey.max_sends.values().sum();
+        let per_channel: Vec<String> = journey
+            .max_sends
+            .iter()
+            .map(|(channel, n)| format!("{} ≤ {n}", channel.as_str()))
+            .collect();
+        let over = journey
+            .max_lifetime
+            .map_or(String::new(), |s| format!(" over {}", format_duration(s)));
+        let sends = if total == 0 {
+            "sends nothing".to_string()
+        } else {
+            format!("≤ {total} sends{over} ({})", per_channel.join(", "))
+        };
+        out.push_str(&format!(
+            "journey {} ({}:{}): {lifetime}; {sends}\n",
+            journey.name, file.name, at.line
+        ));
+        let width = journey
+            .steps
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(0);
+        for step in &journey.steps {
+            let window = if Some(step.earliest) == step.latest {
+                offset(step.latest)
+            } else {
+                format!("{} .. {}", offset(Some(step.earliest)), offset(step.latest))
+            };
+            out.push_str(&format!("  {:<width$}  {window}\n", step.name));
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------- json

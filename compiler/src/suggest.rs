@@ -5,7 +5,13 @@ pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let length = word.chars().count();
+    // One edit in a two-letter name is a different name, not a typo.
+    let limit = match length {
+        0..=2 => 0,
+        3..=5 => 1,
+        _ => length / 3,
+    };
     candidates
         .into_iter()
         .filter(|c| *c != word)

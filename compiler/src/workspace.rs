@@ -250,64 +250,30 @@ fn read_source(
 
 /// Reports each import that closes a cycle, at that import, with the whole cycle in a note.
 fn check_cycles(workspace: &mut Workspace) {
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        New,
-        OnPath,
-        Done,
-    }
-    let count = workspace.sources.len();
-    let mut state = vec![State::New; count];
-    let edges: Vec<&ImportEdge> = workspace
+    let journey_imports: Vec<&ImportEdge> = workspace
         .imports
         .iter()
         .filter(|e| e.kind == ImportKind::Journey)
         .collect();
+    let edges: Vec<(usize, usize)> = journey_imports
+        .iter()
+        .map(|e| (e.from.0 as usize, e.to.0 as usize))
+        .collect();
     let mut found = Vec::new();
-    for start in 0..count {
-        if state[start] != State::New {
-            continue;
-        }
-        // Iterative depth-first search: (file, index of the next edge to follow).
-        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
-        state[start] = State::OnPath;
-        while let Some(&mut (file, ref mut next_edge)) = path.last_mut() {
-            let outgoing: Vec<&&ImportEdge> =
-                edges.iter().filter(|e| e.from.0 as usize == file).collect();
-            if let Some(edge) = outgoing.get(*next_edge) {
-                *next_edge += 1;
-                let to = edge.to.0 as usize;
-                match state[to] {
-                    State::New => {
-                        state[to] = State::OnPath;
-                        path.push((to, 0));
-                    }
-                    State::OnPath => {
-                        let first = path.iter().position(|(f, _)| *f == to).unwrap_or(0);
-                        let mut cycle: Vec<usize> = path[first..].iter().map(|(f, _)| *f).collect();
-                        cycle.push(to);
-                        found.push(((**edge).clone(), cycle));
-                    }
-                    State::Done => {}
-                }
-            } else {
-                state[file] = State::Done;
-                path.pop();
-            }
-        }
-    }
-    for (edge, cycle) in found {
+    for (edge, cycle) in crate::graph::cycles(workspace.sources.len(), &edges) {
         let names: Vec<String> = cycle
             .iter()
             .map(|f| format!("`{}`", workspace.sources.get(FileId(*f as u32)).name))
             .collect();
-        workspace.diagnostics.push(
+        let edge = journey_imports[edge];
+        found.push(
             Diagnostic::new(Code::ImportCycle, "this import closes an import cycle")
                 .primary(edge.from, edge.span, "imports a file that imports this one")
                 .note(format!("the cycle: {}", names.join(" → ")))
                 .help("move what the files share into a third file that both import"),
         );
     }
+    workspace.diagnostics.extend(found);
 }
 
 /// Expands command-line paths: files as given, directories to every `*.journey` below them

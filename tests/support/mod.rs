@@ -39,6 +39,29 @@ pub fn load(paths: &[PathBuf]) -> Workspace {
     workspace::load(&RepoFiles, &relative)
 }
 
+/// Loads, parses and checks, reading repository-relative paths.
+pub fn analyse(paths: &[PathBuf]) -> journey_compiler::Analysis {
+    let relative: Vec<PathBuf> = paths.iter().map(|p| relative(p)).collect();
+    journey_compiler::analyse(&RepoFiles, &relative)
+}
+
+/// Some diagnostics rendered for people, without colour.
+pub fn rendered_diagnostics(
+    workspace: &Workspace,
+    diagnostics: &[journey_compiler::Diagnostic],
+) -> String {
+    let mut out = Vec::new();
+    render::render(
+        Format::Human,
+        &workspace.sources,
+        diagnostics,
+        &mut out,
+        false,
+    )
+    .expect("rendering into memory cannot fail");
+    String::from_utf8(out).expect("renderers write UTF-8")
+}
+
 /// Diagnostics rendered for people, without colour.
 pub fn human(workspace: &Workspace) -> String {
     rendered(workspace, Format::Human)
