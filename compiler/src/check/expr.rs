@@ -126,14 +126,14 @@ impl Checker<'_> {
             let diagnostic = if ty.is_optional() && ty.required().assignable_to(expected) {
                 Diagnostic::new(
                     Code::OptionalValue,
-                    format!("{what} needs a `{expected}`, but this may be absent (`{ty}`)"),
+                    format!("{what} needs a value of type `{expected}`, but this may be absent (`{ty}`)"),
                 )
                 .primary(scope.file, expr.span, "may be absent")
                 .help("give a default with `??`, such as `x ?? 0`")
             } else {
                 Diagnostic::new(
                     Code::TypeMismatch,
-                    format!("{what} needs a `{expected}`, found `{ty}`"),
+                    format!("{what} needs a value of type `{expected}`, found `{ty}`"),
                 )
                 .primary(scope.file, expr.span, format!("this is `{ty}`"))
             };

@@ -410,13 +410,17 @@ impl Checker<'_> {
     ) -> Option<Point> {
         let scope_depth = scope.bindings.len();
         let mut reachable = true;
+        let mut reported_unreachable = false;
         for step in steps {
             if !reachable {
-                self.error(
+                if !reported_unreachable {
+                    reported_unreachable = true;
+                    self.error(
                     Diagnostic::new(Code::UnreachableAfterExit, "this step can never run")
                         .primary(scope.file, step.span, "unreachable")
                         .note("every path before it ends the instance (`exit`, or a wait whose deadline ends it)"),
-                );
+                    );
+                }
                 // Check the rest for errors, but report unreachability once.
                 let mut ghost = point.clone();
                 ghost.warned_timeout = true;
