@@ -132,3 +132,32 @@ fn colour_only_when_asked_or_on_a_terminal() {
     let coloured = journeyc(&["check", "--color", "always", BROKEN]);
     assert!(stderr(&coloured).contains('\u{1b}'));
 }
+
+#[test]
+fn warnings_fail_only_with_deny_warnings() {
+    let warnings_only = "tests/cases/check/W0406-unused-template.fail.journey";
+    let relaxed = journeyc(&["check", warnings_only]);
+    assert_eq!(relaxed.status.code(), Some(0), "{}", stderr(&relaxed));
+    assert!(stderr(&relaxed).contains("0 errors, 2 warnings"));
+    let strict = journeyc(&["check", "--deny-warnings", warnings_only]);
+    assert_eq!(strict.status.code(), Some(1));
+    let examples = journeyc(&["check", "--deny-warnings", "examples/"]);
+    assert_eq!(examples.status.code(), Some(0), "{}", stderr(&examples));
+}
+
+#[test]
+fn summary_prints_lifetimes_sends_and_step_windows() {
+    let output = journeyc(&[
+        "check",
+        "--summary",
+        "examples/cart_abandonment.journey",
+        "examples/shop.journey",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("journey cart_abandonment (examples/cart_abandonment.journey:5): lives at most 2d; ≤ 2 sends over 2d (email ≤ 2, destination ≤ 1)"),
+        "{text}"
+    );
+    assert!(text.contains("  if_3      +1d .. +1d12h"), "{text}");
+}

@@ -1,4 +1,5 @@
-//! Parse throughput on a generated 10k-line workspace. Method and figures: docs/performance.md.
+//! Front-end throughput (parse, check) on a generated 10k-line workspace. Method and figures:
+//! docs/performance.md.
 //!
 //! Prints the median of several timed runs after a warm-up, for the parser alone and for the
 //! whole load (decode, split, parse, imports). Run with
@@ -7,9 +8,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use journey_compiler::parse;
 use journey_compiler::workspace::{self, MemoryFiles};
 use journey_compiler::FileId;
+use journey_compiler::{check, parse};
 
 /// A schema plus as many journeys and tests (shaped like the examples) as it takes to reach
 /// `lines` lines.
@@ -20,7 +21,8 @@ fn generate(lines: usize) -> String {
          event OrderCompleted { order_id: string, cart_id: string, total: float, currency: \"USD\" | \"EUR\" | \"TRY\" }\n\
          event PageViewed { url: string, utm_source: string? }\n\
          profile { plan: \"free\" | \"trial\" | \"paid\", country: string, timezone: string?, tags: list<string>, points: int = 0 }\n\
-         template cart_reminder: email { product_name: string, price: float? }\n",
+         template cart_reminder: email { product_name: string, price: float? }\n\
+         segment big_spender = count(OrderCompleted within 30d) >= 2\n",
     );
     let mut n = 0;
     while text.lines().count() < lines {
@@ -31,7 +33,7 @@ fn generate(lines: usize) -> String {
 journey cart_{n} {{
   title "Cart abandonment {n}"
   entry on ProductAdded as cart where cart.price > {n} unless OrderCompleted within 1h
-  audience profile.country in ["US", "CA"] and profile.plan != "free"
+  audience profile.country in ["US", "CA"] and profile.plan != "free" and not big_spender
   reentry after 7d
   correlate cart.cart_id
   goal purchased: OrderCompleted where cart_id == cart.cart_id and total >= cart.price * 0.5
@@ -49,7 +51,7 @@ journey cart_{n} {{
     send destination "facebook_custom_audiences" {{ key: "cart_abandoners" }}
   }}
   wait for OrderCompleted as order where cart_id == cart.cart_id within 2d {{
-    set profile.points = profile.points + 10
+    set profile.points = profile.points + len(order.order_id)
   }} timeout {{
     add "abandoner" to profile.tags
   }}
@@ -109,6 +111,20 @@ fn main() {
     let whole_load = measure(runs, || {
         black_box(workspace::load(&files, &["bench.journey".into()]));
     });
+    let loaded = workspace::load(&files, &["bench.journey".into()]);
+    let (_, found) = check::check(&loaded);
+    assert!(
+        found.is_empty(),
+        "the generated workspace must check cleanly; first of {}: {:?}",
+        found.len(),
+        found.first()
+    );
+    let check_only = measure(runs, || {
+        black_box(check::check(black_box(&loaded)));
+    });
+    let pipeline = measure(runs, || {
+        black_box(journey_compiler::analyse(&files, &["bench.journey".into()]));
+    });
 
     println!("input: {lines} lines, {bytes} bytes, {items} items; median of {runs} runs");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -116,10 +132,12 @@ fn main() {
         ("parse, 1 thread".to_string(), one_thread),
         (format!("parse, {threads} threads"), parse_only),
         (format!("load, {threads} threads"), whole_load),
+        ("check alone".to_string(), check_only),
+        (format!("parse + check, {threads} threads"), pipeline),
     ] {
         let seconds = time.as_secs_f64();
         println!(
-            "{name:<20} {:>8.2} ms  {:>10.0} lines/s  {:>6.1} MB/s",
+            "{name:<26} {:>8.2} ms  {:>10.0} lines/s  {:>6.1} MB/s",
             seconds * 1e3,
             lines as f64 / seconds,
             bytes as f64 / seconds / 1e6

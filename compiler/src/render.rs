@@ -198,22 +198,25 @@ pub fn summary(sources: &SourceMap, program: &Program) -> String {
         let file = sources.get(journey.file);
         let at = file.line_col(journey.span.start as usize);
         let lifetime = match journey.max_lifetime {
+            Some(0) => "ends as it enters".to_string(),
             Some(seconds) => format!("lives at most {}", format_duration(seconds)),
             None => "no bound on its lifetime".to_string(),
         };
-        let total: u32 = journey.max_sends.values().sum();
+        let total = journey.max_total_sends;
         let per_channel: Vec<String> = journey
             .max_sends
             .iter()
             .map(|(channel, n)| format!("{} ≤ {n}", channel.as_str()))
             .collect();
-        let over = journey
-            .max_lifetime
-            .map_or(String::new(), |s| format!(" over {}", format_duration(s)));
+        let over = match journey.max_lifetime {
+            Some(seconds) if seconds > 0 => format!(" over {}", format_duration(seconds)),
+            _ => String::new(),
+        };
         let sends = if total == 0 {
             "sends nothing".to_string()
         } else {
-            format!("≤ {total} sends{over} ({})", per_channel.join(", "))
+            let noun = if total == 1 { "send" } else { "sends" };
+            format!("≤ {total} {noun}{over} ({})", per_channel.join(", "))
         };
         out.push_str(&format!(
             "journey {} ({}:{}): {lifetime}; {sends}\n",

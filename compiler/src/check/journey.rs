@@ -45,6 +45,9 @@ pub struct JourneyFacts {
     pub max_lifetime: Time,
     /// The most sends one instance can make, per channel.
     pub max_sends: BTreeMap<Channel, u32>,
+    /// The most sends one instance can make in all (at most the sum of the above: the channels'
+    /// maxima may lie on different paths).
+    pub max_total_sends: u32,
 }
 
 /// The state of a path through the steps.
@@ -55,6 +58,7 @@ struct Point {
     /// The waits that add up to `earliest`: (step name, seconds).
     waits: Vec<(String, u64)>,
     sends: BTreeMap<Channel, u32>,
+    total_sends: u32,
     /// An unreachable-after-timeout warning was given on this path.
     warned_timeout: bool,
 }
@@ -94,6 +98,7 @@ impl Point {
             latest,
             waits,
             sends,
+            total_sends: self.total_sends.max(other.total_sends),
             warned_timeout: self.warned_timeout && other.warned_timeout,
         }
     }
@@ -115,11 +120,13 @@ struct Walk<'j> {
     ends: Vec<Time>,
     /// The most sends of any ending path.
     sends: BTreeMap<Channel, u32>,
+    total_sends: u32,
 }
 
 impl Walk<'_> {
     fn end(&mut self, point: &Point) {
         self.ends.push(point.latest);
+        self.total_sends = self.total_sends.max(point.total_sends);
         for (channel, n) in &point.sends {
             let entry = self.sends.entry(*channel).or_insert(0);
             *entry = (*entry).max(*n);
@@ -306,12 +313,14 @@ impl Checker<'_> {
             steps: Vec::new(),
             ends: Vec::new(),
             sends: BTreeMap::new(),
+            total_sends: 0,
         };
         let start = Point {
             earliest: 0,
             latest: Some(0),
             waits: Vec::new(),
             sends: BTreeMap::new(),
+            total_sends: 0,
             warned_timeout: false,
         };
         if let Some(end) = self.steps(&journey.steps, start, &mut scope, &mut walk) {
@@ -339,6 +348,7 @@ impl Checker<'_> {
             steps: walk.steps,
             max_lifetime,
             max_sends: walk.sends,
+            max_total_sends: walk.total_sends,
         }
     }
 
@@ -683,6 +693,7 @@ impl Checker<'_> {
                 };
                 if let Some(channel) = channel {
                     *point.sends.entry(channel).or_insert(0) += 1;
+                    point.total_sends += 1;
                 }
                 match walk.quiet_defer {
                     Some(window) if !send.transactional => {

@@ -167,6 +167,7 @@ impl<'w> Checker<'w> {
                     }
                     Item::Event(event) => {
                         let fields = self.record_type(file, &event.fields);
+                        self.no_defaults(file, &event.fields, "an event");
                         self.add_event(EventInfo {
                             name: event.name.name.clone(),
                             wire_name: event
@@ -181,6 +182,7 @@ impl<'w> Checker<'w> {
                     }
                     Item::Profile(decl) => {
                         let fields = self.record_type(file, &decl.fields);
+                        self.check_defaults(file, &decl.fields, &fields);
                         let place = Place {
                             file,
                             span: decl.span,
@@ -202,6 +204,7 @@ impl<'w> Checker<'w> {
                             continue;
                         }
                         let params = self.record_type(file, &template.params);
+                        self.no_defaults(file, &template.params, "a template");
                         self.program.templates.insert(
                             name.clone(),
                             TemplateInfo {
@@ -311,6 +314,51 @@ impl<'w> Checker<'w> {
         }
         *profile = Some(place);
         *fields = new;
+    }
+
+    /// Defaults are literals of their field's type.
+    fn check_defaults(&mut self, file: FileId, decls: &[ast::FieldDecl], fields: &RecordType) {
+        let mut scope = expr::Scope::new(file);
+        for decl in decls {
+            let (Some(default), Some(field)) = (&decl.default, fields.field(&decl.name.name))
+            else {
+                continue;
+            };
+            let literal = matches!(
+                default.kind,
+                ast::ExprKind::Int(_)
+                    | ast::ExprKind::Float(_)
+                    | ast::ExprKind::String(_)
+                    | ast::ExprKind::Bool(_)
+                    | ast::ExprKind::Duration(_)
+                    | ast::ExprKind::Timestamp(_)
+                    | ast::ExprKind::List(_)
+            );
+            if !literal {
+                self.error(
+                    Diagnostic::new(Code::TypeMismatch, "a default must be a literal value")
+                        .primary(file, default.span, "not a literal")
+                        .help("write the value itself, such as `0`, `\"free\"` or `[]`"),
+                );
+                continue;
+            }
+            let what = format!("the default of `{}`", decl.name.name);
+            let ty = field.ty.clone();
+            self.expect(default, &mut scope, &ty, &what);
+        }
+    }
+
+    /// Only profile fields have defaults (an event field is present or it is not).
+    fn no_defaults(&mut self, file: FileId, decls: &[ast::FieldDecl], what: &str) {
+        for decl in decls {
+            if let Some(default) = &decl.default {
+                self.error(
+                    Diagnostic::new(Code::TypeMismatch, format!("{what} field cannot have a default"))
+                        .primary(file, default.span, "only profile fields have defaults")
+                        .help("make the field optional with `?` and give the default where it is read: `x ?? 0`"),
+                );
+            }
+        }
     }
 
     /// Declared fields → a record type, reporting duplicate field names.

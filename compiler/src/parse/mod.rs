@@ -159,3 +159,30 @@ pub fn decode(file: FileId, bytes: Vec<u8>) -> Decoded {
         error: Some(diagnostic),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grammar's `reserved` rule and `RESERVED_WORDS` list the same words.
+    #[test]
+    fn reserved_words_match_the_grammar() {
+        for word in RESERVED_WORDS {
+            let (_, diagnostics) = parse(FileId(0), &format!("segment {word} = true"));
+            assert_eq!(diagnostics.len(), 1, "`{word}` must be reserved");
+            for longer in [format!("{word}x"), format!("{word}_1"), format!("x{word}")] {
+                let (_, diagnostics) = parse(FileId(0), &format!("segment {longer} = true"));
+                assert!(diagnostics.is_empty(), "`{longer}` must be a name");
+            }
+        }
+        for word in [
+            "timezone", "email", "list", "title", "entry", "in_app", "count",
+        ] {
+            let (_, diagnostics) = parse(FileId(0), &format!("segment {word} = true"));
+            assert!(
+                diagnostics.is_empty(),
+                "`{word}` is only a keyword in its position"
+            );
+        }
+    }
+}
