@@ -141,13 +141,29 @@ fn load_bytes(bytes: Vec<u8>) -> Workspace {
     workspace::load(&files, &["input.journey".into()])
 }
 
+/// Loads and, when it parses, checks; returns the workspace with every diagnostic.
+fn analyse_bytes(bytes: Vec<u8>) -> Workspace {
+    let mut files = MemoryFiles::new();
+    files.insert("input.journey", bytes);
+    let analysis = journey_compiler::analyse(&files, &["input.journey".into()]);
+    let mut workspace = analysis.workspace;
+    workspace.diagnostics = analysis.diagnostics;
+    workspace
+}
+
 #[test]
 fn thousands_of_mutated_examples_never_panic() {
-    let originals: Vec<Vec<u8>> = support::journey_files("examples")
+    // Each example together with the shared schema, so that mutants which still parse exercise
+    // the checker too; and every parse and check case.
+    let read = |p: &std::path::PathBuf| std::fs::read(p).expect("readable");
+    let schema = read(&support::repo_root().join("examples/shop.journey"));
+    let mut originals: Vec<Vec<u8>> = support::journey_files("examples")
         .iter()
-        .chain(support::journey_files("tests/cases/parse").iter())
-        .map(|p| std::fs::read(p).expect("readable"))
+        .map(|p| [schema.clone(), read(p)].concat())
         .collect();
+    for dir in ["tests/cases/parse", "tests/cases/check"] {
+        originals.extend(support::journey_files(dir).iter().map(read));
+    }
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let mut with_errors = 0;
     const MUTANTS: usize = 4000;

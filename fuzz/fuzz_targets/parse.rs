@@ -1,16 +1,17 @@
-//! Any bytes → decode, split, parse and render every diagnostic in every format: nothing may
-//! panic, and every label must point inside its file.
+//! Any bytes → decode, split, parse, check (when it parses) and render every diagnostic in every
+//! format: nothing may panic, and every label must point inside its file.
 #![no_main]
 
 use journey_compiler::render::{self, Format};
-use journey_compiler::workspace::{self, MemoryFiles};
+use journey_compiler::workspace::MemoryFiles;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut files = MemoryFiles::new();
     files.insert("fuzz.journey", data.to_vec());
-    let loaded = workspace::load(&files, &["fuzz.journey".into()]);
-    for diagnostic in &loaded.diagnostics {
+    let analysis = journey_compiler::analyse(&files, &["fuzz.journey".into()]);
+    let loaded = &analysis.workspace;
+    for diagnostic in &analysis.diagnostics {
         for label in &diagnostic.labels {
             let text = &loaded.sources.get(label.file).text;
             let (start, end) = (label.span.start as usize, label.span.end as usize);
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for format in [Format::Human, Format::Json, Format::Github, Format::Sarif] {
-        render::render(format, &loaded.sources, &loaded.diagnostics, &mut std::io::sink(), false)
+        render::render(format, &loaded.sources, &analysis.diagnostics, &mut std::io::sink(), false)
             .expect("rendering into a sink succeeds");
     }
 });

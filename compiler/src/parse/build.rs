@@ -568,7 +568,12 @@ impl<'a> Builder<'a> {
         let doc = self.doc(&pair);
         let kids = kids(pair);
         let label = find(&kids, Rule::label).map(|l| self.ident_in(&self::kids(l), Rule::ident));
-        let body = kids.iter().find(|p| p.as_rule() != Rule::label)?.clone();
+        let body = kids
+            .iter()
+            .find(|p| p.as_rule() == Rule::step_kind)?
+            .clone()
+            .into_inner()
+            .next()?;
         let rule = body.as_rule();
         let kids = self::kids(body);
         let kind = match rule {

@@ -34,7 +34,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         }
         template_send => "a template name",
         setting => "a setting",
-        step => "a step",
+        step | step_kind => "a step",
         test_line => "a test line (`at`, `expect`, `profile`, `start` or `until`)",
         record_type => "`{` and the fields",
         field_decl => "a field such as `name: string`",
