@@ -239,15 +239,7 @@ impl Checker<'_> {
                 Type::Bool
             }
             ExprKind::History(history) => {
-                let Some(event) = self.program.events.get(&history.event.name).cloned() else {
-                    let known: Vec<String> = self.program.events.keys().cloned().collect();
-                    self.unknown(
-                        Code::UnknownEvent,
-                        "event",
-                        &history.event,
-                        file,
-                        known.iter().map(String::as_str),
-                    );
+                let Some(fields) = self.event_fields(&history.event, file) else {
                     if let Some(filter) = &history.filter {
                         // Still check the filter's own names, without event fields.
                         let mut inner = scope.clone();
@@ -258,7 +250,7 @@ impl Checker<'_> {
                 };
                 if let Some(filter) = &history.filter {
                     let mut inner = scope.clone();
-                    inner.matched = Some((event.name.clone(), event.fields.clone()));
+                    inner.matched = Some((history.event.name.clone(), fields.clone()));
                     self.condition(filter, &mut inner, "a `where` filter");
                     self.merge_used(scope, &inner);
                 }
@@ -277,7 +269,7 @@ impl Checker<'_> {
                 match history.function {
                     HistoryFn::Count => Type::Int,
                     HistoryFn::Did => Type::Bool,
-                    HistoryFn::Last => Type::Record(event.fields.clone()).optional(),
+                    HistoryFn::Last => Type::Record(fields.clone()).optional(),
                     HistoryFn::Sum => {
                         match &history.field {
                             None => self.error(
@@ -292,8 +284,7 @@ impl Checker<'_> {
                                 ),
                             ),
                             Some(field) => {
-                                let ty =
-                                    self.field(&Type::Record(event.fields.clone()), field, file);
+                                let ty = self.field(&Type::Record(fields.clone()), field, file);
                                 if !ty.required().is_numeric() {
                                     self.mismatch(
                                         file,

@@ -169,21 +169,7 @@ impl Checker<'_> {
             unless,
         }) = journey.entry()
         {
-            let fields = self
-                .program
-                .events
-                .get(&event.name)
-                .map(|e| e.fields.clone());
-            if fields.is_none() {
-                let known: Vec<String> = self.program.events.keys().cloned().collect();
-                self.unknown(
-                    Code::UnknownEvent,
-                    "event",
-                    event,
-                    file,
-                    known.iter().map(String::as_str),
-                );
-            }
+            let fields = self.event_fields(event, file);
             if let (Some(binding), Some(fields)) = (binding, &fields) {
                 scope.bindings.push(Binding {
                     name: binding.name.clone(),
@@ -197,16 +183,7 @@ impl Checker<'_> {
                 self.filter(filter, &event.name, &mut scope);
             }
             if let Some(unless) = unless {
-                if !self.program.events.contains_key(&unless.event.name) {
-                    let known: Vec<String> = self.program.events.keys().cloned().collect();
-                    self.unknown(
-                        Code::UnknownEvent,
-                        "event",
-                        &unless.event,
-                        file,
-                        known.iter().map(String::as_str),
-                    );
-                }
+                self.event_fields(&unless.event, file);
                 if let Some(filter) = &unless.filter {
                     self.filter(filter, &unless.event.name, &mut scope);
                 }
@@ -255,17 +232,7 @@ impl Checker<'_> {
                     }
                     match &trigger.condition {
                         TriggerCondition::Event { event, filter } => {
-                            if !self.program.events.contains_key(&event.name) {
-                                let known: Vec<String> =
-                                    self.program.events.keys().cloned().collect();
-                                self.unknown(
-                                    Code::UnknownEvent,
-                                    "event",
-                                    event,
-                                    file,
-                                    known.iter().map(String::as_str),
-                                );
-                            }
+                            self.event_fields(event, file);
                             if let Some(filter) = filter {
                                 self.filter(filter, &event.name, &mut scope);
                             }
@@ -574,21 +541,7 @@ impl Checker<'_> {
                 on_timeout,
                 ..
             } => {
-                let fields = self
-                    .program
-                    .events
-                    .get(&event.name)
-                    .map(|e| e.fields.clone());
-                if fields.is_none() {
-                    let known: Vec<String> = self.program.events.keys().cloned().collect();
-                    self.unknown(
-                        Code::UnknownEvent,
-                        "event",
-                        event,
-                        file,
-                        known.iter().map(String::as_str),
-                    );
-                }
+                let fields = self.event_fields(event, file);
                 if let Some(filter) = filter {
                     self.filter(filter, &event.name, scope);
                 }
@@ -634,21 +587,7 @@ impl Checker<'_> {
                 let d = within.seconds;
                 let mut ends = Vec::new();
                 for arm in arms {
-                    let fields = self
-                        .program
-                        .events
-                        .get(&arm.event.name)
-                        .map(|e| e.fields.clone());
-                    if fields.is_none() {
-                        let known: Vec<String> = self.program.events.keys().cloned().collect();
-                        self.unknown(
-                            Code::UnknownEvent,
-                            "event",
-                            &arm.event,
-                            file,
-                            known.iter().map(String::as_str),
-                        );
-                    }
+                    let fields = self.event_fields(&arm.event, file);
                     if let Some(filter) = &arm.filter {
                         self.filter(filter, &arm.event.name, scope);
                     }

@@ -457,6 +457,26 @@ impl<'w> Checker<'w> {
         self.error(diagnostic);
     }
 
+    /// The fields of the event `name`, reporting it (with a did-you-mean) when it is unknown.
+    pub(crate) fn event_fields(
+        &mut self,
+        name: &ast::Ident,
+        file: FileId,
+    ) -> Option<Arc<RecordType>> {
+        if let Some(event) = self.program.events.get(&name.name) {
+            return Some(event.fields.clone());
+        }
+        let known: Vec<String> = self.program.events.keys().cloned().collect();
+        self.unknown(
+            Code::UnknownEvent,
+            "event",
+            name,
+            file,
+            known.iter().map(String::as_str),
+        );
+        None
+    }
+
     fn check_segments(&mut self) {
         let bodies: Vec<(FileId, &ast::SegmentDecl)> =
             self.segment_bodies.values().copied().collect();

@@ -61,25 +61,17 @@ impl Checker<'_> {
                 TestLineKind::Track {
                     event, properties, ..
                 } => {
-                    let Some(info) = self.program.events.get(&event.name).cloned() else {
-                        let known: Vec<String> = self.program.events.keys().cloned().collect();
-                        self.unknown(
-                            Code::UnknownEvent,
-                            "event",
-                            event,
-                            file,
-                            known.iter().map(String::as_str),
-                        );
+                    let Some(fields) = self.event_fields(event, file) else {
                         continue;
                     };
-                    let what = format!("the event `{}`", info.name);
+                    let what = format!("the event `{}`", event.name);
                     let empty = ast::Record {
                         entries: Vec::new(),
                         span: event.span,
                     };
                     self.record(
                         properties.as_ref().unwrap_or(&empty),
-                        &info.fields,
+                        &fields,
                         &mut scope,
                         &what,
                         &|f| !f.ty.is_optional(),
