@@ -355,3 +355,29 @@ fn parallel_parsing_gives_the_same_result_as_one_thread() {
         );
     }
 }
+
+#[test]
+fn mutated_tracking_plans_never_panic() {
+    let plan =
+        std::fs::read(support::repo_root().join("tests/cases/check/plans/shop-tracking-plan.json"))
+            .expect("the plan exists");
+    let mut rng = Rng(0x7A5C_0001_BEEF_0002);
+    let mut rejected = 0;
+    const MUTANTS: usize = 1500;
+    for _ in 0..MUTANTS {
+        let mut files = MemoryFiles::new();
+        files.insert("main.journey", "import schema \"plan.json\"\n");
+        files.insert("plan.json", mutate(&mut rng, &plan));
+        let analysis = journey_compiler::analyse(&files, &["main.journey".into()]);
+        if analysis.diagnostics.iter().any(|d| d.is_error()) {
+            rejected += 1;
+        }
+        let mut workspace = analysis.workspace;
+        workspace.diagnostics = analysis.diagnostics;
+        assert_well_formed(&workspace);
+    }
+    assert!(
+        rejected > MUTANTS / 4,
+        "only {rejected} of {MUTANTS} mutated plans were rejected"
+    );
+}
