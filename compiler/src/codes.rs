@@ -79,6 +79,7 @@ codes! {
     StartCycle = "E0308", "start-cycle", Error, "journeys start each other in a cycle";
     UnmappableSchema = "E0309", "unmappable-schema", Error, "a JSON-Schema construct has no type in the language";
     InvalidJson = "E0310", "invalid-json", Error, "a tracking plan is not valid JSON";
+    SegmentCycle = "E0311", "segment-cycle", Error, "segments are defined in terms of each other in a cycle";
     MissingWithin = "E0401", "missing-within", Error, "a wait may wait forever: no `within` and no journey `timeout`";
     SplitWeights = "E0402", "split-weights", Error, "the weights of a split do not add up to 100%";
     UnreachableAfterTimeout = "W0401", "unreachable-after-timeout", Warning, "a step is reached only after the journey's timeout";

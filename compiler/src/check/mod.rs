@@ -73,6 +73,28 @@ pub struct Program {
     pub expression_types: Vec<(FileId, Span, Type)>,
 }
 
+/// The bare names an expression mentions (outside `where` filters, whose names are fields).
+fn collect_names<'a>(expr: &'a ast::Expr, out: &mut Vec<&'a ast::Ident>) {
+    use ast::ExprKind;
+    match &expr.kind {
+        ExprKind::Name(name) => out.push(name),
+        ExprKind::Field { base, .. } => collect_names(base, out),
+        ExprKind::Unary { operand, .. } | ExprKind::IsSet { operand, .. } => {
+            collect_names(operand, out)
+        }
+        ExprKind::Binary { lhs, rhs, .. } => {
+            collect_names(lhs, out);
+            collect_names(rhs, out);
+        }
+        ExprKind::List(items) | ExprKind::Call { args: items, .. } => {
+            for item in items {
+                collect_names(item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Where a declaration lives, for "defined here" labels.
 #[derive(Debug, Clone, Copy)]
 struct Place {
@@ -485,6 +507,39 @@ impl<'w> Checker<'w> {
             scope.since_entry = expr::SinceEntry::Forbidden("segments");
             self.condition(&segment.condition, &mut scope, "a segment");
         }
+        self.check_segment_cycles();
+    }
+
+    /// A segment may use other segments, but not itself, directly or through others.
+    fn check_segment_cycles(&mut self) {
+        let names: Vec<&String> = self.segment_bodies.keys().collect();
+        let mut edges = Vec::new();
+        let mut uses = Vec::new();
+        for (from, name) in names.iter().enumerate() {
+            let Some((file, segment)) = self.segment_bodies.get(*name) else {
+                continue;
+            };
+            let mut found = Vec::new();
+            collect_names(&segment.condition, &mut found);
+            for used in found {
+                if let Some(to) = names.iter().position(|n| **n == used.name) {
+                    edges.push((from, to));
+                    uses.push((*file, used.span));
+                }
+            }
+        }
+        let mut cycles = Vec::new();
+        for (edge, cycle) in crate::graph::cycles(names.len(), &edges) {
+            let (file, span) = uses[edge];
+            let path: Vec<String> = cycle.iter().map(|i| format!("`{}`", names[*i])).collect();
+            cycles.push(
+                Diagnostic::new(Code::SegmentCycle, "segments use each other in a cycle")
+                    .primary(file, span, "this use closes the cycle")
+                    .note(format!("the cycle: {}", path.join(" → ")))
+                    .help("a segment must be defined without itself; break the cycle"),
+            );
+        }
+        self.diagnostics.extend(cycles);
     }
 
     fn check_journeys(&mut self) {
