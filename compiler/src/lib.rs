@@ -11,6 +11,7 @@ pub mod check;
 pub mod codes;
 pub mod diagnostic;
 pub mod graph;
+pub mod lower;
 pub mod parse;
 pub mod render;
 pub mod source;

@@ -45,6 +45,26 @@ enum Command {
         #[arg(long)]
         summary: bool,
     },
+    /// Check and compile .journey files into one bytecode file
+    Build {
+        /// Files or directories
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where to write the bytecode
+        #[arg(short, long, default_value = "out.jbc")]
+        output: PathBuf,
+        /// Leave out the debug section (source lines)
+        #[arg(long)]
+        strip: bool,
+        /// When to colour human output
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Print a bytecode file as text: tables, then every block with offsets and source lines
+    Disasm {
+        /// A file written by `journeyc build`
+        file: PathBuf,
+    },
     /// Explain a diagnostic code (`E0101` or `syntax-error`); without one, list every code
     Explain { code: Option<String> },
 }
@@ -79,6 +99,13 @@ fn main() -> ExitCode {
             summary,
         } => check(&paths, format, deny_warnings, color, summary),
         Command::Explain { code } => explain(code.as_deref()),
+        Command::Build {
+            paths,
+            output,
+            strip,
+            color,
+        } => build(&paths, &output, strip, color),
+        Command::Disasm { file } => disasm(&file),
     }
 }
 
@@ -148,6 +175,105 @@ fn check(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn build(paths: &[PathBuf], output: &std::path::Path, strip: bool, color: Color) -> ExitCode {
+    let files = match workspace::expand_paths(paths) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("journeyc: error: no .journey files found in the given paths");
+            return ExitCode::from(2);
+        }
+        Err(message) => {
+            eprintln!("journeyc: error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let analysis = journey_compiler::analyse(&FileSystem, &files);
+    let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
+    if !analysis.diagnostics.is_empty() {
+        let stderr = std::io::stderr();
+        let color = match color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        let _ = render::render(
+            Format::Human,
+            &analysis.workspace.sources,
+            &analysis.diagnostics,
+            &mut stderr.lock(),
+            color,
+        );
+    }
+    let Some(program) = analysis.program.as_ref().filter(|_| errors == 0) else {
+        eprintln!(
+            "journeyc: error: {errors} error{} found; nothing written",
+            plural(errors)
+        );
+        return ExitCode::from(1);
+    };
+    let mut bytecode = journey_compiler::lower::lower(&analysis.workspace, program);
+    if strip {
+        bytecode.debug = None;
+    }
+    if let Err(error) = journey_runtime::bytecode::verify::verify(&bytecode) {
+        eprintln!("journeyc: internal error: the compiled program fails verification: {error}");
+        return ExitCode::from(2);
+    }
+    let bytes = journey_runtime::bytecode::write(&bytecode);
+    if let Err(error) = std::fs::write(output, &bytes) {
+        eprintln!(
+            "journeyc: error: cannot write `{}`: {error}",
+            output.display()
+        );
+        return ExitCode::from(2);
+    }
+    let steps: usize = bytecode.journeys.iter().map(|j| j.steps.len()).sum();
+    let stripped = journey_runtime::bytecode::strip_debug(&bytecode).len();
+    eprintln!(
+        "wrote {}: {} journey{}, {steps} steps, {} bytes ({} without debug info, {} bytes of code; {:.1} bytes per step)",
+        output.display(),
+        bytecode.journeys.len(),
+        plural(bytecode.journeys.len()),
+        bytes.len(),
+        stripped,
+        bytecode.code.len(),
+        stripped as f64 / steps.max(1) as f64
+    );
+    ExitCode::SUCCESS
+}
+
+fn disasm(file: &std::path::Path) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            eprintln!("journeyc: error: cannot read `{}`: {error}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let program = match journey_runtime::bytecode::read(&bytes) {
+        Ok(program) => program,
+        Err(error) => {
+            eprintln!(
+                "journeyc: error: `{}` is not a valid bytecode file: {error}",
+                file.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(error) = journey_runtime::bytecode::verify::verify(&program) {
+        eprintln!(
+            "journeyc: error: `{}` fails verification: {error}",
+            file.display()
+        );
+        return ExitCode::from(1);
+    }
+    print!(
+        "{}",
+        journey_runtime::bytecode::disasm::disassemble(&program)
+    );
+    ExitCode::SUCCESS
 }
 
 fn plural(n: usize) -> &'static str {

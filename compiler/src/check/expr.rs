@@ -194,8 +194,22 @@ impl Checker<'_> {
             ExprKind::Duration(_) => Type::Duration,
             ExprKind::Timestamp(_) => Type::Timestamp,
             ExprKind::Now => Type::Timestamp,
-            ExprKind::Profile => Type::Record(self.program.profile.clone()),
-            ExprKind::Journey => Type::Record(journey_record(file)),
+            ExprKind::Profile | ExprKind::Journey => {
+                let word = if matches!(expr.kind, ExprKind::Profile) {
+                    "profile"
+                } else {
+                    "journey"
+                };
+                self.error(
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        format!("`{word}` is not a value on its own"),
+                    )
+                    .primary(file, expr.span, "read one of its fields")
+                    .help(format!("write `{word}.field`")),
+                );
+                Type::Error
+            }
             ExprKind::List(items) => self.list(items, scope),
             ExprKind::Record(record) => {
                 self.error(
@@ -207,7 +221,7 @@ impl Checker<'_> {
             }
             ExprKind::Name(name) => self.name(name, scope),
             ExprKind::Field { base, field } => {
-                let base_type = self.expr(base, scope);
+                let base_type = self.record_base(base, scope);
                 self.field(&base_type, field, file)
             }
             ExprKind::Unary { op, operand } => {
@@ -303,6 +317,33 @@ impl Checker<'_> {
         }
     }
 
+    /// The type of the base of `base.field`: `profile`, `journey` and bindings are records here
+    /// (and only here).
+    fn record_base(&mut self, base: &Expr, scope: &mut Scope) -> Type {
+        let ty = match &base.kind {
+            ExprKind::Profile => Type::Record(self.program.profile.clone()),
+            ExprKind::Journey => Type::Record(journey_record(scope.file)),
+            ExprKind::Name(name) => {
+                let shadowed = scope
+                    .matched
+                    .as_ref()
+                    .is_some_and(|(_, fields)| fields.field(&name.name).is_some());
+                match scope.bindings.iter().rposition(|b| b.name == name.name) {
+                    Some(index) if !shadowed => {
+                        scope.bindings[index].used = true;
+                        Type::Record(scope.bindings[index].fields.clone())
+                    }
+                    _ => return self.expr(base, scope),
+                }
+            }
+            _ => return self.expr(base, scope),
+        };
+        self.program
+            .expression_types
+            .push((scope.file, base.span, ty.clone()));
+        ty
+    }
+
     /// Marks in `outer` the bindings that an inner scope (a copy) used.
     pub(crate) fn merge_used(&self, outer: &mut Scope, inner: &Scope) {
         for (outer, inner) in outer.bindings.iter_mut().zip(&inner.bindings) {
@@ -375,7 +416,19 @@ impl Checker<'_> {
         }
         if let Some(index) = binding {
             scope.bindings[index].used = true;
-            return Type::Record(scope.bindings[index].fields.clone());
+            let binding = &scope.bindings[index];
+            self.error(
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    format!(
+                        "`{}` is an event bound with `as`, not a value on its own",
+                        binding.name
+                    ),
+                )
+                .primary(file, name.span, "read one of its fields")
+                .help(format!("write `{}.field`", binding.name)),
+            );
+            return Type::Error;
         }
         if segment {
             if !self.used_segments.contains(&name.name) {
