@@ -230,3 +230,17 @@ fn the_verifier_names_what_is_wrong() {
         "{error}"
     );
 }
+
+#[test]
+fn docs_list_every_opcode_with_its_byte() {
+    let doc = std::fs::read_to_string(support::repo_root().join("docs/bytecode.md"))
+        .expect("docs/bytecode.md");
+    for opcode in Opcode::ALL {
+        let row = format!("| `0x{:02X}` | `{}", *opcode as u8, opcode.name());
+        assert!(
+            doc.contains(&row),
+            "docs/bytecode.md lacks the row for {} (`{row}`)",
+            opcode.name()
+        );
+    }
+}

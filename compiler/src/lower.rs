@@ -484,7 +484,12 @@ impl Lowering<'_> {
             journey: Some(index),
             ..Default::default()
         };
-        if let Some(ast::Entry::On { event, binding: Some(binding), .. }) = journey.entry() {
+        if let Some(ast::Entry::On {
+            event,
+            binding: Some(binding),
+            ..
+        }) = journey.entry()
+        {
             scope.bindings.push(Binding {
                 name: binding.name.clone(),
                 event: self.event_id(&event.name),
