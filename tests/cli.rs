@@ -161,3 +161,48 @@ fn summary_prints_lifetimes_sends_and_step_windows() {
     );
     assert!(text.contains("  if_3      +1d .. +1d12h"), "{text}");
 }
+
+#[test]
+fn build_writes_verified_bytecode_and_disasm_prints_it() {
+    let dir = std::env::temp_dir().join(format!("journeyc-build-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let out = dir.join("examples.jbc");
+    let out_arg = out.to_string_lossy().into_owned();
+    let built = journeyc(&["build", "examples/", "-o", &out_arg]);
+    assert_eq!(built.status.code(), Some(0), "{}", stderr(&built));
+    assert!(
+        stderr(&built).contains("17 journeys, 76 steps"),
+        "{}",
+        stderr(&built)
+    );
+    let listing = journeyc(&["disasm", &out_arg]);
+    assert_eq!(listing.status.code(), Some(0), "{}", stderr(&listing));
+    assert!(stdout(&listing).contains("journey 1 cart_abandonment"));
+    assert!(stdout(&listing).contains("; examples/cart_abandonment.journey:19"));
+
+    // A damaged file is refused with the reason; a missing one is an I/O error.
+    let mut bytes = std::fs::read(&out).expect("written");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    let damaged = dir.join("damaged.jbc");
+    std::fs::write(&damaged, &bytes).expect("written");
+    let refused = journeyc(&["disasm", &damaged.to_string_lossy()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("checksum mismatch"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(journeyc(&["disasm", "no/such.jbc"]).status.code(), Some(2));
+
+    // Errors in the sources: nothing is written.
+    let failed = journeyc(&[
+        "build",
+        "tests/cases/check/E0202-unknown-event.fail.journey",
+        "-o",
+        &out_arg,
+    ]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stderr(&failed).contains("nothing written"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
