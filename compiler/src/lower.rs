@@ -34,6 +34,13 @@ pub fn lower(workspace: &crate::workspace::Workspace, checked: &check::Program) 
                         .journey_asts
                         .insert(journey.name.name.clone(), (module.file, journey.clone()));
                 }
+                Item::Profile(profile) => {
+                    lowering.profile_defaults = profile
+                        .fields
+                        .iter()
+                        .filter_map(|f| f.default.clone().map(|d| (f.name.name.clone(), d)))
+                        .collect();
+                }
                 Item::Cap(cap) => lowering.program.caps.push(bc::CapDesc {
                     channel: match cap.scope {
                         ast::CapScope::All => None,
@@ -161,6 +168,8 @@ struct Lowering<'a> {
     debug_files: HashMap<FileId, u16>,
     /// Code offsets of `LoadEvent` operands and their event, renumbered after pruning.
     patch_sites: Vec<(usize, u32)>,
+    /// `points: int = 0`: the literal defaults of profile fields, by field name.
+    profile_defaults: Vec<(String, Expr)>,
 }
 
 impl<'a> Lowering<'a> {
@@ -192,6 +201,7 @@ impl<'a> Lowering<'a> {
             profile_fields: checked.profile.fields.clone(),
             debug_files: HashMap::new(),
             patch_sites: Vec::new(),
+            profile_defaults: Vec::new(),
         }
     }
 
@@ -318,6 +328,30 @@ impl<'a> Lowering<'a> {
     }
 }
 
+impl Lowering<'_> {
+    /// A literal (a profile default) as a constant; `float` widens an int.
+    fn literal(&mut self, expr: &Expr, float: bool) -> Option<u32> {
+        let constant = match &expr.kind {
+            ExprKind::Int(n) if float => bc::Constant::Float(*n as f64),
+            ExprKind::Int(n) => bc::Constant::Int(*n),
+            ExprKind::Float(n) => bc::Constant::Float(*n),
+            ExprKind::String(s) => bc::Constant::String(self.string(s)),
+            ExprKind::Bool(b) => bc::Constant::Bool(*b),
+            ExprKind::Duration(s) => bc::Constant::Duration(millis(*s)),
+            ExprKind::Timestamp(ms) => bc::Constant::Timestamp(*ms),
+            ExprKind::List(items) => {
+                let items = items
+                    .iter()
+                    .map(|i| self.literal(i, float))
+                    .collect::<Option<Vec<u32>>>()?;
+                bc::Constant::List(items)
+            }
+            _ => return None,
+        };
+        Some(self.constant(constant))
+    }
+}
+
 fn constant_eq(a: &bc::Constant, b: &bc::Constant) -> bool {
     match (a, b) {
         (bc::Constant::Float(x), bc::Constant::Float(y)) => x.to_bits() == y.to_bits(),
@@ -432,6 +466,15 @@ impl Lowering<'_> {
         if !self.profile_fields.is_empty() {
             let fields = self.profile_fields.clone();
             self.program.profile = self.record_type(&fields);
+            for (name, default) in std::mem::take(&mut self.profile_defaults) {
+                let Some(index) = fields.iter().position(|f| f.name == name) else {
+                    continue;
+                };
+                let float = matches!(fields[index].ty.required(), Type::Float);
+                if let Some(constant) = self.literal(&default, float) {
+                    self.program.profile_defaults.push((index as u32, constant));
+                }
+            }
         }
         if let Some(debug) = &mut self.program.debug {
             debug.lines.sort_by_key(|(offset, _, _)| *offset);

@@ -219,6 +219,10 @@ impl Codec for Constant {
                 w.u8(5);
                 w.i64(*v);
             }
+            Constant::List(items) => {
+                w.u8(6);
+                w.list(items);
+            }
         }
     }
     fn get(r: &mut Reader) -> Result<Self> {
@@ -229,6 +233,7 @@ impl Codec for Constant {
             3 => Constant::Bool(r.bool()?),
             4 => Constant::Duration(r.i64()?),
             5 => Constant::Timestamp(r.i64()?),
+            6 => Constant::List(r.list()?),
             tag => return Err(r.error(format!("unknown constant tag {tag}"))),
         })
     }
@@ -772,6 +777,17 @@ impl Codec for JourneyDesc {
     }
 }
 
+impl Codec for (u32, u32) {
+    const MIN_BYTES: usize = 8;
+    fn put(&self, w: &mut Writer) {
+        w.u32(self.0);
+        w.u32(self.1);
+    }
+    fn get(r: &mut Reader) -> Result<Self> {
+        Ok((r.u32()?, r.u32()?))
+    }
+}
+
 impl Codec for (u32, u16, u32) {
     const MIN_BYTES: usize = 10;
     fn put(&self, w: &mut Writer) {
@@ -800,6 +816,7 @@ pub fn write(program: &Program) -> Vec<u8> {
     section(SECTION_EVENTS, &|w| {
         w.list(&program.events);
         w.u32(program.profile);
+        w.list(&program.profile_defaults);
     });
     section(SECTION_TEMPLATES, &|w| w.list(&program.templates));
     section(SECTION_CAPS, &|w| w.list(&program.caps));
@@ -927,6 +944,7 @@ pub fn read(bytes: &[u8]) -> Result<Program> {
     let mut r = section(SECTION_EVENTS, "events")?;
     program.events = r.list()?;
     program.profile = r.u32()?;
+    program.profile_defaults = r.list()?;
     r.done("events")?;
     let mut r = section(SECTION_TEMPLATES, "templates")?;
     program.templates = r.list()?;

@@ -99,6 +99,10 @@ impl Names<'_> {
             Some(Constant::Bool(v)) => v.to_string(),
             Some(Constant::Duration(v)) => duration(*v),
             Some(Constant::Timestamp(v)) => format!("@{v}ms"),
+            Some(Constant::List(items)) => {
+                let items: Vec<String> = items.iter().map(|i| self.constant(*i)).collect();
+                format!("[{}]", items.join(", "))
+            }
             None => format!("const#{k}"),
         }
     }
@@ -168,6 +172,14 @@ pub fn disassemble(p: &Program) -> String {
             .map(|f| format!("{}: {}", n.s(f.name), n.ty(f.ty)))
             .collect();
         let _ = writeln!(out, "profile {{ {} }}", fields.join(", "));
+        for (field, constant) in &p.profile_defaults {
+            let _ = writeln!(
+                out,
+                "  default {} = {}",
+                n.field(p.profile, *field),
+                n.constant(*constant)
+            );
+        }
     }
     for (i, t) in p.templates.iter().enumerate() {
         let _ = writeln!(

@@ -59,6 +59,8 @@ pub enum Constant {
     Duration(i64),
     /// Milliseconds since the Unix epoch.
     Timestamp(i64),
+    /// A list of earlier constants (profile defaults such as `[]`).
+    List(Vec<u32>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -323,6 +325,8 @@ pub struct Program {
     pub events: Vec<EventDesc>,
     /// A record type id (`NONE` when there is no profile).
     pub profile: u32,
+    /// Profile defaults: (field index, constant index), read while the user's traits lack it.
+    pub profile_defaults: Vec<(u32, u32)>,
     pub templates: Vec<TemplateDesc>,
     pub caps: Vec<CapDesc>,
     pub history: Vec<HistoryQuery>,

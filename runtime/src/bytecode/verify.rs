@@ -160,8 +160,14 @@ impl Verifier<'_> {
             }
         }
         for (i, c) in p.constants.iter().enumerate() {
-            if let Constant::String(s) = c {
-                self.string(*s, &format!("constant {i}"))?;
+            match c {
+                Constant::String(s) => self.string(*s, &format!("constant {i}"))?,
+                Constant::List(items) if items.iter().any(|item| *item as usize >= i) => {
+                    return fail(format!(
+                        "constant {i} lists a constant that does not come before it"
+                    ));
+                }
+                _ => {}
             }
         }
         for e in &p.events {
@@ -170,7 +176,14 @@ impl Verifier<'_> {
             self.record(e.record, "an event's fields")?;
         }
         if p.profile != NONE {
-            self.record(p.profile, "the profile")?;
+            let fields = self.record(p.profile, "the profile")?;
+            for (field, constant) in &p.profile_defaults {
+                if *field as usize >= fields.len() || *constant as usize >= p.constants.len() {
+                    return fail(format!("a profile default names field {field} or constant {constant}, which do not exist"));
+                }
+            }
+        } else if !p.profile_defaults.is_empty() {
+            return fail("profile defaults without a profile");
         }
         for t in &p.templates {
             self.string(t.name, "a template")?;
@@ -450,6 +463,7 @@ impl Verifier<'_> {
                         Constant::Bool(_) => BOOL,
                         Constant::Duration(_) => DURATION,
                         Constant::Timestamp(_) => TIMESTAMP,
+                        Constant::List(_) => ANY_LIST,
                     });
                 }
                 LoadEvent => {

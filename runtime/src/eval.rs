@@ -1,0 +1,347 @@
+//! Expression blocks → values: the interpreter of the VM's expression code.
+//!
+//! It runs only verified programs, so operands are in range and the stack never underflows;
+//! where a value has an unexpected shape anyway it yields `Absent` rather than failing. No clock
+//! is read here: `now` and every input come from the `Context`.
+//!
+//! Rules (LANGUAGE.md §3, docs/language.md): an absent operand makes arithmetic and ordering
+//! absent; `==` treats absent as a value equal only to absent; a *missing* profile read passes
+//! through every operation, so the condition that made it is false as a whole. Integer overflow
+//! and division by zero give absent.
+
+use std::sync::Arc;
+
+use chrono::{Datelike, TimeZone, Timelike};
+
+use crate::bytecode::opcode::{decode, Opcode};
+use crate::bytecode::verify::kind;
+use crate::bytecode::{Block, Constant, Program};
+use crate::value::Value;
+
+/// The history functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryOp {
+    Count,
+    Did,
+    Last,
+    Sum,
+}
+
+/// What an expression can read.
+pub trait Context {
+    /// Field `field` of the block's event.
+    fn event_field(&self, field: u16) -> Value;
+    /// Profile field `field`: the trait, else its default, else `Value::Missing`.
+    fn profile_field(&self, field: u16) -> Value;
+    /// Slot `slot` of the instance.
+    fn slot(&self, slot: u16) -> Value;
+    /// The current time (event time, never the wall clock).
+    fn now(&self) -> i64;
+    fn entered_at(&self) -> i64;
+    /// Answers history query `query`.
+    fn history(&self, query: u16, op: HistoryOp) -> Value;
+    /// The zone that `hour`, `weekday` and `date` use.
+    fn zone(&self) -> chrono_tz::Tz;
+}
+
+/// Evaluates the expression block at `block`.
+pub fn eval(program: &Program, block: &Block, context: &dyn Context) -> Value {
+    let end = block.offset + block.length;
+    let mut stack: Vec<Value> = Vec::with_capacity(8);
+    let mut pc = block.offset;
+    while pc < end {
+        let Ok(ins) = decode(&program.code, pc, end) else {
+            return Value::Absent;
+        };
+        let [a, _] = ins.operands;
+        use Opcode::*;
+        match ins.opcode {
+            Const => stack.push(constant(program, a)),
+            LoadEvent => stack.push(context.event_field(a as u16)),
+            LoadProfile => stack.push(context.profile_field(a as u16)),
+            LoadSlot => stack.push(context.slot(a as u16)),
+            Now => stack.push(Value::Timestamp(context.now())),
+            EnteredAt => stack.push(Value::Timestamp(context.entered_at())),
+            GetField => {
+                let record = pop(&mut stack);
+                stack.push(match record {
+                    Value::Record(fields) => {
+                        fields.get(a as usize).cloned().unwrap_or(Value::Absent)
+                    }
+                    Value::Missing => Value::Missing,
+                    _ => Value::Absent,
+                });
+            }
+            MakeList => {
+                let at = stack.len().saturating_sub(a as usize);
+                let items: Vec<Value> = stack.split_off(at);
+                stack.push(match items.iter().find(|v| matches!(v, Value::Missing)) {
+                    Some(_) => Value::Missing,
+                    None => Value::List(items.into()),
+                });
+            }
+            Add | Sub | Mul | Div => {
+                let b = pop(&mut stack);
+                let a_value = pop(&mut stack);
+                stack.push(arithmetic(ins.opcode, a, a_value, b));
+            }
+            Neg => {
+                let v = pop(&mut stack);
+                stack.push(match v {
+                    Value::Int(n) => n.checked_neg().map_or(Value::Absent, Value::Int),
+                    Value::Float(n) => Value::Float(-n),
+                    Value::Duration(n) => n.checked_neg().map_or(Value::Absent, Value::Duration),
+                    other => passthrough(other),
+                });
+            }
+            ToFloat => {
+                let v = pop(&mut stack);
+                stack.push(match v {
+                    Value::Int(n) => Value::Float(n as f64),
+                    other => other,
+                });
+            }
+            Eq | Ne => {
+                let b = pop(&mut stack);
+                let a_value = pop(&mut stack);
+                stack.push(match (&a_value, &b) {
+                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                    _ => Value::Bool(equal(&a_value, &b) == (ins.opcode == Eq)),
+                });
+            }
+            Lt | Le | Gt | Ge => {
+                let b = pop(&mut stack);
+                let a_value = pop(&mut stack);
+                stack.push(order(ins.opcode, a, &a_value, &b));
+            }
+            Not => {
+                let v = pop(&mut stack);
+                stack.push(match v {
+                    Value::Bool(b) => Value::Bool(!b),
+                    other => passthrough(other),
+                });
+            }
+            And | Or => {
+                let b = pop(&mut stack);
+                let a_value = pop(&mut stack);
+                stack.push(match (a_value, b) {
+                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                    (Value::Bool(x), Value::Bool(y)) => {
+                        Value::Bool(if ins.opcode == And { x && y } else { x || y })
+                    }
+                    _ => Value::Absent,
+                });
+            }
+            IsSet => {
+                let v = pop(&mut stack);
+                stack.push(match v {
+                    Value::Missing => Value::Missing,
+                    other => Value::Bool(other.is_present()),
+                });
+            }
+            Coalesce => {
+                let b = pop(&mut stack);
+                let a_value = pop(&mut stack);
+                stack.push(match a_value {
+                    Value::Absent => b,
+                    other => other,
+                });
+            }
+            In => {
+                let list = pop(&mut stack);
+                let item = pop(&mut stack);
+                stack.push(match (&item, &list) {
+                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                    (_, Value::List(items)) => Value::Bool(items.iter().any(|v| equal(v, &item))),
+                    _ => Value::Absent,
+                });
+            }
+            Count => stack.push(context.history(a as u16, HistoryOp::Count)),
+            Did => stack.push(context.history(a as u16, HistoryOp::Did)),
+            Last => stack.push(context.history(a as u16, HistoryOp::Last)),
+            Sum => stack.push(context.history(a as u16, HistoryOp::Sum)),
+            Hour | Weekday | Date => {
+                let v = pop(&mut stack);
+                stack.push(match v {
+                    Value::Timestamp(ms) => calendar(ins.opcode, ms, context.zone()),
+                    other => passthrough(other),
+                });
+            }
+            Lower | Upper => {
+                let v = pop(&mut stack);
+                stack.push(match v {
+                    Value::Str(s) => Value::str(&if ins.opcode == Lower {
+                        s.to_lowercase()
+                    } else {
+                        s.to_uppercase()
+                    }),
+                    other => passthrough(other),
+                });
+            }
+            StartsWith | EndsWith | Contains => {
+                let p = pop(&mut stack);
+                let s = pop(&mut stack);
+                stack.push(match (&s, &p) {
+                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                    (Value::Str(s), Value::Str(p)) => Value::Bool(match ins.opcode {
+                        StartsWith => s.starts_with(&**p),
+                        EndsWith => s.ends_with(&**p),
+                        _ => s.contains(&**p),
+                    }),
+                    _ => Value::Absent,
+                });
+            }
+            Len => {
+                let v = pop(&mut stack);
+                stack.push(match v {
+                    Value::Str(s) => Value::Int(s.chars().count() as i64),
+                    Value::List(items) => Value::Int(items.len() as i64),
+                    other => passthrough(other),
+                });
+            }
+            Return => return pop(&mut stack),
+            // Jumps and steps do not occur in expression blocks (the verifier sees to it).
+            _ => return Value::Absent,
+        }
+        pc = ins.next;
+    }
+    Value::Absent
+}
+
+fn pop(stack: &mut Vec<Value>) -> Value {
+    stack.pop().unwrap_or(Value::Absent)
+}
+
+/// Absent and missing pass through an operation unchanged; any other surprise is absent.
+fn passthrough(value: Value) -> Value {
+    match value {
+        Value::Missing => Value::Missing,
+        _ => Value::Absent,
+    }
+}
+
+/// The value of a profile field the user's traits do not set: its default, else absent for an
+/// optional field, else missing (LANGUAGE.md §3.1).
+pub fn unset_profile_field(program: &Program, field: u32) -> Value {
+    if let Some((_, constant_index)) = program.profile_defaults.iter().find(|(f, _)| *f == field) {
+        return constant(program, *constant_index);
+    }
+    let optional = program
+        .record_fields(program.profile)
+        .and_then(|fields| fields.get(field as usize))
+        .is_some_and(|f| {
+            matches!(
+                program.type_desc(f.ty),
+                Some(crate::bytecode::TypeDesc::Optional(_))
+            )
+        });
+    if optional {
+        Value::Absent
+    } else {
+        Value::Missing
+    }
+}
+
+pub fn constant(program: &Program, index: u32) -> Value {
+    match program.constants.get(index as usize) {
+        Some(Constant::Int(n)) => Value::Int(*n),
+        Some(Constant::Float(n)) => Value::Float(*n),
+        Some(Constant::String(s)) => Value::Str(Arc::from(program.string(*s))),
+        Some(Constant::Bool(b)) => Value::Bool(*b),
+        Some(Constant::Duration(ms)) => Value::Duration(*ms),
+        Some(Constant::Timestamp(ms)) => Value::Timestamp(*ms),
+        Some(Constant::List(items)) => {
+            Value::List(items.iter().map(|i| constant(program, *i)).collect())
+        }
+        None => Value::Absent,
+    }
+}
+
+/// `==` on values: absent equals only absent; numbers compare across int and float.
+pub fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Float(y)) | (Value::Float(y), Value::Int(x)) => (*x as f64) == *y,
+        _ => a == b,
+    }
+}
+
+fn arithmetic(op: Opcode, k: u32, a: Value, b: Value) -> Value {
+    use Value::*;
+    match (&a, &b) {
+        (Missing, _) | (_, Missing) => return Missing,
+        (Absent, _) | (_, Absent) => return Absent,
+        _ => {}
+    }
+    let result = match (op, k, a, b) {
+        (Opcode::Add, kind::INT, Int(x), Int(y)) => x.checked_add(y).map(Int),
+        (Opcode::Sub, kind::INT, Int(x), Int(y)) => x.checked_sub(y).map(Int),
+        (Opcode::Mul, kind::INT, Int(x), Int(y)) => x.checked_mul(y).map(Int),
+        (Opcode::Add, kind::FLOAT, Float(x), Float(y)) => Some(Float(x + y)),
+        (Opcode::Sub, kind::FLOAT, Float(x), Float(y)) => Some(Float(x - y)),
+        (Opcode::Mul, kind::FLOAT, Float(x), Float(y)) => Some(Float(x * y)),
+        (Opcode::Div, kind::FLOAT, Float(x), Float(y)) => (y != 0.0).then(|| Float(x / y)),
+        (Opcode::Add, kind::DURATION, Duration(x), Duration(y)) => x.checked_add(y).map(Duration),
+        (Opcode::Sub, kind::DURATION, Duration(x), Duration(y)) => x.checked_sub(y).map(Duration),
+        (Opcode::Add, kind::TIMESTAMP_DURATION, Timestamp(x), Duration(y)) => {
+            x.checked_add(y).map(Timestamp)
+        }
+        (Opcode::Sub, kind::TIMESTAMP_DURATION, Timestamp(x), Duration(y)) => {
+            x.checked_sub(y).map(Timestamp)
+        }
+        (Opcode::Sub, kind::TIMESTAMP_TIMESTAMP, Timestamp(x), Timestamp(y)) => {
+            x.checked_sub(y).map(Duration)
+        }
+        (Opcode::Mul, kind::DURATION_FLOAT, Duration(x), Float(y)) => {
+            finite_ms(x as f64 * y).map(Duration)
+        }
+        (Opcode::Div, kind::DURATION_FLOAT, Duration(x), Float(y)) => (y != 0.0)
+            .then(|| finite_ms(x as f64 / y))
+            .flatten()
+            .map(Duration),
+        _ => None,
+    };
+    result
+        .filter(|v| !matches!(v, Float(f) if !f.is_finite()))
+        .unwrap_or(Absent)
+}
+
+fn finite_ms(ms: f64) -> Option<i64> {
+    (ms.is_finite() && ms.abs() < 9.0e15).then(|| ms.round() as i64)
+}
+
+fn order(op: Opcode, k: u32, a: &Value, b: &Value) -> Value {
+    use std::cmp::Ordering;
+    let ordering = match (a, b) {
+        (Value::Missing, _) | (_, Value::Missing) => return Value::Missing,
+        (Value::Int(x), Value::Int(y)) if k == kind::INT => x.cmp(y),
+        (Value::Float(x), Value::Float(y)) if k == kind::FLOAT => match x.partial_cmp(y) {
+            Some(o) => o,
+            None => return Value::Absent,
+        },
+        (Value::Str(x), Value::Str(y)) if k == kind::STRING => x.cmp(y),
+        (Value::Timestamp(x), Value::Timestamp(y)) if k == kind::TIMESTAMP => x.cmp(y),
+        (Value::Duration(x), Value::Duration(y)) if k == kind::DURATION => x.cmp(y),
+        _ => return Value::Absent,
+    };
+    Value::Bool(match op {
+        Opcode::Lt => ordering == Ordering::Less,
+        Opcode::Le => ordering != Ordering::Greater,
+        Opcode::Gt => ordering == Ordering::Greater,
+        _ => ordering != Ordering::Less,
+    })
+}
+
+fn calendar(op: Opcode, ms: i64, zone: chrono_tz::Tz) -> Value {
+    let Some(local) = zone.timestamp_millis_opt(ms).single() else {
+        return Value::Absent;
+    };
+    match op {
+        Opcode::Hour => Value::Int(i64::from(local.hour())),
+        Opcode::Weekday => {
+            let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                [local.weekday().num_days_from_monday() as usize];
+            Value::str(day)
+        }
+        _ => Value::str(&local.format("%Y-%m-%d").to_string()),
+    }
+}
