@@ -53,159 +53,181 @@ pub fn eval(program: &Program, block: &Block, context: &dyn Context) -> Value {
         let Ok(ins) = decode(&program.code, pc, end) else {
             return Value::Absent;
         };
-        let [a, _] = ins.operands;
-        use Opcode::*;
-        match ins.opcode {
-            Const => stack.push(constant(program, a)),
-            LoadEvent => stack.push(context.event_field(a as u16)),
-            LoadProfile => stack.push(context.profile_field(a as u16)),
-            LoadSlot => stack.push(context.slot(a as u16)),
-            Now => stack.push(Value::Timestamp(context.now())),
-            EnteredAt => stack.push(Value::Timestamp(context.entered_at())),
-            GetField => {
-                let record = pop(&mut stack);
-                stack.push(match record {
-                    Value::Record(fields) => {
-                        fields.get(a as usize).cloned().unwrap_or(Value::Absent)
-                    }
-                    Value::Missing => Value::Missing,
-                    _ => Value::Absent,
-                });
-            }
-            MakeList => {
-                let at = stack.len().saturating_sub(a as usize);
-                let items: Vec<Value> = stack.split_off(at);
-                stack.push(match items.iter().find(|v| matches!(v, Value::Missing)) {
-                    Some(_) => Value::Missing,
-                    None => Value::List(items.into()),
-                });
-            }
-            Add | Sub | Mul | Div => {
-                let b = pop(&mut stack);
-                let a_value = pop(&mut stack);
-                stack.push(arithmetic(ins.opcode, a, a_value, b));
-            }
-            Neg => {
-                let v = pop(&mut stack);
-                stack.push(match v {
-                    Value::Int(n) => n.checked_neg().map_or(Value::Absent, Value::Int),
-                    Value::Float(n) => Value::Float(-n),
-                    Value::Duration(n) => n.checked_neg().map_or(Value::Absent, Value::Duration),
-                    other => passthrough(other),
-                });
-            }
-            ToFloat => {
-                let v = pop(&mut stack);
-                stack.push(match v {
-                    Value::Int(n) => Value::Float(n as f64),
-                    other => other,
-                });
-            }
-            Eq | Ne => {
-                let b = pop(&mut stack);
-                let a_value = pop(&mut stack);
-                stack.push(match (&a_value, &b) {
-                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                    _ => Value::Bool(equal(&a_value, &b) == (ins.opcode == Eq)),
-                });
-            }
-            Lt | Le | Gt | Ge => {
-                let b = pop(&mut stack);
-                let a_value = pop(&mut stack);
-                stack.push(order(ins.opcode, a, &a_value, &b));
-            }
-            Not => {
-                let v = pop(&mut stack);
-                stack.push(match v {
-                    Value::Bool(b) => Value::Bool(!b),
-                    other => passthrough(other),
-                });
-            }
-            And | Or => {
-                let b = pop(&mut stack);
-                let a_value = pop(&mut stack);
-                stack.push(match (a_value, b) {
-                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                    (Value::Bool(x), Value::Bool(y)) => {
-                        Value::Bool(if ins.opcode == And { x && y } else { x || y })
-                    }
-                    _ => Value::Absent,
-                });
-            }
-            IsSet => {
-                let v = pop(&mut stack);
-                stack.push(match v {
-                    Value::Missing => Value::Missing,
-                    other => Value::Bool(other.is_present()),
-                });
-            }
-            Coalesce => {
-                let b = pop(&mut stack);
-                let a_value = pop(&mut stack);
-                stack.push(match a_value {
-                    Value::Absent => b,
-                    other => other,
-                });
-            }
-            In => {
-                let list = pop(&mut stack);
-                let item = pop(&mut stack);
-                stack.push(match (&item, &list) {
-                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                    (_, Value::List(items)) => Value::Bool(items.iter().any(|v| equal(v, &item))),
-                    _ => Value::Absent,
-                });
-            }
-            Count => stack.push(context.history(a as u16, HistoryOp::Count)),
-            Did => stack.push(context.history(a as u16, HistoryOp::Did)),
-            Last => stack.push(context.history(a as u16, HistoryOp::Last)),
-            Sum => stack.push(context.history(a as u16, HistoryOp::Sum)),
-            Hour | Weekday | Date => {
-                let v = pop(&mut stack);
-                stack.push(match v {
-                    Value::Timestamp(ms) => calendar(ins.opcode, ms, context.zone()),
-                    other => passthrough(other),
-                });
-            }
-            Lower | Upper => {
-                let v = pop(&mut stack);
-                stack.push(match v {
-                    Value::Str(s) => Value::str(&if ins.opcode == Lower {
-                        s.to_lowercase()
-                    } else {
-                        s.to_uppercase()
-                    }),
-                    other => passthrough(other),
-                });
-            }
-            StartsWith | EndsWith | Contains => {
-                let p = pop(&mut stack);
-                let s = pop(&mut stack);
-                stack.push(match (&s, &p) {
-                    (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                    (Value::Str(s), Value::Str(p)) => Value::Bool(match ins.opcode {
-                        StartsWith => s.starts_with(&**p),
-                        EndsWith => s.ends_with(&**p),
-                        _ => s.contains(&**p),
-                    }),
-                    _ => Value::Absent,
-                });
-            }
-            Len => {
-                let v = pop(&mut stack);
-                stack.push(match v {
-                    Value::Str(s) => Value::Int(s.chars().count() as i64),
-                    Value::List(items) => Value::Int(items.len() as i64),
-                    other => passthrough(other),
-                });
-            }
-            Return => return pop(&mut stack),
+        match step(program, ins.opcode, ins.operands, &mut stack, context) {
+            Flow::Next => pc = ins.next,
+            Flow::Return(value) => return value,
             // Jumps and steps do not occur in expression blocks (the verifier sees to it).
-            _ => return Value::Absent,
+            Flow::NotAnExpression => return Value::Absent,
         }
-        pc = ins.next;
     }
     Value::Absent
+}
+
+/// What an instruction did to an expression's evaluation.
+pub enum Flow {
+    Next,
+    Return(Value),
+    /// A control or step instruction: the caller (the body interpreter) handles it.
+    NotAnExpression,
+}
+
+/// Executes one expression instruction on `stack`.
+pub fn step(
+    program: &Program,
+    opcode: Opcode,
+    operands: [u32; 2],
+    stack: &mut Vec<Value>,
+    context: &dyn Context,
+) -> Flow {
+    let [a, _] = operands;
+    let ins_opcode = opcode;
+    use Opcode::*;
+    match ins_opcode {
+        Const => stack.push(constant(program, a)),
+        LoadEvent => stack.push(context.event_field(a as u16)),
+        LoadProfile => stack.push(context.profile_field(a as u16)),
+        LoadSlot => stack.push(context.slot(a as u16)),
+        Now => stack.push(Value::Timestamp(context.now())),
+        EnteredAt => stack.push(Value::Timestamp(context.entered_at())),
+        GetField => {
+            let record = pop(stack);
+            stack.push(match record {
+                Value::Record(fields) => fields.get(a as usize).cloned().unwrap_or(Value::Absent),
+                Value::Missing => Value::Missing,
+                _ => Value::Absent,
+            });
+        }
+        MakeList => {
+            let at = stack.len().saturating_sub(a as usize);
+            let items: Vec<Value> = stack.split_off(at);
+            stack.push(match items.iter().find(|v| matches!(v, Value::Missing)) {
+                Some(_) => Value::Missing,
+                None => Value::List(items.into()),
+            });
+        }
+        Add | Sub | Mul | Div => {
+            let b = pop(stack);
+            let a_value = pop(stack);
+            stack.push(arithmetic(ins_opcode, a, a_value, b));
+        }
+        Neg => {
+            let v = pop(stack);
+            stack.push(match v {
+                Value::Int(n) => n.checked_neg().map_or(Value::Absent, Value::Int),
+                Value::Float(n) => Value::Float(-n),
+                Value::Duration(n) => n.checked_neg().map_or(Value::Absent, Value::Duration),
+                other => passthrough(other),
+            });
+        }
+        ToFloat => {
+            let v = pop(stack);
+            stack.push(match v {
+                Value::Int(n) => Value::Float(n as f64),
+                other => other,
+            });
+        }
+        Eq | Ne => {
+            let b = pop(stack);
+            let a_value = pop(stack);
+            stack.push(match (&a_value, &b) {
+                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                _ => Value::Bool(equal(&a_value, &b) == (ins_opcode == Eq)),
+            });
+        }
+        Lt | Le | Gt | Ge => {
+            let b = pop(stack);
+            let a_value = pop(stack);
+            stack.push(order(ins_opcode, a, &a_value, &b));
+        }
+        Not => {
+            let v = pop(stack);
+            stack.push(match v {
+                Value::Bool(b) => Value::Bool(!b),
+                other => passthrough(other),
+            });
+        }
+        And | Or => {
+            let b = pop(stack);
+            let a_value = pop(stack);
+            stack.push(match (a_value, b) {
+                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                (Value::Bool(x), Value::Bool(y)) => {
+                    Value::Bool(if ins_opcode == And { x && y } else { x || y })
+                }
+                _ => Value::Absent,
+            });
+        }
+        IsSet => {
+            let v = pop(stack);
+            stack.push(match v {
+                Value::Missing => Value::Missing,
+                other => Value::Bool(other.is_present()),
+            });
+        }
+        Coalesce => {
+            let b = pop(stack);
+            let a_value = pop(stack);
+            stack.push(match a_value {
+                Value::Absent => b,
+                other => other,
+            });
+        }
+        In => {
+            let list = pop(stack);
+            let item = pop(stack);
+            stack.push(match (&item, &list) {
+                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                (_, Value::List(items)) => Value::Bool(items.iter().any(|v| equal(v, &item))),
+                _ => Value::Absent,
+            });
+        }
+        Count => stack.push(context.history(a as u16, HistoryOp::Count)),
+        Did => stack.push(context.history(a as u16, HistoryOp::Did)),
+        Last => stack.push(context.history(a as u16, HistoryOp::Last)),
+        Sum => stack.push(context.history(a as u16, HistoryOp::Sum)),
+        Hour | Weekday | Date => {
+            let v = pop(stack);
+            stack.push(match v {
+                Value::Timestamp(ms) => calendar(ins_opcode, ms, context.zone()),
+                other => passthrough(other),
+            });
+        }
+        Lower | Upper => {
+            let v = pop(stack);
+            stack.push(match v {
+                Value::Str(s) => Value::str(&if ins_opcode == Lower {
+                    s.to_lowercase()
+                } else {
+                    s.to_uppercase()
+                }),
+                other => passthrough(other),
+            });
+        }
+        StartsWith | EndsWith | Contains => {
+            let p = pop(stack);
+            let s = pop(stack);
+            stack.push(match (&s, &p) {
+                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
+                (Value::Str(s), Value::Str(p)) => Value::Bool(match ins_opcode {
+                    StartsWith => s.starts_with(&**p),
+                    EndsWith => s.ends_with(&**p),
+                    _ => s.contains(&**p),
+                }),
+                _ => Value::Absent,
+            });
+        }
+        Len => {
+            let v = pop(stack);
+            stack.push(match v {
+                Value::Str(s) => Value::Int(s.chars().count() as i64),
+                Value::List(items) => Value::Int(items.len() as i64),
+                other => passthrough(other),
+            });
+        }
+        Return => return Flow::Return(pop(stack)),
+        _ => return Flow::NotAnExpression,
+    }
+    Flow::Next
 }
 
 fn pop(stack: &mut Vec<Value>) -> Value {
