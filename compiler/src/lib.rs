@@ -14,6 +14,7 @@ pub mod graph;
 pub mod lower;
 pub mod parse;
 pub mod render;
+pub mod simulate;
 pub mod source;
 pub mod suggest;
 pub mod workspace;

@@ -65,6 +65,24 @@ enum Command {
         /// A file written by `journeyc build`
         file: PathBuf,
     },
+    /// Run events through the journeys and print what happens (LANGUAGE.md §9)
+    Simulate {
+        /// .journey files or directories
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Input messages, one JSON object a line (`track` and `identify`)
+        #[arg(long)]
+        events: PathBuf,
+        /// Initial traits, as `identify` messages, applied before the events
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        /// Stop at this RFC 3339 time (needed for `entry every` journeys to end)
+        #[arg(long)]
+        until: Option<String>,
+        /// `human` (a timeline) or `jsonl` (one JSON object a line)
+        #[arg(long, value_enum, default_value_t = TimelineFormat::Human)]
+        format: TimelineFormat,
+    },
     /// Explain a diagnostic code (`E0101` or `syntax-error`); without one, list every code
     Explain { code: Option<String> },
 }
@@ -79,6 +97,12 @@ enum OutputFormat {
     Github,
     /// SARIF 2.1.0 for code-scanning tools
     Sarif,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum TimelineFormat {
+    Human,
+    Jsonl,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -106,6 +130,19 @@ fn main() -> ExitCode {
             color,
         } => build(&paths, &output, strip, color),
         Command::Disasm { file } => disasm(&file),
+        Command::Simulate {
+            paths,
+            events,
+            profiles,
+            until,
+            format,
+        } => simulate(
+            &paths,
+            &events,
+            profiles.as_deref(),
+            until.as_deref(),
+            format,
+        ),
     }
 }
 
@@ -241,6 +278,117 @@ fn build(paths: &[PathBuf], output: &std::path::Path, strip: bool, color: Color)
         bytecode.code.len(),
         stripped as f64 / steps.max(1) as f64
     );
+    ExitCode::SUCCESS
+}
+
+/// Loads, checks and compiles; prints diagnostics; the verified program when there is no error.
+fn compile(paths: &[PathBuf]) -> Result<journey_runtime::bytecode::Program, ExitCode> {
+    let files = match workspace::expand_paths(paths) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("journeyc: error: no .journey files found in the given paths");
+            return Err(ExitCode::from(2));
+        }
+        Err(message) => {
+            eprintln!("journeyc: error: {message}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let analysis = journey_compiler::analyse(&FileSystem, &files);
+    let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        let stderr = std::io::stderr();
+        let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let _ = render::render(
+            Format::Human,
+            &analysis.workspace.sources,
+            &analysis.diagnostics,
+            &mut stderr.lock(),
+            color,
+        );
+        eprintln!("journeyc: error: {errors} error{} found", plural(errors));
+        return Err(ExitCode::from(1));
+    }
+    let Some(program) = analysis.program.as_ref() else {
+        return Err(ExitCode::from(1));
+    };
+    let bytecode = journey_compiler::lower::lower(&analysis.workspace, program);
+    if let Err(error) = journey_runtime::bytecode::verify::verify(&bytecode) {
+        eprintln!("journeyc: internal error: the compiled program fails verification: {error}");
+        return Err(ExitCode::from(2));
+    }
+    Ok(bytecode)
+}
+
+fn simulate(
+    paths: &[PathBuf],
+    events: &std::path::Path,
+    profiles: Option<&std::path::Path>,
+    until: Option<&str>,
+    format: TimelineFormat,
+) -> ExitCode {
+    use journey_compiler::simulate as sim;
+    let program = match compile(paths) {
+        Ok(program) => program,
+        Err(code) => return code,
+    };
+    let until = match until.map(|u| (u, journey_runtime::vm::input::parse_time(u))) {
+        Some((text, None)) => {
+            eprintln!("journeyc: error: `--until {text}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z");
+            return ExitCode::from(2);
+        }
+        Some((_, time)) => time,
+        None => None,
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|error| {
+            eprintln!("journeyc: error: cannot read `{}`: {error}", path.display());
+            ExitCode::from(2)
+        })
+    };
+    let mut rejected = Vec::new();
+    let mut inputs = Vec::new();
+    if let Some(profiles) = profiles {
+        match read(profiles) {
+            Ok(text) => inputs.extend(sim::decode_lines(
+                &program,
+                &profiles.display().to_string(),
+                &text,
+                &mut rejected,
+            )),
+            Err(code) => return code,
+        }
+    }
+    match read(events) {
+        Ok(text) => inputs.extend(sim::decode_lines(
+            &program,
+            &events.display().to_string(),
+            &text,
+            &mut rejected,
+        )),
+        Err(code) => return code,
+    }
+    for r in &rejected {
+        eprintln!("{}:{}: rejected: {}", r.file, r.line, r.message);
+    }
+    let engine = sim::run(&program, inputs, until);
+    let mut out = std::io::stdout().lock();
+    for record in &engine.timeline {
+        let line = match format {
+            TimelineFormat::Jsonl => sim::record_json(&program, record).to_string(),
+            TimelineFormat::Human => sim::record_text(&program, record),
+        };
+        if writeln!(out, "{line}").is_err() {
+            return ExitCode::from(2);
+        }
+    }
+    if !rejected.is_empty() {
+        eprintln!(
+            "{} input line{} rejected",
+            rejected.len(),
+            plural(rejected.len())
+        );
+    }
     ExitCode::SUCCESS
 }
 

@@ -7,3 +7,4 @@
 pub mod bytecode;
 pub mod eval;
 pub mod value;
+pub mod vm;

@@ -11,8 +11,17 @@ use crate::value::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    Track { user: Arc<str>, time: i64, event: u32, fields: Arc<[Value]> },
-    Identify { user: Arc<str>, time: i64, traits: Vec<(u32, Value)> },
+    Track {
+        user: Arc<str>,
+        time: i64,
+        event: u32,
+        fields: Arc<[Value]>,
+    },
+    Identify {
+        user: Arc<str>,
+        time: i64,
+        traits: Vec<(u32, Value)>,
+    },
 }
 
 impl Input {
@@ -39,7 +48,9 @@ pub enum Decoded {
 
 /// Parses an RFC 3339 timestamp into milliseconds since the epoch.
 pub fn parse_time(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 /// Parses a duration in the language's syntax (`"1h30m"`) into milliseconds.
@@ -70,20 +81,40 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 
 /// Decodes one JSON message.
 pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
-    let object = message.as_object().ok_or("a message must be a JSON object")?;
-    let kind = object.get("type").and_then(Json::as_str).ok_or("`type` must be \"track\" or \"identify\"")?;
+    let object = message
+        .as_object()
+        .ok_or("a message must be a JSON object")?;
+    let kind = object
+        .get("type")
+        .and_then(Json::as_str)
+        .ok_or("`type` must be \"track\" or \"identify\"")?;
     let user = object
         .get("userId")
-        .and_then(|u| u.as_str().map(String::from).or_else(|| u.as_i64().map(|n| n.to_string())))
+        .and_then(|u| {
+            u.as_str()
+                .map(String::from)
+                .or_else(|| u.as_i64().map(|n| n.to_string()))
+        })
         .filter(|u| !u.is_empty())
         .ok_or("`userId` must be a non-empty string")?;
-    let time_text = object.get("timestamp").and_then(Json::as_str).ok_or("`timestamp` must be an RFC 3339 string")?;
-    let time = parse_time(time_text).ok_or_else(|| format!("`timestamp` \"{time_text}\" is not an RFC 3339 time"))?;
+    let time_text = object
+        .get("timestamp")
+        .and_then(Json::as_str)
+        .ok_or("`timestamp` must be an RFC 3339 string")?;
+    let time = parse_time(time_text)
+        .ok_or_else(|| format!("`timestamp` \"{time_text}\" is not an RFC 3339 time"))?;
     let user: Arc<str> = Arc::from(user.as_str());
     match kind {
         "track" => {
-            let name = object.get("event").and_then(Json::as_str).ok_or("a track needs `event`, the event's name")?;
-            let Some(event) = program.events.iter().position(|e| program.string(e.wire_name) == name) else {
+            let name = object
+                .get("event")
+                .and_then(Json::as_str)
+                .ok_or("a track needs `event`, the event's name")?;
+            let Some(event) = program
+                .events
+                .iter()
+                .position(|e| program.string(e.wire_name) == name)
+            else {
                 return Ok(Decoded::UnknownEvent(name.to_string()));
             };
             let empty = serde_json::Map::new();
@@ -94,7 +125,12 @@ pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
             };
             let record = program.events[event].record;
             let fields = record_value(program, record, properties, "properties")?;
-            Ok(Decoded::Input(Input::Track { user, time, event: event as u32, fields }))
+            Ok(Decoded::Input(Input::Track {
+                user,
+                time,
+                event: event as u32,
+                fields,
+            }))
         }
         "identify" => {
             let empty = serde_json::Map::new();
@@ -109,17 +145,35 @@ pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
             keys.sort();
             for key in keys {
                 // Traits the program never reads are accepted and not kept.
-                let Some(index) = fields.iter().position(|f| program.string(f.name) == key) else { continue };
-                let value = value(program, fields[index].ty, &traits[key], &format!("traits.{key}"))?;
+                let Some(index) = fields.iter().position(|f| program.string(f.name) == key) else {
+                    continue;
+                };
+                let value = value(
+                    program,
+                    fields[index].ty,
+                    &traits[key],
+                    &format!("traits.{key}"),
+                )?;
                 decoded.push((index as u32, value));
             }
-            Ok(Decoded::Input(Input::Identify { user, time, traits: decoded }))
+            Ok(Decoded::Input(Input::Identify {
+                user,
+                time,
+                traits: decoded,
+            }))
         }
-        other => Err(format!("`type` must be \"track\" or \"identify\", not \"{other}\"")),
+        other => Err(format!(
+            "`type` must be \"track\" or \"identify\", not \"{other}\""
+        )),
     }
 }
 
-fn record_value(program: &Program, record: u32, object: &serde_json::Map<String, Json>, path: &str) -> Result<Arc<[Value]>, String> {
+fn record_value(
+    program: &Program,
+    record: u32,
+    object: &serde_json::Map<String, Json>,
+    path: &str,
+) -> Result<Arc<[Value]>, String> {
     let fields = program.record_fields(record).unwrap_or(&[]);
     let mut values = Vec::with_capacity(fields.len());
     for field in fields {
@@ -178,7 +232,10 @@ fn value(program: &Program, ty: u32, json: &Json, path: &str) -> Result<Value, S
             Some(TypeDesc::Enum(values)) => match json.as_str() {
                 Some(s) if values.iter().any(|v| program.string(*v) == s) => Value::str(s),
                 _ => {
-                    let allowed: Vec<String> = values.iter().map(|v| format!("\"{}\"", program.string(*v))).collect();
+                    let allowed: Vec<String> = values
+                        .iter()
+                        .map(|v| format!("\"{}\"", program.string(*v)))
+                        .collect();
                     return wrong(&format!("one of {}", allowed.join(", ")));
                 }
             },

@@ -1,0 +1,216 @@
+//! Events (JSONL) through the VM → the timeline, for people or as JSONL (LANGUAGE.md §9).
+//!
+//! The library part: decoding the input lines, running the engine, formatting records. Reading
+//! files and printing stay in `main.rs`.
+
+use std::sync::Arc;
+
+use journey_runtime::bytecode::{disasm, Program};
+use journey_runtime::value::Value;
+use journey_runtime::vm::input::{self, Decoded, Input};
+use journey_runtime::vm::{Engine, Record, RecordKind};
+use serde_json::{json, Map, Value as Json};
+
+/// A line of input that was refused: its 1-based number and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Decodes JSONL messages; refused lines are reported and change nothing.
+pub fn decode_lines(
+    program: &Program,
+    file: &str,
+    text: &str,
+    rejected: &mut Vec<Rejected>,
+) -> Vec<Input> {
+    let mut inputs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let refuse = |message: String| Rejected {
+            file: file.to_string(),
+            line: i + 1,
+            message,
+        };
+        let message: Json = match serde_json::from_str(line) {
+            Ok(message) => message,
+            Err(error) => {
+                rejected.push(refuse(format!("not JSON: {error}")));
+                continue;
+            }
+        };
+        match input::decode(program, &message) {
+            Ok(Decoded::Input(input)) => inputs.push(input),
+            Ok(Decoded::UnknownEvent(_)) => {}
+            Err(message) => rejected.push(refuse(message)),
+        }
+    }
+    inputs
+}
+
+/// Runs inputs (stably ordered by time) through a fresh engine.
+pub fn run(program: &Program, mut inputs: Vec<Input>, until: Option<i64>) -> Engine<'_> {
+    inputs.sort_by_key(Input::time);
+    let mut engine = Engine::new(program);
+    for input in inputs {
+        if until.is_some_and(|u| input.time() > u) {
+            break;
+        }
+        engine.push(input);
+    }
+    engine.finish(until);
+    engine
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms}ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+fn value_json(value: &Value) -> Json {
+    match value {
+        Value::Absent | Value::Missing => Json::Null,
+        Value::Bool(b) => json!(b),
+        Value::Int(n) => json!(n),
+        Value::Float(n) => json!(n),
+        Value::Str(s) => json!(&**s),
+        Value::Timestamp(ms) => json!(rfc3339(*ms)),
+        Value::Duration(ms) => json!(disasm::duration(*ms)),
+        Value::List(items) => Json::Array(items.iter().map(|v| value_json(v)).collect()),
+        Value::Record(fields) => {
+            Json::Array(fields.iter().map(|v| value_json(v)).collect())
+        }
+    }
+}
+
+fn step_name(program: &Program, record: &Record, step: u32) -> String {
+    program
+        .journeys
+        .get(record.journey as usize)
+        .and_then(|j| j.steps.get(step as usize))
+        .map_or_else(String::new, |s| program.string(s.name).to_string())
+}
+
+/// One record as a JSON object with the normative keys.
+pub fn record_json(program: &Program, record: &Record) -> Json {
+    let mut object = Map::new();
+    object.insert("at".into(), json!(rfc3339(record.at)));
+    object.insert("user".into(), json!(&*record.user));
+    let journey = program
+        .journeys
+        .get(record.journey as usize)
+        .map_or("", |j| program.string(j.name));
+    object.insert("journey".into(), json!(journey));
+    if let Some(key) = &record.key {
+        object.insert("key".into(), json!(&**key));
+    }
+    match &record.kind {
+        RecordKind::Entered => {
+            object.insert("kind".into(), json!("entered"));
+        }
+        RecordKind::Send {
+            channel,
+            template,
+            id,
+            step,
+            args,
+        } => {
+            object.insert("kind".into(), json!("send"));
+            object.insert("channel".into(), json!(channel.name()));
+            let name = match (template, id) {
+                (Some(t), _) => program
+                    .templates
+                    .get(*t as usize)
+                    .map_or("", |t| program.string(t.name)),
+                (None, Some(id)) => program.string(*id),
+                (None, None) => "",
+            };
+            object.insert("template".into(), json!(name));
+            object.insert("step".into(), json!(step_name(program, record, *step)));
+            let args: Map<String, Json> = args
+                .iter()
+                .map(|(k, v)| (program.string(*k).to_string(), value_json(v)))
+                .collect();
+            object.insert("args".into(), Json::Object(args));
+        }
+        RecordKind::Skipped { step, reason } => {
+            object.insert("kind".into(), json!("skipped"));
+            object.insert("step".into(), json!(step_name(program, record, *step)));
+            object.insert("reason".into(), json!(reason));
+        }
+        RecordKind::Exited { outcome, name } => {
+            object.insert("kind".into(), json!("exited"));
+            object.insert("outcome".into(), json!(outcome.name()));
+            if let Some(name) = name {
+                object.insert("name".into(), json!(program.string(*name)));
+            }
+        }
+    }
+    Json::Object(object)
+}
+
+/// One record for people: `time  user  journey  what`.
+pub fn record_text(program: &Program, record: &Record) -> String {
+    let object = record_json(program, record);
+    let get = |key: &str| {
+        object
+            .get(key)
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let what = match &record.kind {
+        RecordKind::Entered => "entered".to_string(),
+        RecordKind::Send { .. } => {
+            let args = object.get("args").map_or(String::new(), |a| {
+                if a.as_object().is_some_and(|o| o.is_empty()) {
+                    String::new()
+                } else {
+                    format!(" {a}")
+                }
+            });
+            format!(
+                "send {} {} (step {}){args}",
+                get("channel"),
+                get("template"),
+                get("step")
+            )
+        }
+        RecordKind::Skipped { .. } => format!("skipped step {}: {}", get("step"), get("reason")),
+        RecordKind::Exited { .. } => {
+            let name = get("name");
+            if name.is_empty() {
+                format!("exited: {}", get("outcome"))
+            } else {
+                format!("exited: {} {name}", get("outcome"))
+            }
+        }
+    };
+    let key = record
+        .key
+        .as_ref()
+        .map_or(String::new(), |k| format!(" [{k}]"));
+    format!(
+        "{}  {}  {}{key}  {what}",
+        get("at"),
+        record.user,
+        get("journey")
+    )
+}
+
+/// The users in order of first appearance, for summaries.
+pub fn users(timeline: &[Record]) -> Vec<Arc<str>> {
+    let mut seen: Vec<Arc<str>> = Vec::new();
+    for record in timeline {
+        if !seen.contains(&record.user) {
+            seen.push(record.user.clone());
+        }
+    }
+    seen
+}

@@ -1,0 +1,1416 @@
+//! The VM: a verified `Program` and a stream of inputs → instances moving through journeys, and
+//! the timeline of what they did (LANGUAGE.md §7).
+//!
+//! All time is event time: the clock is the timestamp of the input being processed, and timers
+//! due at or before an input fire first, in the order they are due (then the order they were
+//! set). For one input of a user the order of work is: goals, then exits, of the user's running
+//! instances; then waits the event satisfies and pending `unless` entries it cancels; then the
+//! entries of journeys that start on it. Nothing reads the wall clock and nothing iterates a hash
+//! map into the output, so the same inputs always give the same timeline.
+
+pub mod clock;
+pub mod input;
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::bytecode::opcode::{decode, Opcode};
+use crate::bytecode::{self as bc, Channel, Program, NONE};
+use crate::eval::{self, Context, Flow, HistoryOp};
+use crate::value::Value;
+use input::Input;
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub at: i64,
+    pub user: Arc<str>,
+    pub journey: u32,
+    pub key: Option<Arc<str>>,
+    pub kind: RecordKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordKind {
+    Entered,
+    Send {
+        channel: Channel,
+        template: Option<u32>,
+        id: Option<u32>,
+        step: u32,
+        args: Vec<(u32, Value)>,
+    },
+    Skipped {
+        step: u32,
+        reason: &'static str,
+    },
+    Exited {
+        outcome: Outcome,
+        name: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Goal,
+    Exited,
+    Timeout,
+    Completed,
+    Archived,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Goal => "goal",
+            Outcome::Exited => "exited",
+            Outcome::Timeout => "timeout",
+            Outcome::Completed => "completed",
+            Outcome::Archived => "archived",
+        }
+    }
+}
+
+/// Counts per journey, for stats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JourneyStats {
+    pub entered: u64,
+    pub outcomes: BTreeMap<Outcome, u64>,
+    /// How many instances reached each step.
+    pub reached: Vec<u64>,
+    /// Per split: per arm, how many instances took it.
+    pub split_arms: Vec<Vec<u64>>,
+}
+
+#[derive(Debug, Default)]
+struct User {
+    /// Profile traits by field index (`None`: not set).
+    traits: Vec<Option<Value>>,
+    /// Events of each type, oldest first: (time, fields).
+    history: Vec<Vec<(i64, Arc<[Value]>)>>,
+    /// Entry times per (journey, key), for reentry rules.
+    entries: HashMap<(u32, Option<Arc<str>>), Vec<i64>>,
+    /// Sends that count toward caps: (time, channel).
+    sends: Vec<(i64, Channel)>,
+    /// This user's instances, in the order they entered.
+    instances: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Waiting {
+    /// Running, or sleeping on a timer.
+    Nothing,
+    Event {
+        wait: u16,
+    },
+    Condition {
+        wait: u16,
+    },
+    Any {
+        wait: u16,
+    },
+    /// A send waiting for quiet hours to end: its index and arguments.
+    Send {
+        send: u16,
+        args: Vec<Value>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    journey: u32,
+    user: Arc<str>,
+    key: Option<Arc<str>>,
+    entered_at: i64,
+    /// The input that created it (its own entry event never matches its goals and exits).
+    entry_input: u64,
+    pc: u32,
+    slots: Vec<Value>,
+    waiting: Waiting,
+    /// Bumped at every change of state; timers carry the value they were set with.
+    token: u64,
+    zone: chrono_tz::Tz,
+    /// The last step reached.
+    step: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Timer {
+    /// Continue the instance at its `pc` (a plain sleep, or a wait's deadline).
+    Resume {
+        instance: usize,
+        token: u64,
+        deadline: bool,
+    },
+    /// The journey's timeout.
+    Timeout { instance: usize },
+    /// An `unless` entry whose window passed without the cancelling event.
+    Unless { pending: usize },
+    /// A time-based entry for one user.
+    Tick {
+        journey: u32,
+        user: Arc<str>,
+        token: u64,
+    },
+}
+
+/// An `entry on E unless F within D` waiting for its window to pass.
+#[derive(Debug, Clone)]
+struct Pending {
+    journey: u32,
+    user: Arc<str>,
+    key: Option<Arc<str>>,
+    fields: Arc<[Value]>,
+    input: u64,
+    cancelled: bool,
+}
+
+/// The engine. Feed inputs in time order with `push`; `finish` fires what remains.
+pub struct Engine<'p> {
+    program: &'p Program,
+    users: BTreeMap<Arc<str>, User>,
+    instances: Vec<Option<Instance>>,
+    pending: Vec<Option<Pending>>,
+    timers: BTreeMap<(i64, u64), Timer>,
+    sequence: u64,
+    now: i64,
+    inputs: u64,
+    tick_tokens: HashMap<(u32, Arc<str>), u64>,
+    pub timeline: Vec<Record>,
+    pub stats: Vec<JourneyStats>,
+    /// Inputs of event types no journey knows, and timezones that fell back to UTC.
+    pub ignored_events: u64,
+    pub zone_fallbacks: u64,
+}
+
+/// A user-independent limit: how many steps one instance may run without sleeping (the
+/// verifier forbids loops, so this only guards against bugs).
+const MAX_RUN: usize = 100_000;
+
+impl<'p> Engine<'p> {
+    pub fn new(program: &'p Program) -> Engine<'p> {
+        let stats = program
+            .journeys
+            .iter()
+            .map(|j| JourneyStats {
+                reached: vec![0; j.steps.len()],
+                split_arms: j.splits.iter().map(|arms| vec![0; arms.len()]).collect(),
+                ..Default::default()
+            })
+            .collect();
+        Engine {
+            program,
+            users: BTreeMap::new(),
+            instances: Vec::new(),
+            pending: Vec::new(),
+            timers: BTreeMap::new(),
+            sequence: 0,
+            now: i64::MIN,
+            inputs: 0,
+            tick_tokens: HashMap::new(),
+            timeline: Vec::new(),
+            stats,
+            ignored_events: 0,
+            zone_fallbacks: 0,
+        }
+    }
+
+    fn set_timer(&mut self, at: i64, timer: Timer) {
+        self.sequence += 1;
+        self.timers.insert((at, self.sequence), timer);
+    }
+
+    /// Processes one input (inputs must come in time order; an earlier one is processed at the
+    /// current time).
+    pub fn push(&mut self, input: Input) {
+        let time = input.time().max(self.now);
+        self.fire_until(time);
+        self.now = time;
+        self.inputs += 1;
+        let user = input.user().clone();
+        self.ensure_user(&user);
+        match input {
+            Input::Track { event, fields, .. } => self.track(&user, event, fields),
+            Input::Identify { traits, .. } => self.identify(&user, traits),
+        }
+    }
+
+    /// Fires every timer due at or before `until` (all of them if `None`, except time-based
+    /// entries, which would never run out).
+    pub fn finish(&mut self, until: Option<i64>) {
+        match until {
+            Some(until) => {
+                self.fire_until(until);
+                self.now = self.now.max(until);
+            }
+            None => {
+                while let Some((&(at, _), _)) = self
+                    .timers
+                    .iter()
+                    .find(|(_, t)| !matches!(t, Timer::Tick { .. }))
+                {
+                    self.fire_until(at);
+                }
+            }
+        }
+    }
+
+    fn fire_until(&mut self, until: i64) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > until {
+                break;
+            }
+            let ((at, _), timer) = entry.remove_entry();
+            self.now = self.now.max(at);
+            self.fire(timer);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::Resume {
+                instance,
+                token,
+                deadline,
+            } => {
+                let Some(current) = self.instances.get(instance).and_then(Option::as_ref) else {
+                    return;
+                };
+                if current.token != token {
+                    return;
+                }
+                if deadline {
+                    self.deadline(instance);
+                } else {
+                    self.resume(instance);
+                }
+            }
+            Timer::Timeout { instance } => {
+                if self.instances.get(instance).is_some_and(Option::is_some) {
+                    self.end(instance, Outcome::Timeout, None);
+                }
+            }
+            Timer::Unless { pending } => {
+                let Some(p) = self.pending.get_mut(pending).and_then(Option::take) else {
+                    return;
+                };
+                if !p.cancelled {
+                    self.enter(p.journey, &p.user, Some(p.fields), p.input, p.key);
+                }
+            }
+            Timer::Tick {
+                journey,
+                user,
+                token,
+            } => {
+                if self.tick_tokens.get(&(journey, user.clone())) != Some(&token) {
+                    return;
+                }
+                let input = self.inputs;
+                self.try_enter(journey, &user, None, input, true);
+                self.schedule_tick(journey, &user);
+            }
+        }
+    }
+
+    fn ensure_user(&mut self, user: &Arc<str>) {
+        if self.users.contains_key(user) {
+            return;
+        }
+        let profile_fields = self
+            .program
+            .record_fields(self.program.profile)
+            .map_or(0, <[_]>::len);
+        self.users.insert(
+            user.clone(),
+            User {
+                traits: vec![None; profile_fields],
+                history: vec![Vec::new(); self.program.events.len()],
+                ..Default::default()
+            },
+        );
+        for journey in 0..self.program.journeys.len() as u32 {
+            self.schedule_tick(journey, user);
+        }
+    }
+
+    /// Schedules the next time-based entry of `user` into `journey`, if it has one.
+    fn schedule_tick(&mut self, journey: u32, user: &Arc<str>) {
+        let desc = &self.program.journeys[journey as usize];
+        let zone = self.zone(desc, user, &[]);
+        let now = self.now;
+        let next = match &desc.entry {
+            bc::Entry::EveryDay { minute } => clock::next_time_of_day(zone, now, *minute, |_| true),
+            bc::Entry::EveryWeekday { weekday, minute } => {
+                clock::next_time_of_day(zone, now, *minute, |d| d == u32::from(*weekday))
+            }
+            bc::Entry::Every { period_ms } => Some((now.div_euclid(*period_ms) + 1) * period_ms),
+            bc::Entry::At { timestamp_ms } => Some(*timestamp_ms).filter(|t| *t > now),
+            bc::Entry::When { block } => {
+                let value = self.eval_block(*block, user, None, None);
+                match value {
+                    Value::Timestamp(t) if t > now => Some(t),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let token = {
+            let entry = self.tick_tokens.entry((journey, user.clone())).or_insert(0);
+            *entry += 1;
+            *entry
+        };
+        if let Some(at) = next {
+            self.set_timer(
+                at,
+                Timer::Tick {
+                    journey,
+                    user: user.clone(),
+                    token,
+                },
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    fn track(&mut self, user: &Arc<str>, event: u32, fields: Arc<[Value]>) {
+        let now = self.now;
+        let input = self.inputs;
+        if let Some(u) = self.users.get_mut(user) {
+            if let Some(history) = u.history.get_mut(event as usize) {
+                history.push((now, fields.clone()));
+            }
+        }
+        let instances: Vec<usize> = self
+            .users
+            .get(user)
+            .map(|u| u.instances.clone())
+            .unwrap_or_default();
+        // 1. Goals, then exits.
+        for &i in &instances {
+            self.check_triggers(i, Some((event, &fields, input)));
+        }
+        // 2. Waits the event satisfies, and `unless` entries it cancels.
+        for &i in &instances {
+            self.check_wait(i, event, &fields);
+        }
+        for p in 0..self.pending.len() {
+            let Some(pending) = self.pending[p].as_ref() else {
+                continue;
+            };
+            if pending.user != *user || pending.cancelled {
+                continue;
+            }
+            let journey = &self.program.journeys[pending.journey as usize];
+            if let bc::Entry::On {
+                unless: Some(unless),
+                ..
+            } = &journey.entry
+            {
+                if unless.event == event {
+                    let (pj, pf) = (pending.journey, pending.fields.clone());
+                    let slots = self.capture_entry(pj, &pf);
+                    let matches = unless.filter == NONE
+                        || self
+                            .eval_block(unless.filter, user, Some(&fields), Some((pj, &slots, now)))
+                            .is_true();
+                    if matches {
+                        if let Some(p) = self.pending[p].as_mut() {
+                            p.cancelled = true;
+                        }
+                    }
+                }
+            }
+        }
+        // 3. Entries.
+        for journey in 0..self.program.journeys.len() as u32 {
+            if matches!(self.program.journeys[journey as usize].entry, bc::Entry::On { event: e, .. } if e == event)
+            {
+                self.try_enter(journey, user, Some(fields.clone()), input, false);
+            }
+        }
+        self.reevaluate(user);
+    }
+
+    fn identify(&mut self, user: &Arc<str>, traits: Vec<(u32, Value)>) {
+        if let Some(u) = self.users.get_mut(user) {
+            for (field, value) in traits {
+                if let Some(slot) = u.traits.get_mut(field as usize) {
+                    *slot = Some(value);
+                }
+            }
+        }
+        for journey in 0..self.program.journeys.len() as u32 {
+            if matches!(
+                self.program.journeys[journey as usize].entry,
+                bc::Entry::When { .. }
+            ) {
+                self.schedule_tick(journey, user);
+            }
+        }
+        self.reevaluate(user);
+    }
+
+    /// `when` goals and exits, and condition waits, of a user's instances after a change.
+    fn reevaluate(&mut self, user: &Arc<str>) {
+        let instances: Vec<usize> = self
+            .users
+            .get(user)
+            .map(|u| u.instances.clone())
+            .unwrap_or_default();
+        for i in instances {
+            self.check_triggers(i, None);
+            let Some(instance) = self.instances.get(i).and_then(Option::as_ref) else {
+                continue;
+            };
+            if let Waiting::Condition { wait } = instance.waiting {
+                let desc = &self.program.journeys[instance.journey as usize].waits[wait as usize];
+                if let bc::WaitKind::Condition { block } = desc.kind {
+                    if self.eval_instance(block, i, None).is_true() {
+                        self.resume(i);
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ entries
+
+    fn capture_entry(&self, journey: u32, fields: &[Value]) -> Vec<Value> {
+        let desc = &self.program.journeys[journey as usize];
+        let mut slots = vec![Value::Absent; desc.slots.len()];
+        for c in &desc.entry_captures {
+            if let (Some(slot), Some(value)) = (
+                slots.get_mut(usize::from(c.slot)),
+                fields.get(usize::from(c.field)),
+            ) {
+                *slot = value.clone();
+            }
+        }
+        slots
+    }
+
+    /// Checks a journey's entry for a user (filter, audience, reentry, correlation).
+    fn try_enter(
+        &mut self,
+        journey: u32,
+        user: &Arc<str>,
+        fields: Option<Arc<[Value]>>,
+        input: u64,
+        tick: bool,
+    ) {
+        let desc = &self.program.journeys[journey as usize];
+        let now = self.now;
+        let slots = fields.as_ref().map_or_else(
+            || vec![Value::Absent; desc.slots.len()],
+            |f| self.capture_entry(journey, f),
+        );
+        if let (bc::Entry::On { filter, .. }, Some(fields)) = (&desc.entry, &fields) {
+            if *filter != NONE
+                && !self
+                    .eval_block(*filter, user, Some(fields), Some((journey, &slots, now)))
+                    .is_true()
+            {
+                return;
+            }
+        }
+        let key = if desc.correlate == NONE {
+            None
+        } else {
+            match self.eval_block(desc.correlate, user, None, Some((journey, &slots, now))) {
+                Value::Str(s) => Some(s),
+                // No key, no instance: a correlated journey needs one.
+                _ => return,
+            }
+        };
+        if desc.audience != NONE
+            && !self
+                .eval_block(desc.audience, user, None, Some((journey, &slots, now)))
+                .is_true()
+        {
+            return;
+        }
+        if !self.reentry_allows(journey, user, &key) {
+            return;
+        }
+        if let (
+            bc::Entry::On {
+                unless: Some(unless),
+                ..
+            },
+            Some(fields),
+        ) = (&desc.entry, &fields)
+        {
+            // Wait out the window; a pending entry counts as being in the journey.
+            let at = now.saturating_add(unless.within_ms);
+            self.pending.push(Some(Pending {
+                journey,
+                user: user.clone(),
+                key,
+                fields: fields.clone(),
+                input,
+                cancelled: false,
+            }));
+            let index = self.pending.len() - 1;
+            self.set_timer(at, Timer::Unless { pending: index });
+            return;
+        }
+        let _ = tick;
+        self.enter(journey, user, fields, input, key);
+    }
+
+    fn reentry_allows(&self, journey: u32, user: &Arc<str>, key: &Option<Arc<str>>) -> bool {
+        let Some(u) = self.users.get(user) else {
+            return false;
+        };
+        let running = u.instances.iter().any(|i| {
+            self.instances
+                .get(*i)
+                .and_then(Option::as_ref)
+                .is_some_and(|inst| inst.journey == journey && inst.key == *key)
+        });
+        let pending = self
+            .pending
+            .iter()
+            .flatten()
+            .any(|p| p.journey == journey && p.user == *user && p.key == *key && !p.cancelled);
+        if running || pending {
+            return false;
+        }
+        let entries = u
+            .entries
+            .get(&(journey, key.clone()))
+            .map_or(&[][..], Vec::as_slice);
+        let now = self.now;
+        match self.program.journeys[journey as usize].reentry {
+            bc::Reentry::Once => entries.is_empty(),
+            bc::Reentry::Always => true,
+            bc::Reentry::After(ms) => entries.last().is_none_or(|last| now - last >= ms),
+            bc::Reentry::MaxPer { max, per_ms } => {
+                (entries.iter().filter(|t| now - **t < per_ms).count() as u32) < max
+            }
+        }
+    }
+
+    /// Starts an instance: records the entry, arms the timeout, checks `when` triggers, runs.
+    fn enter(
+        &mut self,
+        journey: u32,
+        user: &Arc<str>,
+        fields: Option<Arc<[Value]>>,
+        input: u64,
+        key: Option<Arc<str>>,
+    ) {
+        let now = self.now;
+        let desc = &self.program.journeys[journey as usize];
+        let slots = fields.as_ref().map_or_else(
+            || vec![Value::Absent; desc.slots.len()],
+            |f| self.capture_entry(journey, f),
+        );
+        let zone = self.zone(desc, user, &slots);
+        let body = self.program.blocks[desc.body as usize];
+        let instance = Instance {
+            journey,
+            user: user.clone(),
+            key: key.clone(),
+            entered_at: now,
+            entry_input: input,
+            pc: body.offset,
+            slots,
+            waiting: Waiting::Nothing,
+            token: 0,
+            zone,
+            step: NONE,
+        };
+        self.instances.push(Some(instance));
+        let index = self.instances.len() - 1;
+        if let Some(u) = self.users.get_mut(user) {
+            u.instances.push(index);
+            u.entries
+                .entry((journey, key.clone()))
+                .or_default()
+                .push(now);
+        }
+        self.stats[journey as usize].entered += 1;
+        self.timeline.push(Record {
+            at: now,
+            user: user.clone(),
+            journey,
+            key,
+            kind: RecordKind::Entered,
+        });
+        if let Some(timeout) = desc.timeout_ms {
+            self.set_timer(
+                now.saturating_add(timeout),
+                Timer::Timeout { instance: index },
+            );
+        }
+        self.check_triggers(index, None);
+        if self.instances[index].is_some() {
+            self.run(index);
+        }
+    }
+
+    /// The journey's zone for a user: its `timezone` block, or UTC (unknown zones count).
+    fn zone(&mut self, desc: &bc::JourneyDesc, user: &Arc<str>, slots: &[Value]) -> chrono_tz::Tz {
+        if desc.timezone == NONE {
+            return chrono_tz::UTC;
+        }
+        let journey = self
+            .program
+            .journeys
+            .iter()
+            .position(|j| std::ptr::eq(j, desc))
+            .unwrap_or(0) as u32;
+        match self.eval_block(desc.timezone, user, None, Some((journey, slots, self.now))) {
+            Value::Str(name) => chrono_tz::Tz::from_str(&name).unwrap_or_else(|_| {
+                self.zone_fallbacks += 1;
+                chrono_tz::UTC
+            }),
+            _ => chrono_tz::UTC,
+        }
+    }
+
+    // ------------------------------------------------------------ goals, exits, waits
+
+    /// Goals then exits of one instance: on an event (not its own entry event), or `when`
+    /// conditions (always re-checked).
+    fn check_triggers(&mut self, index: usize, event: Option<(u32, &Arc<[Value]>, u64)>) {
+        let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        let desc = &self.program.journeys[instance.journey as usize];
+        for (outcome, triggers) in [(Outcome::Goal, &desc.goals), (Outcome::Exited, &desc.exits)] {
+            for trigger in triggers {
+                let fires = match (trigger.event, event) {
+                    (Some(e), Some((got, fields, input)))
+                        if e == got && input != instance.entry_input =>
+                    {
+                        trigger.block == NONE
+                            || self
+                                .eval_instance(trigger.block, index, Some(fields))
+                                .is_true()
+                    }
+                    (None, _) => self.eval_instance(trigger.block, index, None).is_true(),
+                    _ => false,
+                };
+                if fires {
+                    self.end(index, outcome, Some(trigger.name));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn check_wait(&mut self, index: usize, event: u32, fields: &Arc<[Value]>) {
+        let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        let desc = &self.program.journeys[instance.journey as usize];
+        match instance.waiting {
+            Waiting::Event { wait } => {
+                let w = &desc.waits[wait as usize];
+                if let bc::WaitKind::Event {
+                    event: e,
+                    filter,
+                    captures,
+                    ..
+                } = &w.kind
+                {
+                    if *e == event
+                        && (*filter == NONE
+                            || self.eval_instance(*filter, index, Some(fields)).is_true())
+                    {
+                        let captures = captures.clone();
+                        self.capture(index, &captures, fields);
+                        self.resume(index);
+                    }
+                }
+            }
+            Waiting::Any { wait } => {
+                let w = &desc.wait_anys[wait as usize];
+                let arm = w.arms.iter().find(|arm| {
+                    arm.event == event
+                        && (arm.filter == NONE
+                            || self
+                                .eval_instance(arm.filter, index, Some(fields))
+                                .is_true())
+                });
+                if let Some(arm) = arm.cloned() {
+                    self.capture(index, &arm.captures, fields);
+                    if let Some(instance) = self.instances[index].as_mut() {
+                        instance.pc = arm.target;
+                    }
+                    self.resume(index);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn capture(&mut self, index: usize, captures: &[bc::Capture], fields: &[Value]) {
+        if let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) {
+            for c in captures {
+                if let (Some(slot), Some(value)) = (
+                    instance.slots.get_mut(usize::from(c.slot)),
+                    fields.get(usize::from(c.field)),
+                ) {
+                    *slot = value.clone();
+                }
+            }
+        }
+    }
+
+    /// A wait's deadline: continue at its timeout target, or end with `timeout`.
+    fn deadline(&mut self, index: usize) {
+        let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        let desc = &self.program.journeys[instance.journey as usize];
+        let target = match instance.waiting {
+            Waiting::Event { wait } | Waiting::Condition { wait } => {
+                desc.waits[wait as usize].timeout_target
+            }
+            Waiting::Any { wait } => desc.wait_anys[wait as usize].timeout_target,
+            _ => return self.resume(index),
+        };
+        if target == NONE {
+            self.end(index, Outcome::Timeout, None);
+            return;
+        }
+        if let Some(instance) = self.instances[index].as_mut() {
+            instance.pc = target;
+        }
+        self.resume(index);
+    }
+
+    fn resume(&mut self, index: usize) {
+        let pending_send = match self.instances.get_mut(index).and_then(Option::as_mut) {
+            Some(instance) => {
+                instance.token += 1;
+                match std::mem::replace(&mut instance.waiting, Waiting::Nothing) {
+                    Waiting::Send { send, args } => Some((send, args)),
+                    _ => None,
+                }
+            }
+            None => return,
+        };
+        if let Some((send, args)) = pending_send {
+            self.deliver(index, send, args);
+        }
+        self.run(index);
+    }
+
+    fn end(&mut self, index: usize, outcome: Outcome, name: Option<u32>) {
+        let Some(instance) = self.instances.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        if let Some(u) = self.users.get_mut(&instance.user) {
+            u.instances.retain(|i| *i != index);
+        }
+        *self.stats[instance.journey as usize]
+            .outcomes
+            .entry(outcome)
+            .or_insert(0) += 1;
+        self.timeline.push(Record {
+            at: self.now,
+            user: instance.user,
+            journey: instance.journey,
+            key: instance.key,
+            kind: RecordKind::Exited { outcome, name },
+        });
+    }
+
+    // ------------------------------------------------------------ running a body
+
+    /// Runs an instance from its `pc` until it sleeps or ends.
+    fn run(&mut self, index: usize) {
+        let mut stack: Vec<Value> = Vec::new();
+        for _ in 0..MAX_RUN {
+            let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
+                return;
+            };
+            let journey = instance.journey;
+            let body = self.program.blocks[self.program.journeys[journey as usize].body as usize];
+            let end = body.offset + body.length;
+            let Ok(ins) = decode(&self.program.code, instance.pc, end) else {
+                return self.end(index, Outcome::Completed, None);
+            };
+            let next = ins.next;
+            let [a, b] = ins.operands;
+            let context = InstanceContext {
+                engine: self,
+                index,
+                event: None,
+            };
+            match eval::step(self.program, ins.opcode, ins.operands, &mut stack, &context) {
+                Flow::Next => {
+                    self.set_pc(index, next);
+                    continue;
+                }
+                Flow::Return(_) => return self.end(index, Outcome::Completed, None),
+                Flow::NotAnExpression => {}
+            }
+            let now = self.now;
+            match ins.opcode {
+                Opcode::Step => {
+                    if let Some(reached) = self.stats[journey as usize].reached.get_mut(a as usize)
+                    {
+                        *reached += 1;
+                    }
+                    if let Some(instance) = self.instances[index].as_mut() {
+                        instance.step = a;
+                    }
+                    self.set_pc(index, next);
+                }
+                Opcode::Jump => self.set_pc(index, a),
+                Opcode::JumpIfFalse => {
+                    let condition = stack.pop().unwrap_or(Value::Absent);
+                    self.set_pc(index, if condition.is_true() { next } else { a });
+                }
+                Opcode::Wait => {
+                    let ms = match eval::constant(self.program, a) {
+                        Value::Duration(ms) => ms,
+                        _ => 0,
+                    };
+                    return self.sleep(index, next, now.saturating_add(ms));
+                }
+                Opcode::WaitUntilTime => {
+                    let zone = if b == 1 {
+                        self.instances[index]
+                            .as_ref()
+                            .map_or(chrono_tz::UTC, |i| i.zone)
+                    } else {
+                        chrono_tz::UTC
+                    };
+                    let at = clock::next_time_of_day(zone, now, a as u16, |_| true).unwrap_or(now);
+                    return self.sleep(index, next, at);
+                }
+                Opcode::WaitUntil => match stack.pop() {
+                    Some(Value::Timestamp(at)) if at > now => return self.sleep(index, next, at),
+                    _ => self.set_pc(index, next),
+                },
+                Opcode::WaitFor => {
+                    let wait = self.program.journeys[journey as usize].waits[a as usize].clone();
+                    self.set_pc(index, next);
+                    match &wait.kind {
+                        bc::WaitKind::Condition { block } => {
+                            if self.eval_instance(*block, index, None).is_true() {
+                                continue;
+                            }
+                            self.set_waiting(index, Waiting::Condition { wait: a as u16 });
+                        }
+                        bc::WaitKind::Event {
+                            event,
+                            filter,
+                            since_entry,
+                            captures,
+                        } => {
+                            if *since_entry {
+                                if let Some(fields) = self.since_entry_match(index, *event, *filter)
+                                {
+                                    self.capture(index, captures, &fields);
+                                    continue;
+                                }
+                            }
+                            self.set_waiting(index, Waiting::Event { wait: a as u16 });
+                        }
+                    }
+                    if let Some(within) = wait.within_ms {
+                        let token = self.instances[index].as_ref().map_or(0, |i| i.token);
+                        self.set_timer(
+                            now.saturating_add(within),
+                            Timer::Resume {
+                                instance: index,
+                                token,
+                                deadline: true,
+                            },
+                        );
+                    }
+                    return;
+                }
+                Opcode::WaitAny => {
+                    let within =
+                        self.program.journeys[journey as usize].wait_anys[a as usize].within_ms;
+                    self.set_waiting(index, Waiting::Any { wait: a as u16 });
+                    let token = self.instances[index].as_ref().map_or(0, |i| i.token);
+                    self.set_timer(
+                        now.saturating_add(within),
+                        Timer::Resume {
+                            instance: index,
+                            token,
+                            deadline: true,
+                        },
+                    );
+                    return;
+                }
+                Opcode::Send => {
+                    let count = self.program.journeys[journey as usize].sends[a as usize]
+                        .args
+                        .len();
+                    let args = stack.split_off(stack.len().saturating_sub(count));
+                    self.set_pc(index, next);
+                    if let Some(defer_until) = self.quiet_deferral(index, a as u16) {
+                        self.set_waiting(
+                            index,
+                            Waiting::Send {
+                                send: a as u16,
+                                args,
+                            },
+                        );
+                        let token = self.instances[index].as_ref().map_or(0, |i| i.token);
+                        self.set_timer(
+                            defer_until,
+                            Timer::Resume {
+                                instance: index,
+                                token,
+                                deadline: false,
+                            },
+                        );
+                        return;
+                    }
+                    self.deliver(index, a as u16, args);
+                }
+                Opcode::SetProfile | Opcode::AddProfile | Opcode::RemoveProfile => {
+                    let value = stack.pop().unwrap_or(Value::Absent);
+                    self.set_pc(index, next);
+                    self.update_profile(index, ins.opcode, a, value);
+                }
+                Opcode::Split => {
+                    let arms = self.program.journeys[journey as usize].splits[a as usize].clone();
+                    let arm = self.split_arm(index, &arms);
+                    if let Some(count) = self.stats[journey as usize]
+                        .split_arms
+                        .get_mut(a as usize)
+                        .and_then(|s| s.get_mut(arm))
+                    {
+                        *count += 1;
+                    }
+                    self.set_pc(index, arms[arm].target);
+                }
+                Opcode::Start => {
+                    self.set_pc(index, next);
+                    let user = self.instances[index].as_ref().map(|i| i.user.clone());
+                    if let Some(user) = user {
+                        let input = self.inputs;
+                        self.try_enter(a, &user, None, input, false);
+                    }
+                }
+                _ => return self.end(index, Outcome::Completed, None),
+            }
+        }
+    }
+
+    fn set_pc(&mut self, index: usize, pc: u32) {
+        if let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) {
+            instance.pc = pc;
+        }
+    }
+
+    fn set_waiting(&mut self, index: usize, waiting: Waiting) {
+        if let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) {
+            instance.waiting = waiting;
+            instance.token += 1;
+        }
+    }
+
+    fn sleep(&mut self, index: usize, pc: u32, at: i64) {
+        self.set_pc(index, pc);
+        self.set_waiting(index, Waiting::Nothing);
+        let token = self.instances[index].as_ref().map_or(0, |i| i.token);
+        self.set_timer(
+            at,
+            Timer::Resume {
+                instance: index,
+                token,
+                deadline: false,
+            },
+        );
+    }
+
+    /// The latest event of `event` since entry that passes `filter`, for `since entry` waits.
+    fn since_entry_match(&self, index: usize, event: u32, filter: u32) -> Option<Arc<[Value]>> {
+        let instance = self.instances.get(index)?.as_ref()?;
+        let history = self
+            .users
+            .get(&instance.user)?
+            .history
+            .get(event as usize)?;
+        history
+            .iter()
+            .filter(|(t, _)| *t > instance.entered_at)
+            .find(|(_, fields)| {
+                filter == NONE || self.eval_instance(filter, index, Some(fields)).is_true()
+            })
+            .map(|(_, fields)| fields.clone())
+    }
+
+    /// Quiet hours: when a send must wait, the moment the window ends.
+    fn quiet_deferral(&self, index: usize, send: u16) -> Option<i64> {
+        let instance = self.instances.get(index)?.as_ref()?;
+        let desc = &self.program.journeys[instance.journey as usize];
+        let quiet = desc.quiet?;
+        if desc.sends.get(usize::from(send))?.transactional || quiet.skip {
+            return None;
+        }
+        let minute = clock::local_minute(instance.zone, self.now)?;
+        if !clock::in_window(minute, quiet.start_minute, quiet.end_minute) {
+            return None;
+        }
+        clock::next_time_of_day(instance.zone, self.now, quiet.end_minute, |_| true)
+    }
+
+    /// Emits a send, or records it as skipped (quiet hours with `skip`, or a cap).
+    fn deliver(&mut self, index: usize, send: u16, args: Vec<Value>) {
+        let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        let (journey, user, key, step, zone) = (
+            instance.journey,
+            instance.user.clone(),
+            instance.key.clone(),
+            instance.step,
+            instance.zone,
+        );
+        let desc = &self.program.journeys[journey as usize];
+        let Some(s) = desc.sends.get(usize::from(send)) else {
+            return;
+        };
+        let now = self.now;
+        let skip = |reason: &'static str| Record {
+            at: now,
+            user: user.clone(),
+            journey,
+            key: key.clone(),
+            kind: RecordKind::Skipped { step, reason },
+        };
+        if !s.transactional {
+            if let Some(quiet) = desc.quiet.filter(|q| q.skip) {
+                if clock::local_minute(zone, now)
+                    .is_some_and(|m| clock::in_window(m, quiet.start_minute, quiet.end_minute))
+                {
+                    self.timeline.push(skip("quiet_hours"));
+                    return;
+                }
+            }
+            let sends = self
+                .users
+                .get(&user)
+                .map_or(&[][..], |u| u.sends.as_slice());
+            let capped = self.program.caps.iter().any(|cap| {
+                let counted = sends
+                    .iter()
+                    .filter(|(t, c)| {
+                        now - t < cap.window_ms && cap.channel.is_none_or(|channel| channel == *c)
+                    })
+                    .count();
+                (cap.channel.is_none() || cap.channel == Some(s.channel))
+                    && counted as u32 >= cap.limit
+            });
+            if capped {
+                self.timeline.push(skip("capped"));
+                return;
+            }
+            if let Some(u) = self.users.get_mut(&user) {
+                u.sends.push((now, s.channel));
+            }
+        }
+        let record = RecordKind::Send {
+            channel: s.channel,
+            template: Some(s.template).filter(|t| *t != NONE),
+            id: Some(s.id).filter(|i| *i != NONE),
+            step,
+            args: s.args.iter().copied().zip(args).collect(),
+        };
+        self.timeline.push(Record {
+            at: now,
+            user,
+            journey,
+            key,
+            kind: record,
+        });
+    }
+
+    fn update_profile(&mut self, index: usize, opcode: Opcode, field: u32, value: Value) {
+        let Some(user) = self
+            .instances
+            .get(index)
+            .and_then(Option::as_ref)
+            .map(|i| i.user.clone())
+        else {
+            return;
+        };
+        let current = self.profile_value(&user, field);
+        let new = match opcode {
+            Opcode::SetProfile => value,
+            _ => {
+                let mut items: Vec<Value> = match current {
+                    Value::List(items) => items.to_vec(),
+                    _ => Vec::new(),
+                };
+                if opcode == Opcode::AddProfile {
+                    if !items.contains(&value) {
+                        items.push(value);
+                    }
+                } else {
+                    items.retain(|v| *v != value);
+                }
+                Value::List(items.into())
+            }
+        };
+        // A `set` that reads a missing field does nothing.
+        if matches!(new, Value::Missing) {
+            return;
+        }
+        if let Some(slot) = self
+            .users
+            .get_mut(&user)
+            .and_then(|u| u.traits.get_mut(field as usize))
+        {
+            *slot = Some(new);
+        }
+        self.reevaluate(&user);
+    }
+
+    fn profile_value(&self, user: &Arc<str>, field: u32) -> Value {
+        match self
+            .users
+            .get(user)
+            .and_then(|u| u.traits.get(field as usize))
+            .cloned()
+            .flatten()
+        {
+            Some(value) => value,
+            None => eval::unset_profile_field(self.program, field),
+        }
+    }
+
+    /// The split arm for an instance: a hash of (user, key, journey, step), so a replay agrees.
+    fn split_arm(&self, index: usize, arms: &[bc::SplitArm]) -> usize {
+        let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
+            return 0;
+        };
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for byte in bytes {
+                hash ^= u64::from(*byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+            hash ^= 0xff;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        };
+        feed(instance.user.as_bytes());
+        feed(instance.key.as_deref().unwrap_or("").as_bytes());
+        feed(
+            self.program
+                .string(self.program.journeys[instance.journey as usize].name)
+                .as_bytes(),
+        );
+        feed(&instance.step.to_le_bytes());
+        let point = (hash % 1000) as u16;
+        let mut cumulative = 0;
+        for (i, arm) in arms.iter().enumerate() {
+            cumulative += arm.tenths;
+            if point < cumulative {
+                return i;
+            }
+        }
+        arms.len().saturating_sub(1)
+    }
+
+    // ------------------------------------------------------------ evaluation
+
+    fn eval_instance(&self, block: u32, index: usize, event: Option<&Arc<[Value]>>) -> Value {
+        let Some(b) = self.program.blocks.get(block as usize) else {
+            return Value::Absent;
+        };
+        eval::eval(
+            self.program,
+            b,
+            &InstanceContext {
+                engine: self,
+                index,
+                event: event.map(|e| &e[..]),
+            },
+        )
+    }
+
+    /// Evaluates a block outside any instance (entry filters, audience, correlation, zone).
+    fn eval_block(
+        &self,
+        block: u32,
+        user: &Arc<str>,
+        event: Option<&Arc<[Value]>>,
+        instance: Option<(u32, &[Value], i64)>,
+    ) -> Value {
+        let Some(b) = self.program.blocks.get(block as usize) else {
+            return Value::Absent;
+        };
+        let context = EntryContext {
+            engine: self,
+            user,
+            event: event.map(|e| &e[..]),
+            instance,
+        };
+        eval::eval(self.program, b, &context)
+    }
+
+    fn history(
+        &self,
+        user: &Arc<str>,
+        query: u16,
+        op: HistoryOp,
+        entered_at: Option<i64>,
+        journey: Option<(u32, &[Value])>,
+    ) -> Value {
+        let Some(q) = self.program.history.get(usize::from(query)) else {
+            return Value::Absent;
+        };
+        let Some(events) = self
+            .users
+            .get(user)
+            .and_then(|u| u.history.get(q.event as usize))
+        else {
+            return Value::Absent;
+        };
+        let now = self.now;
+        let in_window = |t: i64| match q.window {
+            bc::Window::None => true,
+            bc::Window::Within(ms) => t > now - ms && t <= now,
+            bc::Window::SinceEntry => entered_at.is_some_and(|e| t > e),
+        };
+        let mut matching = events.iter().filter(|(t, fields)| {
+            in_window(*t)
+                && (q.filter == NONE || {
+                    let context = EntryContext {
+                        engine: self,
+                        user,
+                        event: Some(fields),
+                        instance: journey.map(|(j, slots)| (j, slots, entered_at.unwrap_or(now))),
+                    };
+                    self.program
+                        .blocks
+                        .get(q.filter as usize)
+                        .is_some_and(|b| eval::eval(self.program, b, &context).is_true())
+                })
+        });
+        match op {
+            HistoryOp::Count => Value::Int(matching.count() as i64),
+            HistoryOp::Did => Value::Bool(matching.count() > 0),
+            HistoryOp::Last => matching
+                .next_back()
+                .map_or(Value::Absent, |(_, fields)| Value::Record(fields.clone())),
+            HistoryOp::Sum => Value::Float(
+                matching
+                    .map(|(_, fields)| match fields.get(q.field as usize) {
+                        Some(Value::Int(n)) => *n as f64,
+                        Some(Value::Float(n)) => *n,
+                        _ => 0.0,
+                    })
+                    .sum(),
+            ),
+        }
+    }
+}
+
+/// What a running instance's expressions read.
+struct InstanceContext<'e, 'p> {
+    engine: &'e Engine<'p>,
+    index: usize,
+    event: Option<&'e [Value]>,
+}
+
+impl InstanceContext<'_, '_> {
+    fn instance(&self) -> Option<&Instance> {
+        self.engine
+            .instances
+            .get(self.index)
+            .and_then(Option::as_ref)
+    }
+}
+
+impl Context for InstanceContext<'_, '_> {
+    fn event_field(&self, field: u16) -> Value {
+        self.event
+            .and_then(|e| e.get(usize::from(field)))
+            .cloned()
+            .unwrap_or(Value::Absent)
+    }
+    fn profile_field(&self, field: u16) -> Value {
+        self.instance().map_or(Value::Absent, |i| {
+            self.engine.profile_value(&i.user, u32::from(field))
+        })
+    }
+    fn slot(&self, slot: u16) -> Value {
+        self.instance()
+            .and_then(|i| i.slots.get(usize::from(slot)).cloned())
+            .unwrap_or(Value::Absent)
+    }
+    fn now(&self) -> i64 {
+        self.engine.now
+    }
+    fn entered_at(&self) -> i64 {
+        self.instance().map_or(self.engine.now, |i| i.entered_at)
+    }
+    fn history(&self, query: u16, op: HistoryOp) -> Value {
+        let Some(instance) = self.instance() else {
+            return Value::Absent;
+        };
+        self.engine.history(
+            &instance.user,
+            query,
+            op,
+            Some(instance.entered_at),
+            Some((instance.journey, &instance.slots)),
+        )
+    }
+    fn zone(&self) -> chrono_tz::Tz {
+        self.instance().map_or(chrono_tz::UTC, |i| i.zone)
+    }
+}
+
+/// What expressions read before an instance exists (entry checks) or outside one.
+struct EntryContext<'e, 'p> {
+    engine: &'e Engine<'p>,
+    user: &'e Arc<str>,
+    event: Option<&'e [Value]>,
+    instance: Option<(u32, &'e [Value], i64)>,
+}
+
+impl Context for EntryContext<'_, '_> {
+    fn event_field(&self, field: u16) -> Value {
+        self.event
+            .and_then(|e| e.get(usize::from(field)))
+            .cloned()
+            .unwrap_or(Value::Absent)
+    }
+    fn profile_field(&self, field: u16) -> Value {
+        self.engine.profile_value(self.user, u32::from(field))
+    }
+    fn slot(&self, slot: u16) -> Value {
+        self.instance
+            .and_then(|(_, slots, _)| slots.get(usize::from(slot)).cloned())
+            .unwrap_or(Value::Absent)
+    }
+    fn now(&self) -> i64 {
+        self.engine.now
+    }
+    fn entered_at(&self) -> i64 {
+        self.instance.map_or(self.engine.now, |(_, _, at)| at)
+    }
+    fn history(&self, query: u16, op: HistoryOp) -> Value {
+        let entered = self.instance.map(|(_, _, at)| at);
+        self.engine.history(
+            self.user,
+            query,
+            op,
+            entered,
+            self.instance.map(|(j, s, _)| (j, s)),
+        )
+    }
+    fn zone(&self) -> chrono_tz::Tz {
+        chrono_tz::UTC
+    }
+}
