@@ -82,10 +82,8 @@ fn value_json(value: &Value) -> Json {
         Value::Str(s) => json!(&**s),
         Value::Timestamp(ms) => json!(rfc3339(*ms)),
         Value::Duration(ms) => json!(disasm::duration(*ms)),
-        Value::List(items) => Json::Array(items.iter().map(|v| value_json(v)).collect()),
-        Value::Record(fields) => {
-            Json::Array(fields.iter().map(|v| value_json(v)).collect())
-        }
+        Value::List(items) => Json::Array(items.iter().map(value_json).collect()),
+        Value::Record(fields) => Json::Array(fields.iter().map(value_json).collect()),
     }
 }
 
