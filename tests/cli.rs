@@ -206,3 +206,55 @@ fn build_writes_verified_bytecode_and_disasm_prints_it() {
     assert!(stderr(&failed).contains("nothing written"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn simulate_prints_the_timeline_and_refuses_bad_lines() {
+    let args = [
+        "simulate",
+        "examples/shop.journey",
+        "examples/cart_abandonment.journey",
+        "--events",
+        "tests/cases/simulate/cart_events.jsonl",
+    ];
+    let human = journeyc(&args);
+    assert_eq!(human.status.code(), Some(0), "{}", stderr(&human));
+    assert!(
+        stderr(&human).contains("cart_events.jsonl:6: rejected: `properties.cart_id` is required"),
+        "{}",
+        stderr(&human)
+    );
+    let mut jsonl_args = args.to_vec();
+    jsonl_args.extend(["--format", "jsonl"]);
+    let jsonl = journeyc(&jsonl_args);
+    for line in stdout(&jsonl).lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
+        for key in ["at", "user", "journey", "kind"] {
+            assert!(value.get(key).is_some(), "missing `{key}` in {line}");
+        }
+    }
+    insta::assert_snapshot!("simulate_human", stdout(&human));
+    insta::assert_snapshot!("simulate_jsonl", stdout(&jsonl));
+    let until = journeyc(&[
+        "simulate",
+        "examples/",
+        "--events",
+        "tests/cases/simulate/cart_events.jsonl",
+        "--until",
+        "noon",
+    ]);
+    assert_eq!(until.status.code(), Some(2));
+}
+
+#[test]
+fn test_runs_the_in_language_tests() {
+    let passing = journeyc(&["test", "examples/"]);
+    assert_eq!(passing.status.code(), Some(0), "{}", stdout(&passing));
+    assert!(
+        stdout(&passing).ends_with("2 passed, 0 failed\n"),
+        "{}",
+        stdout(&passing)
+    );
+    let failing = journeyc(&["test", "tests/cases/simulate/failing_test.journey"]);
+    assert_eq!(failing.status.code(), Some(1));
+    insta::assert_snapshot!("test_failure", stdout(&failing));
+}

@@ -17,6 +17,7 @@ pub mod render;
 pub mod simulate;
 pub mod source;
 pub mod suggest;
+pub mod testing;
 pub mod workspace;
 
 pub use codes::Code;

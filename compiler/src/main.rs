@@ -83,6 +83,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = TimelineFormat::Human)]
         format: TimelineFormat,
     },
+    /// Run the `test` blocks of .journey files on the VM
+    Test {
+        /// Files or directories
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Explain a diagnostic code (`E0101` or `syntax-error`); without one, list every code
     Explain { code: Option<String> },
 }
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
             color,
         } => build(&paths, &output, strip, color),
         Command::Disasm { file } => disasm(&file),
+        Command::Test { paths } => run_tests(&paths),
         Command::Simulate {
             paths,
             events,
@@ -281,8 +288,52 @@ fn build(paths: &[PathBuf], output: &std::path::Path, strip: bool, color: Color)
     ExitCode::SUCCESS
 }
 
+fn run_tests(paths: &[PathBuf]) -> ExitCode {
+    let (analysis, program) = match compile(paths) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    let results = journey_compiler::testing::run_tests(&analysis.workspace, &program);
+    let mut out = std::io::stdout().lock();
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    for result in &results {
+        let verdict = if result.passed() { "ok" } else { "FAILED" };
+        let _ = writeln!(
+            out,
+            "test {}:{} \"{}\" ({}) ... {verdict}",
+            result.file, result.line, result.name, result.journey
+        );
+        if !result.passed() {
+            for failure in &result.failures {
+                let _ = writeln!(out, "    ✗ {failure}");
+            }
+            let _ = writeln!(out, "    what happened:");
+            if result.timeline.is_empty() {
+                let _ = writeln!(out, "      (nothing)");
+            }
+            for line in &result.timeline {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+    }
+    let _ = writeln!(out, "{} passed, {failed} failed", results.len() - failed);
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Loads, checks and compiles; prints diagnostics; the verified program when there is no error.
-fn compile(paths: &[PathBuf]) -> Result<journey_runtime::bytecode::Program, ExitCode> {
+fn compile(
+    paths: &[PathBuf],
+) -> Result<
+    (
+        journey_compiler::Analysis,
+        journey_runtime::bytecode::Program,
+    ),
+    ExitCode,
+> {
     let files = match workspace::expand_paths(paths) {
         Ok(files) if !files.is_empty() => files,
         Ok(_) => {
@@ -317,7 +368,7 @@ fn compile(paths: &[PathBuf]) -> Result<journey_runtime::bytecode::Program, Exit
         eprintln!("journeyc: internal error: the compiled program fails verification: {error}");
         return Err(ExitCode::from(2));
     }
-    Ok(bytecode)
+    Ok((analysis, bytecode))
 }
 
 fn simulate(
@@ -329,7 +380,7 @@ fn simulate(
 ) -> ExitCode {
     use journey_compiler::simulate as sim;
     let program = match compile(paths) {
-        Ok(program) => program,
+        Ok((_, program)) => program,
         Err(code) => return code,
     };
     let until = match until.map(|u| (u, journey_runtime::vm::input::parse_time(u))) {

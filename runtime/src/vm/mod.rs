@@ -182,6 +182,10 @@ pub struct Engine<'p> {
     /// Inputs of event types no journey knows, and timezones that fell back to UTC.
     pub ignored_events: u64,
     pub zone_fallbacks: u64,
+    /// When set, every step reached: (time, user, journey, step). For tests and traces.
+    pub trace: Option<Vec<(i64, Arc<str>, u32, u32)>>,
+    /// When set, inputs and schedules enter users only into this journey (`start` still works).
+    pub only: Option<u32>,
 }
 
 /// A user-independent limit: how many steps one instance may run without sleeping (the
@@ -213,6 +217,8 @@ impl<'p> Engine<'p> {
             stats,
             ignored_events: 0,
             zone_fallbacks: 0,
+            trace: None,
+            only: None,
         }
     }
 
@@ -426,6 +432,9 @@ impl<'p> Engine<'p> {
         }
         // 3. Entries.
         for journey in 0..self.program.journeys.len() as u32 {
+            if self.only.is_some_and(|only| only != journey) {
+                continue;
+            }
             if matches!(self.program.journeys[journey as usize].entry, bc::Entry::On { event: e, .. } if e == event)
             {
                 self.try_enter(journey, user, Some(fields.clone()), input, false);
@@ -862,6 +871,9 @@ impl<'p> Engine<'p> {
                     }
                     if let Some(instance) = self.instances[index].as_mut() {
                         instance.step = a;
+                        if let Some(trace) = &mut self.trace {
+                            trace.push((now, instance.user.clone(), journey, a));
+                        }
                     }
                     self.set_pc(index, next);
                 }

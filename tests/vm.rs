@@ -1,0 +1,86 @@
+//! The VM against the language's semantics: every `tests/cases/vm/*.journey` holds journeys and
+//! in-language tests that must pass; the snapshot beside each keeps the timelines they produced.
+//! The examples' own tests must pass too.
+
+mod support;
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use journey_compiler::testing::{run_tests, TestResult};
+
+fn run(paths: &[PathBuf]) -> Vec<TestResult> {
+    let analysis = support::analyse(paths);
+    let errors: Vec<_> = analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{}",
+        support::rendered_diagnostics(&analysis.workspace, &errors)
+    );
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checked"),
+    );
+    journey_runtime::bytecode::verify::verify(&program).expect("verifies");
+    run_tests(&analysis.workspace, &program)
+}
+
+fn report(results: &[TestResult]) -> String {
+    let mut out = String::new();
+    for result in results {
+        let verdict = if result.passed() { "ok" } else { "FAILED" };
+        let _ = writeln!(
+            out,
+            "test \"{}\" ({}) ... {verdict}",
+            result.name, result.journey
+        );
+        for failure in &result.failures {
+            let _ = writeln!(out, "  ✗ {failure}");
+        }
+        for line in &result.timeline {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+fn case(path: &Path) -> String {
+    let results = run(&[path.to_path_buf()]);
+    let text = report(&results);
+    assert!(!results.is_empty(), "{} has no tests", path.display());
+    assert!(
+        results.iter().all(TestResult::passed),
+        "{}:\n{text}",
+        path.display()
+    );
+    text
+}
+
+#[test]
+fn vm_cases() {
+    insta::with_settings!({
+        snapshot_path => "cases/vm/snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::glob!("cases/vm", "*.journey", |path| {
+            insta::assert_snapshot!(case(path));
+        });
+    });
+}
+
+#[test]
+fn the_examples_tests_pass() {
+    let results = run(&support::journey_files("examples"));
+    assert!(results.len() >= 2);
+    assert!(
+        results.iter().all(TestResult::passed),
+        "{}",
+        report(&results)
+    );
+}
