@@ -72,6 +72,9 @@ impl Outcome {
     }
 }
 
+/// An instance reached a step: (time, user, journey, step).
+pub type StepReached = (i64, Arc<str>, u32, u32);
+
 /// Counts per journey, for stats.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JourneyStats {
@@ -182,8 +185,8 @@ pub struct Engine<'p> {
     /// Inputs of event types no journey knows, and timezones that fell back to UTC.
     pub ignored_events: u64,
     pub zone_fallbacks: u64,
-    /// When set, every step reached: (time, user, journey, step). For tests and traces.
-    pub trace: Option<Vec<(i64, Arc<str>, u32, u32)>>,
+    /// When set, every step reached. For tests and traces.
+    pub trace: Option<Vec<StepReached>>,
     /// When set, inputs and schedules enter users only into this journey (`start` still works).
     pub only: Option<u32>,
 }
