@@ -1324,36 +1324,16 @@ impl Lowering<'_> {
                 code.op(op, &[index]);
             }
             StepKind::If { arms, otherwise } => {
-                let mut ends = Vec::new();
-                for (condition, block) in arms {
-                    self.expr(condition, code, scope);
-                    let next = code.jump(Opcode::JumpIfFalse);
-                    self.steps(&block.steps, code, scope);
-                    ends.push(code.jump(Opcode::Jump));
-                    let here = code.here();
-                    code.patch(next, here);
-                }
-                self.steps_in_block(otherwise.as_ref(), code, scope);
-                let after = code.here();
-                for end in ends {
-                    code.patch(end, after);
-                }
+                let arms: Vec<(&Expr, &[ast::Step])> =
+                    arms.iter().map(|(c, b)| (c, &b.steps[..])).collect();
+                self.conditional(&arms, otherwise.as_ref(), code, scope);
             }
             StepKind::Branch { arms, otherwise } => {
-                let mut ends = Vec::new();
-                for arm in arms {
-                    self.expr(&arm.condition, code, scope);
-                    let next = code.jump(Opcode::JumpIfFalse);
-                    self.steps(&arm.block.steps, code, scope);
-                    ends.push(code.jump(Opcode::Jump));
-                    let here = code.here();
-                    code.patch(next, here);
-                }
-                self.steps_in_block(otherwise.as_ref(), code, scope);
-                let after = code.here();
-                for end in ends {
-                    code.patch(end, after);
-                }
+                let arms: Vec<(&Expr, &[ast::Step])> = arms
+                    .iter()
+                    .map(|a| (&a.condition, &a.block.steps[..]))
+                    .collect();
+                self.conditional(&arms, otherwise.as_ref(), code, scope);
             }
             StepKind::Split { arms } => {
                 let mut table = Vec::new();
@@ -1390,6 +1370,31 @@ impl Lowering<'_> {
             StepKind::Exit => {
                 code.op(Opcode::Exit, &[]);
             }
+        }
+    }
+
+    /// `if`/`else if`/`else` and `branch`: each condition in turn, the first that holds runs its
+    /// steps, then all continue after the construct.
+    fn conditional(
+        &mut self,
+        arms: &[(&Expr, &[ast::Step])],
+        otherwise: Option<&ast::Block>,
+        code: &mut Code,
+        scope: &mut Scope,
+    ) {
+        let mut ends = Vec::new();
+        for (condition, steps) in arms {
+            self.expr(condition, code, scope);
+            let next = code.jump(Opcode::JumpIfFalse);
+            self.steps(steps, code, scope);
+            ends.push(code.jump(Opcode::Jump));
+            let here = code.here();
+            code.patch(next, here);
+        }
+        self.steps_in_block(otherwise, code, scope);
+        let after = code.here();
+        for end in ends {
+            code.patch(end, after);
         }
     }
 

@@ -134,25 +134,13 @@ impl Walk<'_> {
     }
 }
 
+/// A duration in the language's syntax (`1d12h`).
 pub fn format_duration(seconds: u64) -> String {
-    if seconds == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = seconds;
-    for (unit, size) in [
-        ("w", 604_800),
-        ("d", 86_400),
-        ("h", 3600),
-        ("m", 60),
-        ("s", 1),
-    ] {
-        if rest >= size {
-            out.push_str(&format!("{}{unit}", rest / size));
-            rest %= size;
-        }
-    }
-    out
+    journey_runtime::bytecode::disasm::duration(
+        i64::try_from(seconds)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    )
 }
 
 impl Checker<'_> {

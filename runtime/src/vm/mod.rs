@@ -934,15 +934,7 @@ impl<'p> Engine<'p> {
                         }
                     }
                     if let Some(within) = wait.within_ms {
-                        let token = self.instances[index].as_ref().map_or(0, |i| i.token);
-                        self.set_timer(
-                            now.saturating_add(within),
-                            Timer::Resume {
-                                instance: index,
-                                token,
-                                deadline: true,
-                            },
-                        );
+                        self.wake_at(index, now.saturating_add(within), true);
                     }
                     return;
                 }
@@ -950,15 +942,7 @@ impl<'p> Engine<'p> {
                     let within =
                         self.program.journeys[journey as usize].wait_anys[a as usize].within_ms;
                     self.set_waiting(index, Waiting::Any { wait: a as u16 });
-                    let token = self.instances[index].as_ref().map_or(0, |i| i.token);
-                    self.set_timer(
-                        now.saturating_add(within),
-                        Timer::Resume {
-                            instance: index,
-                            token,
-                            deadline: true,
-                        },
-                    );
+                    self.wake_at(index, now.saturating_add(within), true);
                     return;
                 }
                 Opcode::Send => {
@@ -975,15 +959,7 @@ impl<'p> Engine<'p> {
                                 args,
                             },
                         );
-                        let token = self.instances[index].as_ref().map_or(0, |i| i.token);
-                        self.set_timer(
-                            defer_until,
-                            Timer::Resume {
-                                instance: index,
-                                token,
-                                deadline: false,
-                            },
-                        );
+                        self.wake_at(index, defer_until, false);
                         return;
                     }
                     self.deliver(index, a as u16, args);
@@ -1024,6 +1000,24 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// Sets a timer that resumes the instance (or ends its wait, for a deadline) at `at`,
+    /// unless it changes state first.
+    fn wake_at(&mut self, index: usize, at: i64, deadline: bool) {
+        let token = self
+            .instances
+            .get(index)
+            .and_then(Option::as_ref)
+            .map_or(0, |i| i.token);
+        self.set_timer(
+            at,
+            Timer::Resume {
+                instance: index,
+                token,
+                deadline,
+            },
+        );
+    }
+
     fn set_waiting(&mut self, index: usize, waiting: Waiting) {
         if let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) {
             instance.waiting = waiting;
@@ -1034,15 +1028,7 @@ impl<'p> Engine<'p> {
     fn sleep(&mut self, index: usize, pc: u32, at: i64) {
         self.set_pc(index, pc);
         self.set_waiting(index, Waiting::Nothing);
-        let token = self.instances[index].as_ref().map_or(0, |i| i.token);
-        self.set_timer(
-            at,
-            Timer::Resume {
-                instance: index,
-                token,
-                deadline: false,
-            },
-        );
+        self.wake_at(index, at, false);
     }
 
     /// The latest event of `event` since entry that passes `filter`, for `since entry` waits.
