@@ -157,13 +157,42 @@ fn run_test(program: &Program, test: &ast::TestDecl, file: String, line: usize) 
     }
     engine.finish(until);
     check_expectations(program, test, journey as u32, start, &engine, &mut result);
+    let journeys = started_from(program, journey as u32);
     result.timeline = engine
         .timeline
         .iter()
-        .filter(|r| r.journey == journey as u32)
+        .filter(|r| journeys.contains(&r.journey))
         .map(|r| record_text(program, r))
         .collect();
     result
+}
+
+/// The journey and those it `start`s, directly or through others: a test of a journey sees
+/// what the journeys it starts do.
+fn started_from(program: &Program, journey: u32) -> Vec<u32> {
+    use journey_runtime::bytecode::opcode::{decode, Opcode};
+    let mut found = vec![journey];
+    let mut next = 0;
+    while next < found.len() {
+        let j = found[next];
+        next += 1;
+        let Some(body) = program
+            .journeys
+            .get(j as usize)
+            .and_then(|d| program.blocks.get(d.body as usize))
+        else {
+            continue;
+        };
+        let end = body.offset + body.length;
+        let mut pc = body.offset;
+        while let Ok(ins) = decode(&program.code, pc, end) {
+            if ins.opcode == Opcode::Start && !found.contains(&ins.operands[0]) {
+                found.push(ins.operands[0]);
+            }
+            pc = ins.next;
+        }
+    }
+    found
 }
 
 fn check_expectations(
@@ -174,10 +203,11 @@ fn check_expectations(
     engine: &Engine,
     result: &mut TestResult,
 ) {
+    let journeys = started_from(program, journey);
     let records: Vec<_> = engine
         .timeline
         .iter()
-        .filter(|r| r.journey == journey)
+        .filter(|r| journeys.contains(&r.journey))
         .collect();
     let sends: Vec<_> = records
         .iter()
