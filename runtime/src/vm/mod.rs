@@ -189,6 +189,51 @@ pub struct Engine<'p> {
     pub trace: Option<Vec<StepReached>>,
     /// When set, inputs and schedules enter users only into this journey (`start` still works).
     pub only: Option<u32>,
+    /// How long each event type's history is kept: `None` not at all, `Some(None)` for ever,
+    /// `Some(Some(ms))` for the longest window that reads it.
+    retention: Vec<Option<Option<i64>>>,
+}
+
+/// What the bytecode asks to keep of each event type's history (LANGUAGE.md §7.3).
+fn retention(program: &Program) -> Vec<Option<Option<i64>>> {
+    // `since entry` reads back at most as far as the oldest running instance: the longest
+    // timeout, or for ever if a journey has none.
+    let longest_life = program
+        .journeys
+        .iter()
+        .map(|j| j.timeout_ms)
+        .try_fold(0i64, |longest, t| t.map(|t| longest.max(t)));
+    let mut keep: Vec<Option<Option<i64>>> = vec![None; program.events.len()];
+    let mut need = |event: u32, span: Option<i64>| {
+        if let Some(slot) = keep.get_mut(event as usize) {
+            *slot = Some(match (*slot, span) {
+                (None, span) => span,
+                (Some(None), _) | (_, None) => None,
+                (Some(Some(a)), Some(b)) => Some(a.max(b)),
+            });
+        }
+    };
+    for query in &program.history {
+        let span = match query.window {
+            bc::Window::None => None,
+            bc::Window::Within(ms) => Some(ms),
+            bc::Window::SinceEntry => longest_life,
+        };
+        need(query.event, span);
+    }
+    for journey in &program.journeys {
+        for wait in &journey.waits {
+            if let bc::WaitKind::Event {
+                event,
+                since_entry: true,
+                ..
+            } = wait.kind
+            {
+                need(event, longest_life);
+            }
+        }
+    }
+    keep
 }
 
 /// A user-independent limit: how many steps one instance may run without sleeping (the
@@ -222,6 +267,7 @@ impl<'p> Engine<'p> {
             zone_fallbacks: 0,
             trace: None,
             only: None,
+            retention: retention(program),
         }
     }
 
@@ -387,9 +433,14 @@ impl<'p> Engine<'p> {
     fn track(&mut self, user: &Arc<str>, event: u32, fields: Arc<[Value]>) {
         let now = self.now;
         let input = self.inputs;
-        if let Some(u) = self.users.get_mut(user) {
+        let keep = self.retention.get(event as usize).copied().flatten();
+        if let (Some(u), Some(span)) = (self.users.get_mut(user), keep) {
             if let Some(history) = u.history.get_mut(event as usize) {
                 history.push((now, fields.clone()));
+                if let Some(ms) = span {
+                    let stale = history.partition_point(|(t, _)| *t <= now - ms);
+                    history.drain(..stale);
+                }
             }
         }
         let instances: Vec<usize> = self
