@@ -98,6 +98,8 @@ struct User {
     sends: Vec<(i64, Channel)>,
     /// This user's instances, in the order they entered.
     instances: Vec<usize>,
+    /// This user's pending `unless` entries, in the order they began.
+    pending: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,8 +133,12 @@ struct Instance {
     pc: u32,
     slots: Vec<Value>,
     waiting: Waiting,
-    /// Bumped at every change of state; timers carry the value they were set with.
+    /// Unique over the engine's life; replaced at every change of state. Timers carry the value
+    /// they were set with, so a stale timer (or one for an earlier instance in a reused slot)
+    /// does nothing.
     token: u64,
+    /// The token the instance was created with: its identity for the timeout.
+    id: u64,
     zone: chrono_tz::Tz,
     /// The last step reached.
     step: u32,
@@ -146,10 +152,10 @@ enum Timer {
         token: u64,
         deadline: bool,
     },
-    /// The journey's timeout.
-    Timeout { instance: usize },
+    /// The journey's timeout (for the instance with this token at its creation).
+    Timeout { instance: usize, id: u64 },
     /// An `unless` entry whose window passed without the cancelling event.
-    Unless { pending: usize },
+    Unless { pending: u64 },
     /// A time-based entry for one user.
     Tick {
         journey: u32,
@@ -174,7 +180,11 @@ pub struct Engine<'p> {
     program: &'p Program,
     users: BTreeMap<Arc<str>, User>,
     instances: Vec<Option<Instance>>,
-    pending: Vec<Option<Pending>>,
+    pending: HashMap<u64, Pending>,
+    next_pending: u64,
+    /// Slots of `instances` that ended, reused by the next instances.
+    free: Vec<usize>,
+    next_token: u64,
     timers: BTreeMap<(i64, u64), Timer>,
     sequence: u64,
     now: i64,
@@ -255,7 +265,10 @@ impl<'p> Engine<'p> {
             program,
             users: BTreeMap::new(),
             instances: Vec::new(),
-            pending: Vec::new(),
+            pending: HashMap::new(),
+            next_pending: 0,
+            free: Vec::new(),
+            next_token: 0,
             timers: BTreeMap::new(),
             sequence: 0,
             now: i64::MIN,
@@ -341,15 +354,23 @@ impl<'p> Engine<'p> {
                     self.resume(instance);
                 }
             }
-            Timer::Timeout { instance } => {
-                if self.instances.get(instance).is_some_and(Option::is_some) {
+            Timer::Timeout { instance, id } => {
+                if self
+                    .instances
+                    .get(instance)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|i| i.id == id)
+                {
                     self.end(instance, Outcome::Timeout, None);
                 }
             }
             Timer::Unless { pending } => {
-                let Some(p) = self.pending.get_mut(pending).and_then(Option::take) else {
+                let Some(p) = self.pending.remove(&pending) else {
                     return;
                 };
+                if let Some(u) = self.users.get_mut(&p.user) {
+                    u.pending.retain(|id| *id != pending);
+                }
                 if !p.cancelled {
                     self.enter(p.journey, &p.user, Some(p.fields), p.input, p.key);
                 }
@@ -456,11 +477,16 @@ impl<'p> Engine<'p> {
         for &i in &instances {
             self.check_wait(i, event, &fields);
         }
-        for p in 0..self.pending.len() {
-            let Some(pending) = self.pending[p].as_ref() else {
+        let pending_ids: Vec<u64> = self
+            .users
+            .get(user)
+            .map(|u| u.pending.clone())
+            .unwrap_or_default();
+        for id in pending_ids {
+            let Some(pending) = self.pending.get(&id) else {
                 continue;
             };
-            if pending.user != *user || pending.cancelled {
+            if pending.cancelled {
                 continue;
             }
             let journey = &self.program.journeys[pending.journey as usize];
@@ -477,7 +503,7 @@ impl<'p> Engine<'p> {
                             .eval_block(unless.filter, user, Some(&fields), Some((pj, &slots, now)))
                             .is_true();
                     if matches {
-                        if let Some(p) = self.pending[p].as_mut() {
+                        if let Some(p) = self.pending.get_mut(&id) {
                             p.cancelled = true;
                         }
                     }
@@ -608,16 +634,23 @@ impl<'p> Engine<'p> {
         {
             // Wait out the window; a pending entry counts as being in the journey.
             let at = now.saturating_add(unless.within_ms);
-            self.pending.push(Some(Pending {
-                journey,
-                user: user.clone(),
-                key,
-                fields: fields.clone(),
-                input,
-                cancelled: false,
-            }));
-            let index = self.pending.len() - 1;
-            self.set_timer(at, Timer::Unless { pending: index });
+            self.next_pending += 1;
+            let id = self.next_pending;
+            self.pending.insert(
+                id,
+                Pending {
+                    journey,
+                    user: user.clone(),
+                    key,
+                    fields: fields.clone(),
+                    input,
+                    cancelled: false,
+                },
+            );
+            if let Some(u) = self.users.get_mut(user) {
+                u.pending.push(id);
+            }
+            self.set_timer(at, Timer::Unless { pending: id });
             return;
         }
         let _ = tick;
@@ -634,11 +667,11 @@ impl<'p> Engine<'p> {
                 .and_then(Option::as_ref)
                 .is_some_and(|inst| inst.journey == journey && inst.key == *key)
         });
-        let pending = self
+        let pending = u
             .pending
             .iter()
-            .flatten()
-            .any(|p| p.journey == journey && p.user == *user && p.key == *key && !p.cancelled);
+            .filter_map(|id| self.pending.get(id))
+            .any(|p| p.journey == journey && p.key == *key && !p.cancelled);
         if running || pending {
             return false;
         }
@@ -674,6 +707,8 @@ impl<'p> Engine<'p> {
         );
         let zone = self.zone(desc, user, &slots);
         let body = self.program.blocks[desc.body as usize];
+        self.next_token += 1;
+        let token = self.next_token;
         let instance = Instance {
             journey,
             user: user.clone(),
@@ -683,12 +718,21 @@ impl<'p> Engine<'p> {
             pc: body.offset,
             slots,
             waiting: Waiting::Nothing,
-            token: 0,
+            token,
+            id: token,
             zone,
             step: NONE,
         };
-        self.instances.push(Some(instance));
-        let index = self.instances.len() - 1;
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.instances[index] = Some(instance);
+                index
+            }
+            None => {
+                self.instances.push(Some(instance));
+                self.instances.len() - 1
+            }
+        };
         if let Some(u) = self.users.get_mut(user) {
             u.instances.push(index);
             u.entries
@@ -707,7 +751,10 @@ impl<'p> Engine<'p> {
         if let Some(timeout) = desc.timeout_ms {
             self.set_timer(
                 now.saturating_add(timeout),
-                Timer::Timeout { instance: index },
+                Timer::Timeout {
+                    instance: index,
+                    id: token,
+                },
             );
         }
         self.check_triggers(index, None);
@@ -852,7 +899,8 @@ impl<'p> Engine<'p> {
     fn resume(&mut self, index: usize) {
         let pending_send = match self.instances.get_mut(index).and_then(Option::as_mut) {
             Some(instance) => {
-                instance.token += 1;
+                self.next_token += 1;
+                instance.token = self.next_token;
                 match std::mem::replace(&mut instance.waiting, Waiting::Nothing) {
                     Waiting::Send { send, args } => Some((send, args)),
                     _ => None,
@@ -870,6 +918,7 @@ impl<'p> Engine<'p> {
         let Some(instance) = self.instances.get_mut(index).and_then(Option::take) else {
             return;
         };
+        self.free.push(index);
         if let Some(u) = self.users.get_mut(&instance.user) {
             u.instances.retain(|i| *i != index);
         }
@@ -1072,7 +1121,8 @@ impl<'p> Engine<'p> {
     fn set_waiting(&mut self, index: usize, waiting: Waiting) {
         if let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) {
             instance.waiting = waiting;
-            instance.token += 1;
+            self.next_token += 1;
+            instance.token = self.next_token;
         }
     }
 
