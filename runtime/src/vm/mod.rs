@@ -178,7 +178,8 @@ struct Pending {
 /// The engine. Feed inputs in time order with `push`; `finish` fires what remains.
 pub struct Engine<'p> {
     program: &'p Program,
-    users: BTreeMap<Arc<str>, User>,
+    /// Looked up, never iterated: the order of users never reaches the output.
+    users: HashMap<Arc<str>, User>,
     instances: Vec<Option<Instance>>,
     pending: HashMap<u64, Pending>,
     next_pending: u64,
@@ -195,6 +196,8 @@ pub struct Engine<'p> {
     /// Inputs of event types no journey knows, and timezones that fell back to UTC.
     pub ignored_events: u64,
     pub zone_fallbacks: u64,
+    /// Timers fired so far (sleeps, deadlines, timeouts, scheduled entries).
+    pub timers_fired: u64,
     /// When set, every step reached. For tests and traces.
     pub trace: Option<Vec<StepReached>>,
     /// When set, inputs and schedules enter users only into this journey (`start` still works).
@@ -263,7 +266,7 @@ impl<'p> Engine<'p> {
             .collect();
         Engine {
             program,
-            users: BTreeMap::new(),
+            users: HashMap::new(),
             instances: Vec::new(),
             pending: HashMap::new(),
             next_pending: 0,
@@ -278,10 +281,30 @@ impl<'p> Engine<'p> {
             stats,
             ignored_events: 0,
             zone_fallbacks: 0,
+            timers_fired: 0,
             trace: None,
             only: None,
             retention: retention(program),
         }
+    }
+
+    /// Live instances and the bytes they hold: the instance record with its slots (not the
+    /// user's profile and history, which are shared by all of a user's instances).
+    pub fn instance_memory(&self) -> (usize, usize) {
+        let live: Vec<&Instance> = self.instances.iter().flatten().collect();
+        let bytes = live
+            .iter()
+            .map(|i| {
+                std::mem::size_of::<Option<Instance>>()
+                    + i.slots.capacity() * std::mem::size_of::<Value>()
+            })
+            .sum();
+        (live.len(), bytes)
+    }
+
+    /// Timers waiting to fire.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
     }
 
     fn set_timer(&mut self, at: i64, timer: Timer) {
@@ -331,6 +354,7 @@ impl<'p> Engine<'p> {
             }
             let ((at, _), timer) = entry.remove_entry();
             self.now = self.now.max(at);
+            self.timers_fired += 1;
             self.fire(timer);
         }
     }
@@ -1378,13 +1402,17 @@ impl<'p> Engine<'p> {
             return Value::Absent;
         };
         let now = self.now;
-        let in_window = |t: i64| match q.window {
-            bc::Window::None => true,
-            bc::Window::Within(ms) => t > now - ms && t <= now,
-            bc::Window::SinceEntry => entered_at.is_some_and(|e| t > e),
+        // Events are in time order: start at the first one inside the window.
+        let first = match q.window {
+            bc::Window::None => 0,
+            bc::Window::Within(ms) => events.partition_point(|(t, _)| *t <= now - ms),
+            bc::Window::SinceEntry => match entered_at {
+                Some(entered) => events.partition_point(|(t, _)| *t <= entered),
+                None => events.len(),
+            },
         };
-        let mut matching = events.iter().filter(|(t, fields)| {
-            in_window(*t)
+        let mut matching = events[first..].iter().filter(|(t, fields)| {
+            *t <= now
                 && (q.filter == NONE || {
                     let context = EntryContext {
                         engine: self,
@@ -1400,7 +1428,7 @@ impl<'p> Engine<'p> {
         });
         match op {
             HistoryOp::Count => Value::Int(matching.count() as i64),
-            HistoryOp::Did => Value::Bool(matching.count() > 0),
+            HistoryOp::Did => Value::Bool(matching.next().is_some()),
             HistoryOp::Last => matching
                 .next_back()
                 .map_or(Value::Absent, |(_, fields)| Value::Record(fields.clone())),
