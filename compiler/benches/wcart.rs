@@ -207,7 +207,7 @@ fn main() {
     println!("instances entered {entered}, ended {ended}, live {live}; sends {sends}; timers {before_timers} before, {timers_left} after");
     println!(
         "live instance memory: {} bytes each on average (record + slots; profile and history are per user)",
-        if live > 0 { bytes / live } else { 0 }
+        bytes.checked_div(live).unwrap_or(0)
     );
     println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
 }
