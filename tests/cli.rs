@@ -250,7 +250,7 @@ fn test_runs_the_in_language_tests() {
     let passing = journeyc(&["test", "examples/"]);
     assert_eq!(passing.status.code(), Some(0), "{}", stdout(&passing));
     assert!(
-        stdout(&passing).ends_with("8 passed, 0 failed\n"),
+        stdout(&passing).ends_with("34 passed, 0 failed\n"),
         "{}",
         stdout(&passing)
     );
