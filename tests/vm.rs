@@ -77,10 +77,31 @@ fn vm_cases() {
 #[test]
 fn the_examples_tests_pass() {
     let results = run(&support::journey_files("examples"));
-    assert!(results.len() >= 2);
+    assert!(results.len() >= 30);
     assert!(
         results.iter().all(TestResult::passed),
         "{}",
         report(&results)
     );
+}
+
+/// The timelines of each example's tests (the same lines `journeyc simulate` prints), run with
+/// the shared schema, as snapshots beside the VM cases.
+#[test]
+fn example_timelines() {
+    let shop = support::repo_root().join("examples/shop.journey");
+    insta::with_settings!({
+        snapshot_path => "cases/vm/snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::glob!("../examples", "*.journey", |path| {
+            if path == shop {
+                return;
+            }
+            let results = run(&[shop.clone(), path.to_path_buf()]);
+            assert!(results.iter().all(TestResult::passed), "{}", report(&results));
+            insta::assert_snapshot!(report(&results));
+        });
+    });
 }
