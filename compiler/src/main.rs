@@ -399,25 +399,17 @@ fn simulate(
     };
     let mut rejected = Vec::new();
     let mut inputs = Vec::new();
-    if let Some(profiles) = profiles {
-        match read(profiles) {
+    // Initial traits first, then the events.
+    for path in profiles.into_iter().chain([events]) {
+        match read(path) {
             Ok(text) => inputs.extend(sim::decode_lines(
                 &program,
-                &profiles.display().to_string(),
+                &path.display().to_string(),
                 &text,
                 &mut rejected,
             )),
             Err(code) => return code,
         }
-    }
-    match read(events) {
-        Ok(text) => inputs.extend(sim::decode_lines(
-            &program,
-            &events.display().to_string(),
-            &text,
-            &mut rejected,
-        )),
-        Err(code) => return code,
     }
     for r in &rejected {
         eprintln!("{}:{}: rejected: {}", r.file, r.line, r.message);

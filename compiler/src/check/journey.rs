@@ -203,21 +203,8 @@ impl Checker<'_> {
                     self.expect(expr, &mut scope, &Type::String, "`correlate`");
                 }
                 SettingKind::Goal(trigger) | SettingKind::Exit(trigger) => {
-                    if let Some((_, first)) =
-                        trigger_names.iter().find(|(n, _)| *n == trigger.name.name)
-                    {
-                        let first = *first;
-                        self.error(
-                            Diagnostic::new(
-                                Code::DuplicateName,
-                                format!("`{}` names two goals or exits", trigger.name.name),
-                            )
-                            .primary(file, trigger.name.span, "named again here")
-                            .secondary(file, first, "first named here"),
-                        );
-                    } else {
-                        trigger_names.push((trigger.name.name.clone(), trigger.name.span));
-                    }
+                    let message = format!("`{}` names two goals or exits", trigger.name.name);
+                    self.unique(&mut trigger_names, &trigger.name, message, file);
                     match &trigger.condition {
                         TriggerCondition::Event { event, filter } => {
                             self.event_fields(event, file);
@@ -413,18 +400,8 @@ impl Checker<'_> {
         walk.step_counter += 1;
         let name = match &step.label {
             Some(label) => {
-                if let Some((_, first)) = walk.labels.iter().find(|(n, _)| *n == label.name) {
-                    let first = *first;
-                    self.error(
-                        Diagnostic::new(
-                            Code::DuplicateName,
-                            format!("the label `{}` is used twice", label.name),
-                        )
-                        .primary(file, label.span, "used again here")
-                        .secondary(file, first, "first used here"),
-                    );
-                }
-                walk.labels.push((label.name.clone(), label.span));
+                let message = format!("the label `{}` is used twice", label.name);
+                self.unique(&mut walk.labels, label, message, file);
                 label.name.clone()
             }
             None => format!("{}_{}", step.kind.kind_name(), walk.step_counter),
@@ -680,9 +657,14 @@ impl Checker<'_> {
                 join_all(ends)
             }
             StepKind::Branch { arms, otherwise } => {
-                let mut names: Vec<(&str, Span)> = Vec::new();
+                let mut names: Vec<(String, Span)> = Vec::new();
                 for arm in arms {
-                    self.unique_arm(&mut names, &arm.name, file);
+                    self.unique(
+                        &mut names,
+                        &arm.name,
+                        format!("two arms are named `{}`", arm.name.name),
+                        file,
+                    );
                     self.condition(&arm.condition, scope, "a branch condition");
                 }
                 let conditions: Vec<(&Expr, Span)> =
@@ -696,10 +678,15 @@ impl Checker<'_> {
                 join_all(ends)
             }
             StepKind::Split { arms } => {
-                let mut names: Vec<(&str, Span)> = Vec::new();
+                let mut names: Vec<(String, Span)> = Vec::new();
                 let mut total = 0;
                 for arm in arms {
-                    self.unique_arm(&mut names, &arm.name, file);
+                    self.unique(
+                        &mut names,
+                        &arm.name,
+                        format!("two arms are named `{}`", arm.name.name),
+                        file,
+                    );
                     total += arm.weight.tenths;
                 }
                 if total != 1000 {
@@ -783,24 +770,24 @@ impl Checker<'_> {
         }
     }
 
-    fn unique_arm<'a>(
+    /// Reports `name` if `seen` has it already (at both places), else records it.
+    fn unique(
         &mut self,
-        names: &mut Vec<(&'a str, Span)>,
-        name: &'a ast::Ident,
+        seen: &mut Vec<(String, Span)>,
+        name: &ast::Ident,
+        message: String,
         file: FileId,
     ) {
-        if let Some((_, first)) = names.iter().find(|(n, _)| *n == name.name) {
-            let first = *first;
-            self.error(
-                Diagnostic::new(
-                    Code::DuplicateName,
-                    format!("two arms are named `{}`", name.name),
-                )
-                .primary(file, name.span, "named again here")
-                .secondary(file, first, "first named here"),
-            );
-        } else {
-            names.push((&name.name, name.span));
+        match seen.iter().find(|(n, _)| *n == name.name) {
+            Some((_, first)) => {
+                let first = *first;
+                self.error(
+                    Diagnostic::new(Code::DuplicateName, message)
+                        .primary(file, name.span, "named again here")
+                        .secondary(file, first, "first named here"),
+                );
+            }
+            None => seen.push((name.name.clone(), name.span)),
         }
     }
 
