@@ -128,10 +128,8 @@ struct Instance {
     user: Arc<str>,
     key: Option<Arc<str>>,
     entered_at: i64,
-    /// The input that created it (its own entry event never matches its goals and exits).
-    entry_input: u64,
     pc: u32,
-    slots: Vec<Value>,
+    slots: Box<[Value]>,
     waiting: Waiting,
     /// Unique over the engine's life; replaced at every change of state. Timers carry the value
     /// they were set with, so a stale timer (or one for an earlier instance in a reused slot)
@@ -171,7 +169,6 @@ struct Pending {
     user: Arc<str>,
     key: Option<Arc<str>>,
     fields: Arc<[Value]>,
-    input: u64,
     cancelled: bool,
 }
 
@@ -189,7 +186,8 @@ pub struct Engine<'p> {
     timers: BTreeMap<(i64, u64), Timer>,
     sequence: u64,
     now: i64,
-    inputs: u64,
+    /// Inputs processed so far.
+    pub inputs: u64,
     tick_tokens: HashMap<(u32, Arc<str>), u64>,
     pub timeline: Vec<Record>,
     pub stats: Vec<JourneyStats>,
@@ -296,7 +294,7 @@ impl<'p> Engine<'p> {
             .iter()
             .map(|i| {
                 std::mem::size_of::<Option<Instance>>()
-                    + i.slots.capacity() * std::mem::size_of::<Value>()
+                    + i.slots.len() * std::mem::size_of::<Value>()
             })
             .sum();
         (live.len(), bytes)
@@ -396,7 +394,7 @@ impl<'p> Engine<'p> {
                     u.pending.retain(|id| *id != pending);
                 }
                 if !p.cancelled {
-                    self.enter(p.journey, &p.user, Some(p.fields), p.input, p.key);
+                    self.enter(p.journey, &p.user, Some(p.fields), p.key);
                 }
             }
             Timer::Tick {
@@ -407,8 +405,7 @@ impl<'p> Engine<'p> {
                 if self.tick_tokens.get(&(journey, user.clone())) != Some(&token) {
                     return;
                 }
-                let input = self.inputs;
-                self.try_enter(journey, &user, None, input, true);
+                self.try_enter(journey, &user, None);
                 self.schedule_tick(journey, &user);
             }
         }
@@ -477,7 +474,6 @@ impl<'p> Engine<'p> {
 
     fn track(&mut self, user: &Arc<str>, event: u32, fields: Arc<[Value]>) {
         let now = self.now;
-        let input = self.inputs;
         let keep = self.retention.get(event as usize).copied().flatten();
         if let (Some(u), Some(span)) = (self.users.get_mut(user), keep) {
             if let Some(history) = u.history.get_mut(event as usize) {
@@ -495,7 +491,7 @@ impl<'p> Engine<'p> {
             .unwrap_or_default();
         // 1. Goals, then exits.
         for &i in &instances {
-            self.check_triggers(i, Some((event, &fields, input)));
+            self.check_triggers(i, Some((event, &fields)));
         }
         // 2. Waits the event satisfies, and `unless` entries it cancels.
         for &i in &instances {
@@ -541,7 +537,7 @@ impl<'p> Engine<'p> {
             }
             if matches!(self.program.journeys[journey as usize].entry, bc::Entry::On { event: e, .. } if e == event)
             {
-                self.try_enter(journey, user, Some(fields.clone()), input, false);
+                self.try_enter(journey, user, Some(fields.clone()));
             }
         }
         self.reevaluate(user);
@@ -606,14 +602,7 @@ impl<'p> Engine<'p> {
     }
 
     /// Checks a journey's entry for a user (filter, audience, reentry, correlation).
-    fn try_enter(
-        &mut self,
-        journey: u32,
-        user: &Arc<str>,
-        fields: Option<Arc<[Value]>>,
-        input: u64,
-        tick: bool,
-    ) {
+    fn try_enter(&mut self, journey: u32, user: &Arc<str>, fields: Option<Arc<[Value]>>) {
         let desc = &self.program.journeys[journey as usize];
         let now = self.now;
         let slots = fields.as_ref().map_or_else(
@@ -667,7 +656,6 @@ impl<'p> Engine<'p> {
                     user: user.clone(),
                     key,
                     fields: fields.clone(),
-                    input,
                     cancelled: false,
                 },
             );
@@ -677,8 +665,7 @@ impl<'p> Engine<'p> {
             self.set_timer(at, Timer::Unless { pending: id });
             return;
         }
-        let _ = tick;
-        self.enter(journey, user, fields, input, key);
+        self.enter(journey, user, fields, key);
     }
 
     fn reentry_allows(&self, journey: u32, user: &Arc<str>, key: &Option<Arc<str>>) -> bool {
@@ -720,7 +707,6 @@ impl<'p> Engine<'p> {
         journey: u32,
         user: &Arc<str>,
         fields: Option<Arc<[Value]>>,
-        input: u64,
         key: Option<Arc<str>>,
     ) {
         let now = self.now;
@@ -738,9 +724,8 @@ impl<'p> Engine<'p> {
             user: user.clone(),
             key: key.clone(),
             entered_at: now,
-            entry_input: input,
             pc: body.offset,
-            slots,
+            slots: slots.into(),
             waiting: Waiting::Nothing,
             token,
             id: token,
@@ -811,7 +796,7 @@ impl<'p> Engine<'p> {
 
     /// Goals then exits of one instance: on an event (not its own entry event), or `when`
     /// conditions (always re-checked).
-    fn check_triggers(&mut self, index: usize, event: Option<(u32, &Arc<[Value]>, u64)>) {
+    fn check_triggers(&mut self, index: usize, event: Option<(u32, &Arc<[Value]>)>) {
         let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
             return;
         };
@@ -819,9 +804,7 @@ impl<'p> Engine<'p> {
         for (outcome, triggers) in [(Outcome::Goal, &desc.goals), (Outcome::Exited, &desc.exits)] {
             for trigger in triggers {
                 let fires = match (trigger.event, event) {
-                    (Some(e), Some((got, fields, input)))
-                        if e == got && input != instance.entry_input =>
-                    {
+                    (Some(e), Some((got, fields))) if e == got => {
                         trigger.block == NONE
                             || self
                                 .eval_instance(trigger.block, index, Some(fields))
@@ -1109,8 +1092,7 @@ impl<'p> Engine<'p> {
                     self.set_pc(index, next);
                     let user = self.instances[index].as_ref().map(|i| i.user.clone());
                     if let Some(user) = user {
-                        let input = self.inputs;
-                        self.try_enter(a, &user, None, input, false);
+                        self.try_enter(a, &user, None);
                     }
                 }
                 _ => return self.end(index, Outcome::Completed, None),
