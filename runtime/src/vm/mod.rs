@@ -21,6 +21,9 @@ use crate::eval::{self, Context, Flow, HistoryOp};
 use crate::value::Value;
 use input::Input;
 
+/// A user's index in the engine, given in the order users are first seen.
+pub type UserId = u32;
+
 /// One line of the timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -88,6 +91,7 @@ pub struct JourneyStats {
 
 #[derive(Debug, Default)]
 struct User {
+    name: Arc<str>,
     /// Profile traits by field index (`None`: not set).
     traits: Vec<Option<Value>>,
     /// Events of each type, oldest first: (time, fields).
@@ -125,7 +129,7 @@ enum Waiting {
 #[derive(Debug, Clone)]
 struct Instance {
     journey: u32,
-    user: Arc<str>,
+    user: UserId,
     key: Option<Arc<str>>,
     entered_at: i64,
     pc: u32,
@@ -157,7 +161,7 @@ enum Timer {
     /// A time-based entry for one user.
     Tick {
         journey: u32,
-        user: Arc<str>,
+        user: UserId,
         token: u64,
     },
 }
@@ -166,7 +170,7 @@ enum Timer {
 #[derive(Debug, Clone)]
 struct Pending {
     journey: u32,
-    user: Arc<str>,
+    user: UserId,
     key: Option<Arc<str>>,
     fields: Arc<[Value]>,
     cancelled: bool,
@@ -175,8 +179,10 @@ struct Pending {
 /// The engine. Feed inputs in time order with `push`; `finish` fires what remains.
 pub struct Engine<'p> {
     program: &'p Program,
-    /// Looked up, never iterated: the order of users never reaches the output.
-    users: HashMap<Arc<str>, User>,
+    /// Users by their dense id, in the order first seen.
+    users: Vec<User>,
+    /// User ids by name: looked up, never iterated, so no hash order reaches the output.
+    user_ids: HashMap<Arc<str>, UserId>,
     instances: Vec<Option<Instance>>,
     pending: HashMap<u64, Pending>,
     next_pending: u64,
@@ -188,7 +194,7 @@ pub struct Engine<'p> {
     now: i64,
     /// Inputs processed so far.
     pub inputs: u64,
-    tick_tokens: HashMap<(u32, Arc<str>), u64>,
+    tick_tokens: HashMap<(u32, UserId), u64>,
     pub timeline: Vec<Record>,
     pub stats: Vec<JourneyStats>,
     /// Inputs of event types no journey knows, and timezones that fell back to UTC.
@@ -264,7 +270,8 @@ impl<'p> Engine<'p> {
             .collect();
         Engine {
             program,
-            users: HashMap::new(),
+            users: Vec::new(),
+            user_ids: HashMap::new(),
             instances: Vec::new(),
             pending: HashMap::new(),
             next_pending: 0,
@@ -317,11 +324,10 @@ impl<'p> Engine<'p> {
         self.fire_until(time);
         self.now = time;
         self.inputs += 1;
-        let user = input.user().clone();
-        self.ensure_user(&user);
+        let user = self.ensure_user(input.user());
         match input {
-            Input::Track { event, fields, .. } => self.track(&user, event, fields),
-            Input::Identify { traits, .. } => self.identify(&user, traits),
+            Input::Track { event, fields, .. } => self.track(user, event, fields),
+            Input::Identify { traits, .. } => self.identify(user, traits),
         }
     }
 
@@ -390,11 +396,11 @@ impl<'p> Engine<'p> {
                 let Some(p) = self.pending.remove(&pending) else {
                     return;
                 };
-                if let Some(u) = self.users.get_mut(&p.user) {
+                if let Some(u) = self.users.get_mut(p.user as usize) {
                     u.pending.retain(|id| *id != pending);
                 }
                 if !p.cancelled {
-                    self.enter(p.journey, &p.user, Some(p.fields), p.key);
+                    self.enter(p.journey, p.user, Some(p.fields), p.key);
                 }
             }
             Timer::Tick {
@@ -405,35 +411,44 @@ impl<'p> Engine<'p> {
                 if self.tick_tokens.get(&(journey, user.clone())) != Some(&token) {
                     return;
                 }
-                self.try_enter(journey, &user, None);
-                self.schedule_tick(journey, &user);
+                self.try_enter(journey, user, None);
+                self.schedule_tick(journey, user);
             }
         }
     }
 
-    fn ensure_user(&mut self, user: &Arc<str>) {
-        if self.users.contains_key(user) {
-            return;
+    /// The id of the user called `name`, creating the user (and its schedules) when new.
+    fn ensure_user(&mut self, name: &Arc<str>) -> UserId {
+        if let Some(id) = self.user_ids.get(name) {
+            return *id;
         }
         let profile_fields = self
             .program
             .record_fields(self.program.profile)
             .map_or(0, <[_]>::len);
-        self.users.insert(
-            user.clone(),
-            User {
-                traits: vec![None; profile_fields],
-                history: vec![Vec::new(); self.program.events.len()],
-                ..Default::default()
-            },
-        );
+        let id = self.users.len() as UserId;
+        self.users.push(User {
+            name: name.clone(),
+            traits: vec![None; profile_fields],
+            history: vec![Vec::new(); self.program.events.len()],
+            ..Default::default()
+        });
+        self.user_ids.insert(name.clone(), id);
         for journey in 0..self.program.journeys.len() as u32 {
-            self.schedule_tick(journey, user);
+            self.schedule_tick(journey, id);
         }
+        id
+    }
+
+    /// A user's name, for the timeline.
+    fn name(&self, user: UserId) -> Arc<str> {
+        self.users
+            .get(user as usize)
+            .map_or_else(|| Arc::from(""), |u| u.name.clone())
     }
 
     /// Schedules the next time-based entry of `user` into `journey`, if it has one.
-    fn schedule_tick(&mut self, journey: u32, user: &Arc<str>) {
+    fn schedule_tick(&mut self, journey: u32, user: UserId) {
         let desc = &self.program.journeys[journey as usize];
         let zone = self.zone(desc, user, &[]);
         let now = self.now;
@@ -472,10 +487,10 @@ impl<'p> Engine<'p> {
 
     // ------------------------------------------------------------ inputs
 
-    fn track(&mut self, user: &Arc<str>, event: u32, fields: Arc<[Value]>) {
+    fn track(&mut self, user: UserId, event: u32, fields: Arc<[Value]>) {
         let now = self.now;
         let keep = self.retention.get(event as usize).copied().flatten();
-        if let (Some(u), Some(span)) = (self.users.get_mut(user), keep) {
+        if let (Some(u), Some(span)) = (self.users.get_mut(user as usize), keep) {
             if let Some(history) = u.history.get_mut(event as usize) {
                 history.push((now, fields.clone()));
                 if let Some(ms) = span {
@@ -486,7 +501,7 @@ impl<'p> Engine<'p> {
         }
         let instances: Vec<usize> = self
             .users
-            .get(user)
+            .get(user as usize)
             .map(|u| u.instances.clone())
             .unwrap_or_default();
         // 1. Goals, then exits.
@@ -499,7 +514,7 @@ impl<'p> Engine<'p> {
         }
         let pending_ids: Vec<u64> = self
             .users
-            .get(user)
+            .get(user as usize)
             .map(|u| u.pending.clone())
             .unwrap_or_default();
         for id in pending_ids {
@@ -543,8 +558,8 @@ impl<'p> Engine<'p> {
         self.reevaluate(user);
     }
 
-    fn identify(&mut self, user: &Arc<str>, traits: Vec<(u32, Value)>) {
-        if let Some(u) = self.users.get_mut(user) {
+    fn identify(&mut self, user: UserId, traits: Vec<(u32, Value)>) {
+        if let Some(u) = self.users.get_mut(user as usize) {
             for (field, value) in traits {
                 if let Some(slot) = u.traits.get_mut(field as usize) {
                     *slot = Some(value);
@@ -563,10 +578,10 @@ impl<'p> Engine<'p> {
     }
 
     /// `when` goals and exits, and condition waits, of a user's instances after a change.
-    fn reevaluate(&mut self, user: &Arc<str>) {
+    fn reevaluate(&mut self, user: UserId) {
         let instances: Vec<usize> = self
             .users
-            .get(user)
+            .get(user as usize)
             .map(|u| u.instances.clone())
             .unwrap_or_default();
         for i in instances {
@@ -602,7 +617,7 @@ impl<'p> Engine<'p> {
     }
 
     /// Checks a journey's entry for a user (filter, audience, reentry, correlation).
-    fn try_enter(&mut self, journey: u32, user: &Arc<str>, fields: Option<Arc<[Value]>>) {
+    fn try_enter(&mut self, journey: u32, user: UserId, fields: Option<Arc<[Value]>>) {
         let desc = &self.program.journeys[journey as usize];
         let now = self.now;
         let slots = fields.as_ref().map_or_else(
@@ -659,7 +674,7 @@ impl<'p> Engine<'p> {
                     cancelled: false,
                 },
             );
-            if let Some(u) = self.users.get_mut(user) {
+            if let Some(u) = self.users.get_mut(user as usize) {
                 u.pending.push(id);
             }
             self.set_timer(at, Timer::Unless { pending: id });
@@ -668,8 +683,8 @@ impl<'p> Engine<'p> {
         self.enter(journey, user, fields, key);
     }
 
-    fn reentry_allows(&self, journey: u32, user: &Arc<str>, key: &Option<Arc<str>>) -> bool {
-        let Some(u) = self.users.get(user) else {
+    fn reentry_allows(&self, journey: u32, user: UserId, key: &Option<Arc<str>>) -> bool {
+        let Some(u) = self.users.get(user as usize) else {
             return false;
         };
         let running = u.instances.iter().any(|i| {
@@ -705,7 +720,7 @@ impl<'p> Engine<'p> {
     fn enter(
         &mut self,
         journey: u32,
-        user: &Arc<str>,
+        user: UserId,
         fields: Option<Arc<[Value]>>,
         key: Option<Arc<str>>,
     ) {
@@ -742,7 +757,7 @@ impl<'p> Engine<'p> {
                 self.instances.len() - 1
             }
         };
-        if let Some(u) = self.users.get_mut(user) {
+        if let Some(u) = self.users.get_mut(user as usize) {
             u.instances.push(index);
             u.entries
                 .entry((journey, key.clone()))
@@ -750,9 +765,10 @@ impl<'p> Engine<'p> {
                 .push(now);
         }
         self.stats[journey as usize].entered += 1;
+        let name = self.name(user);
         self.timeline.push(Record {
             at: now,
-            user: user.clone(),
+            user: name,
             journey,
             key,
             kind: RecordKind::Entered,
@@ -773,7 +789,7 @@ impl<'p> Engine<'p> {
     }
 
     /// The journey's zone for a user: its `timezone` block, or UTC (unknown zones count).
-    fn zone(&mut self, desc: &bc::JourneyDesc, user: &Arc<str>, slots: &[Value]) -> chrono_tz::Tz {
+    fn zone(&mut self, desc: &bc::JourneyDesc, user: UserId, slots: &[Value]) -> chrono_tz::Tz {
         if desc.timezone == NONE {
             return chrono_tz::UTC;
         }
@@ -926,16 +942,17 @@ impl<'p> Engine<'p> {
             return;
         };
         self.free.push(index);
-        if let Some(u) = self.users.get_mut(&instance.user) {
+        if let Some(u) = self.users.get_mut(instance.user as usize) {
             u.instances.retain(|i| *i != index);
         }
         *self.stats[instance.journey as usize]
             .outcomes
             .entry(outcome)
             .or_insert(0) += 1;
+        let user_name = self.name(instance.user);
         self.timeline.push(Record {
             at: self.now,
-            user: instance.user,
+            user: user_name,
             journey: instance.journey,
             key: instance.key,
             kind: RecordKind::Exited { outcome, name },
@@ -979,10 +996,15 @@ impl<'p> Engine<'p> {
                     {
                         *reached += 1;
                     }
+                    let mut reached_by = None;
                     if let Some(instance) = self.instances[index].as_mut() {
                         instance.step = a;
+                        reached_by = Some(instance.user);
+                    }
+                    if let (Some(user), true) = (reached_by, self.trace.is_some()) {
+                        let name = self.name(user);
                         if let Some(trace) = &mut self.trace {
-                            trace.push((now, instance.user.clone(), journey, a));
+                            trace.push((now, name, journey, a));
                         }
                     }
                     self.set_pc(index, next);
@@ -1092,7 +1114,7 @@ impl<'p> Engine<'p> {
                     self.set_pc(index, next);
                     let user = self.instances[index].as_ref().map(|i| i.user.clone());
                     if let Some(user) = user {
-                        self.try_enter(a, &user, None);
+                        self.try_enter(a, user, None);
                     }
                 }
                 _ => return self.end(index, Outcome::Completed, None),
@@ -1143,7 +1165,7 @@ impl<'p> Engine<'p> {
         let instance = self.instances.get(index)?.as_ref()?;
         let history = self
             .users
-            .get(&instance.user)?
+            .get(instance.user as usize)?
             .history
             .get(event as usize)?;
         history
@@ -1187,9 +1209,10 @@ impl<'p> Engine<'p> {
             return;
         };
         let now = self.now;
+        let name = self.name(user);
         let skip = |reason: &'static str| Record {
             at: now,
-            user: user.clone(),
+            user: name.clone(),
             journey,
             key: key.clone(),
             kind: RecordKind::Skipped { step, reason },
@@ -1205,7 +1228,7 @@ impl<'p> Engine<'p> {
             }
             let sends = self
                 .users
-                .get(&user)
+                .get(user as usize)
                 .map_or(&[][..], |u| u.sends.as_slice());
             let capped = self.program.caps.iter().any(|cap| {
                 let counted = sends
@@ -1221,7 +1244,7 @@ impl<'p> Engine<'p> {
                 self.timeline.push(skip("capped"));
                 return;
             }
-            if let Some(u) = self.users.get_mut(&user) {
+            if let Some(u) = self.users.get_mut(user as usize) {
                 u.sends.push((now, s.channel));
             }
         }
@@ -1234,7 +1257,7 @@ impl<'p> Engine<'p> {
         };
         self.timeline.push(Record {
             at: now,
-            user,
+            user: name,
             journey,
             key,
             kind: record,
@@ -1250,7 +1273,7 @@ impl<'p> Engine<'p> {
         else {
             return;
         };
-        let current = self.profile_value(&user, field);
+        let current = self.profile_value(user, field);
         let new = match opcode {
             Opcode::SetProfile => value,
             _ => {
@@ -1274,18 +1297,18 @@ impl<'p> Engine<'p> {
         }
         if let Some(slot) = self
             .users
-            .get_mut(&user)
+            .get_mut(user as usize)
             .and_then(|u| u.traits.get_mut(field as usize))
         {
             *slot = Some(new);
         }
-        self.reevaluate(&user);
+        self.reevaluate(user);
     }
 
-    fn profile_value(&self, user: &Arc<str>, field: u32) -> Value {
+    fn profile_value(&self, user: UserId, field: u32) -> Value {
         match self
             .users
-            .get(user)
+            .get(user as usize)
             .and_then(|u| u.traits.get(field as usize))
             .cloned()
             .flatten()
@@ -1309,7 +1332,7 @@ impl<'p> Engine<'p> {
             hash ^= 0xff;
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         };
-        feed(instance.user.as_bytes());
+        feed(self.name(instance.user).as_bytes());
         feed(instance.key.as_deref().unwrap_or("").as_bytes());
         feed(
             self.program
@@ -1349,7 +1372,7 @@ impl<'p> Engine<'p> {
     fn eval_block(
         &self,
         block: u32,
-        user: &Arc<str>,
+        user: UserId,
         event: Option<&Arc<[Value]>>,
         instance: Option<(u32, &[Value], i64)>,
     ) -> Value {
@@ -1367,7 +1390,7 @@ impl<'p> Engine<'p> {
 
     fn history(
         &self,
-        user: &Arc<str>,
+        user: UserId,
         query: u16,
         op: HistoryOp,
         entered_at: Option<i64>,
@@ -1378,7 +1401,7 @@ impl<'p> Engine<'p> {
         };
         let Some(events) = self
             .users
-            .get(user)
+            .get(user as usize)
             .and_then(|u| u.history.get(q.event as usize))
         else {
             return Value::Absent;
@@ -1452,7 +1475,7 @@ impl Context for InstanceContext<'_, '_> {
     }
     fn profile_field(&self, field: u16) -> Value {
         self.instance().map_or(Value::Absent, |i| {
-            self.engine.profile_value(&i.user, u32::from(field))
+            self.engine.profile_value(i.user, u32::from(field))
         })
     }
     fn slot(&self, slot: u16) -> Value {
@@ -1471,7 +1494,7 @@ impl Context for InstanceContext<'_, '_> {
             return Value::Absent;
         };
         self.engine.history(
-            &instance.user,
+            instance.user,
             query,
             op,
             Some(instance.entered_at),
@@ -1486,7 +1509,7 @@ impl Context for InstanceContext<'_, '_> {
 /// What expressions read before an instance exists (entry checks) or outside one.
 struct EntryContext<'e, 'p> {
     engine: &'e Engine<'p>,
-    user: &'e Arc<str>,
+    user: UserId,
     event: Option<&'e [Value]>,
     instance: Option<(u32, &'e [Value], i64)>,
 }
