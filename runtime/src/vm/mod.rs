@@ -408,7 +408,7 @@ impl<'p> Engine<'p> {
                 user,
                 token,
             } => {
-                if self.tick_tokens.get(&(journey, user.clone())) != Some(&token) {
+                if self.tick_tokens.get(&(journey, user)) != Some(&token) {
                     return;
                 }
                 self.try_enter(journey, user, None);
@@ -469,7 +469,7 @@ impl<'p> Engine<'p> {
             _ => None,
         };
         let token = {
-            let entry = self.tick_tokens.entry((journey, user.clone())).or_insert(0);
+            let entry = self.tick_tokens.entry((journey, user)).or_insert(0);
             *entry += 1;
             *entry
         };
@@ -478,7 +478,7 @@ impl<'p> Engine<'p> {
                 at,
                 Timer::Tick {
                     journey,
-                    user: user.clone(),
+                    user,
                     token,
                 },
             );
@@ -668,7 +668,7 @@ impl<'p> Engine<'p> {
                 id,
                 Pending {
                     journey,
-                    user: user.clone(),
+                    user,
                     key,
                     fields: fields.clone(),
                     cancelled: false,
@@ -736,7 +736,7 @@ impl<'p> Engine<'p> {
         let token = self.next_token;
         let instance = Instance {
             journey,
-            user: user.clone(),
+            user,
             key: key.clone(),
             entered_at: now,
             pc: body.offset,
@@ -1112,7 +1112,7 @@ impl<'p> Engine<'p> {
                 }
                 Opcode::Start => {
                     self.set_pc(index, next);
-                    let user = self.instances[index].as_ref().map(|i| i.user.clone());
+                    let user = self.instances[index].as_ref().map(|i| i.user);
                     if let Some(user) = user {
                         self.try_enter(a, user, None);
                     }
@@ -1199,7 +1199,7 @@ impl<'p> Engine<'p> {
         };
         let (journey, user, key, step, zone) = (
             instance.journey,
-            instance.user.clone(),
+            instance.user,
             instance.key.clone(),
             instance.step,
             instance.zone,
@@ -1269,7 +1269,7 @@ impl<'p> Engine<'p> {
             .instances
             .get(index)
             .and_then(Option::as_ref)
-            .map(|i| i.user.clone())
+            .map(|i| i.user)
         else {
             return;
         };
