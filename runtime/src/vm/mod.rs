@@ -119,10 +119,9 @@ enum Waiting {
     Any {
         wait: u16,
     },
-    /// A send waiting for quiet hours to end: its index and arguments.
+    /// A send waiting for quiet hours to end (its arguments wait in `Engine::deferred`).
     Send {
         send: u16,
-        args: Vec<Value>,
     },
 }
 
@@ -135,15 +134,13 @@ struct Instance {
     pc: u32,
     slots: Box<[Value]>,
     waiting: Waiting,
-    /// Unique over the engine's life; replaced at every change of state. Timers carry the value
-    /// they were set with, so a stale timer (or one for an earlier instance in a reused slot)
-    /// does nothing.
-    token: u64,
-    /// The token the instance was created with: its identity for the timeout.
-    id: u64,
+    /// Replaced at every change of state from an engine-wide counter (it would take 2³² changes
+    /// for a value to come back). Timers carry the value they were set with, so a stale timer —
+    /// or one for an earlier instance in a reused slot — does nothing.
+    token: u32,
     zone: chrono_tz::Tz,
     /// The last step reached.
-    step: u32,
+    step: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -151,11 +148,16 @@ enum Timer {
     /// Continue the instance at its `pc` (a plain sleep, or a wait's deadline).
     Resume {
         instance: usize,
-        token: u64,
+        token: u32,
         deadline: bool,
     },
-    /// The journey's timeout (for the instance with this token at its creation).
-    Timeout { instance: usize, id: u64 },
+    /// The journey's timeout, for the instance of that journey that entered at that moment
+    /// (another instance in the same slot with the same entry would time out then too).
+    Timeout {
+        instance: usize,
+        journey: u32,
+        entered_at: i64,
+    },
     /// An `unless` entry whose window passed without the cancelling event.
     Unless { pending: u64 },
     /// A time-based entry for one user.
@@ -188,7 +190,10 @@ pub struct Engine<'p> {
     next_pending: u64,
     /// Slots of `instances` that ended, reused by the next instances.
     free: Vec<usize>,
-    next_token: u64,
+    /// The arguments of sends deferred by quiet hours, by instance slot (rare, so kept out of
+    /// the instance record).
+    deferred: HashMap<usize, Vec<Value>>,
+    next_token: u32,
     timers: BTreeMap<(i64, u64), Timer>,
     sequence: u64,
     now: i64,
@@ -276,6 +281,7 @@ impl<'p> Engine<'p> {
             pending: HashMap::new(),
             next_pending: 0,
             free: Vec::new(),
+            deferred: HashMap::new(),
             next_token: 0,
             timers: BTreeMap::new(),
             sequence: 0,
@@ -382,12 +388,16 @@ impl<'p> Engine<'p> {
                     self.resume(instance);
                 }
             }
-            Timer::Timeout { instance, id } => {
+            Timer::Timeout {
+                instance,
+                journey,
+                entered_at,
+            } => {
                 if self
                     .instances
                     .get(instance)
                     .and_then(Option::as_ref)
-                    .is_some_and(|i| i.id == id)
+                    .is_some_and(|i| i.journey == journey && i.entered_at == entered_at)
                 {
                     self.end(instance, Outcome::Timeout, None);
                 }
@@ -732,7 +742,7 @@ impl<'p> Engine<'p> {
         );
         let zone = self.zone(desc, user, &slots);
         let body = self.program.blocks[desc.body as usize];
-        self.next_token += 1;
+        self.next_token = self.next_token.wrapping_add(1);
         let token = self.next_token;
         let instance = Instance {
             journey,
@@ -743,9 +753,8 @@ impl<'p> Engine<'p> {
             slots: slots.into(),
             waiting: Waiting::Nothing,
             token,
-            id: token,
             zone,
-            step: NONE,
+            step: u16::MAX,
         };
         let index = match self.free.pop() {
             Some(index) => {
@@ -778,7 +787,8 @@ impl<'p> Engine<'p> {
                 now.saturating_add(timeout),
                 Timer::Timeout {
                     instance: index,
-                    id: token,
+                    journey,
+                    entered_at: now,
                 },
             );
         }
@@ -922,16 +932,17 @@ impl<'p> Engine<'p> {
     fn resume(&mut self, index: usize) {
         let pending_send = match self.instances.get_mut(index).and_then(Option::as_mut) {
             Some(instance) => {
-                self.next_token += 1;
+                self.next_token = self.next_token.wrapping_add(1);
                 instance.token = self.next_token;
                 match std::mem::replace(&mut instance.waiting, Waiting::Nothing) {
-                    Waiting::Send { send, args } => Some((send, args)),
+                    Waiting::Send { send } => Some(send),
                     _ => None,
                 }
             }
             None => return,
         };
-        if let Some((send, args)) = pending_send {
+        if let Some(send) = pending_send {
+            let args = self.deferred.remove(&index).unwrap_or_default();
             self.deliver(index, send, args);
         }
         self.run(index);
@@ -942,6 +953,7 @@ impl<'p> Engine<'p> {
             return;
         };
         self.free.push(index);
+        self.deferred.remove(&index);
         if let Some(u) = self.users.get_mut(instance.user as usize) {
             u.instances.retain(|i| *i != index);
         }
@@ -998,7 +1010,7 @@ impl<'p> Engine<'p> {
                     }
                     let mut reached_by = None;
                     if let Some(instance) = self.instances[index].as_mut() {
-                        instance.step = a;
+                        instance.step = a as u16;
                         reached_by = Some(instance.user);
                     }
                     if let (Some(user), true) = (reached_by, self.trace.is_some()) {
@@ -1081,13 +1093,8 @@ impl<'p> Engine<'p> {
                     let args = stack.split_off(stack.len().saturating_sub(count));
                     self.set_pc(index, next);
                     if let Some(defer_until) = self.quiet_deferral(index, a as u16) {
-                        self.set_waiting(
-                            index,
-                            Waiting::Send {
-                                send: a as u16,
-                                args,
-                            },
-                        );
+                        self.set_waiting(index, Waiting::Send { send: a as u16 });
+                        self.deferred.insert(index, args);
                         self.wake_at(index, defer_until, false);
                         return;
                     }
@@ -1149,7 +1156,7 @@ impl<'p> Engine<'p> {
     fn set_waiting(&mut self, index: usize, waiting: Waiting) {
         if let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) {
             instance.waiting = waiting;
-            self.next_token += 1;
+            self.next_token = self.next_token.wrapping_add(1);
             instance.token = self.next_token;
         }
     }
@@ -1201,7 +1208,11 @@ impl<'p> Engine<'p> {
             instance.journey,
             instance.user,
             instance.key.clone(),
-            instance.step,
+            if instance.step == u16::MAX {
+                NONE
+            } else {
+                u32::from(instance.step)
+            },
             instance.zone,
         );
         let desc = &self.program.journeys[journey as usize];
@@ -1339,7 +1350,7 @@ impl<'p> Engine<'p> {
                 .string(self.program.journeys[instance.journey as usize].name)
                 .as_bytes(),
         );
-        feed(&instance.step.to_le_bytes());
+        feed(&u32::from(instance.step).to_le_bytes());
         let point = (hash % 1000) as u16;
         let mut cumulative = 0;
         for (i, arm) in arms.iter().enumerate() {
