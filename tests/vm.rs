@@ -105,3 +105,60 @@ fn example_timelines() {
         });
     });
 }
+
+/// The engine counts entries, outcomes, steps reached and split arms per journey.
+#[test]
+fn stats_per_journey_step_outcome_and_split_arm() {
+    use journey_compiler::workspace::MemoryFiles;
+    use journey_runtime::vm::Outcome;
+    let source = r#"
+event Go { n: int }
+journey counted {
+  entry on Go
+  reentry always
+  goal big: Go where n > 100
+  timeout 1d
+  split {
+    a: 100% { send email "a" }
+    b: 0% { }
+  }
+  wait 2h
+  send email "later"
+}
+"#;
+    let mut files = MemoryFiles::new();
+    files.insert("stats.journey", source);
+    let analysis = journey_compiler::analyse(&files, &["stats.journey".into()]);
+    assert!(
+        !analysis.diagnostics.iter().any(|d| d.is_error()),
+        "{:?}",
+        analysis.diagnostics
+    );
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checked"),
+    );
+    let lines = [
+        r#"{"type":"track","event":"Go","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"n":1}}"#,
+        r#"{"type":"track","event":"Go","userId":"u2","timestamp":"2026-01-01T00:00:00Z","properties":{"n":1}}"#,
+        r#"{"type":"track","event":"Go","userId":"u1","timestamp":"2026-01-01T01:00:00Z","properties":{"n":500}}"#,
+    ];
+    let mut rejected = Vec::new();
+    let inputs = journey_compiler::simulate::decode_lines(
+        &program,
+        "inline",
+        &lines.join("\n"),
+        &mut rejected,
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let engine = journey_compiler::simulate::run(&program, inputs, None);
+    let stats = &engine.stats[0];
+    // u1's big order ends its instance with the goal (step 1 of §7.2) and, `reentry always`,
+    // enters it again (step 3): three entries.
+    assert_eq!(stats.entered, 3);
+    assert_eq!(stats.outcomes.get(&Outcome::Goal), Some(&1));
+    assert_eq!(stats.outcomes.get(&Outcome::Completed), Some(&2));
+    assert_eq!(stats.split_arms, vec![vec![3, 0]]);
+    // Steps in order: split_1, send_2 (arm a), wait_3, send_4 (not reached by the converted one).
+    assert_eq!(stats.reached, vec![3, 3, 3, 2]);
+}
