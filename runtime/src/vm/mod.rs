@@ -11,7 +11,7 @@
 pub mod clock;
 pub mod input;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -168,6 +168,35 @@ enum Timer {
     },
 }
 
+/// A timer in the queue, ordered so that `BinaryHeap` (a max-heap) pops the earliest first and,
+/// among timers due together, the one set first.
+#[derive(Debug)]
+struct Scheduled {
+    at: i64,
+    sequence: u64,
+    timer: Timer,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.sequence).cmp(&(self.at, self.sequence))
+    }
+}
+
 /// An `entry on E unless F within D` waiting for its window to pass.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -194,7 +223,10 @@ pub struct Engine<'p> {
     /// the instance record).
     deferred: HashMap<usize, Vec<Value>>,
     next_token: u32,
-    timers: BTreeMap<(i64, u64), Timer>,
+    /// Due timers, earliest (then first set) on top.
+    timers: BinaryHeap<Scheduled>,
+    /// Timers other than scheduled entries: while any is left, there is work to finish.
+    working_timers: usize,
     sequence: u64,
     now: i64,
     /// Inputs processed so far.
@@ -283,7 +315,8 @@ impl<'p> Engine<'p> {
             free: Vec::new(),
             deferred: HashMap::new(),
             next_token: 0,
-            timers: BTreeMap::new(),
+            timers: BinaryHeap::new(),
+            working_timers: 0,
             sequence: 0,
             now: i64::MIN,
             inputs: 0,
@@ -320,7 +353,14 @@ impl<'p> Engine<'p> {
 
     fn set_timer(&mut self, at: i64, timer: Timer) {
         self.sequence += 1;
-        self.timers.insert((at, self.sequence), timer);
+        if !matches!(timer, Timer::Tick { .. }) {
+            self.working_timers += 1;
+        }
+        self.timers.push(Scheduled {
+            at,
+            sequence: self.sequence,
+            timer,
+        });
     }
 
     /// Processes one input (inputs must come in time order; an earlier one is processed at the
@@ -346,11 +386,10 @@ impl<'p> Engine<'p> {
                 self.now = self.now.max(until);
             }
             None => {
-                while let Some((&(at, _), _)) = self
-                    .timers
-                    .iter()
-                    .find(|(_, t)| !matches!(t, Timer::Tick { .. }))
-                {
+                while self.working_timers > 0 {
+                    let Some(at) = self.timers.peek().map(|s| s.at) else {
+                        break;
+                    };
                     self.fire_until(at);
                 }
             }
@@ -358,11 +397,13 @@ impl<'p> Engine<'p> {
     }
 
     fn fire_until(&mut self, until: i64) {
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > until {
+        while self.timers.peek().is_some_and(|s| s.at <= until) {
+            let Some(Scheduled { at, timer, .. }) = self.timers.pop() else {
                 break;
+            };
+            if !matches!(timer, Timer::Tick { .. }) {
+                self.working_timers -= 1;
             }
-            let ((at, _), timer) = entry.remove_entry();
             self.now = self.now.max(at);
             self.timers_fired += 1;
             self.fire(timer);
