@@ -82,6 +82,10 @@ enum Command {
         /// `human` (a timeline) or `jsonl` (one JSON object a line)
         #[arg(long, value_enum, default_value_t = TimelineFormat::Human)]
         format: TimelineFormat,
+        /// Also print each journey's counts (entries, outcomes, conversion, steps, split arms)
+        /// to standard error
+        #[arg(long)]
+        stats: bool,
     },
     /// Run the `test` blocks of .journey files on the VM
     Test {
@@ -143,12 +147,14 @@ fn main() -> ExitCode {
             profiles,
             until,
             format,
+            stats,
         } => simulate(
             &paths,
             &events,
             profiles.as_deref(),
             until.as_deref(),
             format,
+            stats,
         ),
     }
 }
@@ -377,6 +383,7 @@ fn simulate(
     profiles: Option<&std::path::Path>,
     until: Option<&str>,
     format: TimelineFormat,
+    stats: bool,
 ) -> ExitCode {
     use journey_compiler::simulate as sim;
     let program = match compile(paths) {
@@ -431,6 +438,9 @@ fn simulate(
             rejected.len(),
             plural(rejected.len())
         );
+    }
+    if stats {
+        eprint!("{}", sim::stats_text(&program, &engine));
     }
     ExitCode::SUCCESS
 }

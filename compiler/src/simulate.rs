@@ -212,3 +212,53 @@ pub fn users(timeline: &[Record]) -> Vec<Arc<str>> {
     }
     seen
 }
+
+/// The engine's counts for people: per journey its entries, outcomes and conversion (goals /
+/// entered), each step's reach and each split's arms.
+pub fn stats_text(program: &Program, engine: &Engine) -> String {
+    let mut out = String::new();
+    for (j, stats) in engine.stats.iter().enumerate() {
+        let Some(journey) = program.journeys.get(j) else {
+            continue;
+        };
+        if stats.entered == 0 {
+            continue;
+        }
+        let outcomes: Vec<String> = stats
+            .outcomes
+            .iter()
+            .map(|(o, n)| format!("{} {n}", o.name()))
+            .collect();
+        let goals = stats
+            .outcomes
+            .get(&journey_runtime::vm::Outcome::Goal)
+            .copied()
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "journey {}: entered {}, {}; conversion {:.1}%\n",
+            program.string(journey.name),
+            stats.entered,
+            if outcomes.is_empty() {
+                "none ended".to_string()
+            } else {
+                outcomes.join(", ")
+            },
+            goals as f64 * 100.0 / stats.entered as f64
+        ));
+        for (step, reached) in journey.steps.iter().zip(&stats.reached) {
+            out.push_str(&format!(
+                "  {:<24} reached {reached}\n",
+                program.string(step.name)
+            ));
+        }
+        for (arms, counts) in journey.splits.iter().zip(&stats.split_arms) {
+            let arms: Vec<String> = arms
+                .iter()
+                .zip(counts)
+                .map(|(a, n)| format!("{} {n}", program.string(a.name)))
+                .collect();
+            out.push_str(&format!("  split: {}\n", arms.join(", ")));
+        }
+    }
+    out
+}
