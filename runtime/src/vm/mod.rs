@@ -511,7 +511,7 @@ impl<'p> Engine<'p> {
             bc::Entry::Every { period_ms } => Some((now.div_euclid(*period_ms) + 1) * period_ms),
             bc::Entry::At { timestamp_ms } => Some(*timestamp_ms).filter(|t| *t > now),
             bc::Entry::When { block } => {
-                let value = self.eval_block(*block, user, None, None);
+                let value = self.eval_block(*block, user, None, None, chrono_tz::UTC);
                 match value {
                     Value::Timestamp(t) if t > now => Some(t),
                     _ => None,
@@ -584,9 +584,16 @@ impl<'p> Engine<'p> {
                 if unless.event == event {
                     let (pj, pf) = (pending.journey, pending.fields.clone());
                     let slots = self.capture_entry(pj, &pf);
+                    let zone = self.zone(&self.program.journeys[pj as usize], user, &slots);
                     let matches = unless.filter == NONE
                         || self
-                            .eval_block(unless.filter, user, Some(&fields), Some((pj, &slots, now)))
+                            .eval_block(
+                                unless.filter,
+                                user,
+                                Some(&fields),
+                                Some((pj, &slots, now)),
+                                zone,
+                            )
                             .is_true();
                     if matches {
                         if let Some(p) = self.pending.get_mut(&id) {
@@ -675,10 +682,18 @@ impl<'p> Engine<'p> {
             || vec![Value::Absent; desc.slots.len()],
             |f| self.capture_entry(journey, f),
         );
+        // Entry checks see local times in the zone the instance would have.
+        let zone = self.zone(desc, user, &slots);
         if let (bc::Entry::On { filter, .. }, Some(fields)) = (&desc.entry, &fields) {
             if *filter != NONE
                 && !self
-                    .eval_block(*filter, user, Some(fields), Some((journey, &slots, now)))
+                    .eval_block(
+                        *filter,
+                        user,
+                        Some(fields),
+                        Some((journey, &slots, now)),
+                        zone,
+                    )
                     .is_true()
             {
                 return;
@@ -687,7 +702,13 @@ impl<'p> Engine<'p> {
         let key = if desc.correlate == NONE {
             None
         } else {
-            match self.eval_block(desc.correlate, user, None, Some((journey, &slots, now))) {
+            match self.eval_block(
+                desc.correlate,
+                user,
+                None,
+                Some((journey, &slots, now)),
+                zone,
+            ) {
                 Value::Str(s) => Some(s),
                 // No key, no instance: a correlated journey needs one.
                 _ => return,
@@ -695,7 +716,13 @@ impl<'p> Engine<'p> {
         };
         if desc.audience != NONE
             && !self
-                .eval_block(desc.audience, user, None, Some((journey, &slots, now)))
+                .eval_block(
+                    desc.audience,
+                    user,
+                    None,
+                    Some((journey, &slots, now)),
+                    zone,
+                )
                 .is_true()
         {
             return;
@@ -850,7 +877,13 @@ impl<'p> Engine<'p> {
             .iter()
             .position(|j| std::ptr::eq(j, desc))
             .unwrap_or(0) as u32;
-        match self.eval_block(desc.timezone, user, None, Some((journey, slots, self.now))) {
+        match self.eval_block(
+            desc.timezone,
+            user,
+            None,
+            Some((journey, slots, self.now)),
+            chrono_tz::UTC,
+        ) {
             Value::Str(name) => chrono_tz::Tz::from_str(&name).unwrap_or_else(|_| {
                 self.zone_fallbacks += 1;
                 chrono_tz::UTC
@@ -1029,10 +1062,8 @@ impl<'p> Engine<'p> {
             };
             let next = ins.next;
             let [a, b] = ins.operands;
-            let context = InstanceContext {
-                engine: self,
-                index,
-                event: None,
+            let Some(context) = self.reader(index, None) else {
+                return;
             };
             match eval::step(self.program, ins.opcode, ins.operands, &mut stack, &context) {
                 Flow::Next => {
@@ -1405,49 +1436,55 @@ impl<'p> Engine<'p> {
 
     // ------------------------------------------------------------ evaluation
 
-    fn eval_instance(&self, block: u32, index: usize, event: Option<&Arc<[Value]>>) -> Value {
-        let Some(b) = self.program.blocks.get(block as usize) else {
-            return Value::Absent;
-        };
-        eval::eval(
-            self.program,
-            b,
-            &InstanceContext {
-                engine: self,
-                index,
-                event: event.map(|e| &e[..]),
-            },
-        )
+    /// What a running instance's expressions read.
+    fn reader<'e>(&'e self, index: usize, event: Option<&'e [Value]>) -> Option<Reader<'e, 'p>> {
+        let instance = self.instances.get(index)?.as_ref()?;
+        Some(Reader {
+            engine: self,
+            user: instance.user,
+            event,
+            instance: Some((instance.journey, &instance.slots, instance.entered_at)),
+            zone: instance.zone,
+        })
     }
 
-    /// Evaluates a block outside any instance (entry filters, audience, correlation, zone).
+    fn eval_instance(&self, block: u32, index: usize, event: Option<&Arc<[Value]>>) -> Value {
+        match (
+            self.program.blocks.get(block as usize),
+            self.reader(index, event.map(|e| &e[..])),
+        ) {
+            (Some(b), Some(reader)) => eval::eval(self.program, b, &reader),
+            _ => Value::Absent,
+        }
+    }
+
+    /// Evaluates a block outside a running instance (entry filters, audience, correlation,
+    /// zone, `entry when`).
     fn eval_block(
         &self,
         block: u32,
         user: UserId,
         event: Option<&Arc<[Value]>>,
         instance: Option<(u32, &[Value], i64)>,
+        zone: chrono_tz::Tz,
     ) -> Value {
         let Some(b) = self.program.blocks.get(block as usize) else {
             return Value::Absent;
         };
-        let context = EntryContext {
+        let reader = Reader {
             engine: self,
             user,
             event: event.map(|e| &e[..]),
             instance,
+            zone,
         };
-        eval::eval(self.program, b, &context)
+        eval::eval(self.program, b, &reader)
     }
 
-    fn history(
-        &self,
-        user: UserId,
-        query: u16,
-        op: HistoryOp,
-        entered_at: Option<i64>,
-        journey: Option<(u32, &[Value])>,
-    ) -> Value {
+    /// Answers a history query for what `reader` reads (its user, entry, slots and zone).
+    fn history(&self, reader: &Reader, query: u16, op: HistoryOp) -> Value {
+        let user = reader.user;
+        let entered_at = reader.instance.map(|(_, _, at)| at);
         let Some(q) = self.program.history.get(usize::from(query)) else {
             return Value::Absent;
         };
@@ -1471,11 +1508,9 @@ impl<'p> Engine<'p> {
         let mut matching = events[first..].iter().filter(|(t, fields)| {
             *t <= now
                 && (q.filter == NONE || {
-                    let context = EntryContext {
-                        engine: self,
-                        user,
+                    let context = Reader {
                         event: Some(fields),
-                        instance: journey.map(|(j, slots)| (j, slots, entered_at.unwrap_or(now))),
+                        ..*reader
                     };
                     self.program
                         .blocks
@@ -1502,71 +1537,17 @@ impl<'p> Engine<'p> {
     }
 }
 
-/// What a running instance's expressions read.
-struct InstanceContext<'e, 'p> {
-    engine: &'e Engine<'p>,
-    index: usize,
-    event: Option<&'e [Value]>,
-}
-
-impl InstanceContext<'_, '_> {
-    fn instance(&self) -> Option<&Instance> {
-        self.engine
-            .instances
-            .get(self.index)
-            .and_then(Option::as_ref)
-    }
-}
-
-impl Context for InstanceContext<'_, '_> {
-    fn event_field(&self, field: u16) -> Value {
-        self.event
-            .and_then(|e| e.get(usize::from(field)))
-            .cloned()
-            .unwrap_or(Value::Absent)
-    }
-    fn profile_field(&self, field: u16) -> Value {
-        self.instance().map_or(Value::Absent, |i| {
-            self.engine.profile_value(i.user, u32::from(field))
-        })
-    }
-    fn slot(&self, slot: u16) -> Value {
-        self.instance()
-            .and_then(|i| i.slots.get(usize::from(slot)).cloned())
-            .unwrap_or(Value::Absent)
-    }
-    fn now(&self) -> i64 {
-        self.engine.now
-    }
-    fn entered_at(&self) -> i64 {
-        self.instance().map_or(self.engine.now, |i| i.entered_at)
-    }
-    fn history(&self, query: u16, op: HistoryOp) -> Value {
-        let Some(instance) = self.instance() else {
-            return Value::Absent;
-        };
-        self.engine.history(
-            instance.user,
-            query,
-            op,
-            Some(instance.entered_at),
-            Some((instance.journey, &instance.slots)),
-        )
-    }
-    fn zone(&self) -> chrono_tz::Tz {
-        self.instance().map_or(chrono_tz::UTC, |i| i.zone)
-    }
-}
-
-/// What expressions read before an instance exists (entry checks) or outside one.
-struct EntryContext<'e, 'p> {
+/// What an expression reads: the user, the event being matched (if any), the journey, slots and
+/// entry moment of the instance (or of the one about to enter), and the zone for local times.
+struct Reader<'e, 'p> {
     engine: &'e Engine<'p>,
     user: UserId,
     event: Option<&'e [Value]>,
     instance: Option<(u32, &'e [Value], i64)>,
+    zone: chrono_tz::Tz,
 }
 
-impl Context for EntryContext<'_, '_> {
+impl Context for Reader<'_, '_> {
     fn event_field(&self, field: u16) -> Value {
         self.event
             .and_then(|e| e.get(usize::from(field)))
@@ -1588,16 +1569,9 @@ impl Context for EntryContext<'_, '_> {
         self.instance.map_or(self.engine.now, |(_, _, at)| at)
     }
     fn history(&self, query: u16, op: HistoryOp) -> Value {
-        let entered = self.instance.map(|(_, _, at)| at);
-        self.engine.history(
-            self.user,
-            query,
-            op,
-            entered,
-            self.instance.map(|(j, s, _)| (j, s)),
-        )
+        self.engine.history(self, query, op)
     }
     fn zone(&self) -> chrono_tz::Tz {
-        chrono_tz::UTC
+        self.zone
     }
 }
