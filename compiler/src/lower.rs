@@ -7,7 +7,7 @@
 //! **Invariant:** lowering runs only on a workspace that checked without errors, and everything
 //! it emits passes `journey_runtime::bytecode::verify::verify` (a test verifies every example).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use journey_runtime::bytecode::opcode::{encode, Opcode};
 use journey_runtime::bytecode::verify::kind;
@@ -500,6 +500,7 @@ impl Lowering<'_> {
             entry: bc::Entry::Manual,
             entry_captures: Vec::new(),
             audience: NONE,
+            audience_needs: Vec::new(),
             reentry: bc::Reentry::Once,
             correlate: NONE,
             goals: Vec::new(),
@@ -545,7 +546,8 @@ impl Lowering<'_> {
                 ast::SettingKind::Description(d) => desc.description = self.string(&d.value),
                 ast::SettingKind::Entry(entry) => desc.entry = self.entry(entry, &scope),
                 ast::SettingKind::Audience(e) => {
-                    desc.audience = self.block(e, ty::BOOL, None, &scope)
+                    desc.audience = self.block(e, ty::BOOL, None, &scope);
+                    desc.audience_needs = self.needed_events(e, 0).into_iter().collect();
                 }
                 ast::SettingKind::Reentry(r) => {
                     desc.reentry = match r {
@@ -582,6 +584,15 @@ impl Lowering<'_> {
                 }
             }
         }
+        if !matches!(
+            desc.entry,
+            bc::Entry::EveryDay { .. }
+                | bc::Entry::EveryWeekday { .. }
+                | bc::Entry::Every { .. }
+                | bc::Entry::At { .. }
+        ) {
+            desc.audience_needs.clear();
+        }
         let mut code = Code::default();
         self.steps(&journey.steps, &mut code, &mut scope);
         code.op(Opcode::Exit, &[]);
@@ -614,6 +625,81 @@ impl Lowering<'_> {
         desc.splits = std::mem::take(&mut state.desc.splits);
         desc.entry_captures = std::mem::take(&mut state.desc.entry_captures);
         state.desc = desc;
+    }
+
+    /// Event types of which a user must have one in history for `condition` to hold; empty when
+    /// no such need is proven. `did(E …)` and `count(E …) > n` need `E`; `a and b` needs what
+    /// either side needs (the smaller set); `a or b` needs the union when both sides need
+    /// something; a segment needs what its condition needs. Nothing else is assumed: a `not`
+    /// proves nothing. Segments cannot be cyclic (E0311); `depth` guards regardless.
+    fn needed_events(&self, condition: &Expr, depth: usize) -> BTreeSet<u32> {
+        const NOTHING: BTreeSet<u32> = BTreeSet::new();
+        if depth > 64 {
+            return NOTHING;
+        }
+        let history_event = |e: &Expr, function: HistoryFn| match &e.kind {
+            ExprKind::History(h) if h.function == function => Some(self.event_id(&h.event.name)),
+            _ => None,
+        };
+        let at_least = |e: &Expr| match e.kind {
+            ExprKind::Int(n) => Some(n),
+            _ => None,
+        };
+        let single = |event: u32| {
+            if event == NONE {
+                NOTHING
+            } else {
+                BTreeSet::from([event])
+            }
+        };
+        match &condition.kind {
+            ExprKind::History(h) if h.function == HistoryFn::Did => {
+                single(self.event_id(&h.event.name))
+            }
+            ExprKind::Binary { op, lhs, rhs } => match op {
+                BinaryOp::And => {
+                    let (l, r) = (
+                        self.needed_events(lhs, depth + 1),
+                        self.needed_events(rhs, depth + 1),
+                    );
+                    if l.is_empty() || (!r.is_empty() && r.len() < l.len()) {
+                        r
+                    } else {
+                        l
+                    }
+                }
+                BinaryOp::Or => {
+                    let l = self.needed_events(lhs, depth + 1);
+                    let r = self.needed_events(rhs, depth + 1);
+                    if l.is_empty() || r.is_empty() {
+                        NOTHING
+                    } else {
+                        l.union(&r).copied().collect()
+                    }
+                }
+                // count(E) > n (n ≥ 0), count(E) >= n (n ≥ 1), and the same mirrored.
+                BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Lt | BinaryOp::Le => {
+                    let (count, bound, strict) = match op {
+                        BinaryOp::Gt => (lhs, rhs, true),
+                        BinaryOp::Ge => (lhs, rhs, false),
+                        BinaryOp::Lt => (rhs, lhs, true),
+                        _ => (rhs, lhs, false),
+                    };
+                    match (history_event(count, HistoryFn::Count), at_least(bound)) {
+                        (Some(event), Some(n)) if (strict && n >= 0) || (!strict && n >= 1) => {
+                            single(event)
+                        }
+                        _ => NOTHING,
+                    }
+                }
+                _ => NOTHING,
+            },
+            ExprKind::Name(name) => match self.segments.get(&name.name) {
+                Some((_, segment)) => self.needed_events(segment, depth + 1),
+                None => NOTHING,
+            },
+            _ => NOTHING,
+        }
     }
 
     fn entry(&mut self, entry: &ast::Entry, scope: &Scope) -> bc::Entry {

@@ -700,6 +700,7 @@ impl Codec for JourneyDesc {
                 w.i64(per_ms);
             }
         }
+        w.list(&self.audience_needs);
         w.u32(self.correlate);
         w.list(&self.goals);
         w.list(&self.exits);
@@ -738,6 +739,7 @@ impl Codec for JourneyDesc {
             },
             tag => return Err(r.error(format!("unknown reentry kind {tag}"))),
         };
+        let audience_needs = r.list()?;
         let correlate = r.u32()?;
         let goals = r.list()?;
         let exits = r.list()?;
@@ -759,6 +761,7 @@ impl Codec for JourneyDesc {
             entry,
             entry_captures,
             audience,
+            audience_needs,
             reentry,
             correlate,
             goals,

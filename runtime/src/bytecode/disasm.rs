@@ -267,6 +267,10 @@ pub fn disassemble(p: &Program) -> String {
             n.block(journey.correlate),
             n.block(journey.timezone)
         );
+        if !journey.audience_needs.is_empty() {
+            let needs: Vec<String> = journey.audience_needs.iter().map(|e| n.event(*e)).collect();
+            let _ = writeln!(out, "  audience needs one of: {}", needs.join(", "));
+        }
         for (kind, triggers) in [("goal", &journey.goals), ("exit", &journey.exits)] {
             for t in triggers {
                 let on = t.event.map_or_else(

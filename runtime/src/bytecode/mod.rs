@@ -290,6 +290,10 @@ pub struct JourneyDesc {
     /// Entry-event fields copied into slots at entry.
     pub entry_captures: Vec<Capture>,
     pub audience: u32,
+    /// For a scheduled entry (every day/weekday/period, at): event types of which the audience
+    /// needs one in the user's history to hold (empty: no such need). The runtime schedules
+    /// entry ticks only for users who have one, rather than for every known user.
+    pub audience_needs: Vec<u32>,
     pub reentry: Reentry,
     pub correlate: u32,
     pub goals: Vec<Trigger>,

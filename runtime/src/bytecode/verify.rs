@@ -309,6 +309,9 @@ impl Verifier<'_> {
             ));
         }
         self.block(journey.audience, BOOL, NONE, true, &what)?;
+        for event in &journey.audience_needs {
+            self.event(*event, &what)?;
+        }
         self.block(journey.correlate, STRING, NONE, true, &what)?;
         self.block(journey.timezone, STRING, NONE, true, &what)?;
         for trigger in journey.goals.iter().chain(&journey.exits) {

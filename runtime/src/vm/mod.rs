@@ -231,7 +231,10 @@ pub struct Engine<'p> {
     now: i64,
     /// Inputs processed so far.
     pub inputs: u64,
+    /// The current token of each (journey, user) entry schedule; absent while none is due.
     tick_tokens: HashMap<(u32, UserId), u64>,
+    /// Per event type: the journeys with scheduled entries whose audience needs it.
+    ticks_needing: Vec<Vec<u32>>,
     pub timeline: Vec<Record>,
     pub stats: Vec<JourneyStats>,
     /// Inputs of event types no journey knows, and timezones that fell back to UTC.
@@ -321,6 +324,17 @@ impl<'p> Engine<'p> {
             now: i64::MIN,
             inputs: 0,
             tick_tokens: HashMap::new(),
+            ticks_needing: {
+                let mut by_event = vec![Vec::new(); program.events.len()];
+                for (j, journey) in program.journeys.iter().enumerate() {
+                    for &event in &journey.audience_needs {
+                        if let Some(list) = by_event.get_mut(event as usize) {
+                            list.push(j as u32);
+                        }
+                    }
+                }
+                by_event
+            },
             timeline: Vec::new(),
             stats,
             ignored_events: 0,
@@ -463,7 +477,12 @@ impl<'p> Engine<'p> {
                     return;
                 }
                 self.try_enter(journey, user, None);
-                self.schedule_tick(journey, user);
+                if self.has_needed_history(journey, user) {
+                    self.schedule_tick(journey, user);
+                } else {
+                    // Scheduled again by the next event the audience needs (`track`).
+                    self.tick_tokens.remove(&(journey, user));
+                }
             }
         }
     }
@@ -486,9 +505,36 @@ impl<'p> Engine<'p> {
         });
         self.user_ids.insert(name.clone(), id);
         for journey in 0..self.program.journeys.len() as u32 {
-            self.schedule_tick(journey, id);
+            if self.program.journeys[journey as usize]
+                .audience_needs
+                .is_empty()
+            {
+                self.schedule_tick(journey, id);
+            }
         }
         id
+    }
+
+    /// Whether the user has, within what history keeps, an event the journey's audience needs
+    /// (always, when it needs none). Without one the audience cannot hold, so no tick is due.
+    fn has_needed_history(&self, journey: u32, user: UserId) -> bool {
+        let needs = &self.program.journeys[journey as usize].audience_needs;
+        let Some(u) = self.users.get(user as usize) else {
+            return false;
+        };
+        needs.is_empty()
+            || needs.iter().any(|&event| {
+                let last = u
+                    .history
+                    .get(event as usize)
+                    .and_then(|h| h.last())
+                    .map(|(t, _)| *t);
+                match (last, self.retention.get(event as usize).copied().flatten()) {
+                    (Some(t), Some(Some(span))) => t > self.now - span,
+                    (Some(_), _) => true,
+                    (None, _) => false,
+                }
+            })
     }
 
     /// A user's name, for the timeline.
@@ -548,6 +594,14 @@ impl<'p> Engine<'p> {
                     let stale = history.partition_point(|(t, _)| *t <= now - ms);
                     history.drain(..stale);
                 }
+            }
+        }
+        // Scheduled entries whose audience needs this event start ticking for the user.
+        let needing = self.ticks_needing.get(event as usize).map_or(0, Vec::len);
+        for k in 0..needing {
+            let journey = self.ticks_needing[event as usize][k];
+            if !self.tick_tokens.contains_key(&(journey, user)) {
+                self.schedule_tick(journey, user);
             }
         }
         let instances: Vec<usize> = self
