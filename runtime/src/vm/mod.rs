@@ -100,8 +100,9 @@ struct User {
     entries: HashMap<(u32, Option<Arc<str>>), Vec<i64>>,
     /// Sends that count toward caps: (time, channel).
     sends: Vec<(i64, Channel)>,
-    /// This user's instances, in the order they entered.
-    instances: Vec<usize>,
+    /// This user's instances, in the order they entered: (journey, slot in `Engine::instances`),
+    /// so that the instances of journeys an input cannot concern are passed over unread.
+    instances: Vec<(u32, usize)>,
     /// This user's pending `unless` entries, in the order they began.
     pending: Vec<u64>,
 }
@@ -207,6 +208,49 @@ struct Pending {
     cancelled: bool,
 }
 
+/// Which inputs can concern a journey's instances.
+#[derive(Debug)]
+struct Interest {
+    /// By event type: a goal, exit or wait of the journey is on it (all types when the journey
+    /// has a `when` goal or exit, which is checked at every input).
+    events: Vec<bool>,
+    /// It has `when` goals or exits, or condition waits: re-evaluated after every change.
+    on_change: bool,
+}
+
+impl Interest {
+    fn of(journey: &bc::JourneyDesc, events: usize) -> Interest {
+        let triggers = || journey.goals.iter().chain(&journey.exits);
+        let has_when = triggers().any(|t| t.event.is_none());
+        let mut interest = Interest {
+            events: vec![has_when; events],
+            on_change: has_when
+                || journey
+                    .waits
+                    .iter()
+                    .any(|w| matches!(w.kind, bc::WaitKind::Condition { .. })),
+        };
+        let waited = journey.waits.iter().filter_map(|w| match w.kind {
+            bc::WaitKind::Event { event, .. } => Some(event),
+            bc::WaitKind::Condition { .. } => None,
+        });
+        let armed = journey
+            .wait_anys
+            .iter()
+            .flat_map(|w| w.arms.iter().map(|a| a.event));
+        for event in triggers()
+            .filter_map(|t| t.event)
+            .chain(waited)
+            .chain(armed)
+        {
+            if let Some(slot) = interest.events.get_mut(event as usize) {
+                *slot = true;
+            }
+        }
+        interest
+    }
+}
+
 /// The engine. Feed inputs in time order with `push`; `finish` fires what remains.
 pub struct Engine<'p> {
     program: &'p Program,
@@ -233,6 +277,10 @@ pub struct Engine<'p> {
     pub inputs: u64,
     /// The current token of each (journey, user) entry schedule; absent while none is due.
     tick_tokens: HashMap<(u32, UserId), u64>,
+    /// Per journey: which inputs can concern its instances.
+    interests: Vec<Interest>,
+    /// A reused buffer of instance slots (see `user_instances`).
+    scratch: Vec<usize>,
     /// Per event type: the journeys with scheduled entries whose audience needs it.
     ticks_needing: Vec<Vec<u32>>,
     pub timeline: Vec<Record>,
@@ -324,6 +372,12 @@ impl<'p> Engine<'p> {
             now: i64::MIN,
             inputs: 0,
             tick_tokens: HashMap::new(),
+            interests: program
+                .journeys
+                .iter()
+                .map(|j| Interest::of(j, program.events.len()))
+                .collect(),
+            scratch: Vec::new(),
             ticks_needing: {
                 let mut by_event = vec![Vec::new(); program.events.len()];
                 for (j, journey) in program.journeys.iter().enumerate() {
@@ -604,11 +658,13 @@ impl<'p> Engine<'p> {
                 self.schedule_tick(journey, user);
             }
         }
-        let instances: Vec<usize> = self
-            .users
-            .get(user as usize)
-            .map(|u| u.instances.clone())
-            .unwrap_or_default();
+        let instances = self.user_instances(user, |interest| {
+            interest
+                .events
+                .get(event as usize)
+                .copied()
+                .unwrap_or(false)
+        });
         // 1. Goals, then exits.
         for &i in &instances {
             self.check_triggers(i, Some((event, &fields)));
@@ -617,6 +673,7 @@ impl<'p> Engine<'p> {
         for &i in &instances {
             self.check_wait(i, event, &fields);
         }
+        self.scratch = instances;
         let pending_ids: Vec<u64> = self
             .users
             .get(user as usize)
@@ -691,12 +748,8 @@ impl<'p> Engine<'p> {
 
     /// `when` goals and exits, and condition waits, of a user's instances after a change.
     fn reevaluate(&mut self, user: UserId) {
-        let instances: Vec<usize> = self
-            .users
-            .get(user as usize)
-            .map(|u| u.instances.clone())
-            .unwrap_or_default();
-        for i in instances {
+        let instances = self.user_instances(user, |interest| interest.on_change);
+        for &i in &instances {
             self.check_triggers(i, None);
             let Some(instance) = self.instances.get(i).and_then(Option::as_ref) else {
                 continue;
@@ -710,6 +763,31 @@ impl<'p> Engine<'p> {
                 }
             }
         }
+        self.scratch = instances;
+    }
+
+    /// The slots of a user's instances (in entry order) of the journeys `concerned` picks, in a
+    /// reused buffer: hand it back to `self.scratch` when done.
+    fn user_instances(
+        &mut self,
+        user: UserId,
+        concerned: impl Fn(&Interest) -> bool,
+    ) -> Vec<usize> {
+        let mut list = std::mem::take(&mut self.scratch);
+        list.clear();
+        if let Some(u) = self.users.get(user as usize) {
+            list.extend(
+                u.instances
+                    .iter()
+                    .filter(|(journey, _)| {
+                        self.interests
+                            .get(*journey as usize)
+                            .is_some_and(&concerned)
+                    })
+                    .map(|(_, index)| *index),
+            );
+        }
+        list
     }
 
     // ------------------------------------------------------------ entries
@@ -819,11 +897,13 @@ impl<'p> Engine<'p> {
         let Some(u) = self.users.get(user as usize) else {
             return false;
         };
-        let running = u.instances.iter().any(|i| {
-            self.instances
-                .get(*i)
-                .and_then(Option::as_ref)
-                .is_some_and(|inst| inst.journey == journey && inst.key == *key)
+        let running = u.instances.iter().any(|(j, i)| {
+            *j == journey
+                && self
+                    .instances
+                    .get(*i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|inst| inst.journey == journey && inst.key == *key)
         });
         let pending = u
             .pending
@@ -889,7 +969,7 @@ impl<'p> Engine<'p> {
             }
         };
         if let Some(u) = self.users.get_mut(user as usize) {
-            u.instances.push(index);
+            u.instances.push((journey, index));
             u.entries
                 .entry((journey, key.clone()))
                 .or_default()
@@ -1083,7 +1163,7 @@ impl<'p> Engine<'p> {
         self.free.push(index);
         self.deferred.remove(&index);
         if let Some(u) = self.users.get_mut(instance.user as usize) {
-            u.instances.retain(|i| *i != index);
+            u.instances.retain(|(_, i)| *i != index);
         }
         *self.stats[instance.journey as usize]
             .outcomes
