@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use journey_compiler::workspace::MemoryFiles;
 use journey_runtime::bytecode::{verify, Program};
-use journey_runtime::eval::{eval, unset_profile_field, Context, HistoryOp};
+use journey_runtime::eval::{eval, Context, HistoryOp, Prepared};
 use journey_runtime::value::Value;
 
 const PROFILE: &str = r#"
@@ -42,6 +42,7 @@ fn compile(condition: &str) -> Program {
 
 struct Profile<'p> {
     program: &'p Program,
+    prepared: &'p Prepared<'p>,
     traits: HashMap<&'static str, Value>,
 }
 
@@ -57,7 +58,7 @@ impl Context for Profile<'_> {
             .map_or("", |f| self.program.string(f.name));
         match self.traits.get(name) {
             Some(value) => value.clone(),
-            None => unset_profile_field(self.program, u32::from(field)),
+            None => self.prepared.unset_profile(u32::from(field)),
         }
     }
     fn slot(&self, _: u16) -> Value {
@@ -81,11 +82,13 @@ fn evaluate(condition: &str, traits: &[(&'static str, Value)]) -> Value {
     let program = compile(condition);
     let audience = program.journeys[0].audience as usize;
     let block = program.blocks[audience];
+    let prepared = Prepared::new(&program);
     let context = Profile {
         program: &program,
+        prepared: &prepared,
         traits: traits.iter().cloned().collect(),
     };
-    eval(&program, &block, &context)
+    eval(&prepared, &block, &context)
 }
 
 /// 2026-01-01T09:00:00Z: noon in Istanbul, a Thursday.

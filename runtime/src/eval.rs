@@ -13,10 +13,81 @@ use std::sync::Arc;
 
 use chrono::{Datelike, TimeZone, Timelike};
 
-use crate::bytecode::opcode::{decode, Opcode};
+use smallvec::SmallVec;
+
+use crate::bytecode::opcode::{decode, Instruction, Opcode};
 use crate::bytecode::verify::kind;
 use crate::bytecode::{Block, Constant, Program};
 use crate::value::Value;
+
+/// An expression's operand stack: on the machine stack unless the block nests deeply.
+pub type Stack = SmallVec<[Value; 16]>;
+
+/// A verified program made ready to run: every instruction decoded once (looked up by its code
+/// offset) and every constant and profile default built once, so that evaluation neither
+/// decodes bytes nor allocates constants.
+pub struct Prepared<'p> {
+    pub program: &'p Program,
+    /// By code offset: the instruction that starts there.
+    instructions: Vec<Option<Instruction>>,
+    constants: Vec<Value>,
+    /// By profile field: its value while the user's traits do not set it.
+    unset_profile: Vec<Value>,
+}
+
+impl<'p> Prepared<'p> {
+    pub fn new(program: &'p Program) -> Prepared<'p> {
+        let mut instructions = vec![None; program.code.len()];
+        for block in &program.blocks {
+            let end = block.offset.saturating_add(block.length);
+            let mut pc = block.offset;
+            while pc < end {
+                let Ok(ins) = decode(&program.code, pc, end) else {
+                    break;
+                };
+                if let Some(slot) = instructions.get_mut(pc as usize) {
+                    *slot = Some(ins);
+                }
+                pc = ins.next;
+            }
+        }
+        let profile_fields = program.record_fields(program.profile).map_or(0, <[_]>::len);
+        Prepared {
+            program,
+            instructions,
+            constants: (0..program.constants.len() as u32)
+                .map(|i| constant(program, i))
+                .collect(),
+            unset_profile: (0..profile_fields as u32)
+                .map(|f| unset_profile_field(program, f))
+                .collect(),
+        }
+    }
+
+    /// The instruction at `pc`, if one starts there before `end`.
+    pub fn instruction(&self, pc: u32, end: u32) -> Option<Instruction> {
+        self.instructions
+            .get(pc as usize)
+            .copied()
+            .flatten()
+            .filter(|_| pc < end)
+    }
+
+    pub fn constant(&self, index: u32) -> Value {
+        self.constants
+            .get(index as usize)
+            .cloned()
+            .unwrap_or(Value::Absent)
+    }
+
+    /// The value of profile field `field` while the user's traits do not set it.
+    pub fn unset_profile(&self, field: u32) -> Value {
+        self.unset_profile
+            .get(field as usize)
+            .cloned()
+            .unwrap_or(Value::Missing)
+    }
+}
 
 /// The history functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +116,15 @@ pub trait Context {
 }
 
 /// Evaluates the expression block at `block`.
-pub fn eval(program: &Program, block: &Block, context: &dyn Context) -> Value {
+pub fn eval(prepared: &Prepared, block: &Block, context: &dyn Context) -> Value {
     let end = block.offset + block.length;
-    let mut stack: Vec<Value> = Vec::with_capacity(8);
+    let mut stack = Stack::new();
     let mut pc = block.offset;
     while pc < end {
-        let Ok(ins) = decode(&program.code, pc, end) else {
+        let Some(ins) = prepared.instruction(pc, end) else {
             return Value::Absent;
         };
-        match step(program, ins.opcode, ins.operands, &mut stack, context) {
+        match step(prepared, ins.opcode, ins.operands, &mut stack, context) {
             Flow::Next => pc = ins.next,
             Flow::Return(value) => return value,
             // Jumps and steps do not occur in expression blocks (the verifier sees to it).
@@ -73,17 +144,17 @@ pub enum Flow {
 
 /// Executes one expression instruction on `stack`.
 pub fn step(
-    program: &Program,
+    prepared: &Prepared,
     opcode: Opcode,
     operands: [u32; 2],
-    stack: &mut Vec<Value>,
+    stack: &mut Stack,
     context: &dyn Context,
 ) -> Flow {
     let [a, _] = operands;
     let ins_opcode = opcode;
     use Opcode::*;
     match ins_opcode {
-        Const => stack.push(constant(program, a)),
+        Const => stack.push(prepared.constant(a)),
         LoadEvent => stack.push(context.event_field(a as u16)),
         LoadProfile => stack.push(context.profile_field(a as u16)),
         LoadSlot => stack.push(context.slot(a as u16)),
@@ -99,11 +170,12 @@ pub fn step(
         }
         MakeList => {
             let at = stack.len().saturating_sub(a as usize);
-            let items: Vec<Value> = stack.split_off(at);
-            stack.push(match items.iter().find(|v| matches!(v, Value::Missing)) {
+            let list = match stack[at..].iter().find(|v| matches!(v, Value::Missing)) {
                 Some(_) => Value::Missing,
-                None => Value::List(items.into()),
-            });
+                None => Value::List(stack[at..].iter().cloned().collect()),
+            };
+            stack.truncate(at);
+            stack.push(list);
         }
         Add | Sub | Mul | Div => {
             let b = pop(stack);
@@ -230,7 +302,7 @@ pub fn step(
     Flow::Next
 }
 
-fn pop(stack: &mut Vec<Value>) -> Value {
+fn pop(stack: &mut Stack) -> Value {
     stack.pop().unwrap_or(Value::Absent)
 }
 
@@ -244,7 +316,7 @@ fn passthrough(value: Value) -> Value {
 
 /// The value of a profile field the user's traits do not set: its default, else absent for an
 /// optional field, else missing (LANGUAGE.md §3.1).
-pub fn unset_profile_field(program: &Program, field: u32) -> Value {
+fn unset_profile_field(program: &Program, field: u32) -> Value {
     if let Some((_, constant_index)) = program.profile_defaults.iter().find(|(f, _)| *f == field) {
         return constant(program, *constant_index);
     }
@@ -264,7 +336,7 @@ pub fn unset_profile_field(program: &Program, field: u32) -> Value {
     }
 }
 
-pub fn constant(program: &Program, index: u32) -> Value {
+fn constant(program: &Program, index: u32) -> Value {
     match program.constants.get(index as usize) {
         Some(Constant::Int(n)) => Value::Int(*n),
         Some(Constant::Float(n)) => Value::Float(*n),

@@ -12,12 +12,14 @@ pub mod clock;
 pub mod input;
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::bytecode::opcode::{decode, Opcode};
+use crate::bytecode::opcode::Opcode;
 use crate::bytecode::{self as bc, Channel, Program, NONE};
-use crate::eval::{self, Context, Flow, HistoryOp};
+use crate::eval::{self, Context, Flow, HistoryOp, Prepared};
 use crate::value::Value;
 use input::Input;
 
@@ -254,18 +256,21 @@ impl Interest {
 /// The engine. Feed inputs in time order with `push`; `finish` fires what remains.
 pub struct Engine<'p> {
     program: &'p Program,
+    /// The program decoded once for running.
+    prepared: Prepared<'p>,
     /// Users by their dense id, in the order first seen.
     users: Vec<User>,
     /// User ids by name: looked up, never iterated, so no hash order reaches the output.
+    /// (SipHash, as for every map keyed by what inputs name: those keys are chosen by others.)
     user_ids: HashMap<Arc<str>, UserId>,
     instances: Vec<Option<Instance>>,
-    pending: HashMap<u64, Pending>,
+    pending: FxHashMap<u64, Pending>,
     next_pending: u64,
     /// Slots of `instances` that ended, reused by the next instances.
     free: Vec<usize>,
     /// The arguments of sends deferred by quiet hours, by instance slot (rare, so kept out of
     /// the instance record).
-    deferred: HashMap<usize, Vec<Value>>,
+    deferred: FxHashMap<usize, Vec<Value>>,
     next_token: u32,
     /// Due timers, earliest (then first set) on top.
     timers: BinaryHeap<Scheduled>,
@@ -276,7 +281,9 @@ pub struct Engine<'p> {
     /// Inputs processed so far.
     pub inputs: u64,
     /// The current token of each (journey, user) entry schedule; absent while none is due.
-    tick_tokens: HashMap<(u32, UserId), u64>,
+    tick_tokens: FxHashMap<(u32, UserId), u64>,
+    /// Zones parsed so far, by name.
+    zones: HashMap<Arc<str>, chrono_tz::Tz>,
     /// Per journey: which inputs can concern its instances.
     interests: Vec<Interest>,
     /// A reused buffer of instance slots (see `user_instances`).
@@ -358,26 +365,28 @@ impl<'p> Engine<'p> {
             .collect();
         Engine {
             program,
+            prepared: Prepared::new(program),
             users: Vec::new(),
             user_ids: HashMap::new(),
             instances: Vec::new(),
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             next_pending: 0,
             free: Vec::new(),
-            deferred: HashMap::new(),
+            deferred: FxHashMap::default(),
             next_token: 0,
             timers: BinaryHeap::new(),
             working_timers: 0,
             sequence: 0,
             now: i64::MIN,
             inputs: 0,
-            tick_tokens: HashMap::new(),
+            tick_tokens: FxHashMap::default(),
             interests: program
                 .journeys
                 .iter()
                 .map(|j| Interest::of(j, program.events.len()))
                 .collect(),
             scratch: Vec::new(),
+            zones: HashMap::new(),
             ticks_needing: {
                 let mut by_event = vec![Vec::new(); program.events.len()];
                 for (j, journey) in program.journeys.iter().enumerate() {
@@ -519,7 +528,7 @@ impl<'p> Engine<'p> {
                     u.pending.retain(|id| *id != pending);
                 }
                 if !p.cancelled {
-                    self.enter(p.journey, p.user, Some(p.fields), p.key);
+                    self.enter(p.journey, p.user, p.fields, p.key);
                 }
             }
             Timer::Tick {
@@ -601,7 +610,7 @@ impl<'p> Engine<'p> {
     /// Schedules the next time-based entry of `user` into `journey`, if it has one.
     fn schedule_tick(&mut self, journey: u32, user: UserId) {
         let desc = &self.program.journeys[journey as usize];
-        let zone = self.zone(desc, user, &[]);
+        let zone = self.zone(journey, user, &[]);
         let now = self.now;
         let next = match &desc.entry {
             bc::Entry::EveryDay { minute } => clock::next_time_of_day(zone, now, *minute, |_| true),
@@ -695,7 +704,7 @@ impl<'p> Engine<'p> {
                 if unless.event == event {
                     let (pj, pf) = (pending.journey, pending.fields.clone());
                     let slots = self.capture_entry(pj, &pf);
-                    let zone = self.zone(&self.program.journeys[pj as usize], user, &slots);
+                    let zone = self.zone(pj, user, &slots);
                     let matches = unless.filter == NONE
                         || self
                             .eval_block(
@@ -815,7 +824,7 @@ impl<'p> Engine<'p> {
             |f| self.capture_entry(journey, f),
         );
         // Entry checks see local times in the zone the instance would have.
-        let zone = self.zone(desc, user, &slots);
+        let zone = self.zone(journey, user, &slots);
         if let (bc::Entry::On { filter, .. }, Some(fields)) = (&desc.entry, &fields) {
             if *filter != NONE
                 && !self
@@ -890,7 +899,7 @@ impl<'p> Engine<'p> {
             self.set_timer(at, Timer::Unless { pending: id });
             return;
         }
-        self.enter(journey, user, fields, key);
+        self.start_instance(journey, user, slots, zone, key);
     }
 
     fn reentry_allows(&self, journey: u32, user: UserId, key: &Option<Arc<str>>) -> bool {
@@ -928,21 +937,24 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// Starts an instance after an `unless` window: captures its slots and finds its zone.
+    fn enter(&mut self, journey: u32, user: UserId, fields: Arc<[Value]>, key: Option<Arc<str>>) {
+        let slots = self.capture_entry(journey, &fields);
+        let zone = self.zone(journey, user, &slots);
+        self.start_instance(journey, user, slots, zone, key);
+    }
+
     /// Starts an instance: records the entry, arms the timeout, checks `when` triggers, runs.
-    fn enter(
+    fn start_instance(
         &mut self,
         journey: u32,
         user: UserId,
-        fields: Option<Arc<[Value]>>,
+        slots: Vec<Value>,
+        zone: chrono_tz::Tz,
         key: Option<Arc<str>>,
     ) {
         let now = self.now;
         let desc = &self.program.journeys[journey as usize];
-        let slots = fields.as_ref().map_or_else(
-            || vec![Value::Absent; desc.slots.len()],
-            |f| self.capture_entry(journey, f),
-        );
-        let zone = self.zone(desc, user, &slots);
         let body = self.program.blocks[desc.body as usize];
         self.next_token = self.next_token.wrapping_add(1);
         let token = self.next_token;
@@ -970,10 +982,17 @@ impl<'p> Engine<'p> {
         };
         if let Some(u) = self.users.get_mut(user as usize) {
             u.instances.push((journey, index));
-            u.entries
-                .entry((journey, key.clone()))
-                .or_default()
-                .push(now);
+            // Only what the reentry rule reads is kept of past entries.
+            let keep = match desc.reentry {
+                bc::Reentry::Always => None,
+                bc::Reentry::Once | bc::Reentry::After(_) => Some(0),
+                bc::Reentry::MaxPer { per_ms, .. } => Some(per_ms),
+            };
+            if let Some(per_ms) = keep {
+                let entries = u.entries.entry((journey, key.clone())).or_default();
+                entries.retain(|t| now - *t < per_ms);
+                entries.push(now);
+            }
         }
         self.stats[journey as usize].entered += 1;
         let name = self.name(user);
@@ -1000,29 +1019,36 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// The journey's zone for a user: its `timezone` block, or UTC (unknown zones count).
-    fn zone(&mut self, desc: &bc::JourneyDesc, user: UserId, slots: &[Value]) -> chrono_tz::Tz {
-        if desc.timezone == NONE {
+    /// The zone of an instance of `journey` for `user` with `slots`: the journey's `timezone`
+    /// block, parsed (once per zone name: parsed zones are kept), UTC when it names none.
+    fn zone(&mut self, journey: u32, user: UserId, slots: &[Value]) -> chrono_tz::Tz {
+        let block = self.program.journeys[journey as usize].timezone;
+        if block == NONE {
             return chrono_tz::UTC;
         }
-        let journey = self
-            .program
-            .journeys
-            .iter()
-            .position(|j| std::ptr::eq(j, desc))
-            .unwrap_or(0) as u32;
-        match self.eval_block(
-            desc.timezone,
+        let name = match self.eval_block(
+            block,
             user,
             None,
             Some((journey, slots, self.now)),
             chrono_tz::UTC,
         ) {
-            Value::Str(name) => chrono_tz::Tz::from_str(&name).unwrap_or_else(|_| {
+            Value::Str(name) => name,
+            _ => return chrono_tz::UTC,
+        };
+        if let Some(zone) = self.zones.get(&name) {
+            return *zone;
+        }
+        match chrono_tz::Tz::from_str(&name) {
+            Ok(zone) => {
+                // Only valid names are kept, so inputs cannot grow the map without bound.
+                self.zones.insert(name, zone);
+                zone
+            }
+            Err(_) => {
                 self.zone_fallbacks += 1;
                 chrono_tz::UTC
-            }),
-            _ => chrono_tz::UTC,
+            }
         }
     }
 
@@ -1183,7 +1209,7 @@ impl<'p> Engine<'p> {
 
     /// Runs an instance from its `pc` until it sleeps or ends.
     fn run(&mut self, index: usize) {
-        let mut stack: Vec<Value> = Vec::new();
+        let mut stack = eval::Stack::new();
         for _ in 0..MAX_RUN {
             let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
                 return;
@@ -1191,7 +1217,7 @@ impl<'p> Engine<'p> {
             let journey = instance.journey;
             let body = self.program.blocks[self.program.journeys[journey as usize].body as usize];
             let end = body.offset + body.length;
-            let Ok(ins) = decode(&self.program.code, instance.pc, end) else {
+            let Some(ins) = self.prepared.instruction(instance.pc, end) else {
                 return self.end(index, Outcome::Completed, None);
             };
             let next = ins.next;
@@ -1199,7 +1225,13 @@ impl<'p> Engine<'p> {
             let Some(context) = self.reader(index, None) else {
                 return;
             };
-            match eval::step(self.program, ins.opcode, ins.operands, &mut stack, &context) {
+            match eval::step(
+                &self.prepared,
+                ins.opcode,
+                ins.operands,
+                &mut stack,
+                &context,
+            ) {
                 Flow::Next => {
                     self.set_pc(index, next);
                     continue;
@@ -1233,7 +1265,7 @@ impl<'p> Engine<'p> {
                     self.set_pc(index, if condition.is_true() { next } else { a });
                 }
                 Opcode::Wait => {
-                    let ms = match eval::constant(self.program, a) {
+                    let ms = match self.prepared.constant(a) {
                         Value::Duration(ms) => ms,
                         _ => 0,
                     };
@@ -1296,7 +1328,8 @@ impl<'p> Engine<'p> {
                     let count = self.program.journeys[journey as usize].sends[a as usize]
                         .args
                         .len();
-                    let args = stack.split_off(stack.len().saturating_sub(count));
+                    let args: Vec<Value> =
+                        stack.drain(stack.len().saturating_sub(count)..).collect();
                     self.set_pc(index, next);
                     if let Some(defer_until) = self.quiet_deferral(index, a as u16) {
                         self.set_waiting(index, Waiting::Send { send: a as u16 });
@@ -1531,7 +1564,7 @@ impl<'p> Engine<'p> {
             .flatten()
         {
             Some(value) => value,
-            None => eval::unset_profile_field(self.program, field),
+            None => self.prepared.unset_profile(field),
         }
     }
 
@@ -1587,7 +1620,7 @@ impl<'p> Engine<'p> {
             self.program.blocks.get(block as usize),
             self.reader(index, event.map(|e| &e[..])),
         ) {
-            (Some(b), Some(reader)) => eval::eval(self.program, b, &reader),
+            (Some(b), Some(reader)) => eval::eval(&self.prepared, b, &reader),
             _ => Value::Absent,
         }
     }
@@ -1612,7 +1645,7 @@ impl<'p> Engine<'p> {
             instance,
             zone,
         };
-        eval::eval(self.program, b, &reader)
+        eval::eval(&self.prepared, b, &reader)
     }
 
     /// Answers a history query for what `reader` reads (its user, entry, slots and zone).
@@ -1649,7 +1682,7 @@ impl<'p> Engine<'p> {
                     self.program
                         .blocks
                         .get(q.filter as usize)
-                        .is_some_and(|b| eval::eval(self.program, b, &context).is_true())
+                        .is_some_and(|b| eval::eval(&self.prepared, b, &context).is_true())
                 })
         });
         match op {
