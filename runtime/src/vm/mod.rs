@@ -10,10 +10,13 @@
 
 pub mod clock;
 pub mod input;
+mod timers;
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use rustc_hash::FxHashMap;
+
+use self::timers::{Due, TimerQueue};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -171,35 +174,6 @@ enum Timer {
     },
 }
 
-/// A timer in the queue, ordered so that `BinaryHeap` (a max-heap) pops the earliest first and,
-/// among timers due together, the one set first.
-#[derive(Debug)]
-struct Scheduled {
-    at: i64,
-    sequence: u64,
-    timer: Timer,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.sequence) == (other.at, other.sequence)
-    }
-}
-
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.at, other.sequence).cmp(&(self.at, self.sequence))
-    }
-}
-
 /// An `entry on E unless F within D` waiting for its window to pass.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -272,11 +246,10 @@ pub struct Engine<'p> {
     /// the instance record).
     deferred: FxHashMap<usize, Vec<Value>>,
     next_token: u32,
-    /// Due timers, earliest (then first set) on top.
-    timers: BinaryHeap<Scheduled>,
+    /// Timers set, due earliest (then first set) first.
+    timers: TimerQueue<Timer>,
     /// Timers other than scheduled entries: while any is left, there is work to finish.
     working_timers: usize,
-    sequence: u64,
     now: i64,
     /// Inputs processed so far.
     pub inputs: u64,
@@ -374,9 +347,8 @@ impl<'p> Engine<'p> {
             free: Vec::new(),
             deferred: FxHashMap::default(),
             next_token: 0,
-            timers: BinaryHeap::new(),
+            timers: TimerQueue::default(),
             working_timers: 0,
-            sequence: 0,
             now: i64::MIN,
             inputs: 0,
             tick_tokens: FxHashMap::default(),
@@ -428,16 +400,11 @@ impl<'p> Engine<'p> {
         self.timers.len()
     }
 
-    fn set_timer(&mut self, at: i64, timer: Timer) {
-        self.sequence += 1;
+    fn set_timer(&mut self, due: Due, timer: Timer) {
         if !matches!(timer, Timer::Tick { .. }) {
             self.working_timers += 1;
         }
-        self.timers.push(Scheduled {
-            at,
-            sequence: self.sequence,
-            timer,
-        });
+        self.timers.push(self.now, due, timer);
     }
 
     /// Processes one input (inputs must come in time order; an earlier one is processed at the
@@ -464,7 +431,7 @@ impl<'p> Engine<'p> {
             }
             None => {
                 while self.working_timers > 0 {
-                    let Some(at) = self.timers.peek().map(|s| s.at) else {
+                    let Some(at) = self.timers.next_at() else {
                         break;
                     };
                     self.fire_until(at);
@@ -474,10 +441,7 @@ impl<'p> Engine<'p> {
     }
 
     fn fire_until(&mut self, until: i64) {
-        while self.timers.peek().is_some_and(|s| s.at <= until) {
-            let Some(Scheduled { at, timer, .. }) = self.timers.pop() else {
-                break;
-            };
+        while let Some((at, timer)) = self.timers.pop_due(until) {
             if !matches!(timer, Timer::Tick { .. }) {
                 self.working_timers -= 1;
             }
@@ -635,7 +599,7 @@ impl<'p> Engine<'p> {
         };
         if let Some(at) = next {
             self.set_timer(
-                at,
+                Due::At(at),
                 Timer::Tick {
                     journey,
                     user,
@@ -880,7 +844,6 @@ impl<'p> Engine<'p> {
         ) = (&desc.entry, &fields)
         {
             // Wait out the window; a pending entry counts as being in the journey.
-            let at = now.saturating_add(unless.within_ms);
             self.next_pending += 1;
             let id = self.next_pending;
             self.pending.insert(
@@ -896,7 +859,7 @@ impl<'p> Engine<'p> {
             if let Some(u) = self.users.get_mut(user as usize) {
                 u.pending.push(id);
             }
-            self.set_timer(at, Timer::Unless { pending: id });
+            self.set_timer(Due::After(unless.within_ms), Timer::Unless { pending: id });
             return;
         }
         self.start_instance(journey, user, slots, zone, key);
@@ -1005,7 +968,7 @@ impl<'p> Engine<'p> {
         });
         if let Some(timeout) = desc.timeout_ms {
             self.set_timer(
-                now.saturating_add(timeout),
+                Due::After(timeout),
                 Timer::Timeout {
                     instance: index,
                     journey,
@@ -1269,7 +1232,7 @@ impl<'p> Engine<'p> {
                         Value::Duration(ms) => ms,
                         _ => 0,
                     };
-                    return self.sleep(index, next, now.saturating_add(ms));
+                    return self.sleep(index, next, Due::After(ms));
                 }
                 Opcode::WaitUntilTime => {
                     let zone = if b == 1 {
@@ -1280,10 +1243,12 @@ impl<'p> Engine<'p> {
                         chrono_tz::UTC
                     };
                     let at = clock::next_time_of_day(zone, now, a as u16, |_| true).unwrap_or(now);
-                    return self.sleep(index, next, at);
+                    return self.sleep(index, next, Due::At(at));
                 }
                 Opcode::WaitUntil => match stack.pop() {
-                    Some(Value::Timestamp(at)) if at > now => return self.sleep(index, next, at),
+                    Some(Value::Timestamp(at)) if at > now => {
+                        return self.sleep(index, next, Due::At(at))
+                    }
                     _ => self.set_pc(index, next),
                 },
                 Opcode::WaitFor => {
@@ -1313,7 +1278,7 @@ impl<'p> Engine<'p> {
                         }
                     }
                     if let Some(within) = wait.within_ms {
-                        self.wake_at(index, now.saturating_add(within), true);
+                        self.wake_at(index, Due::After(within), true);
                     }
                     return;
                 }
@@ -1321,7 +1286,7 @@ impl<'p> Engine<'p> {
                     let within =
                         self.program.journeys[journey as usize].wait_anys[a as usize].within_ms;
                     self.set_waiting(index, Waiting::Any { wait: a as u16 });
-                    self.wake_at(index, now.saturating_add(within), true);
+                    self.wake_at(index, Due::After(within), true);
                     return;
                 }
                 Opcode::Send => {
@@ -1334,7 +1299,7 @@ impl<'p> Engine<'p> {
                     if let Some(defer_until) = self.quiet_deferral(index, a as u16) {
                         self.set_waiting(index, Waiting::Send { send: a as u16 });
                         self.deferred.insert(index, args);
-                        self.wake_at(index, defer_until, false);
+                        self.wake_at(index, Due::At(defer_until), false);
                         return;
                     }
                     self.deliver(index, a as u16, args);
@@ -1374,16 +1339,16 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// Sets a timer that resumes the instance (or ends its wait, for a deadline) at `at`,
+    /// Sets a timer that resumes the instance (or ends its wait, for a deadline) when `due`,
     /// unless it changes state first.
-    fn wake_at(&mut self, index: usize, at: i64, deadline: bool) {
+    fn wake_at(&mut self, index: usize, due: Due, deadline: bool) {
         let token = self
             .instances
             .get(index)
             .and_then(Option::as_ref)
             .map_or(0, |i| i.token);
         self.set_timer(
-            at,
+            due,
             Timer::Resume {
                 instance: index,
                 token,
@@ -1400,10 +1365,10 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn sleep(&mut self, index: usize, pc: u32, at: i64) {
+    fn sleep(&mut self, index: usize, pc: u32, due: Due) {
         self.set_pc(index, pc);
         self.set_waiting(index, Waiting::Nothing);
-        self.wake_at(index, at, false);
+        self.wake_at(index, due, false);
     }
 
     /// The latest event of `event` since entry that passes `filter`, for `since entry` waits.

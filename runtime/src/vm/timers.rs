@@ -1,0 +1,207 @@
+//! Timers set → timers due, earliest first and, among timers due together, the one set first.
+//!
+//! Most timers of a journey are set a fixed delay after the current moment (`wait 1d`, a
+//! timeout, an `unless … within 1h` window): `Due::After`. The current moment only moves
+//! forward, so the timers of one delay are due in the order they are set. Each such delay (the
+//! program has few) gets a lane, a FIFO queue that needs no sorting; timers due at a computed
+//! moment (`Due::At`: times of day, the end of quiet hours, scheduled entries) go to a binary
+//! heap. The next timer is the earliest among the lane heads and the heap's top: a scan over a
+//! handful of lanes instead of a heap of every timer.
+//!
+//! **Invariant:** within a lane, `(at, sequence)` increases from front to back.
+
+use std::collections::{BinaryHeap, VecDeque};
+
+use rustc_hash::FxHashMap;
+
+/// At most this many lanes; delays beyond them share the heap.
+const MAX_LANES: usize = 64;
+
+/// When a timer is due.
+#[derive(Debug, Clone, Copy)]
+pub enum Due {
+    /// At this moment.
+    At(i64),
+    /// This long after the current moment (a delay the program states).
+    After(i64),
+}
+
+/// A timer with its due time and the order it was set in.
+#[derive(Debug)]
+struct Scheduled<T> {
+    at: i64,
+    sequence: u64,
+    timer: T,
+}
+
+impl<T> Scheduled<T> {
+    fn key(&self) -> (i64, u64) {
+        (self.at, self.sequence)
+    }
+}
+
+impl<T> PartialEq for Scheduled<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl<T> Eq for Scheduled<T> {}
+
+impl<T> PartialOrd for Scheduled<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Scheduled<T> {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.key().cmp(&self.key())
+    }
+}
+
+/// Where the next timer is.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Lane(usize),
+    Heap,
+}
+
+#[derive(Debug)]
+pub(crate) struct TimerQueue<T> {
+    lanes: Vec<VecDeque<Scheduled<T>>>,
+    lane_of_delay: FxHashMap<i64, usize>,
+    heap: BinaryHeap<Scheduled<T>>,
+    sequence: u64,
+    len: usize,
+}
+
+impl<T> Default for TimerQueue<T> {
+    fn default() -> Self {
+        TimerQueue {
+            lanes: Vec::new(),
+            lane_of_delay: FxHashMap::default(),
+            heap: BinaryHeap::new(),
+            sequence: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<T> TimerQueue<T> {
+    /// Sets `timer` due as `due` says; `now` is the current moment, which never goes back.
+    pub fn push(&mut self, now: i64, due: Due, timer: T) {
+        self.sequence += 1;
+        self.len += 1;
+        let (at, delay) = match due {
+            Due::At(at) => (at, None),
+            Due::After(delay) => (now.saturating_add(delay), Some(delay)),
+        };
+        let scheduled = Scheduled {
+            at,
+            sequence: self.sequence,
+            timer,
+        };
+        let lane = match delay.map(|d| (d, self.lane_of_delay.get(&d).copied())) {
+            Some((_, Some(lane))) => Some(lane),
+            Some((delay, None)) if self.lanes.len() < MAX_LANES => {
+                self.lanes.push(VecDeque::new());
+                self.lane_of_delay.insert(delay, self.lanes.len() - 1);
+                Some(self.lanes.len() - 1)
+            }
+            _ => None,
+        };
+        match lane.and_then(|l| self.lanes.get_mut(l)) {
+            // A lane takes the timer only in order (always, while `now` does not go back).
+            Some(queue) if queue.back().is_none_or(|last| last.key() < scheduled.key()) => {
+                queue.push_back(scheduled)
+            }
+            _ => self.heap.push(scheduled),
+        }
+    }
+
+    fn next(&self) -> Option<(Source, i64)> {
+        let mut best: Option<(Source, (i64, u64))> =
+            self.heap.peek().map(|s| (Source::Heap, s.key()));
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if let Some(front) = lane.front() {
+                if best.is_none_or(|(_, key)| front.key() < key) {
+                    best = Some((Source::Lane(i), front.key()));
+                }
+            }
+        }
+        best.map(|(source, (at, _))| (source, at))
+    }
+
+    /// When the next timer is due.
+    pub fn next_at(&self) -> Option<i64> {
+        self.next().map(|(_, at)| at)
+    }
+
+    /// Takes the next timer if it is due at or before `until`.
+    pub fn pop_due(&mut self, until: i64) -> Option<(i64, T)> {
+        let (source, at) = self.next().filter(|(_, at)| *at <= until)?;
+        let scheduled = match source {
+            Source::Lane(i) => self.lanes.get_mut(i).and_then(VecDeque::pop_front),
+            Source::Heap => self.heap.pop(),
+        }?;
+        self.len -= 1;
+        Some((at, scheduled.timer))
+    }
+
+    /// Timers waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Due, TimerQueue};
+
+    /// Lanes and the heap together give the order a single sorted list would.
+    #[test]
+    fn due_in_time_then_setting_order() {
+        let mut queue = TimerQueue::default();
+        let mut expected = Vec::new();
+        let mut state = 0x2545_F491_u64;
+        let mut now = 0i64;
+        for n in 0..5_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            now += (state % 3) as i64;
+            // Few delays (lanes), some arbitrary times (the heap), and some in the past.
+            let due = match state % 7 {
+                0 => Due::At(now + (state % 1000) as i64),
+                1 => Due::At(now - 5),
+                2 => Due::After((state % 100) as i64),
+                _ => Due::After([10, 60, 3_600][(state % 3) as usize]),
+            };
+            let at = match due {
+                Due::At(at) => at,
+                Due::After(delay) => now + delay,
+            };
+            queue.push(now, due, n);
+            expected.push((at, n));
+            // Drain what is due now, as the engine does before each input.
+            while let Some((at, n)) = queue.pop_due(now) {
+                let position = expected
+                    .iter()
+                    .position(|e| *e == (at, n))
+                    .expect("was set");
+                let earliest = expected.iter().min().copied().expect("not empty");
+                assert_eq!((at, n), earliest);
+                expected.remove(position);
+            }
+        }
+        let mut rest = Vec::new();
+        while let Some(due) = queue.pop_due(i64::MAX) {
+            rest.push(due);
+        }
+        expected.sort();
+        assert_eq!(rest, expected);
+        assert_eq!(queue.len(), 0);
+    }
+}
