@@ -329,7 +329,7 @@ impl<'a> Lowering<'a> {
 }
 
 impl Lowering<'_> {
-    /// A literal (a profile default) as a constant; `float` widens an int.
+    /// A literal (a profile default, a list of literals) as a constant; `float` widens an int.
     fn literal(&mut self, expr: &Expr, float: bool) -> Option<u32> {
         let constant = match &expr.kind {
             ExprKind::Int(n) if float => bc::Constant::Float(*n as f64),
@@ -911,6 +911,11 @@ impl Lowering<'_> {
             }
             ExprKind::List(items) => {
                 let element_float = matches!(self.expr_type(scope, expr).required(), Type::List(item) if **item == Type::Float);
+                // A list of literals is one constant, built once by the runtime.
+                if let Some(constant) = self.literal(expr, element_float) {
+                    code.op(Opcode::Const, &[constant]);
+                    return;
+                }
                 for item in items {
                     self.operand(item, code, scope, element_float);
                 }

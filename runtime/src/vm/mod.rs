@@ -255,6 +255,10 @@ pub struct Engine<'p> {
     pub inputs: u64,
     /// The current token of each (journey, user) entry schedule; absent while none is due.
     tick_tokens: FxHashMap<(u32, UserId), u64>,
+    /// By event type: whether it is some journey's `unless` event.
+    cancels: Vec<bool>,
+    /// The longest window of a cap (0 without caps): how long a user's sends are kept.
+    longest_cap: i64,
     /// Zones parsed so far, by name.
     zones: HashMap<Arc<str>, chrono_tz::Tz>,
     /// Per journey: which inputs can concern its instances.
@@ -359,6 +363,14 @@ impl<'p> Engine<'p> {
                 .collect(),
             scratch: Vec::new(),
             zones: HashMap::new(),
+            cancels: (0..program.events.len() as u32)
+                .map(|event| {
+                    program.journeys.iter().any(|j| {
+                        matches!(&j.entry, bc::Entry::On { unless: Some(u), .. } if u.event == event)
+                    })
+                })
+                .collect(),
+            longest_cap: program.caps.iter().map(|c| c.window_ms).max().unwrap_or(0),
             ticks_needing: {
                 let mut by_event = vec![Vec::new(); program.events.len()];
                 for (j, journey) in program.journeys.iter().enumerate() {
@@ -647,11 +659,11 @@ impl<'p> Engine<'p> {
             self.check_wait(i, event, &fields);
         }
         self.scratch = instances;
-        let pending_ids: Vec<u64> = self
-            .users
-            .get(user as usize)
-            .map(|u| u.pending.clone())
-            .unwrap_or_default();
+        let cancels = self.cancels.get(event as usize).copied().unwrap_or(false);
+        let pending_ids: Vec<u64> = match self.users.get(user as usize) {
+            Some(u) if cancels && !u.pending.is_empty() => u.pending.clone(),
+            _ => Vec::new(),
+        };
         for id in pending_ids {
             let Some(pending) = self.pending.get(&id) else {
                 continue;
@@ -1460,7 +1472,14 @@ impl<'p> Engine<'p> {
                 return;
             }
             if let Some(u) = self.users.get_mut(user as usize) {
-                u.sends.push((now, s.channel));
+                // Only sends inside the longest cap's window can count again.
+                let stale = u
+                    .sends
+                    .partition_point(|(t, _)| now - t >= self.longest_cap);
+                u.sends.drain(..stale);
+                if self.longest_cap > 0 {
+                    u.sends.push((now, s.channel));
+                }
             }
         }
         let record = RecordKind::Send {
