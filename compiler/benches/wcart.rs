@@ -120,6 +120,8 @@ fn main() {
     let mut chunk: Vec<Input> = Vec::with_capacity(100_000);
     let mut generating = std::time::Duration::ZERO;
     let mut i = 0;
+    let mut sends = 0;
+    engine.timeline.clear();
     while i < events {
         let generate = Instant::now();
         chunk.clear();
@@ -177,17 +179,18 @@ fn main() {
         for input in chunk.drain(..) {
             engine.push(black_box(input));
         }
+        // A consumer takes the timeline as it grows (a service streams it out).
+        sends += engine
+            .timeline
+            .drain(..)
+            .filter(|r| matches!(r.kind, journey_runtime::vm::RecordKind::Send { .. }))
+            .count();
     }
     let total = started.elapsed() - generating;
     let (live, bytes) = engine.instance_memory();
     let timers_left = engine.pending_timers();
     let entered: u64 = engine.stats.iter().map(|s| s.entered).sum();
     let ended: u64 = engine.stats.iter().flat_map(|s| s.outcomes.values()).sum();
-    let sends = engine
-        .timeline
-        .iter()
-        .filter(|r| matches!(r.kind, journey_runtime::vm::RecordKind::Send { .. }))
-        .count();
     println!(
         "users {users}, tracked events {events}, journeys {}",
         program.journeys.len()

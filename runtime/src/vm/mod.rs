@@ -99,7 +99,8 @@ struct User {
     name: Arc<str>,
     /// Profile traits by field index (`None`: not set).
     traits: Vec<Option<Value>>,
-    /// Events of each type, oldest first: (time, fields).
+    /// Events of each type the program keeps (`Engine::history_slots`), oldest first: (time,
+    /// fields). Empty until the user's first kept event.
     history: Vec<Vec<(i64, Arc<[Value]>)>>,
     /// Entry times per (journey, key), for reentry rules.
     entries: HashMap<(u32, Option<Arc<str>>), Vec<i64>>,
@@ -255,6 +256,9 @@ pub struct Engine<'p> {
     pub inputs: u64,
     /// The current token of each (journey, user) entry schedule; absent while none is due.
     tick_tokens: FxHashMap<(u32, UserId), u64>,
+    /// By event type: where a user's history keeps it (`None`: not kept), and how many are.
+    history_slots: Vec<Option<usize>>,
+    kept_types: usize,
     /// By event type: whether it is some journey's `unless` event.
     cancels: Vec<bool>,
     /// The longest window of a cap (0 without caps): how long a user's sends are kept.
@@ -363,6 +367,19 @@ impl<'p> Engine<'p> {
                 .collect(),
             scratch: Vec::new(),
             zones: HashMap::new(),
+            history_slots: {
+                let mut next = 0;
+                retention(program)
+                    .iter()
+                    .map(|keep| {
+                        keep.map(|_| {
+                            next += 1;
+                            next - 1
+                        })
+                    })
+                    .collect()
+            },
+            kept_types: retention(program).iter().flatten().count(),
             cancels: (0..program.events.len() as u32)
                 .map(|event| {
                     program.journeys.iter().any(|j| {
@@ -539,7 +556,6 @@ impl<'p> Engine<'p> {
         self.users.push(User {
             name: name.clone(),
             traits: vec![None; profile_fields],
-            history: vec![Vec::new(); self.program.events.len()],
             ..Default::default()
         });
         self.user_ids.insert(name.clone(), id);
@@ -554,6 +570,16 @@ impl<'p> Engine<'p> {
         id
     }
 
+    /// What `user` has of `event`'s history, oldest first.
+    fn kept<'u>(&self, user: &'u User, event: u32) -> &'u [(i64, Arc<[Value]>)] {
+        self.history_slots
+            .get(event as usize)
+            .copied()
+            .flatten()
+            .and_then(|slot| user.history.get(slot))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Whether the user has, within what history keeps, an event the journey's audience needs
     /// (always, when it needs none). Without one the audience cannot hold, so no tick is due.
     fn has_needed_history(&self, journey: u32, user: UserId) -> bool {
@@ -563,11 +589,7 @@ impl<'p> Engine<'p> {
         };
         needs.is_empty()
             || needs.iter().any(|&event| {
-                let last = u
-                    .history
-                    .get(event as usize)
-                    .and_then(|h| h.last())
-                    .map(|(t, _)| *t);
+                let last = self.kept(u, event).last().map(|(t, _)| *t);
                 match (last, self.retention.get(event as usize).copied().flatten()) {
                     (Some(t), Some(Some(span))) => t > self.now - span,
                     (Some(_), _) => true,
@@ -626,8 +648,13 @@ impl<'p> Engine<'p> {
     fn track(&mut self, user: UserId, event: u32, fields: Arc<[Value]>) {
         let now = self.now;
         let keep = self.retention.get(event as usize).copied().flatten();
-        if let (Some(u), Some(span)) = (self.users.get_mut(user as usize), keep) {
-            if let Some(history) = u.history.get_mut(event as usize) {
+        let slot = self.history_slots.get(event as usize).copied().flatten();
+        let kept_types = self.kept_types;
+        if let (Some(u), Some(span), Some(slot)) = (self.users.get_mut(user as usize), keep, slot) {
+            if u.history.is_empty() {
+                u.history = vec![Vec::new(); kept_types];
+            }
+            if let Some(history) = u.history.get_mut(slot) {
                 history.push((now, fields.clone()));
                 if let Some(ms) = span {
                     let stale = history.partition_point(|(t, _)| *t <= now - ms);
@@ -1386,12 +1413,7 @@ impl<'p> Engine<'p> {
     /// The latest event of `event` since entry that passes `filter`, for `since entry` waits.
     fn since_entry_match(&self, index: usize, event: u32, filter: u32) -> Option<Arc<[Value]>> {
         let instance = self.instances.get(index)?.as_ref()?;
-        let history = self
-            .users
-            .get(instance.user as usize)?
-            .history
-            .get(event as usize)?;
-        history
+        self.kept(self.users.get(instance.user as usize)?, event)
             .iter()
             .filter(|(t, _)| *t > instance.entered_at)
             .find(|(_, fields)| {
@@ -1639,13 +1661,10 @@ impl<'p> Engine<'p> {
         let Some(q) = self.program.history.get(usize::from(query)) else {
             return Value::Absent;
         };
-        let Some(events) = self
-            .users
-            .get(user as usize)
-            .and_then(|u| u.history.get(q.event as usize))
-        else {
+        let Some(u) = self.users.get(user as usize) else {
             return Value::Absent;
         };
+        let events = self.kept(u, q.event);
         let now = self.now;
         // Events are in time order: start at the first one inside the window.
         let first = match q.window {
