@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use chrono::{Datelike, TimeZone, Timelike};
 
+use rustc_hash::FxHashSet;
 use smallvec::SmallVec;
 
 use crate::bytecode::opcode::{decode, Instruction, Opcode};
@@ -33,6 +34,8 @@ pub struct Prepared<'p> {
     constants: Vec<Value>,
     /// By profile field: its value while the user's traits do not set it.
     unset_profile: Vec<Value>,
+    /// The program's string constants, shared by the inputs equal to them (see `intern`).
+    strings: FxHashSet<Arc<str>>,
 }
 
 impl<'p> Prepared<'p> {
@@ -52,12 +55,26 @@ impl<'p> Prepared<'p> {
             }
         }
         let profile_fields = program.record_fields(program.profile).map_or(0, <[_]>::len);
+        let constants: Vec<Value> = (0..program.constants.len() as u32)
+            .map(|i| constant(program, i))
+            .collect();
+        let mut strings = FxHashSet::default();
+        for value in &constants {
+            let items = match value {
+                Value::List(items) => &items[..],
+                single => std::slice::from_ref(single),
+            };
+            for item in items {
+                if let Value::Str(s) = item {
+                    strings.insert(s.clone());
+                }
+            }
+        }
         Prepared {
             program,
             instructions,
-            constants: (0..program.constants.len() as u32)
-                .map(|i| constant(program, i))
-                .collect(),
+            strings,
+            constants,
             unset_profile: (0..profile_fields as u32)
                 .map(|f| unset_profile_field(program, f))
                 .collect(),
@@ -78,6 +95,18 @@ impl<'p> Prepared<'p> {
             .get(index as usize)
             .cloned()
             .unwrap_or(Value::Absent)
+    }
+
+    /// Makes an input string that equals a constant of the program share the constant's
+    /// storage. Such strings are the ones code compares (`plan == "free"`, `country in ["US",
+    /// "CA"]`): shared, they compare by pointer, and millions of users' copies of `"US"`
+    /// become one.
+    pub fn intern(&self, value: &mut Value) {
+        if let Value::Str(s) = value {
+            if let Some(shared) = self.strings.get(&**s) {
+                *s = shared.clone();
+            }
+        }
     }
 
     /// The value of profile field `field` while the user's traits do not set it.

@@ -445,8 +445,18 @@ impl<'p> Engine<'p> {
         self.inputs += 1;
         let user = self.ensure_user(input.user());
         match input {
-            Input::Track { event, fields, .. } => self.track(user, event, fields),
-            Input::Identify { traits, .. } => self.identify(user, traits),
+            Input::Track {
+                event, mut fields, ..
+            } => {
+                if let Some(fields) = Arc::get_mut(&mut fields) {
+                    fields.iter_mut().for_each(|v| self.prepared.intern(v));
+                }
+                self.track(user, event, fields)
+            }
+            Input::Identify { mut traits, .. } => {
+                traits.iter_mut().for_each(|(_, v)| self.prepared.intern(v));
+                self.identify(user, traits)
+            }
         }
     }
 
