@@ -34,6 +34,9 @@ pub struct Prepared<'p> {
     constants: Vec<Value>,
     /// By profile field: its value while the user's traits do not set it.
     unset_profile: Vec<Value>,
+    /// By block: whether evaluating it can read local time (`hour`, `weekday`, `date`, here or
+    /// in the filter of a history query it asks), so whether it needs the instance's zone.
+    reads_zone: Vec<bool>,
     /// The program's string constants, shared by the inputs equal to them (see `intern`).
     strings: FxHashSet<Arc<str>>,
 }
@@ -70,15 +73,56 @@ impl<'p> Prepared<'p> {
                 }
             }
         }
-        Prepared {
+        let mut prepared = Prepared {
             program,
             instructions,
+            reads_zone: Vec::new(),
             strings,
             constants,
             unset_profile: (0..profile_fields as u32)
                 .map(|f| unset_profile_field(program, f))
                 .collect(),
+        };
+        prepared.reads_zone = (0..program.blocks.len() as u32)
+            .map(|b| prepared.block_reads_zone(b, 0))
+            .collect();
+        prepared
+    }
+
+    fn block_reads_zone(&self, block: u32, depth: usize) -> bool {
+        let Some(b) = self.program.blocks.get(block as usize) else {
+            return false;
+        };
+        let end = b.offset.saturating_add(b.length);
+        let mut pc = b.offset;
+        while let Some(ins) = self.instruction(pc, end) {
+            let reads = match ins.opcode {
+                Opcode::Hour | Opcode::Weekday | Opcode::Date => true,
+                Opcode::Count | Opcode::Did | Opcode::Last | Opcode::Sum => {
+                    // Filters do not ask history (the checker sees to it); depth guards anyway.
+                    depth < 4
+                        && self
+                            .program
+                            .history
+                            .get(ins.operands[0] as usize)
+                            .is_some_and(|q| self.block_reads_zone(q.filter, depth + 1))
+                }
+                _ => false,
+            };
+            if reads {
+                return true;
+            }
+            pc = ins.next;
         }
+        false
+    }
+
+    /// Whether evaluating `block` can read local time (`NONE` reads nothing).
+    pub fn reads_zone(&self, block: u32) -> bool {
+        self.reads_zone
+            .get(block as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The instruction at `pc`, if one starts there before `end`.

@@ -181,7 +181,8 @@ struct Pending {
     journey: u32,
     user: UserId,
     key: Option<Arc<str>>,
-    fields: Arc<[Value]>,
+    /// The slots the instance will start with (captured from the entry event).
+    slots: Vec<Value>,
     cancelled: bool,
 }
 
@@ -531,7 +532,7 @@ impl<'p> Engine<'p> {
                     u.pending.retain(|id| *id != pending);
                 }
                 if !p.cancelled {
-                    self.enter(p.journey, p.user, p.fields, p.key);
+                    self.start_instance(p.journey, p.user, p.slots, None, p.key);
                 }
             }
             Timer::Tick {
@@ -715,9 +716,12 @@ impl<'p> Engine<'p> {
             } = &journey.entry
             {
                 if unless.event == event {
-                    let (pj, pf) = (pending.journey, pending.fields.clone());
-                    let slots = self.capture_entry(pj, &pf);
-                    let zone = self.zone(pj, user, &slots);
+                    let (pj, slots) = (pending.journey, pending.slots.clone());
+                    let zone = if self.prepared.reads_zone(unless.filter) {
+                        self.zone(pj, user, &slots)
+                    } else {
+                        chrono_tz::UTC
+                    };
                     let matches = unless.filter == NONE
                         || self
                             .eval_block(
@@ -836,8 +840,19 @@ impl<'p> Engine<'p> {
             || vec![Value::Absent; desc.slots.len()],
             |f| self.capture_entry(journey, f),
         );
-        // Entry checks see local times in the zone the instance would have.
-        let zone = self.zone(journey, user, &slots);
+        // Entry checks see local times in the zone the instance would have (found only when a
+        // check reads local time: it costs a block and a profile read).
+        let entry_filter = match &desc.entry {
+            bc::Entry::On { filter, .. } => *filter,
+            _ => NONE,
+        };
+        let checks = [entry_filter, desc.correlate, desc.audience];
+        let found_zone = if checks.iter().any(|b| self.prepared.reads_zone(*b)) {
+            Some(self.zone(journey, user, &slots))
+        } else {
+            None
+        };
+        let zone = found_zone.unwrap_or(chrono_tz::UTC);
         if let (bc::Entry::On { filter, .. }, Some(fields)) = (&desc.entry, &fields) {
             if *filter != NONE
                 && !self
@@ -889,7 +904,7 @@ impl<'p> Engine<'p> {
                 unless: Some(unless),
                 ..
             },
-            Some(fields),
+            Some(_),
         ) = (&desc.entry, &fields)
         {
             // Wait out the window; a pending entry counts as being in the journey.
@@ -901,7 +916,7 @@ impl<'p> Engine<'p> {
                     journey,
                     user,
                     key,
-                    fields: fields.clone(),
+                    slots,
                     cancelled: false,
                 },
             );
@@ -911,7 +926,7 @@ impl<'p> Engine<'p> {
             self.set_timer(Due::After(unless.within_ms), Timer::Unless { pending: id });
             return;
         }
-        self.start_instance(journey, user, slots, zone, key);
+        self.start_instance(journey, user, slots, found_zone, key);
     }
 
     fn reentry_allows(&self, journey: u32, user: UserId, key: &Option<Arc<str>>) -> bool {
@@ -950,21 +965,21 @@ impl<'p> Engine<'p> {
     }
 
     /// Starts an instance after an `unless` window: captures its slots and finds its zone.
-    fn enter(&mut self, journey: u32, user: UserId, fields: Arc<[Value]>, key: Option<Arc<str>>) {
-        let slots = self.capture_entry(journey, &fields);
-        let zone = self.zone(journey, user, &slots);
-        self.start_instance(journey, user, slots, zone, key);
-    }
 
     /// Starts an instance: records the entry, arms the timeout, checks `when` triggers, runs.
+    /// `zone` is the instance's, when the entry checks needed it already.
     fn start_instance(
         &mut self,
         journey: u32,
         user: UserId,
         slots: Vec<Value>,
-        zone: chrono_tz::Tz,
+        zone: Option<chrono_tz::Tz>,
         key: Option<Arc<str>>,
     ) {
+        let zone = match zone {
+            Some(zone) => zone,
+            None => self.zone(journey, user, &slots),
+        };
         let now = self.now;
         let desc = &self.program.journeys[journey as usize];
         let body = self.program.blocks[desc.body as usize];
