@@ -964,8 +964,6 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// Starts an instance after an `unless` window: captures its slots and finds its zone.
-
     /// Starts an instance: records the entry, arms the timeout, checks `when` triggers, runs.
     /// `zone` is the instance's, when the entry checks needed it already.
     fn start_instance(
