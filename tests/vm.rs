@@ -238,3 +238,48 @@ fn random_streams_are_deterministic() {
     );
     assert_eq!(first, timeline());
 }
+
+/// Scheduled entries cost nothing for users whose audience cannot hold: no tick for a user
+/// without the event the audience needs, none while a `not did(E within D)` blocks it. Over 30
+/// days, 100 users of whom one bought once: that user's ticks resume after the two blocked
+/// days (28 of them); the others never tick.
+#[test]
+fn scheduled_entries_tick_only_when_the_audience_can_hold() {
+    use journey_compiler::workspace::MemoryFiles;
+    let source = r#"
+event Bought { total: float }
+event Seen { }
+journey lapsed {
+  entry every day at 09:00
+  audience did(Bought within 30d) and not did(Bought within 2d)
+  reentry always
+  send email "come back"
+}
+"#;
+    let mut files = MemoryFiles::new();
+    files.insert("ticks.journey", source);
+    let analysis = journey_compiler::analyse(&files, &["ticks.journey".into()]);
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checked"),
+    );
+    let mut lines: Vec<String> = (0..100)
+        .map(|u| {
+            format!(r#"{{"type":"track","event":"Seen","userId":"u{u}","timestamp":"2026-01-01T00:00:00Z","properties":{{}}}}"#)
+        })
+        .collect();
+    lines.push(r#"{"type":"track","event":"Bought","userId":"u7","timestamp":"2026-01-01T01:00:00Z","properties":{"total":5.0}}"#.into());
+    let mut rejected = Vec::new();
+    let inputs = journey_compiler::simulate::decode_lines(
+        &program,
+        "inline",
+        &lines.join("\n"),
+        &mut rejected,
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+    // 2026-01-31T00:00:00Z: ticks at 09:00 from 01-03 to 01-30 enter u7 (the purchase on 01-01
+    // is within 30 days of each).
+    let engine = journey_compiler::simulate::run(&program, inputs, Some(1_769_817_600_000));
+    assert_eq!(engine.stats[0].entered, 28);
+    assert_eq!(engine.timers_fired, 28);
+}

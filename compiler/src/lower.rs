@@ -501,6 +501,7 @@ impl Lowering<'_> {
             entry_captures: Vec::new(),
             audience: NONE,
             audience_needs: Vec::new(),
+            audience_blocked_by: Vec::new(),
             reentry: bc::Reentry::Once,
             correlate: NONE,
             goals: Vec::new(),
@@ -548,6 +549,7 @@ impl Lowering<'_> {
                 ast::SettingKind::Audience(e) => {
                     desc.audience = self.block(e, ty::BOOL, None, &scope);
                     desc.audience_needs = self.needed_events(e, 0).into_iter().collect();
+                    self.blocking_windows(e, 0, &mut desc.audience_blocked_by);
                 }
                 ast::SettingKind::Reentry(r) => {
                     desc.reentry = match r {
@@ -592,6 +594,7 @@ impl Lowering<'_> {
                 | bc::Entry::At { .. }
         ) {
             desc.audience_needs.clear();
+            desc.audience_blocked_by.clear();
         }
         let mut code = Code::default();
         self.steps(&journey.steps, &mut code, &mut scope);
@@ -699,6 +702,49 @@ impl Lowering<'_> {
                 None => NOTHING,
             },
             _ => NOTHING,
+        }
+    }
+
+    /// The `not did(E within D)` (no `where`) that `condition` requires, through `and` and
+    /// segments: while an `E` is inside `D`, the condition is false.
+    fn blocking_windows(&self, condition: &Expr, depth: usize, out: &mut Vec<(u32, i64)>) {
+        if depth > 64 {
+            return;
+        }
+        match &condition.kind {
+            ExprKind::Binary {
+                op: BinaryOp::And,
+                lhs,
+                rhs,
+            } => {
+                self.blocking_windows(lhs, depth + 1, out);
+                self.blocking_windows(rhs, depth + 1, out);
+            }
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                operand,
+            } => {
+                if let ExprKind::History(ast::History {
+                    function: HistoryFn::Did,
+                    event,
+                    filter: None,
+                    window: Some(ast::Window::Within(d)),
+                    ..
+                }) = &operand.kind
+                {
+                    let event = self.event_id(&event.name);
+                    if event != NONE && d.seconds > 0 && !out.contains(&(event, millis(d.seconds)))
+                    {
+                        out.push((event, millis(d.seconds)));
+                    }
+                }
+            }
+            ExprKind::Name(name) => {
+                if let Some((_, segment)) = self.segments.get(&name.name) {
+                    self.blocking_windows(segment, depth + 1, out);
+                }
+            }
+            _ => {}
         }
     }
 

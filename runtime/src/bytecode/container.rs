@@ -701,6 +701,7 @@ impl Codec for JourneyDesc {
             }
         }
         w.list(&self.audience_needs);
+        w.list(&self.audience_blocked_by);
         w.u32(self.correlate);
         w.list(&self.goals);
         w.list(&self.exits);
@@ -740,6 +741,7 @@ impl Codec for JourneyDesc {
             tag => return Err(r.error(format!("unknown reentry kind {tag}"))),
         };
         let audience_needs = r.list()?;
+        let audience_blocked_by = r.list()?;
         let correlate = r.u32()?;
         let goals = r.list()?;
         let exits = r.list()?;
@@ -762,6 +764,7 @@ impl Codec for JourneyDesc {
             entry_captures,
             audience,
             audience_needs,
+            audience_blocked_by,
             reentry,
             correlate,
             goals,
@@ -777,6 +780,17 @@ impl Codec for JourneyDesc {
             sends: r.list()?,
             splits: r.list()?,
         })
+    }
+}
+
+impl Codec for (u32, i64) {
+    const MIN_BYTES: usize = 12;
+    fn put(&self, w: &mut Writer) {
+        w.u32(self.0);
+        w.i64(self.1);
+    }
+    fn get(r: &mut Reader) -> Result<Self> {
+        Ok((r.u32()?, r.i64()?))
     }
 }
 

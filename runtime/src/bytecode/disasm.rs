@@ -271,6 +271,14 @@ pub fn disassemble(p: &Program) -> String {
             let needs: Vec<String> = journey.audience_needs.iter().map(|e| n.event(*e)).collect();
             let _ = writeln!(out, "  audience needs one of: {}", needs.join(", "));
         }
+        for (event, window_ms) in &journey.audience_blocked_by {
+            let _ = writeln!(
+                out,
+                "  audience false while {} within {}",
+                n.event(*event),
+                duration(*window_ms)
+            );
+        }
         for (kind, triggers) in [("goal", &journey.goals), ("exit", &journey.exits)] {
             for t in triggers {
                 let on = t.event.map_or_else(

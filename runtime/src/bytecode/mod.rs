@@ -294,6 +294,10 @@ pub struct JourneyDesc {
     /// needs one in the user's history to hold (empty: no such need). The runtime schedules
     /// entry ticks only for users who have one, rather than for every known user.
     pub audience_needs: Vec<u32>,
+    /// For a scheduled entry: (event type, window) for each `not did(E within D)` the audience
+    /// requires. While the user's latest `E` is inside `D` the audience cannot hold, so the
+    /// runtime skips the ticks until it leaves the window.
+    pub audience_blocked_by: Vec<(u32, i64)>,
     pub reentry: Reentry,
     pub correlate: u32,
     pub goals: Vec<Trigger>,

@@ -312,6 +312,12 @@ impl Verifier<'_> {
         for event in &journey.audience_needs {
             self.event(*event, &what)?;
         }
+        for (event, window_ms) in &journey.audience_blocked_by {
+            self.event(*event, &what)?;
+            if *window_ms <= 0 {
+                return fail(format!("{what} is blocked by a window of {window_ms} ms"));
+            }
+        }
         self.block(journey.correlate, STRING, NONE, true, &what)?;
         self.block(journey.timezone, STRING, NONE, true, &what)?;
         for trigger in journey.goals.iter().chain(&journey.exits) {

@@ -581,6 +581,24 @@ impl<'p> Engine<'p> {
         id
     }
 
+    /// Until when the journey's audience is false for `user` whatever else happens: the latest
+    /// moment an event of a `not did(E within D)` it requires leaves its window
+    /// (`i64::MIN` when none is inside).
+    fn audience_blocked_until(&self, journey: u32, user: UserId) -> i64 {
+        let Some(u) = self.users.get(user as usize) else {
+            return i64::MIN;
+        };
+        self.program.journeys[journey as usize]
+            .audience_blocked_by
+            .iter()
+            .filter_map(|(event, window_ms)| {
+                let (last, _) = self.kept(u, *event).last()?;
+                Some(last.saturating_add(*window_ms))
+            })
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
     /// What `user` has of `event`'s history, oldest first.
     fn kept<'u>(&self, user: &'u User, event: u32) -> &'u [(i64, Arc<[Value]>)] {
         self.history_slots
@@ -621,13 +639,18 @@ impl<'p> Engine<'p> {
         let desc = &self.program.journeys[journey as usize];
         let zone = self.zone(journey, user, &[]);
         let now = self.now;
+        // Ticks before the audience can hold are skipped: the next one is strictly after
+        // `after`, at or after the moment the last blocking event leaves its window.
+        let after = now.max(self.audience_blocked_until(journey, user).saturating_sub(1));
         let next = match &desc.entry {
-            bc::Entry::EveryDay { minute } => clock::next_time_of_day(zone, now, *minute, |_| true),
-            bc::Entry::EveryWeekday { weekday, minute } => {
-                clock::next_time_of_day(zone, now, *minute, |d| d == u32::from(*weekday))
+            bc::Entry::EveryDay { minute } => {
+                clock::next_time_of_day(zone, after, *minute, |_| true)
             }
-            bc::Entry::Every { period_ms } => Some((now.div_euclid(*period_ms) + 1) * period_ms),
-            bc::Entry::At { timestamp_ms } => Some(*timestamp_ms).filter(|t| *t > now),
+            bc::Entry::EveryWeekday { weekday, minute } => {
+                clock::next_time_of_day(zone, after, *minute, |d| d == u32::from(*weekday))
+            }
+            bc::Entry::Every { period_ms } => Some((after.div_euclid(*period_ms) + 1) * period_ms),
+            bc::Entry::At { timestamp_ms } => Some(*timestamp_ms).filter(|t| *t > after),
             bc::Entry::When { block } => {
                 let value = self.eval_block(*block, user, None, None, chrono_tz::UTC);
                 match value {
