@@ -17,6 +17,10 @@ use journey_runtime::value::Value;
 use journey_runtime::vm::input::Input;
 use journey_runtime::vm::Engine;
 
+/// The allocator journeyc runs the VM with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
 

@@ -12,6 +12,9 @@ use journey_compiler::render::{self, Format};
 use journey_compiler::workspace::{self, FileSystem};
 use journey_compiler::{Code, Severity};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "journeyc",
