@@ -15,6 +15,7 @@ mod timers;
 use std::collections::{BTreeMap, HashMap};
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use self::timers::{Due, TimerQueue};
 use std::str::FromStr;
@@ -102,8 +103,8 @@ struct User {
     /// Events of each type the program keeps (`Engine::history_slots`), oldest first: (time,
     /// fields). Empty until the user's first kept event.
     history: Vec<Vec<(i64, Arc<[Value]>)>>,
-    /// Entry times per (journey, key), for reentry rules.
-    entries: HashMap<(u32, Option<Arc<str>>), Vec<i64>>,
+    /// Past entries per (journey, key), as far as reentry rules still read them.
+    entries: Vec<EntryLog>,
     /// Sends that count toward caps: (time, channel).
     sends: Vec<(i64, Channel)>,
     /// This user's instances, in the order they entered: (journey, slot in `Engine::instances`),
@@ -111,6 +112,27 @@ struct User {
     instances: Vec<(u32, usize)>,
     /// This user's pending `unless` entries, in the order they began.
     pending: Vec<u64>,
+}
+
+/// The past entries of a user into one journey with one key, as far as the journey's reentry
+/// rule reads them: the last for `once` and `after`, those inside the window for `max N per`.
+#[derive(Debug, Clone)]
+struct EntryLog {
+    journey: u32,
+    key: Option<Arc<str>>,
+    times: SmallVec<[i64; 2]>,
+}
+
+impl EntryLog {
+    /// Whether `reentry` can still refuse an entry because of this log.
+    fn still_read(&self, reentry: bc::Reentry, now: i64) -> bool {
+        match reentry {
+            bc::Reentry::Once => true,
+            bc::Reentry::Always => false,
+            bc::Reentry::After(ms) => self.times.last().is_some_and(|t| now - t < ms),
+            bc::Reentry::MaxPer { per_ms, .. } => self.times.iter().any(|t| now - t < per_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -974,8 +996,9 @@ impl<'p> Engine<'p> {
         }
         let entries = u
             .entries
-            .get(&(journey, key.clone()))
-            .map_or(&[][..], Vec::as_slice);
+            .iter()
+            .find(|log| log.journey == journey && log.key == *key)
+            .map_or(&[][..], |log| log.times.as_slice());
         let now = self.now;
         match self.program.journeys[journey as usize].reentry {
             bc::Reentry::Once => entries.is_empty(),
@@ -1028,18 +1051,33 @@ impl<'p> Engine<'p> {
                 self.instances.len() - 1
             }
         };
+        let program = self.program;
         if let Some(u) = self.users.get_mut(user as usize) {
             u.instances.push((journey, index));
-            // Only what the reentry rule reads is kept of past entries.
-            let keep = match desc.reentry {
-                bc::Reentry::Always => None,
-                bc::Reentry::Once | bc::Reentry::After(_) => Some(0),
-                bc::Reentry::MaxPer { per_ms, .. } => Some(per_ms),
-            };
-            if let Some(per_ms) = keep {
-                let entries = u.entries.entry((journey, key.clone())).or_default();
-                entries.retain(|t| now - *t < per_ms);
-                entries.push(now);
+            // Only what reentry rules still read is kept of past entries.
+            if desc.reentry != bc::Reentry::Always {
+                u.entries.retain(|log| {
+                    log.still_read(program.journeys[log.journey as usize].reentry, now)
+                });
+                let per_ms = match desc.reentry {
+                    bc::Reentry::MaxPer { per_ms, .. } => per_ms,
+                    _ => 0,
+                };
+                match u
+                    .entries
+                    .iter_mut()
+                    .find(|log| log.journey == journey && log.key == key)
+                {
+                    Some(log) => {
+                        log.times.retain(|t| now - *t < per_ms);
+                        log.times.push(now);
+                    }
+                    None => u.entries.push(EntryLog {
+                        journey,
+                        key: key.clone(),
+                        times: smallvec::smallvec![now],
+                    }),
+                }
             }
         }
         self.stats[journey as usize].entered += 1;
