@@ -258,3 +258,39 @@ fn test_runs_the_in_language_tests() {
     assert_eq!(failing.status.code(), Some(1));
     insta::assert_snapshot!("test_failure", stdout(&failing));
 }
+
+#[test]
+fn graph_draws_the_chosen_journeys_and_names_the_others() {
+    let mermaid = journeyc(&["graph", "examples/", "--journey", "purchase_winback"]);
+    assert_eq!(mermaid.status.code(), Some(0), "{}", stderr(&mermaid));
+    let text = stdout(&mermaid);
+    assert!(text.starts_with("flowchart TD\n"), "{text}");
+    assert!(text.contains("\"holdout 10%\""), "{text}");
+    assert!(
+        !text.contains("subgraph"),
+        "one journey, no subgraph: {text}"
+    );
+
+    let dot = journeyc(&[
+        "graph",
+        "examples/onboarding.journey",
+        "examples/shop.journey",
+        "--format",
+        "dot",
+    ]);
+    assert_eq!(dot.status.code(), Some(0), "{}", stderr(&dot));
+    assert!(stdout(&dot).starts_with("digraph journeys {"));
+    assert!(stdout(&dot).contains("label=\"onboarding\""));
+
+    let unknown = journeyc(&["graph", "examples/", "--journey", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("there is no journey `nope`; there are"));
+    assert!(stderr(&unknown).contains("cart_abandonment"));
+
+    let broken = journeyc(&["graph", BROKEN]);
+    assert_eq!(
+        broken.status.code(),
+        Some(1),
+        "errors are reported, not drawn"
+    );
+}

@@ -10,6 +10,7 @@ pub mod ast;
 pub mod check;
 pub mod codes;
 pub mod diagnostic;
+pub mod flow;
 pub mod graph;
 pub mod lower;
 pub mod parse;

@@ -63,6 +63,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
+    /// Draw journeys as a flow diagram (Mermaid or Graphviz dot)
+    Graph {
+        /// .journey files or directories (their imports are read too)
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Only this journey (default: every journey the files declare)
+        #[arg(long)]
+        journey: Option<String>,
+        /// `mermaid` (renders on GitHub and in many editors) or `dot` (Graphviz)
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
     /// Print a bytecode file as text: tables, then every block with offsets and source lines
     Disasm {
         /// A file written by `journeyc build`
@@ -112,6 +124,12 @@ enum OutputFormat {
     Sarif,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum TimelineFormat {
     Human,
@@ -143,6 +161,11 @@ fn main() -> ExitCode {
             color,
         } => build(&paths, &output, strip, color),
         Command::Disasm { file } => disasm(&file),
+        Command::Graph {
+            paths,
+            journey,
+            format,
+        } => graph(&paths, journey.as_deref(), format),
         Command::Test { paths } => run_tests(&paths),
         Command::Simulate {
             paths,
@@ -378,6 +401,37 @@ fn compile(
         return Err(ExitCode::from(2));
     }
     Ok((analysis, bytecode))
+}
+
+fn graph(paths: &[PathBuf], journey: Option<&str>, format: GraphFormat) -> ExitCode {
+    use journey_compiler::flow;
+    let (analysis, _) = match compile(paths) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    let Some(program) = analysis.program.as_ref() else {
+        return ExitCode::from(1);
+    };
+    // The files named (directories expanded), not the ones they import.
+    let roots: Vec<_> = workspace::expand_paths(paths)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|path| analysis.workspace.sources.find_path(path))
+        .collect();
+    match flow::graphs(&analysis.workspace, program, &roots, journey) {
+        Ok(graphs) => {
+            let format = match format {
+                GraphFormat::Mermaid => flow::GraphFormat::Mermaid,
+                GraphFormat::Dot => flow::GraphFormat::Dot,
+            };
+            print!("{}", flow::render(&graphs, format));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("journeyc: error: {message}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn simulate(
