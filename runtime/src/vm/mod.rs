@@ -287,7 +287,8 @@ pub struct Engine<'p> {
     /// The longest window of a cap (0 without caps): how long a user's sends are kept.
     longest_cap: i64,
     /// Zones parsed so far, by name.
-    zones: HashMap<Arc<str>, chrono_tz::Tz>,
+    /// (Fx hashing: only valid zone names are kept, a set no input can grow.)
+    zones: FxHashMap<Arc<str>, chrono_tz::Tz>,
     /// Per journey: which inputs can concern its instances.
     interests: Vec<Interest>,
     /// A reused buffer of instance slots (see `user_instances`).
@@ -389,7 +390,7 @@ impl<'p> Engine<'p> {
                 .map(|j| Interest::of(j, program.events.len()))
                 .collect(),
             scratch: Vec::new(),
-            zones: HashMap::new(),
+            zones: FxHashMap::default(),
             history_slots: {
                 let mut next = 0;
                 retention(program)
@@ -659,16 +660,17 @@ impl<'p> Engine<'p> {
     /// Schedules the next time-based entry of `user` into `journey`, if it has one.
     fn schedule_tick(&mut self, journey: u32, user: UserId) {
         let desc = &self.program.journeys[journey as usize];
-        let zone = self.zone(journey, user, &[]);
         let now = self.now;
         // Ticks before the audience can hold are skipped: the next one is strictly after
         // `after`, at or after the moment the last blocking event leaves its window.
         let after = now.max(self.audience_blocked_until(journey, user).saturating_sub(1));
         let next = match &desc.entry {
             bc::Entry::EveryDay { minute } => {
+                let zone = self.zone(journey, user, &[]);
                 clock::next_time_of_day(zone, after, *minute, |_| true)
             }
             bc::Entry::EveryWeekday { weekday, minute } => {
+                let zone = self.zone(journey, user, &[]);
                 clock::next_time_of_day(zone, after, *minute, |d| d == u32::from(*weekday))
             }
             bc::Entry::Every { period_ms } => Some((after.div_euclid(*period_ms) + 1) * period_ms),
