@@ -294,3 +294,46 @@ fn graph_draws_the_chosen_journeys_and_names_the_others() {
         "errors are reported, not drawn"
     );
 }
+
+#[test]
+fn fmt_rewrites_checks_and_leaves_broken_files_alone() {
+    let dir = std::env::temp_dir().join(format!("journeyc-fmt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let messy = dir.join("messy.journey");
+    std::fs::write(
+        &messy,
+        "event   Seen{page:string}\njourney j { entry on Seen\n  send email \"x\"   // why\n}\n",
+    )
+    .expect("written");
+    let broken = dir.join("broken.journey");
+    let broken_text = "journey j { entry on }\n";
+    std::fs::write(&broken, broken_text).expect("written");
+    let messy_arg = messy.display().to_string();
+
+    let check = journeyc(&["fmt", "--check", &messy_arg]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(stdout(&check).contains("messy.journey"));
+    assert!(stderr(&check).contains("would reformat 1 of 1 file"));
+
+    let write = journeyc(&["fmt", &messy_arg]);
+    assert_eq!(write.status.code(), Some(0), "{}", stderr(&write));
+    assert_eq!(
+        std::fs::read_to_string(&messy).expect("read"),
+        "event Seen { page: string }\njourney j {\n  entry on Seen\n\n  send email \"x\" // why\n}\n"
+    );
+    assert_eq!(
+        journeyc(&["fmt", "--check", &messy_arg]).status.code(),
+        Some(0)
+    );
+
+    let failed = journeyc(&["fmt", &broken.display().to_string()]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stderr(&failed).contains("error[E01"), "{}", stderr(&failed));
+    assert_eq!(std::fs::read_to_string(&broken).expect("read"), broken_text);
+
+    assert_eq!(
+        journeyc(&["fmt", "--check", "examples/"]).status.code(),
+        Some(0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

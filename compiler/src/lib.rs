@@ -11,6 +11,7 @@ pub mod check;
 pub mod codes;
 pub mod diagnostic;
 pub mod flow;
+pub mod format;
 pub mod graph;
 pub mod lower;
 pub mod parse;

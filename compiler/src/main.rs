@@ -63,6 +63,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
+    /// Rewrite .journey files in the canonical layout (comments kept)
+    Fmt {
+        /// Files or directories
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if there are any
+        #[arg(long)]
+        check: bool,
+    },
     /// Draw journeys as a flow diagram (Mermaid or Graphviz dot)
     Graph {
         /// .journey files or directories (their imports are read too)
@@ -161,6 +170,7 @@ fn main() -> ExitCode {
             color,
         } => build(&paths, &output, strip, color),
         Command::Disasm { file } => disasm(&file),
+        Command::Fmt { paths, check } => fmt(&paths, check),
         Command::Graph {
             paths,
             journey,
@@ -401,6 +411,92 @@ fn compile(
         return Err(ExitCode::from(2));
     }
     Ok((analysis, bytecode))
+}
+
+fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
+    use journey_compiler::format::{format_text, FormatError};
+    let files = match workspace::expand_paths(paths) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("journeyc: error: no .journey files found in the given paths");
+            return ExitCode::from(2);
+        }
+        Err(message) => {
+            eprintln!("journeyc: error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut changed, mut failed) = (0usize, 0usize);
+    for path in &files {
+        let text = match std::fs::read(path).map(String::from_utf8) {
+            Ok(Ok(text)) => text,
+            Ok(Err(_)) => {
+                eprintln!("journeyc: error: `{}` is not UTF-8", path.display());
+                failed += 1;
+                continue;
+            }
+            Err(error) => {
+                eprintln!("journeyc: error: cannot read `{}`: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        let mut sources = journey_compiler::source::SourceMap::new();
+        let file = sources.add(path.display().to_string(), path, text.clone());
+        match format_text(file, &text) {
+            Ok(formatted) if formatted == text => {}
+            Ok(formatted) => {
+                changed += 1;
+                if check {
+                    println!("{}", path.display());
+                } else if let Err(error) = std::fs::write(path, formatted) {
+                    eprintln!(
+                        "journeyc: error: cannot write `{}`: {error}",
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+            Err(FormatError::Syntax(diagnostics)) => {
+                failed += 1;
+                let stderr = std::io::stderr();
+                let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let _ = render::render(
+                    Format::Human,
+                    &sources,
+                    &diagnostics,
+                    &mut stderr.lock(),
+                    color,
+                );
+            }
+            Err(FormatError::Unstable) => {
+                failed += 1;
+                eprintln!(
+                    "journeyc: internal error: formatting `{}` would change its meaning; it was left as it is (please report it)",
+                    path.display()
+                );
+            }
+        }
+    }
+    let verb = if check {
+        "would reformat"
+    } else {
+        "reformatted"
+    };
+    eprintln!(
+        "{verb} {changed} of {} file{}{}",
+        files.len(),
+        plural(files.len()),
+        if failed > 0 {
+            format!("; {failed} could not be formatted")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 || (check && changed > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn graph(paths: &[PathBuf], journey: Option<&str>, format: GraphFormat) -> ExitCode {
