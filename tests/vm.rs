@@ -107,9 +107,42 @@ fn example_timelines() {
 }
 
 /// The engine counts entries, outcomes, steps reached and split arms per journey.
+/// Compiles one inline source, which must check.
+fn compile_inline(source: &str) -> journey_runtime::bytecode::Program {
+    use journey_compiler::workspace::MemoryFiles;
+    let mut files = MemoryFiles::new();
+    files.insert("inline.journey", source);
+    let analysis = journey_compiler::analyse(&files, &["inline.journey".into()]);
+    assert!(
+        !analysis.diagnostics.iter().any(|d| d.is_error()),
+        "{:?}",
+        analysis.diagnostics
+    );
+    journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checked"),
+    )
+}
+
+/// Runs `lines` of JSON input (all valid) through `program`.
+fn run_lines<'p>(
+    program: &'p journey_runtime::bytecode::Program,
+    lines: &[String],
+    until: Option<i64>,
+) -> journey_runtime::vm::Engine<'p> {
+    let mut rejected = Vec::new();
+    let inputs = journey_compiler::simulate::decode_lines(
+        program,
+        "inline",
+        &lines.join("\n"),
+        &mut rejected,
+    );
+    assert!(rejected.is_empty(), "{rejected:?}");
+    journey_compiler::simulate::run(program, inputs, until)
+}
+
 #[test]
 fn stats_per_journey_step_outcome_and_split_arm() {
-    use journey_compiler::workspace::MemoryFiles;
     use journey_runtime::vm::Outcome;
     let source = r#"
 event Go { n: int }
@@ -126,32 +159,15 @@ journey counted {
   send email "later"
 }
 "#;
-    let mut files = MemoryFiles::new();
-    files.insert("stats.journey", source);
-    let analysis = journey_compiler::analyse(&files, &["stats.journey".into()]);
-    assert!(
-        !analysis.diagnostics.iter().any(|d| d.is_error()),
-        "{:?}",
-        analysis.diagnostics
-    );
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("checked"),
-    );
-    let lines = [
+    let lines: Vec<String> = [
         r#"{"type":"track","event":"Go","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"n":1}}"#,
         r#"{"type":"track","event":"Go","userId":"u2","timestamp":"2026-01-01T00:00:00Z","properties":{"n":1}}"#,
         r#"{"type":"track","event":"Go","userId":"u1","timestamp":"2026-01-01T01:00:00Z","properties":{"n":500}}"#,
-    ];
-    let mut rejected = Vec::new();
-    let inputs = journey_compiler::simulate::decode_lines(
-        &program,
-        "inline",
-        &lines.join("\n"),
-        &mut rejected,
-    );
-    assert!(rejected.is_empty(), "{rejected:?}");
-    let engine = journey_compiler::simulate::run(&program, inputs, None);
+    ]
+    .map(String::from)
+    .into();
+    let program = compile_inline(source);
+    let engine = run_lines(&program, &lines, None);
     let stats = &engine.stats[0];
     // u1's big order ends its instance with the goal (step 1 of §7.2) and, `reentry always`,
     // enters it again (step 3): three entries.
@@ -245,7 +261,6 @@ fn random_streams_are_deterministic() {
 /// days (28 of them); the others never tick.
 #[test]
 fn scheduled_entries_tick_only_when_the_audience_can_hold() {
-    use journey_compiler::workspace::MemoryFiles;
     let source = r#"
 event Bought { total: float }
 event Seen { }
@@ -256,30 +271,16 @@ journey lapsed {
   send email "come back"
 }
 "#;
-    let mut files = MemoryFiles::new();
-    files.insert("ticks.journey", source);
-    let analysis = journey_compiler::analyse(&files, &["ticks.journey".into()]);
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("checked"),
-    );
     let mut lines: Vec<String> = (0..100)
         .map(|u| {
             format!(r#"{{"type":"track","event":"Seen","userId":"u{u}","timestamp":"2026-01-01T00:00:00Z","properties":{{}}}}"#)
         })
         .collect();
     lines.push(r#"{"type":"track","event":"Bought","userId":"u7","timestamp":"2026-01-01T01:00:00Z","properties":{"total":5.0}}"#.into());
-    let mut rejected = Vec::new();
-    let inputs = journey_compiler::simulate::decode_lines(
-        &program,
-        "inline",
-        &lines.join("\n"),
-        &mut rejected,
-    );
-    assert!(rejected.is_empty(), "{rejected:?}");
     // 2026-01-31T00:00:00Z: ticks at 09:00 from 01-03 to 01-30 enter u7 (the purchase on 01-01
     // is within 30 days of each).
-    let engine = journey_compiler::simulate::run(&program, inputs, Some(1_769_817_600_000));
+    let program = compile_inline(source);
+    let engine = run_lines(&program, &lines, Some(1_769_817_600_000));
     assert_eq!(engine.stats[0].entered, 28);
     assert_eq!(engine.timers_fired, 28);
 }

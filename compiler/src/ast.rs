@@ -609,15 +609,26 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Goal,
+        Outcome::Exited,
+        Outcome::Timeout,
+        Outcome::Completed,
+        Outcome::Archived,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Goal => "goal",
+            Outcome::Exited => "exited",
+            Outcome::Timeout => "timeout",
+            Outcome::Completed => "completed",
+            Outcome::Archived => "archived",
+        }
+    }
+
     pub fn parse(word: &str) -> Option<Outcome> {
-        Some(match word {
-            "goal" => Outcome::Goal,
-            "exited" => Outcome::Exited,
-            "timeout" => Outcome::Timeout,
-            "completed" => Outcome::Completed,
-            "archived" => Outcome::Archived,
-            _ => return None,
-        })
+        Outcome::ALL.into_iter().find(|o| o.as_str() == word)
     }
 }
 
@@ -729,13 +740,7 @@ impl fmt::Display for SExpr<'_> {
                 write!(f, "({op} {})", SExpr(operand))
             }
             ExprKind::History(h) => {
-                let function = match h.function {
-                    HistoryFn::Count => "count",
-                    HistoryFn::Did => "did",
-                    HistoryFn::Last => "last",
-                    HistoryFn::Sum => "sum",
-                };
-                write!(f, "({function} {}", h.event.name)?;
+                write!(f, "({} {}", h.function.as_str(), h.event.name)?;
                 if let Some(field) = &h.field {
                     write!(f, ".{}", field.name)?;
                 }
@@ -856,6 +861,17 @@ pub enum HistoryFn {
     Did,
     Last,
     Sum,
+}
+
+impl HistoryFn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryFn::Count => "count",
+            HistoryFn::Did => "did",
+            HistoryFn::Last => "last",
+            HistoryFn::Sum => "sum",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

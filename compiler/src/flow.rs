@@ -39,6 +39,17 @@ struct Node {
     shape: Shape,
 }
 
+impl Node {
+    /// The label's lines, each escaped, joined by `separator`.
+    fn label(&self, escape: impl Fn(&str) -> String, separator: &str) -> String {
+        self.label
+            .iter()
+            .map(|l| escape(l))
+            .collect::<Vec<_>>()
+            .join(separator)
+    }
+}
+
 #[derive(Debug)]
 struct Edge {
     from: usize,
@@ -467,12 +478,7 @@ fn mermaid(graphs: &[Graph]) -> String {
             let _ = writeln!(out, "  subgraph j{g}[\"{}\"]", escape(&graph.journey));
         }
         for (n, node) in graph.nodes.iter().enumerate() {
-            let label = node
-                .label
-                .iter()
-                .map(|l| escape(l))
-                .collect::<Vec<_>>()
-                .join("<br/>");
+            let label = node.label(escape, "<br/>");
             let (open, close) = match node.shape {
                 Shape::Start | Shape::End => ("([", "])"),
                 Shape::Step => ("[", "]"),
@@ -512,12 +518,7 @@ fn dot(graphs: &[Graph]) -> String {
             escape(&graph.journey)
         );
         for (n, node) in graph.nodes.iter().enumerate() {
-            let label = node
-                .label
-                .iter()
-                .map(|l| escape(l))
-                .collect::<Vec<_>>()
-                .join("\\n");
+            let label = node.label(escape, "\\n");
             let shape = match node.shape {
                 Shape::Start => "oval",
                 Shape::Step => "box",

@@ -17,8 +17,8 @@
 use std::fmt::Write;
 
 use crate::ast::{
-    self, BinaryOp, Block, Entry, Expectation, Expr, ExprKind, FieldDecl, HistoryFn, Item, Record,
-    Reentry, SendTarget, Setting, SettingKind, Step, StepKind, TestLine, TestLineKind, TestTime,
+    self, BinaryOp, Block, Entry, Expectation, Expr, ExprKind, FieldDecl, Item, Record, Reentry,
+    SendTarget, Setting, SettingKind, Step, StepKind, TestLine, TestLineKind, TestTime,
     TriggerCondition, TypeExpr, TypeKind, UnaryOp,
 };
 use crate::diagnostic::Diagnostic;
@@ -953,7 +953,7 @@ impl Printer<'_> {
                             .as_ref()
                             .map(|n| format!(" {}", n.name))
                             .unwrap_or_default();
-                        format!("expect exit {}{name}{}", outcome_word(*outcome), at(when))
+                        format!("expect exit {}{name}{}", outcome.as_str(), at(when))
                     }
                     Expectation::NotEntered => "expect not entered".into(),
                     Expectation::At { label, at: when } => {
@@ -1021,12 +1021,7 @@ impl Printer<'_> {
                 format!("{} is {not}set", self.operand(operand, COMPARISON + 1))
             }
             ExprKind::History(h) => {
-                let function = match h.function {
-                    HistoryFn::Count => "count",
-                    HistoryFn::Did => "did",
-                    HistoryFn::Last => "last",
-                    HistoryFn::Sum => "sum",
-                };
+                let function = h.function.as_str();
                 let mut inner = h.event.name.clone();
                 if let Some(field) = &h.field {
                     let _ = write!(inner, ".{}", field.name);
@@ -1098,16 +1093,6 @@ impl Printer<'_> {
             }
         }
         false
-    }
-}
-
-fn outcome_word(outcome: ast::Outcome) -> &'static str {
-    match outcome {
-        ast::Outcome::Goal => "goal",
-        ast::Outcome::Exited => "exited",
-        ast::Outcome::Timeout => "timeout",
-        ast::Outcome::Completed => "completed",
-        ast::Outcome::Archived => "archived",
     }
 }
 

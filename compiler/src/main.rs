@@ -202,17 +202,10 @@ fn check(
     color: Color,
     summary: bool,
 ) -> ExitCode {
-    let files = match workspace::expand_paths(paths) {
+    let files = match journey_files(paths) {
         Ok(files) => files,
-        Err(message) => {
-            eprintln!("journeyc: error: {message}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if files.is_empty() {
-        eprintln!("journeyc: error: no .journey files found in the given paths");
-        return ExitCode::from(2);
-    }
     let analysis = journey_compiler::analyse(&FileSystem, &files);
     let loaded = &analysis.workspace;
     let format = match format {
@@ -264,16 +257,9 @@ fn check(
 }
 
 fn build(paths: &[PathBuf], output: &std::path::Path, strip: bool, color: Color) -> ExitCode {
-    let files = match workspace::expand_paths(paths) {
-        Ok(files) if !files.is_empty() => files,
-        Ok(_) => {
-            eprintln!("journeyc: error: no .journey files found in the given paths");
-            return ExitCode::from(2);
-        }
-        Err(message) => {
-            eprintln!("journeyc: error: {message}");
-            return ExitCode::from(2);
-        }
+    let files = match journey_files(paths) {
+        Ok(files) => files,
+        Err(code) => return code,
     };
     let analysis = journey_compiler::analyse(&FileSystem, &files);
     let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -376,17 +362,7 @@ fn compile(
     ),
     ExitCode,
 > {
-    let files = match workspace::expand_paths(paths) {
-        Ok(files) if !files.is_empty() => files,
-        Ok(_) => {
-            eprintln!("journeyc: error: no .journey files found in the given paths");
-            return Err(ExitCode::from(2));
-        }
-        Err(message) => {
-            eprintln!("journeyc: error: {message}");
-            return Err(ExitCode::from(2));
-        }
-    };
+    let files = journey_files(paths)?;
     let analysis = journey_compiler::analyse(&FileSystem, &files);
     let errors = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
     if errors > 0 {
@@ -413,18 +389,26 @@ fn compile(
     Ok((analysis, bytecode))
 }
 
-fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
-    use journey_compiler::format::{format_text, FormatError};
-    let files = match workspace::expand_paths(paths) {
-        Ok(files) if !files.is_empty() => files,
+/// The `.journey` files of `paths` (directories walked), or exit code 2 with the reason.
+fn journey_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
+    match workspace::expand_paths(paths) {
+        Ok(files) if !files.is_empty() => Ok(files),
         Ok(_) => {
             eprintln!("journeyc: error: no .journey files found in the given paths");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
         Err(message) => {
             eprintln!("journeyc: error: {message}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
+    }
+}
+
+fn fmt(paths: &[PathBuf], check: bool) -> ExitCode {
+    use journey_compiler::format::{format_text, FormatError};
+    let files = match journey_files(paths) {
+        Ok(files) => files,
+        Err(code) => return code,
     };
     let (mut changed, mut failed) = (0usize, 0usize);
     for path in &files {

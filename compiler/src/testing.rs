@@ -6,7 +6,7 @@ use journey_runtime::vm::input::{self, Decoded, Input};
 use journey_runtime::vm::{Engine, RecordKind};
 use serde_json::{json, Map, Value as Json};
 
-use crate::ast::{self, Expectation, ExprKind, Item, Outcome, SendTarget, TestLineKind, TestTime};
+use crate::ast::{self, Expectation, ExprKind, Item, SendTarget, TestLineKind, TestTime};
 use crate::simulate::{record_text, rfc3339};
 use crate::workspace::Workspace;
 
@@ -267,13 +267,7 @@ fn check_expectations(
                 format!("expected {n} sends, found {}", sends.len()),
             ),
             Expectation::Exit { outcome, name, at } => {
-                let wanted = match outcome {
-                    Outcome::Goal => "goal",
-                    Outcome::Exited => "exited",
-                    Outcome::Timeout => "timeout",
-                    Outcome::Completed => "completed",
-                    Outcome::Archived => "archived",
-                };
+                let wanted = outcome.as_str();
                 let holds = records.iter().any(|r| {
                     let RecordKind::Exited {
                         outcome: o,
