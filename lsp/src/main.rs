@@ -1,0 +1,227 @@
+//! `journey-lsp`: the language server for `.journey` files, over standard input and output.
+//!
+//! LSP requests → the compiler's library calls → LSP responses. Only this crate knows LSP
+//! types; positions cross over in `convert`.
+
+mod convert;
+mod documents;
+mod symbols;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use journey_compiler::format::{format_text, FormatError};
+use journey_compiler::source::FileId;
+use tokio::sync::Mutex;
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+use crate::convert::LineIndex;
+use crate::documents::Documents;
+
+struct Backend {
+    client: Client,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    documents: Documents,
+    /// Files that have diagnostics on the client, so they can be cleared.
+    published: BTreeSet<PathBuf>,
+}
+
+impl Backend {
+    /// Analyses the workspace and publishes every file's diagnostics (clearing the ones that
+    /// have none now).
+    async fn refresh(&self) {
+        let mut state = self.state.lock().await;
+        let analysis = state.documents.analyse();
+        let sources = &analysis.workspace.sources;
+        let mut now = BTreeSet::new();
+        let mut batches = Vec::new();
+        for (file, source) in sources.iter() {
+            let path = source.path.clone();
+            let index = LineIndex::new(&source.text);
+            let locate = |label: &journey_compiler::diagnostic::Label| {
+                let other = sources.get(label.file);
+                let other_index = LineIndex::new(&other.text);
+                Some(Location::new(
+                    convert::uri(&absolute(&other.path))?,
+                    other_index.range(
+                        &other.text,
+                        label.span.start as usize,
+                        label.span.end as usize,
+                    ),
+                ))
+            };
+            let here = |label: &journey_compiler::diagnostic::Label| label.file == file;
+            let diagnostics: Vec<Diagnostic> = analysis
+                .diagnostics
+                .iter()
+                .filter(|d| {
+                    d.labels
+                        .iter()
+                        .find(|l| l.primary)
+                        .or(d.labels.first())
+                        .is_some_and(|l| l.file == file)
+                })
+                .filter_map(|d| convert::diagnostic(d, &source.text, &index, &locate, &here))
+                .collect();
+            let version = state.documents.get(&path).map(|d| d.version);
+            if !diagnostics.is_empty() || state.published.contains(&path) {
+                batches.push((path.clone(), diagnostics, version));
+            }
+            now.insert(path);
+        }
+        // Files that left the workspace keep no stale diagnostics.
+        for gone in state.published.difference(&now) {
+            batches.push((gone.clone(), Vec::new(), None));
+        }
+        state.published = batches
+            .iter()
+            .filter(|(_, d, _)| !d.is_empty())
+            .map(|(p, _, _)| p.clone())
+            .collect();
+        drop(state);
+        for (path, diagnostics, version) in batches {
+            if let Some(uri) = convert::uri(&absolute(&path)) {
+                self.client
+                    .publish_diagnostics(uri, diagnostics, version)
+                    .await;
+            }
+        }
+    }
+}
+
+/// An absolute path (URIs need one).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn path_of(uri: &Uri) -> Option<PathBuf> {
+    uri.to_file_path().map(|p| p.into_owned())
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        #[allow(deprecated)]
+        let folders: Vec<PathBuf> = match params.workspace_folders {
+            Some(folders) => folders.iter().filter_map(|f| path_of(&f.uri)).collect(),
+            None => params.root_uri.iter().filter_map(path_of).collect(),
+        };
+        self.state.lock().await.documents.set_folders(folders);
+        Ok(InitializeResult {
+            server_info: Some(ServerInfo {
+                name: "journey-lsp".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            capabilities: ServerCapabilities {
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::FULL,
+                )),
+                document_formatting_provider: Some(OneOf::Left(true)),
+                document_symbol_provider: Some(OneOf::Left(true)),
+                ..ServerCapabilities::default()
+            },
+            ..InitializeResult::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        self.refresh().await;
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let document = params.text_document;
+        if let Some(path) = path_of(&document.uri) {
+            self.state
+                .lock()
+                .await
+                .documents
+                .update(&path, document.version, document.text);
+            self.refresh().await;
+        }
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        // Full synchronisation: the last change holds the whole text.
+        let Some(change) = params.content_changes.into_iter().last() else {
+            return;
+        };
+        if let Some(path) = path_of(&params.text_document.uri) {
+            let taken = self.state.lock().await.documents.update(
+                &path,
+                params.text_document.version,
+                change.text,
+            );
+            if taken {
+                self.refresh().await;
+            }
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        if let Some(path) = path_of(&params.text_document.uri) {
+            self.state.lock().await.documents.close(&path);
+            self.refresh().await;
+        }
+    }
+
+    async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
+        let Some(path) = path_of(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let text = match self.state.lock().await.documents.get(&path) {
+            Some(document) => document.text.clone(),
+            None => return Ok(None),
+        };
+        match format_text(FileId(0), &text) {
+            Ok(formatted) if formatted != text => {
+                let index = LineIndex::new(&text);
+                Ok(Some(vec![TextEdit::new(
+                    index.range(&text, 0, text.len()),
+                    formatted,
+                )]))
+            }
+            Ok(_) => Ok(Some(Vec::new())),
+            // A file that does not parse is not formatted; its errors are already shown.
+            Err(FormatError::Syntax(_)) | Err(FormatError::Unstable) => Ok(None),
+        }
+    }
+
+    async fn document_symbol(
+        &self,
+        params: DocumentSymbolParams,
+    ) -> Result<Option<DocumentSymbolResponse>> {
+        let Some(path) = path_of(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let text = match self.state.lock().await.documents.get(&path) {
+            Some(document) => document.text.clone(),
+            None => match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(_) => return Ok(None),
+            },
+        };
+        let (module, _) = journey_compiler::parse::parse(FileId(0), &text);
+        Ok(Some(DocumentSymbolResponse::Nested(symbols::outline(
+            &text, &module,
+        ))))
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+    let (service, socket) = LspService::new(|client| Backend {
+        client,
+        state: Mutex::new(State::default()),
+    });
+    Server::new(stdin, stdout, socket).serve(service).await;
+}

@@ -1,0 +1,281 @@
+//! `journey-lsp` end to end: the built binary over stdio, spoken to by a JSON-RPC client with
+//! the protocol's framing (`Content-Length` headers).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// A client talking to one server process.
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    messages: Receiver<Value>,
+    next_id: i64,
+    /// Notifications read while waiting for something else.
+    notifications: Vec<Value>,
+}
+
+impl Client {
+    fn start() -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_journey-lsp"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("journey-lsp starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, messages) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut length = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(n) = line.strip_prefix("Content-Length: ") {
+                        length = n.parse::<usize>().ok();
+                    }
+                }
+                let mut body = vec![0; length.expect("a Content-Length header")];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let message: Value = serde_json::from_slice(&body).expect("JSON body");
+                if send.send(message).is_err() {
+                    return;
+                }
+            }
+        });
+        Client {
+            child,
+            stdin,
+            messages,
+            next_id: 0,
+            notifications: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, message: Value) {
+        let body = message.to_string();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("written");
+        self.stdin.flush().expect("flushed");
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        loop {
+            let message = self.next_message();
+            if message["id"] == json!(id) {
+                assert!(message.get("error").is_none(), "{message}");
+                return message["result"].clone();
+            }
+            self.notifications.push(message);
+        }
+    }
+
+    fn next_message(&mut self) -> Value {
+        self.messages
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server answers within 20 s")
+    }
+
+    /// The next diagnostics published for `uri` (earlier ones for other files are kept).
+    fn diagnostics_for(&mut self, uri: &str) -> Value {
+        if let Some(at) = self.notifications.iter().position(|m| {
+            m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri
+        }) {
+            return self.notifications.remove(at)["params"].clone();
+        }
+        loop {
+            let message = self.next_message();
+            if message["method"] == "textDocument/publishDiagnostics"
+                && message["params"]["uri"] == uri
+            {
+                return message["params"].clone();
+            }
+            self.notifications.push(message);
+        }
+    }
+
+    fn stop(mut self) {
+        self.request("shutdown", Value::Null);
+        self.notify("exit", Value::Null);
+        let status = self.child.wait().expect("exits");
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+fn uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// A fresh folder with the files given.
+fn workspace(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("journey-lsp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).expect("written");
+    }
+    std::fs::canonicalize(&dir).expect("canonical")
+}
+
+fn initialize(client: &mut Client, folder: &Path) {
+    let result = client.request(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{ "uri": uri(folder), "name": "w" }],
+        }),
+    );
+    assert_eq!(result["capabilities"]["documentFormattingProvider"], true);
+    client.notify("initialized", json!({}));
+}
+
+const SCHEMA: &str = "event Seen { page: string }\n";
+
+/// Diagnostics come for the files on disk at start, at the right UTF-16 column past non-ASCII
+/// text; an open buffer then wins over the disk, and an older version never wins over a newer.
+#[test]
+fn diagnostics_follow_the_buffers_newest_version() {
+    // `é` and `😀` are one and two UTF-16 units: the unknown name `Sen` starts at UTF-16
+    // column 41 (character 40, byte 44).
+    let broken = "journey j { entry on Seen where \"é😀\" == Sen }\n";
+    let folder = workspace(
+        "diagnostics",
+        &[("schema.journey", SCHEMA), ("j.journey", broken)],
+    );
+    let file = uri(&folder.join("j.journey"));
+    let mut client = Client::start();
+    initialize(&mut client, &folder);
+
+    let published = client.diagnostics_for(&file);
+    let diagnostics = published["diagnostics"].as_array().expect("a list");
+    assert_eq!(diagnostics.len(), 1, "{published}");
+    assert_eq!(diagnostics[0]["code"], "E0205");
+    let start = &diagnostics[0]["range"]["start"];
+    assert_eq!(
+        (start["line"].clone(), start["character"].clone()),
+        (json!(0), json!(41))
+    );
+
+    // The fixed text, unsaved: the buffer wins.
+    let fixed = "journey j { entry on Seen where page == \"é😀\" }\n";
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": fixed } }),
+    );
+    let published = client.diagnostics_for(&file);
+    assert_eq!(published["diagnostics"], json!([]), "{published}");
+    assert_eq!(published["version"], 1);
+
+    // Version 3 breaks it; version 2 arrives late and is ignored.
+    let change = |version: i64, text: &str| {
+        json!({
+            "textDocument": { "uri": file, "version": version },
+            "contentChanges": [{ "text": text }],
+        })
+    };
+    client.notify(
+        "textDocument/didChange",
+        change(3, "journey j { entry on Nope }\n"),
+    );
+    let published = client.diagnostics_for(&file);
+    assert_eq!(published["version"], 3);
+    assert_eq!(published["diagnostics"][0]["code"], "E0202", "{published}");
+    client.notify("textDocument/didChange", change(2, fixed));
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": file } }),
+    );
+    assert_eq!(symbols[0]["name"], "j");
+    assert!(
+        !client
+            .notifications
+            .iter()
+            .any(|m| m["params"]["version"] == 2),
+        "the stale version was analysed"
+    );
+    client.stop();
+}
+
+/// Formatting answers with the canonical text; the outline lists declarations and steps, even
+/// while another item of the file has a syntax error.
+#[test]
+fn formatting_and_outline() {
+    let messy = "event   Seen{page:string}\njourney j { entry on Seen\n  first: wait 1d\n  if page == \"/\" { send email \"x\" } }\njourney broken { entry on }\n";
+    let folder = workspace("format", &[("j.journey", messy)]);
+    let file = uri(&folder.join("j.journey"));
+    let mut client = Client::start();
+    initialize(&mut client, &folder);
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": messy } }),
+    );
+
+    // The outline while `broken` does not parse: the event and `j` with its steps.
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": file } }),
+    );
+    let names: Vec<&str> = symbols
+        .as_array()
+        .expect("symbols")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Seen", "j"], "{symbols}");
+    let steps: Vec<&str> = symbols[1]["children"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(steps, ["first", "if_2", "send_3"]);
+    assert_eq!(symbols[0]["children"][0]["name"], "page");
+
+    // A file with a syntax error is not formatted.
+    let none = client.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": file }, "options": { "tabSize": 2, "insertSpaces": true } }),
+    );
+    assert_eq!(none, Value::Null);
+
+    let fixed = messy.replace("journey broken { entry on }\n", "");
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file, "version": 2 }, "contentChanges": [{ "text": fixed }] }),
+    );
+    let edits = client.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": file }, "options": { "tabSize": 2, "insertSpaces": true } }),
+    );
+    assert_eq!(edits.as_array().map(Vec::len), Some(1), "{edits}");
+    assert_eq!(
+        edits[0]["newText"],
+        "event Seen { page: string }\njourney j {\n  entry on Seen\n\n  first: wait 1d\n  if page == \"/\" {\n    send email \"x\"\n  }\n}\n"
+    );
+    assert_eq!(
+        edits[0]["range"]["start"],
+        json!({ "line": 0, "character": 0 })
+    );
+    client.stop();
+}
