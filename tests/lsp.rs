@@ -279,3 +279,64 @@ fn formatting_and_outline() {
     );
     client.stop();
 }
+
+/// Each step shows when it can be reached after entry; declarations and blocks fold.
+#[test]
+fn inlay_hints_give_step_timing_and_blocks_fold() {
+    let text = "event Seen { page: string }\njourney j {\n  entry on Seen\n  timeout 3d\n\n  wait 1d\n  wait 1h\n  if page == \"/\" {\n    wait for Seen within 2d\n  }\n  send email \"x\"\n}\n";
+    let folder = workspace("hints", &[("j.journey", text)]);
+    let file = uri(&folder.join("j.journey"));
+    let mut client = Client::start();
+    initialize(&mut client, &folder);
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": text } }),
+    );
+    let _ = client.diagnostics_for(&file);
+    let hints = client.request(
+        "textDocument/inlayHint",
+        json!({
+            "textDocument": { "uri": file },
+            "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 20, "character": 0 } },
+        }),
+    );
+    let shown: Vec<(u64, String)> = hints
+        .as_array()
+        .expect("hints")
+        .iter()
+        .map(|h| {
+            (
+                h["position"]["line"].as_u64().unwrap_or(99),
+                h["label"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (5, "+0s".to_string()),
+            (6, "+1d".to_string()),
+            (7, "+1d 1h".to_string()),
+            (8, "+1d 1h".to_string()),
+            (10, "+1d 1h .. +3d 1h".to_string()),
+        ],
+        "{hints}"
+    );
+    let folds = client.request(
+        "textDocument/foldingRange",
+        json!({ "textDocument": { "uri": file } }),
+    );
+    let lines: Vec<(u64, u64)> = folds
+        .as_array()
+        .expect("folds")
+        .iter()
+        .map(|f| {
+            (
+                f["startLine"].as_u64().unwrap_or(0),
+                f["endLine"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(lines, [(1, 11), (7, 9)]);
+    client.stop();
+}

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use journey_compiler::format::{format_text, FormatError};
 use journey_compiler::source::FileId;
+use journey_compiler::workspace::SourceProvider;
 use tokio::sync::Mutex;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
@@ -28,6 +29,8 @@ struct Backend {
 #[derive(Default)]
 struct State {
     documents: Documents,
+    /// The analysis of the newest texts (timing facts for inlay hints).
+    analysis: Option<journey_compiler::Analysis>,
     /// Files that have diagnostics on the client, so they can be cleared.
     published: BTreeSet<PathBuf>,
 }
@@ -84,6 +87,7 @@ impl Backend {
             .filter(|(_, d, _)| !d.is_empty())
             .map(|(p, _, _)| p.clone())
             .collect();
+        state.analysis = Some(analysis);
         drop(state);
         for (path, diagnostics, version) in batches {
             if let Some(uri) = convert::uri(&absolute(&path)) {
@@ -92,6 +96,39 @@ impl Backend {
                     .await;
             }
         }
+    }
+}
+
+impl Backend {
+    /// The text of a document: the open buffer, else the file on disk.
+    async fn text_of(&self, uri: &Uri) -> Option<String> {
+        let path = path_of(uri)?;
+        match self.state.lock().await.documents.get(&path) {
+            Some(document) => Some(document.text.clone()),
+            None => std::fs::read_to_string(&path).ok(),
+        }
+    }
+}
+
+/// A time after entry as an inlay hint shows it: `+1d 1h`, `+1h .. +2d`, `+1h ..` (unbounded).
+fn timing(earliest: u64, latest: Option<u64>) -> String {
+    let at = |seconds: u64| {
+        let words = journey_compiler::check::journey_time::format_duration(seconds);
+        // `1d1h` → `1d 1h`: a space after each unit that another follows.
+        let mut spaced = String::new();
+        let mut chars = words.chars().peekable();
+        while let Some(c) = chars.next() {
+            spaced.push(c);
+            if c.is_ascii_alphabetic() && chars.peek().is_some_and(char::is_ascii_digit) {
+                spaced.push(' ');
+            }
+        }
+        format!("+{spaced}")
+    };
+    match latest {
+        Some(latest) if latest == earliest => at(earliest),
+        Some(latest) => format!("{} .. {}", at(earliest), at(latest)),
+        None => format!("{} ..", at(earliest)),
     }
 }
 
@@ -123,6 +160,8 @@ impl LanguageServer for Backend {
                 )),
                 document_formatting_provider: Some(OneOf::Left(true)),
                 document_symbol_provider: Some(OneOf::Left(true)),
+                folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+                inlay_hint_provider: Some(OneOf::Left(true)),
                 ..ServerCapabilities::default()
             },
             ..InitializeResult::default()
@@ -195,19 +234,66 @@ impl LanguageServer for Backend {
         }
     }
 
+    async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
+        let Some(text) = self.text_of(&params.text_document.uri).await else {
+            return Ok(None);
+        };
+        let (module, _) = journey_compiler::parse::parse(FileId(0), &text);
+        Ok(Some(symbols::folding(&text, &module)))
+    }
+
+    /// Before each step, when it can be reached after entry (`+1d 1h`, or `+1h .. +2d`).
+    async fn inlay_hint(&self, params: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {
+        let Some(path) = path_of(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let state = self.state.lock().await;
+        let Some(analysis) = &state.analysis else {
+            return Ok(None);
+        };
+        let (Some(program), Some(file)) = (
+            &analysis.program,
+            analysis
+                .workspace
+                .sources
+                .find_path(&journey_compiler::workspace::FileSystem.identity(&path)),
+        ) else {
+            return Ok(None);
+        };
+        let source = analysis.workspace.sources.get(file);
+        let index = LineIndex::new(&source.text);
+        let hints = program
+            .journeys
+            .iter()
+            .filter(|j| j.file == file)
+            .flat_map(|j| &j.steps)
+            .filter_map(|step| {
+                let position = index.position(&source.text, step.span.start as usize);
+                let inside = position >= params.range.start && position <= params.range.end;
+                inside.then(|| InlayHint {
+                    position,
+                    label: InlayHintLabel::String(timing(step.earliest, step.latest)),
+                    kind: None,
+                    text_edits: None,
+                    tooltip: Some(InlayHintTooltip::String(format!(
+                        "`{}` is reached this long after entry",
+                        step.name
+                    ))),
+                    padding_left: None,
+                    padding_right: Some(true),
+                    data: None,
+                })
+            })
+            .collect();
+        Ok(Some(hints))
+    }
+
     async fn document_symbol(
         &self,
         params: DocumentSymbolParams,
     ) -> Result<Option<DocumentSymbolResponse>> {
-        let Some(path) = path_of(&params.text_document.uri) else {
+        let Some(text) = self.text_of(&params.text_document.uri).await else {
             return Ok(None);
-        };
-        let text = match self.state.lock().await.documents.get(&path) {
-            Some(document) => document.text.clone(),
-            None => match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(_) => return Ok(None),
-            },
         };
         let (module, _) = journey_compiler::parse::parse(FileId(0), &text);
         Ok(Some(DocumentSymbolResponse::Nested(symbols::outline(

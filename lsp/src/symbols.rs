@@ -1,4 +1,5 @@
-//! A parsed file → its outline: declarations, and in journeys their goals, exits and steps.
+//! A parsed file → its outline (declarations, and in journeys their goals, exits and steps)
+//! and its folding ranges (declarations and blocks over several lines).
 //!
 //! Built from whatever parsed: items with syntax errors are missing, the others are listed
 //! (the parser recovers at item boundaries), so the outline keeps working while a file is
@@ -7,7 +8,7 @@
 use journey_compiler::ast::{self, Item, SettingKind, Step, StepKind};
 use journey_compiler::source::Span;
 #[allow(deprecated)]
-use tower_lsp_server::ls_types::{DocumentSymbol, SymbolKind};
+use tower_lsp_server::ls_types::{DocumentSymbol, FoldingRange, SymbolKind};
 
 use crate::convert::LineIndex;
 
@@ -185,4 +186,36 @@ fn blocks(kind: &StepKind) -> Vec<&ast::Block> {
         StepKind::Split { arms } => arms.iter().map(|a| &a.block).collect(),
         _ => Vec::new(),
     }
+}
+
+/// Declarations and blocks that span several lines.
+pub fn folding(text: &str, module: &ast::Module) -> Vec<FoldingRange> {
+    let index = LineIndex::new(text);
+    let mut spans: Vec<Span> = Vec::new();
+    for item in &module.items {
+        spans.push(item.span());
+        if let Item::Journey(j) = item {
+            let mut stack: Vec<&Step> = j.steps.iter().collect();
+            while let Some(step) = stack.pop() {
+                for block in blocks(&step.kind) {
+                    spans.push(block.span);
+                    stack.extend(block.steps.iter());
+                }
+            }
+        }
+    }
+    let mut ranges: Vec<FoldingRange> = spans
+        .into_iter()
+        .filter_map(|span| {
+            let start = index.position(text, span.start as usize).line;
+            let end = index.position(text, span.end as usize).line;
+            (end > start).then_some(FoldingRange {
+                start_line: start,
+                end_line: end,
+                ..FoldingRange::default()
+            })
+        })
+        .collect();
+    ranges.sort_by_key(|r| (r.start_line, r.end_line));
+    ranges
 }
