@@ -159,3 +159,46 @@ fn codes_are_unique_and_well_formed() {
         assert_eq!(Code::parse(code.name()), Some(*code));
     }
 }
+
+/// The name index of the examples: every name used has its declaration, and each kind of name
+/// is declared (events, fields, profile fields, templates and parameters, segments, journeys,
+/// labels, goals and exits, bindings) and all but labels (no example test names one) are used.
+#[test]
+fn every_name_in_the_examples_has_its_declaration() {
+    use journey_compiler::index::{Index, Symbol};
+    use std::collections::BTreeSet;
+    let analysis = support::analyse(&support::journey_files("examples"));
+    let program = analysis.program.as_ref().expect("the examples check");
+    let index = Index::build(&analysis.workspace, program);
+    let (mut declared, mut used) = (BTreeSet::new(), BTreeSet::new());
+    for occurrence in &index.occurrences {
+        let text = &analysis.workspace.sources.get(occurrence.file).text
+            [occurrence.span.start as usize..occurrence.span.end as usize];
+        assert!(
+            index.declaration(&occurrence.symbol).is_some(),
+            "`{text}` ({:?}) has no declaration",
+            occurrence.symbol
+        );
+        let (kind, name) = match &occurrence.symbol {
+            Symbol::Event(n) => ("event", n.as_str()),
+            Symbol::EventField { field, .. } => ("event field", field.as_str()),
+            Symbol::ProfileField(n) => ("profile field", n.as_str()),
+            Symbol::Template(n) => ("template", n.as_str()),
+            Symbol::TemplateParam { param, .. } => ("template parameter", param.as_str()),
+            Symbol::Segment(n) => ("segment", n.as_str()),
+            Symbol::Journey(n) => ("journey", n.as_str()),
+            Symbol::Label { label, .. } => ("label", label.as_str()),
+            Symbol::Outcome { name, .. } => ("goal or exit", name.as_str()),
+            Symbol::Binding { name, .. } => ("binding", name.as_str()),
+        };
+        // The span covers exactly the name.
+        assert_eq!(text, name, "{kind} at {:?}", occurrence.span);
+        if occurrence.declaration {
+            declared.insert(kind);
+        } else {
+            used.insert(kind);
+        }
+    }
+    assert_eq!(declared.len(), 10, "declared: {declared:?}");
+    assert_eq!(used.len(), 9, "used: {used:?}");
+}

@@ -340,3 +340,81 @@ fn inlay_hints_give_step_timing_and_blocks_fold() {
     assert_eq!(lines, [(1, 11), (7, 9)]);
     client.stop();
 }
+
+/// Go to definition across files, references of a binding, rename across files (refusing a
+/// reserved word), hover on names and on expressions.
+#[test]
+fn navigation_rename_and_hover() {
+    let schema = "/// Someone looked at a page.\nevent Seen { page: string }\nprofile { visits: int = 0 }\ntemplate note: email { text: string }\n";
+    let journey = "journey j {\n  entry on Seen as s where s.page == \"/\"\n\n  send note { text: s.page }\n  set profile.visits = profile.visits + 1\n}\n";
+    let folder = workspace(
+        "navigate",
+        &[("schema.journey", schema), ("j.journey", journey)],
+    );
+    let (schema_uri, file) = (
+        uri(&folder.join("schema.journey")),
+        uri(&folder.join("j.journey")),
+    );
+    let mut client = Client::start();
+    initialize(&mut client, &folder);
+    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } });
+
+    // `Seen` in `entry on Seen` → its declaration in the other file.
+    let definition = client.request("textDocument/definition", at(1, 12));
+    assert_eq!(definition["uri"], schema_uri, "{definition}");
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 1, "character": 6 })
+    );
+
+    // The binding `s`: declared once, read twice.
+    let mut params = at(1, 20);
+    params["context"] = json!({ "includeDeclaration": false });
+    let references = client.request("textDocument/references", params);
+    assert_eq!(references.as_array().map(Vec::len), Some(2), "{references}");
+
+    // Renaming the template from its use renames its declaration too.
+    let mut params = at(3, 8);
+    params["newName"] = json!("memo");
+    let edit = client.request("textDocument/rename", params);
+    let changes = &edit["changes"];
+    assert_eq!(changes[&file][0]["newText"], "memo", "{edit}");
+    assert_eq!(
+        changes[&schema_uri][0]["range"]["start"],
+        json!({ "line": 3, "character": 9 })
+    );
+    let mut params = at(3, 8);
+    params["newName"] = json!("journey");
+    client.next_id += 1;
+    let id = client.next_id;
+    client.send(
+        json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/rename", "params": params }),
+    );
+    let refused = loop {
+        let message = client.next_message();
+        if message["id"] == json!(id) {
+            break message;
+        }
+    };
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reserved")),
+        "{refused}"
+    );
+
+    // Hover: a profile field's type, an event with its doc, an expression's type.
+    let hover = client.request("textDocument/hover", at(4, 16));
+    let text = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(text.contains("profile.visits: int"), "{hover}");
+    let hover = client.request("textDocument/hover", at(1, 12));
+    let text = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(
+        text.contains("event Seen") && text.contains("Someone looked at a page."),
+        "{hover}"
+    );
+    let hover = client.request("textDocument/hover", at(4, 38));
+    let text = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(text.contains("int"), "{hover}");
+    client.stop();
+}

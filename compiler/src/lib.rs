@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod flow;
 pub mod format;
 pub mod graph;
+pub mod index;
 pub mod lower;
 pub mod parse;
 pub mod render;

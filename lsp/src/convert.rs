@@ -1,5 +1,5 @@
 //! The compiler's byte offsets and `Diagnostic`s → LSP positions (UTF-16 code units, as the
-//! protocol counts by default) and LSP diagnostics.
+//! protocol counts by default) and LSP diagnostics; LSP positions → byte offsets.
 
 use journey_compiler::diagnostic::{Diagnostic, Severity};
 use tower_lsp_server::ls_types::{
@@ -36,6 +36,26 @@ impl LineIndex {
             .get(start..boundary)
             .map_or(0, |s| s.chars().map(char::len_utf16).sum());
         Position::new(line as u32, column as u32)
+    }
+
+    /// The byte offset of an LSP position (a column past the line's end is its end).
+    pub fn offset(&self, text: &str, position: Position) -> usize {
+        let Some(&start) = self.starts.get(position.line as usize) else {
+            return text.len();
+        };
+        let end = self
+            .starts
+            .get(position.line as usize + 1)
+            .map_or(text.len(), |next| next - 1);
+        let line = text.get(start..end).unwrap_or("");
+        let mut units = 0u32;
+        for (i, c) in line.char_indices() {
+            if units >= position.character {
+                return start + i;
+            }
+            units += c.len_utf16() as u32;
+        }
+        end
     }
 
     pub fn range(&self, text: &str, start: usize, end: usize) -> Range {
@@ -108,11 +128,15 @@ mod tests {
 
     /// Columns count UTF-16 code units: `ç` is one, `😀` two.
     #[test]
-    fn positions_count_utf16_units() {
+    fn positions_count_utf16_units_both_ways() {
         let text = "ab\nçé 😀x\n";
         let index = LineIndex::new(text);
         let x = text.find('x').expect("x");
         assert_eq!(index.position(text, x), Position::new(1, 5));
+        assert_eq!(index.offset(text, Position::new(1, 5)), x);
+        // Past the end of a line: the line's end; past the last line: the text's end.
+        assert_eq!(index.offset(text, Position::new(0, 99)), 2);
+        assert_eq!(index.offset(text, Position::new(9, 0)), text.len());
         assert_eq!(index.position(text, 0), Position::new(0, 0));
         // Inside a character: its start.
         let inside = text.find('😀').expect("emoji") + 1;

@@ -5,6 +5,7 @@
 
 mod convert;
 mod documents;
+mod navigate;
 mod symbols;
 
 use std::collections::BTreeSet;
@@ -29,8 +30,10 @@ struct Backend {
 #[derive(Default)]
 struct State {
     documents: Documents,
-    /// The analysis of the newest texts (timing facts for inlay hints).
+    /// The analysis of the newest texts (timing facts for inlay hints) and its name index
+    /// (when every file parsed).
     analysis: Option<journey_compiler::Analysis>,
+    index: Option<journey_compiler::index::Index>,
     /// Files that have diagnostics on the client, so they can be cleared.
     published: BTreeSet<PathBuf>,
 }
@@ -87,6 +90,10 @@ impl Backend {
             .filter(|(_, d, _)| !d.is_empty())
             .map(|(p, _, _)| p.clone())
             .collect();
+        state.index = analysis
+            .program
+            .as_ref()
+            .map(|program| journey_compiler::index::Index::build(&analysis.workspace, program));
         state.analysis = Some(analysis);
         drop(state);
         for (path, diagnostics, version) in batches {
@@ -100,6 +107,32 @@ impl Backend {
 }
 
 impl Backend {
+    /// The state with an analysis in it: a request can come before the first analysis (the
+    /// server handles messages concurrently).
+    async fn analysed(&self) -> tokio::sync::MutexGuard<'_, State> {
+        if self.state.lock().await.analysis.is_none() {
+            self.refresh().await;
+        }
+        self.state.lock().await
+    }
+
+    /// Runs `ask` on the workspace's index at a position (`None` while a file does not parse).
+    async fn navigate<T>(
+        &self,
+        uri: &Uri,
+        position: Position,
+        ask: impl FnOnce(&navigate::Navigator, FileId, u32) -> T,
+    ) -> Option<T> {
+        let path = journey_compiler::workspace::FileSystem.identity(&path_of(uri)?);
+        let state = self.analysed().await;
+        let (Some(analysis), Some(index)) = (&state.analysis, &state.index) else {
+            return None;
+        };
+        let navigator = navigate::Navigator::new(analysis, index);
+        let (file, offset) = navigator.locate(&path, position)?;
+        Some(ask(&navigator, file, offset))
+    }
+
     /// The text of a document: the open buffer, else the file on disk.
     async fn text_of(&self, uri: &Uri) -> Option<String> {
         let path = path_of(uri)?;
@@ -133,7 +166,7 @@ fn timing(earliest: u64, latest: Option<u64>) -> String {
 }
 
 /// An absolute path (URIs need one).
-fn absolute(path: &std::path::Path) -> PathBuf {
+pub(crate) fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
@@ -162,6 +195,10 @@ impl LanguageServer for Backend {
                 document_symbol_provider: Some(OneOf::Left(true)),
                 folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
                 inlay_hint_provider: Some(OneOf::Left(true)),
+                definition_provider: Some(OneOf::Left(true)),
+                references_provider: Some(OneOf::Left(true)),
+                rename_provider: Some(OneOf::Left(true)),
+                hover_provider: Some(HoverProviderCapability::Simple(true)),
                 ..ServerCapabilities::default()
             },
             ..InitializeResult::default()
@@ -234,6 +271,55 @@ impl LanguageServer for Backend {
         }
     }
 
+    async fn goto_definition(
+        &self,
+        params: GotoDefinitionParams,
+    ) -> Result<Option<GotoDefinitionResponse>> {
+        let at = params.text_document_position_params;
+        Ok(self
+            .navigate(&at.text_document.uri, at.position, |n, file, offset| {
+                n.definition(file, offset)
+            })
+            .await
+            .flatten()
+            .map(GotoDefinitionResponse::Scalar))
+    }
+
+    async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
+        let at = params.text_document_position;
+        let declaration = params.context.include_declaration;
+        Ok(self
+            .navigate(&at.text_document.uri, at.position, |n, file, offset| {
+                n.references(file, offset, declaration)
+            })
+            .await)
+    }
+
+    async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
+        let at = params.text_document_position;
+        let name = params.new_name;
+        match self
+            .navigate(&at.text_document.uri, at.position, |n, file, offset| {
+                n.rename(file, offset, &name)
+            })
+            .await
+        {
+            Some(Ok(edit)) => Ok(Some(edit)),
+            Some(Err(reason)) => Err(tower_lsp_server::jsonrpc::Error::invalid_params(reason)),
+            None => Ok(None),
+        }
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let at = params.text_document_position_params;
+        Ok(self
+            .navigate(&at.text_document.uri, at.position, |n, file, offset| {
+                n.hover(file, offset)
+            })
+            .await
+            .flatten())
+    }
+
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
         let Some(text) = self.text_of(&params.text_document.uri).await else {
             return Ok(None);
@@ -247,7 +333,7 @@ impl LanguageServer for Backend {
         let Some(path) = path_of(&params.text_document.uri) else {
             return Ok(None);
         };
-        let state = self.state.lock().await;
+        let state = self.analysed().await;
         let Some(analysis) = &state.analysis else {
             return Ok(None);
         };

@@ -1,0 +1,243 @@
+//! The workspace's name index → go to definition, find references, rename and hover.
+
+use std::collections::HashMap;
+
+use journey_compiler::check::journey_time::format_duration;
+use journey_compiler::index::{Index, Occurrence, Symbol};
+use journey_compiler::parse::RESERVED_WORDS;
+use journey_compiler::source::FileId;
+use journey_compiler::Analysis;
+use tower_lsp_server::ls_types::{
+    Hover, HoverContents, Location, MarkupContent, MarkupKind, Position, TextEdit, Uri,
+    WorkspaceEdit,
+};
+
+use crate::convert::{self, LineIndex};
+
+/// A checked workspace with its index: what position-based requests read.
+pub struct Navigator<'a> {
+    analysis: &'a Analysis,
+    index: &'a Index,
+}
+
+impl<'a> Navigator<'a> {
+    pub fn new(analysis: &'a Analysis, index: &'a Index) -> Navigator<'a> {
+        Navigator { analysis, index }
+    }
+
+    fn text(&self, file: FileId) -> &'a str {
+        &self.analysis.workspace.sources.get(file).text
+    }
+
+    /// The file of a path and the byte offset of a position in it.
+    pub fn locate(&self, path: &std::path::Path, position: Position) -> Option<(FileId, u32)> {
+        let file = self.analysis.workspace.sources.find_path(path)?;
+        let text = self.text(file);
+        let offset = LineIndex::new(text).offset(text, position);
+        Some((file, offset as u32))
+    }
+
+    fn location(&self, occurrence: &Occurrence) -> Option<Location> {
+        let source = self.analysis.workspace.sources.get(occurrence.file);
+        let uri = convert::uri(&crate::absolute(&source.path))?;
+        let index = LineIndex::new(&source.text);
+        let range = index.range(
+            &source.text,
+            occurrence.span.start as usize,
+            occurrence.span.end as usize,
+        );
+        Some(Location::new(uri, range))
+    }
+
+    pub fn definition(&self, file: FileId, offset: u32) -> Option<Location> {
+        let here = self.index.at(file, offset)?;
+        self.location(self.index.declaration(&here.symbol)?)
+    }
+
+    pub fn references(&self, file: FileId, offset: u32, declaration: bool) -> Vec<Location> {
+        let Some(here) = self.index.at(file, offset) else {
+            return Vec::new();
+        };
+        self.index
+            .occurrences_of(&here.symbol)
+            .filter(|o| declaration || !o.declaration)
+            .filter_map(|o| self.location(o))
+            .collect()
+    }
+
+    /// The edits renaming the name at `offset` everywhere, or why it cannot be renamed.
+    pub fn rename(
+        &self,
+        file: FileId,
+        offset: u32,
+        new_name: &str,
+    ) -> Result<WorkspaceEdit, String> {
+        let here = self
+            .index
+            .at(file, offset)
+            .ok_or("there is no name here to rename")?;
+        let valid = new_name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && new_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "`{new_name}` is not a name: letters, digits and `_`, not starting with a digit"
+            ));
+        }
+        if RESERVED_WORDS.contains(&new_name) {
+            return Err(format!("`{new_name}` is a reserved word"));
+        }
+        let mut changes: HashMap<Uri, Vec<TextEdit>> = HashMap::new();
+        for occurrence in self.index.occurrences_of(&here.symbol) {
+            let source = self.analysis.workspace.sources.get(occurrence.file);
+            if source.path.extension().is_none_or(|e| e != "journey") {
+                return Err(format!(
+                    "`{}` is declared in the tracking plan `{}`: rename it there",
+                    self.text(occurrence.file)
+                        .get(occurrence.span.start as usize..occurrence.span.end as usize)
+                        .unwrap_or("it"),
+                    source.name
+                ));
+            }
+            let location = self.location(occurrence).ok_or("a file has no URI")?;
+            changes
+                .entry(location.uri)
+                .or_default()
+                .push(TextEdit::new(location.range, new_name.to_string()));
+        }
+        Ok(WorkspaceEdit {
+            changes: Some(changes),
+            ..WorkspaceEdit::default()
+        })
+    }
+
+    /// What the name (or else the expression) at `offset` is.
+    pub fn hover(&self, file: FileId, offset: u32) -> Option<Hover> {
+        let (text, span) = match self.index.at(file, offset) {
+            Some(here) => (self.describe(&here.symbol)?, here.span),
+            None => {
+                // The innermost typed expression around the cursor.
+                let (_, span, ty) = self
+                    .analysis
+                    .program
+                    .as_ref()?
+                    .expression_types
+                    .iter()
+                    .filter(|(f, s, _)| *f == file && s.start <= offset && offset <= s.end)
+                    .min_by_key(|(_, s, _)| s.end - s.start)?;
+                (format!("```journey\n{ty}\n```"), *span)
+            }
+        };
+        let source = self.text(file);
+        let index = LineIndex::new(source);
+        Some(Hover {
+            contents: HoverContents::Markup(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: text,
+            }),
+            range: Some(index.range(source, span.start as usize, span.end as usize)),
+        })
+    }
+
+    fn describe(&self, symbol: &Symbol) -> Option<String> {
+        let program = self.analysis.program.as_ref()?;
+        let code = |s: String| format!("```journey\n{s}\n```");
+        let doc = |d: &Option<String>| d.as_ref().map(|d| format!("\n\n{d}")).unwrap_or_default();
+        Some(match symbol {
+            Symbol::Event(name) => {
+                let event = program.events.get(name)?;
+                let fields: Vec<String> = event
+                    .fields
+                    .fields
+                    .iter()
+                    .map(|f| format!("  {}: {}", f.name, f.ty))
+                    .collect();
+                let wire = if event.wire_name == event.name {
+                    String::new()
+                } else {
+                    format!("\"{}\" as ", event.wire_name)
+                };
+                format!(
+                    "{}{}",
+                    code(format!("event {wire}{name} {{\n{}\n}}", fields.join("\n"))),
+                    doc(&event.doc)
+                )
+            }
+            Symbol::EventField { event, field } => {
+                let info = program.events.get(event)?;
+                let f = info.fields.fields.iter().find(|f| f.name == *field)?;
+                format!(
+                    "{}{}",
+                    code(format!("{event}.{field}: {}", f.ty)),
+                    doc(&f.doc)
+                )
+            }
+            Symbol::ProfileField(field) => {
+                let f = program.profile.fields.iter().find(|f| f.name == *field)?;
+                format!(
+                    "{}{}",
+                    code(format!("profile.{field}: {}", f.ty)),
+                    doc(&f.doc)
+                )
+            }
+            Symbol::Template(name) => {
+                let t = program.templates.get(name)?;
+                let params: Vec<String> = t
+                    .params
+                    .fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name, f.ty))
+                    .collect();
+                code(format!(
+                    "template {name}: {} {{ {} }}",
+                    t.channel.as_str(),
+                    params.join(", ")
+                ))
+            }
+            Symbol::TemplateParam { template, param } => {
+                let t = program.templates.get(template)?;
+                let f = t.params.fields.iter().find(|f| f.name == *param)?;
+                code(format!("{template} {{ {param}: {} }}", f.ty))
+            }
+            Symbol::Segment(name) => {
+                let s = program.segments.get(name)?;
+                let source = self.text(s.file);
+                let text = source.get(s.span.start as usize..s.span.end as usize)?;
+                code(text.to_string())
+            }
+            Symbol::Journey(name) => {
+                let facts = program.journeys.iter().find(|j| j.name == *name)?;
+                let lifetime = facts
+                    .max_lifetime
+                    .map_or("no proven bound".to_string(), |t| {
+                        format!("at most {}", format_duration(t))
+                    });
+                format!(
+                    "{}\n\nlives {lifetime}; at most {} sends",
+                    code(format!("journey {name}")),
+                    facts.max_total_sends
+                )
+            }
+            Symbol::Label { journey, label } => {
+                let facts = program.journeys.iter().find(|j| j.name == *journey)?;
+                let step = facts.steps.iter().find(|s| s.name == *label)?;
+                let latest = step.latest.map_or("no bound".to_string(), |t| {
+                    format!("+{}", format_duration(t))
+                });
+                format!(
+                    "{}\n\nreached +{} .. {latest} after entry",
+                    code(format!("step {label}")),
+                    format_duration(step.earliest)
+                )
+            }
+            Symbol::Outcome { journey, name } => code(format!("{journey}: goal or exit `{name}`")),
+            Symbol::Binding { name, event, .. } => {
+                code(format!("{name}: {event} (an event bound with `as {name}`)"))
+            }
+        })
+    }
+}
