@@ -418,3 +418,39 @@ fn navigation_rename_and_hover() {
     assert!(text.contains("int"), "{hover}");
     client.stop();
 }
+
+/// Completion while the file is being typed (it does not parse): event names after `on`, from
+/// the last analysis in which the files parsed; profile fields after `profile.`.
+#[test]
+fn completion_while_typing() {
+    let schema = "event Seen { page: string }\nevent Bought { total: float }\nprofile { plan: \"free\" | \"pro\" = \"free\" }\n";
+    let good = "journey j {\n  entry manual\n  send email \"x\"\n}\n";
+    let folder = workspace("complete", &[("schema.journey", schema), ("j.journey", good)]);
+    let file = uri(&folder.join("j.journey"));
+    let mut client = Client::start();
+    initialize(&mut client, &folder);
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": good } }),
+    );
+    let typing = "journey j {\n  entry on \n  audience profile.\n}\n";
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file, "version": 2 }, "contentChanges": [{ "text": typing }] }),
+    );
+    let labels = |result: &Value| -> Vec<String> {
+        let items = result.as_array().or(result["items"].as_array()).cloned().unwrap_or_default();
+        items.iter().filter_map(|i| i["label"].as_str().map(String::from)).collect()
+    };
+    let events = client.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": file }, "position": { "line": 1, "character": 11 } }),
+    );
+    assert_eq!(labels(&events), ["Bought", "Seen"], "{events}");
+    let fields = client.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": file }, "position": { "line": 2, "character": 19 } }),
+    );
+    assert_eq!(labels(&fields), ["plan"], "{fields}");
+    client.stop();
+}

@@ -3,6 +3,7 @@
 //! LSP requests → the compiler's library calls → LSP responses. Only this crate knows LSP
 //! types; positions cross over in `convert`.
 
+mod complete;
 mod convert;
 mod documents;
 mod navigate;
@@ -34,6 +35,9 @@ struct State {
     /// (when every file parsed).
     analysis: Option<journey_compiler::Analysis>,
     index: Option<journey_compiler::index::Index>,
+    /// While a file does not parse: the last analysis in which every file did (completion
+    /// names come from it).
+    last_good: Option<journey_compiler::Analysis>,
     /// Files that have diagnostics on the client, so they can be cleared.
     published: BTreeSet<PathBuf>,
 }
@@ -94,6 +98,11 @@ impl Backend {
             .program
             .as_ref()
             .map(|program| journey_compiler::index::Index::build(&analysis.workspace, program));
+        if analysis.program.is_some() {
+            state.last_good = None;
+        } else if state.analysis.as_ref().is_some_and(|a| a.program.is_some()) {
+            state.last_good = state.analysis.take();
+        }
         state.analysis = Some(analysis);
         drop(state);
         for (path, diagnostics, version) in batches {
@@ -199,6 +208,10 @@ impl LanguageServer for Backend {
                 references_provider: Some(OneOf::Left(true)),
                 rename_provider: Some(OneOf::Left(true)),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
+                completion_provider: Some(CompletionOptions {
+                    trigger_characters: Some(vec![".".into(), " ".into(), "(".into()]),
+                    ..CompletionOptions::default()
+                }),
                 ..ServerCapabilities::default()
             },
             ..InitializeResult::default()
@@ -318,6 +331,23 @@ impl LanguageServer for Backend {
             })
             .await
             .flatten())
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let at = params.text_document_position;
+        let Some(text) = self.text_of(&at.text_document.uri).await else {
+            return Ok(None);
+        };
+        let offset = LineIndex::new(&text).offset(&text, at.position);
+        let state = self.analysed().await;
+        let program = state
+            .analysis
+            .as_ref()
+            .and_then(|a| a.program.as_ref())
+            .or_else(|| state.last_good.as_ref().and_then(|a| a.program.as_ref()));
+        Ok(Some(CompletionResponse::Array(complete::complete(
+            &text, offset, program,
+        ))))
     }
 
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {

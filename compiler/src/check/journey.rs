@@ -40,6 +40,8 @@ pub struct JourneyFacts {
     pub name: String,
     pub file: FileId,
     pub span: Span,
+    /// `entry manual`: only `start` enters it.
+    pub manual: bool,
     pub steps: Vec<StepFacts>,
     /// The most time an instance can live (`None`: no bound could be proven).
     pub max_lifetime: Time,
@@ -287,6 +289,7 @@ impl Checker<'_> {
             name: journey.name.name.clone(),
             file,
             span: journey.name.span,
+            manual: matches!(journey.entry(), Some(Entry::Manual)),
             steps: walk.steps,
             max_lifetime,
             max_sends: walk.sends,
