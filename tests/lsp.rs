@@ -1,125 +1,17 @@
 //! `journey-lsp` end to end: the built binary over stdio, spoken to by a JSON-RPC client with
 //! the protocol's framing (`Content-Length` headers).
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/lsp_client.rs"]
+mod lsp_client;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// A client talking to one server process.
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    messages: Receiver<Value>,
-    next_id: i64,
-    /// Notifications read while waiting for something else.
-    notifications: Vec<Value>,
-}
+use lsp_client::Client;
 
-impl Client {
-    fn start() -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_journey-lsp"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("journey-lsp starts");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, messages) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            loop {
-                let mut length = None;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(n) = line.strip_prefix("Content-Length: ") {
-                        length = n.parse::<usize>().ok();
-                    }
-                }
-                let mut body = vec![0; length.expect("a Content-Length header")];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let message: Value = serde_json::from_slice(&body).expect("JSON body");
-                if send.send(message).is_err() {
-                    return;
-                }
-            }
-        });
-        Client {
-            child,
-            stdin,
-            messages,
-            next_id: 0,
-            notifications: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, message: Value) {
-        let body = message.to_string();
-        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("written");
-        self.stdin.flush().expect("flushed");
-    }
-
-    fn notify(&mut self, method: &str, params: Value) {
-        self.send(json!({ "jsonrpc": "2.0", "method": method, "params": params }));
-    }
-
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
-        loop {
-            let message = self.next_message();
-            if message["id"] == json!(id) {
-                assert!(message.get("error").is_none(), "{message}");
-                return message["result"].clone();
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    fn next_message(&mut self) -> Value {
-        self.messages
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the server answers within 20 s")
-    }
-
-    /// The next diagnostics published for `uri` (earlier ones for other files are kept).
-    fn diagnostics_for(&mut self, uri: &str) -> Value {
-        if let Some(at) = self.notifications.iter().position(|m| {
-            m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri
-        }) {
-            return self.notifications.remove(at)["params"].clone();
-        }
-        loop {
-            let message = self.next_message();
-            if message["method"] == "textDocument/publishDiagnostics"
-                && message["params"]["uri"] == uri
-            {
-                return message["params"].clone();
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    fn stop(mut self) {
-        self.request("shutdown", Value::Null);
-        self.notify("exit", Value::Null);
-        let status = self.child.wait().expect("exits");
-        assert!(status.success(), "{status:?}");
-    }
+fn start() -> Client {
+    Client::start(env!("CARGO_BIN_EXE_journey-lsp"))
 }
 
 fn uri(path: &Path) -> String {
@@ -164,7 +56,7 @@ fn diagnostics_follow_the_buffers_newest_version() {
         &[("schema.journey", SCHEMA), ("j.journey", broken)],
     );
     let file = uri(&folder.join("j.journey"));
-    let mut client = Client::start();
+    let mut client = start();
     initialize(&mut client, &folder);
 
     let published = client.diagnostics_for(&file);
@@ -224,7 +116,7 @@ fn formatting_and_outline() {
     let messy = "event   Seen{page:string}\njourney j { entry on Seen\n  first: wait 1d\n  if page == \"/\" { send email \"x\" } }\njourney broken { entry on }\n";
     let folder = workspace("format", &[("j.journey", messy)]);
     let file = uri(&folder.join("j.journey"));
-    let mut client = Client::start();
+    let mut client = start();
     initialize(&mut client, &folder);
     client.notify(
         "textDocument/didOpen",
@@ -286,7 +178,7 @@ fn inlay_hints_give_step_timing_and_blocks_fold() {
     let text = "event Seen { page: string }\njourney j {\n  entry on Seen\n  timeout 3d\n\n  wait 1d\n  wait 1h\n  if page == \"/\" {\n    wait for Seen within 2d\n  }\n  send email \"x\"\n}\n";
     let folder = workspace("hints", &[("j.journey", text)]);
     let file = uri(&folder.join("j.journey"));
-    let mut client = Client::start();
+    let mut client = start();
     initialize(&mut client, &folder);
     client.notify(
         "textDocument/didOpen",
@@ -355,7 +247,7 @@ fn navigation_rename_and_hover() {
         uri(&folder.join("schema.journey")),
         uri(&folder.join("j.journey")),
     );
-    let mut client = Client::start();
+    let mut client = start();
     initialize(&mut client, &folder);
     let at = |line: u32, character: u32| json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } });
 
@@ -425,9 +317,12 @@ fn navigation_rename_and_hover() {
 fn completion_while_typing() {
     let schema = "event Seen { page: string }\nevent Bought { total: float }\nprofile { plan: \"free\" | \"pro\" = \"free\" }\n";
     let good = "journey j {\n  entry manual\n  send email \"x\"\n}\n";
-    let folder = workspace("complete", &[("schema.journey", schema), ("j.journey", good)]);
+    let folder = workspace(
+        "complete",
+        &[("schema.journey", schema), ("j.journey", good)],
+    );
     let file = uri(&folder.join("j.journey"));
-    let mut client = Client::start();
+    let mut client = start();
     initialize(&mut client, &folder);
     client.notify(
         "textDocument/didOpen",
@@ -439,8 +334,15 @@ fn completion_while_typing() {
         json!({ "textDocument": { "uri": file, "version": 2 }, "contentChanges": [{ "text": typing }] }),
     );
     let labels = |result: &Value| -> Vec<String> {
-        let items = result.as_array().or(result["items"].as_array()).cloned().unwrap_or_default();
-        items.iter().filter_map(|i| i["label"].as_str().map(String::from)).collect()
+        let items = result
+            .as_array()
+            .or(result["items"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        items
+            .iter()
+            .filter_map(|i| i["label"].as_str().map(String::from))
+            .collect()
     };
     let events = client.request(
         "textDocument/completion",

@@ -30,7 +30,16 @@ use std::path::PathBuf;
 /// Loads, parses and checks: the whole front end. Semantic checks run only when every file
 /// parsed, so one syntax error does not cascade into unknown-name errors.
 pub fn analyse(provider: &dyn workspace::SourceProvider, roots: &[PathBuf]) -> Analysis {
-    let mut loaded = workspace::load(provider, roots);
+    analyse_with(provider, roots, &mut workspace::ParseCache::default())
+}
+
+/// `analyse`, parsing again only the files whose text changed since `cache` saw them.
+pub fn analyse_with(
+    provider: &dyn workspace::SourceProvider,
+    roots: &[PathBuf],
+    cache: &mut workspace::ParseCache,
+) -> Analysis {
+    let mut loaded = workspace::load_with(provider, roots, cache);
     if loaded.has_errors() {
         let diagnostics = std::mem::take(&mut loaded.diagnostics);
         return Analysis {

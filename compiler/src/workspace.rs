@@ -128,6 +128,48 @@ impl Workspace {
 
 /// Loads the root files and everything they import, parses them and checks the import graph.
 pub fn load(provider: &dyn SourceProvider, roots: &[PathBuf]) -> Workspace {
+    load_with(provider, roots, &mut ParseCache::default())
+}
+
+/// Files parsed by earlier loads: a file whose text has not changed since is not parsed again
+/// (the language server loads the workspace at every keystroke).
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    /// By file identity: the text, its module and its syntax diagnostics.
+    entries: BTreeMap<PathBuf, (String, Module, Vec<Diagnostic>)>,
+}
+
+impl ParseCache {
+    /// The module and syntax diagnostics of `text`, parsed as file `file`: from the cache when
+    /// `identity` last had this text.
+    fn parse(&mut self, identity: &Path, file: FileId, text: &str) -> (Module, Vec<Diagnostic>) {
+        if let Some((cached, module, diagnostics)) = self.entries.get(identity) {
+            if cached == text {
+                // Only the file id differs: spans are offsets in the file.
+                let mut module = module.clone();
+                module.file = file;
+                let mut diagnostics = diagnostics.clone();
+                for label in diagnostics.iter_mut().flat_map(|d| d.labels.iter_mut()) {
+                    label.file = file;
+                }
+                return (module, diagnostics);
+            }
+        }
+        let (module, diagnostics) = parse::parse(file, text);
+        self.entries.insert(
+            identity.to_path_buf(),
+            (text.to_string(), module.clone(), diagnostics.clone()),
+        );
+        (module, diagnostics)
+    }
+}
+
+/// `load`, reusing the parses of `cache` and keeping this load's in it.
+pub fn load_with(
+    provider: &dyn SourceProvider,
+    roots: &[PathBuf],
+    cache: &mut ParseCache,
+) -> Workspace {
     let mut workspace = Workspace::default();
     let mut identities: Vec<PathBuf> = Vec::new();
     let mut queue: Vec<FileId> = Vec::new();
@@ -137,6 +179,7 @@ pub fn load(provider: &dyn SourceProvider, roots: &[PathBuf]) -> Workspace {
             provider,
             &mut workspace,
             &mut identities,
+            cache,
             root,
             ImportKind::Journey,
         ) {
@@ -172,7 +215,14 @@ pub fn load(provider: &dyn SourceProvider, roots: &[PathBuf]) -> Workspace {
             .unwrap_or_default();
         for (kind, target, span) in imports {
             let path = normalize(&base.join(&target));
-            let loaded = read_source(provider, &mut workspace, &mut identities, &path, kind);
+            let loaded = read_source(
+                provider,
+                &mut workspace,
+                &mut identities,
+                cache,
+                &path,
+                kind,
+            );
             match loaded {
                 Ok((to, is_new)) => {
                     workspace.imports.push(ImportEdge {
@@ -218,6 +268,7 @@ fn read_source(
     provider: &dyn SourceProvider,
     workspace: &mut Workspace,
     identities: &mut Vec<PathBuf>,
+    cache: &mut ParseCache,
     path: &Path,
     kind: ImportKind,
 ) -> io::Result<(FileId, bool)> {
@@ -230,7 +281,7 @@ fn read_source(
     let file = workspace
         .sources
         .add(path.display().to_string(), path, decoded.text);
-    identities.push(identity);
+    identities.push(identity.clone());
     let mut module = Module {
         file,
         items: Vec::new(),
@@ -238,7 +289,8 @@ fn read_source(
     match decoded.error {
         Some(diagnostic) => workspace.diagnostics.push(diagnostic),
         None if kind == ImportKind::Journey => {
-            let (parsed, diagnostics) = parse::parse(file, &workspace.sources.get(file).text);
+            let (parsed, diagnostics) =
+                cache.parse(&identity, file, &workspace.sources.get(file).text);
             module = parsed;
             workspace.diagnostics.extend(diagnostics);
         }
@@ -310,6 +362,34 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cached load is the same as a fresh one, with the changed file parsed again (its new
+    /// error found) and the file ids of the others as this load gives them.
+    #[test]
+    fn cached_loads_equal_fresh_ones() {
+        let mut files = MemoryFiles::new();
+        files.insert("a.journey", "event A { x: int }\n");
+        files.insert(
+            "b.journey",
+            "import \"a.journey\"\njourney j { entry on A }\n",
+        );
+        let roots = [PathBuf::from("b.journey")];
+        let mut cache = ParseCache::default();
+        let first = load_with(&files, &roots, &mut cache);
+        assert_eq!(first.modules, load(&files, &roots).modules);
+        files.insert(
+            "b.journey",
+            "import \"a.journey\"\njourney j { entry on }\n",
+        );
+        let cached = load_with(&files, &roots, &mut cache);
+        let fresh = load(&files, &roots);
+        assert_eq!(cached.modules, fresh.modules);
+        assert_eq!(cached.diagnostics, fresh.diagnostics);
+        assert!(
+            !cached.diagnostics.is_empty(),
+            "the new syntax error is reported"
+        );
+    }
 
     #[test]
     fn normalize_folds_dots() {

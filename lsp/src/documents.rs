@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use journey_compiler::workspace::{self, FileSystem, SourceProvider};
+use journey_compiler::workspace::{self, FileSystem, ParseCache, SourceProvider};
 use journey_compiler::Analysis;
 
 /// An editor buffer.
@@ -50,8 +50,9 @@ impl Documents {
         self.open.get(&FileSystem.identity(path))
     }
 
-    /// Loads, parses and checks the workspace with the buffers over the disk.
-    pub fn analyse(&self) -> Analysis {
+    /// Loads, parses (what `cache` does not hold already) and checks the workspace with the
+    /// buffers over the disk.
+    pub fn analyse(&self, cache: &mut ParseCache) -> Analysis {
         let mut roots: Vec<PathBuf> = self
             .folders
             .iter()
@@ -66,7 +67,7 @@ impl Documents {
         }
         roots.sort();
         roots.dedup();
-        journey_compiler::analyse(self, &roots)
+        journey_compiler::analyse_with(self, &roots, cache)
     }
 }
 

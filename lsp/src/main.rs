@@ -31,6 +31,8 @@ struct Backend {
 #[derive(Default)]
 struct State {
     documents: Documents,
+    /// The files parsed so far: only changed files are parsed again.
+    parses: journey_compiler::workspace::ParseCache,
     /// The analysis of the newest texts (timing facts for inlay hints) and its name index
     /// (when every file parsed).
     analysis: Option<journey_compiler::Analysis>,
@@ -46,8 +48,9 @@ impl Backend {
     /// Analyses the workspace and publishes every file's diagnostics (clearing the ones that
     /// have none now).
     async fn refresh(&self) {
-        let mut state = self.state.lock().await;
-        let analysis = state.documents.analyse();
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        let analysis = state.documents.analyse(&mut state.parses);
         let sources = &analysis.workspace.sources;
         let mut now = BTreeSet::new();
         let mut batches = Vec::new();
@@ -104,7 +107,7 @@ impl Backend {
             state.last_good = state.analysis.take();
         }
         state.analysis = Some(analysis);
-        drop(state);
+        drop(guard);
         for (path, diagnostics, version) in batches {
             if let Some(uri) = convert::uri(&absolute(&path)) {
                 self.client
