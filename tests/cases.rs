@@ -100,3 +100,52 @@ fn every_code_has_a_failing_and_a_passing_case() {
         );
     }
 }
+
+/// Every fix a check case's diagnostics offer removes its diagnostic: applied to the text (one
+/// fix at a time), the file no longer reports that code there. Each kind of fix is seen.
+#[test]
+fn fixes_remove_their_diagnostics() {
+    use journey_compiler::workspace::MemoryFiles;
+    let mut fixed_codes = std::collections::BTreeSet::new();
+    for path in support::journey_files("tests/cases/check") {
+        let analysis = support::analyse(std::slice::from_ref(&path));
+        for diagnostic in &analysis.diagnostics {
+            for fix in &diagnostic.fixes {
+                let Some(location) = diagnostic.location() else {
+                    continue;
+                };
+                let source = analysis.workspace.sources.get(location.file);
+                let mut text = source.text.clone();
+                let mut edits: Vec<_> = fix
+                    .edits
+                    .iter()
+                    .filter(|e| e.file == location.file)
+                    .collect();
+                edits.sort_by_key(|e| std::cmp::Reverse(e.span.start));
+                for edit in edits {
+                    text.replace_range(
+                        edit.span.start as usize..edit.span.end as usize,
+                        &edit.text,
+                    );
+                }
+                let mut files = MemoryFiles::new();
+                files.insert(&source.path, text.clone());
+                let again = journey_compiler::analyse(&files, std::slice::from_ref(&source.path));
+                let still = again.diagnostics.iter().any(|d| {
+                    d.code == diagnostic.code
+                        && d.location().map(|l| l.span.start) == Some(location.span.start)
+                });
+                assert!(
+                    !still,
+                    "{}: \"{}\" did not fix {} ({}):\n{text}",
+                    path.display(),
+                    fix.title,
+                    diagnostic.code.id(),
+                    diagnostic.message
+                );
+                fixed_codes.insert(diagnostic.code.id());
+            }
+        }
+    }
+    assert!(fixed_codes.len() >= 4, "fixes seen: {fixed_codes:?}");
+}

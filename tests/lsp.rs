@@ -356,3 +356,51 @@ fn completion_while_typing() {
     assert_eq!(labels(&fields), ["plan"], "{fields}");
     client.stop();
 }
+
+/// Quick fixes: a did-you-mean replacement, a missing `within`, missing template arguments.
+#[test]
+fn quick_fixes() {
+    let text = "event Seen { page: string }\ntemplate note: email { text: string, n: int }\njourney j {\n  entry on Sen\n  wait for Seen\n  send note { text: \"hi\" }\n}\n";
+    let folder = workspace("fixes", &[("j.journey", text)]);
+    let file = uri(&folder.join("j.journey"));
+    let mut client = start();
+    initialize(&mut client, &folder);
+    let titles_and_edits = |client: &mut Client, line: u32| -> Vec<(String, String)> {
+        let actions = client.request(
+            "textDocument/codeAction",
+            json!({
+                "textDocument": { "uri": file },
+                "range": { "start": { "line": line, "character": 0 }, "end": { "line": line, "character": 40 } },
+                "context": { "diagnostics": [] },
+            }),
+        );
+        actions
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                (
+                    a["title"].as_str().unwrap_or("").to_string(),
+                    a["edit"]["changes"][&file][0]["newText"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        titles_and_edits(&mut client, 3),
+        [("replace with `Seen`".to_string(), "Seen".to_string())]
+    );
+    assert_eq!(
+        titles_and_edits(&mut client, 4),
+        [("add `within 1d`".to_string(), " within 1d".to_string())]
+    );
+    assert_eq!(
+        titles_and_edits(&mut client, 5),
+        [("fill in `n: int`".to_string(), ", n: 0".to_string())]
+    );
+    client.stop();
+}

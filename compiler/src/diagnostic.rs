@@ -31,6 +31,22 @@ pub struct Label {
     pub primary: bool,
 }
 
+/// A change that fixes a diagnostic: its edits, applied together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fix {
+    /// What it does, in the imperative: "replace with `ProductAdded`".
+    pub title: String,
+    pub edits: Vec<Edit>,
+}
+
+/// Replace `span` of `file` with `text` (an empty span inserts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edit {
+    pub file: FileId,
+    pub span: Span,
+    pub text: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     pub code: Code,
@@ -40,6 +56,8 @@ pub struct Diagnostic {
     pub labels: Vec<Label>,
     pub notes: Vec<String>,
     pub help: Option<String>,
+    /// Machine-applicable fixes (the language server offers them as quick fixes).
+    pub fixes: Vec<Fix>,
 }
 
 impl Diagnostic {
@@ -52,6 +70,7 @@ impl Diagnostic {
             labels: Vec::new(),
             notes: Vec::new(),
             help: None,
+            fixes: Vec::new(),
         }
     }
 
@@ -82,6 +101,25 @@ impl Diagnostic {
 
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
+        self
+    }
+
+    /// A fix of one edit: replace `span` of `file` with `text`.
+    pub fn fix(
+        mut self,
+        title: impl Into<String>,
+        file: FileId,
+        span: Span,
+        text: impl Into<String>,
+    ) -> Diagnostic {
+        self.fixes.push(Fix {
+            title: title.into(),
+            edits: vec![Edit {
+                file,
+                span,
+                text: text.into(),
+            }],
+        });
         self
     }
 

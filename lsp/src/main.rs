@@ -211,6 +211,7 @@ impl LanguageServer for Backend {
                 references_provider: Some(OneOf::Left(true)),
                 rename_provider: Some(OneOf::Left(true)),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
+                code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
                 completion_provider: Some(CompletionOptions {
                     trigger_characters: Some(vec![".".into(), " ".into(), "(".into()]),
                     ..CompletionOptions::default()
@@ -351,6 +352,69 @@ impl LanguageServer for Backend {
         Ok(Some(CompletionResponse::Array(complete::complete(
             &text, offset, program,
         ))))
+    }
+
+    /// The quick fixes of the diagnostics in the range: did-you-mean replacements, a missing
+    /// `within`, missing template arguments.
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let Some(path) = path_of(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let path = journey_compiler::workspace::FileSystem.identity(&path);
+        let state = self.analysed().await;
+        let Some(analysis) = &state.analysis else {
+            return Ok(None);
+        };
+        let sources = &analysis.workspace.sources;
+        let Some(file) = sources.find_path(&path) else {
+            return Ok(None);
+        };
+        let text = &sources.get(file).text;
+        let index = LineIndex::new(text);
+        let mut actions = Vec::new();
+        for diagnostic in &analysis.diagnostics {
+            let Some(location) = diagnostic.location().filter(|l| l.file == file) else {
+                continue;
+            };
+            let range = index.range(
+                text,
+                location.span.start as usize,
+                location.span.end as usize,
+            );
+            if range.end < params.range.start || range.start > params.range.end {
+                continue;
+            }
+            for fix in &diagnostic.fixes {
+                let mut changes: std::collections::HashMap<Uri, Vec<TextEdit>> =
+                    std::collections::HashMap::new();
+                for edit in &fix.edits {
+                    let source = sources.get(edit.file);
+                    let edit_index = LineIndex::new(&source.text);
+                    let Some(uri) = convert::uri(&absolute(&source.path)) else {
+                        continue;
+                    };
+                    changes.entry(uri).or_default().push(TextEdit::new(
+                        edit_index.range(
+                            &source.text,
+                            edit.span.start as usize,
+                            edit.span.end as usize,
+                        ),
+                        edit.text.clone(),
+                    ));
+                }
+                actions.push(CodeActionOrCommand::CodeAction(CodeAction {
+                    title: fix.title.clone(),
+                    kind: Some(CodeActionKind::QUICKFIX),
+                    is_preferred: Some(diagnostic.fixes.len() == 1),
+                    edit: Some(WorkspaceEdit {
+                        changes: Some(changes),
+                        ..WorkspaceEdit::default()
+                    }),
+                    ..CodeAction::default()
+                }));
+            }
+        }
+        Ok(Some(actions))
     }
 
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {

@@ -170,7 +170,14 @@ impl Checker<'_> {
             .primary(file, span, "not an allowed value")
             .note(format!("the allowed values are {}", allowed.join(", ")));
             if let Some(suggestion) = did_you_mean(literal, values.iter().map(String::as_str)) {
-                diagnostic = diagnostic.help(format!("did you mean \"{suggestion}\"?"));
+                diagnostic = diagnostic
+                    .help(format!("did you mean \"{suggestion}\"?"))
+                    .fix(
+                        format!("replace with \"{suggestion}\""),
+                        file,
+                        span,
+                        format!("{suggestion:?}"),
+                    );
             }
             self.error(diagnostic);
         }
@@ -792,7 +799,14 @@ impl Checker<'_> {
                 )
                 .primary(file, key.span, "unknown field");
                 if let Some(suggestion) = did_you_mean(&key.name, expected.names()) {
-                    diagnostic = diagnostic.help(format!("did you mean `{suggestion}`?"));
+                    diagnostic = diagnostic
+                        .help(format!("did you mean `{suggestion}`?"))
+                        .fix(
+                            format!("replace with `{suggestion}`"),
+                            file,
+                            key.span,
+                            suggestion,
+                        );
                 } else {
                     let names: Vec<String> = expected.names().map(|n| format!("`{n}`")).collect();
                     if !names.is_empty() {
@@ -828,14 +842,52 @@ impl Checker<'_> {
                 .iter()
                 .map(|f| format!("`{}: {}`", f.name, f.ty))
                 .collect();
+            // The fix: each missing field with a placeholder of its type, after the last entry.
+            let added: Vec<String> = missing
+                .iter()
+                .map(|f| format!("{}: {}", f.name, placeholder(&f.ty)))
+                .collect();
+            let (at, text) = match record.entries.last() {
+                Some(last) => (last.value.span.end, format!(", {}", added.join(", "))),
+                None => (record.span.start + 1, format!(" {} ", added.join(", "))),
+            };
             self.error(
                 Diagnostic::new(
                     Code::MissingArgument,
                     format!("{what} is missing {}", names.join(", ")),
                 )
                 .primary(file, record.span, "incomplete")
-                .help("add the missing fields (optional ones, with `?`, may be left out)"),
+                .help("add the missing fields (optional ones, with `?`, may be left out)")
+                .fix(
+                    format!("fill in {}", names.join(", ")),
+                    file,
+                    Span { start: at, end: at },
+                    text,
+                ),
             );
         }
+    }
+}
+
+/// A value of type `ty` to start from, written in the language.
+fn placeholder(ty: &Type) -> String {
+    match ty.required() {
+        Type::Bool => "false".into(),
+        Type::Int => "0".into(),
+        Type::Float => "0.0".into(),
+        Type::Timestamp => "now".into(),
+        Type::Duration => "1d".into(),
+        Type::Enum(values) => values.first().map_or("\"\"".into(), |v| format!("{v:?}")),
+        Type::List(_) | Type::EmptyList => "[]".into(),
+        Type::Record(record) => {
+            let fields: Vec<String> = record
+                .fields
+                .iter()
+                .filter(|f| !f.ty.is_optional())
+                .map(|f| format!("{}: {}", f.name, placeholder(&f.ty)))
+                .collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
+        _ => "\"\"".into(),
     }
 }

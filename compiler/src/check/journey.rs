@@ -476,6 +476,7 @@ impl Checker<'_> {
                             has_timeout,
                             file,
                             step.span,
+                            target.span.end,
                             "wait until <condition>",
                         );
                         self.wait_blocks(
@@ -513,7 +514,23 @@ impl Checker<'_> {
                 if let Some(filter) = filter {
                     self.filter(filter, &event.name, scope);
                 }
-                self.require_within(*within, has_timeout, file, step.span, "wait for");
+                let header_end = [
+                    Some(event.span.end),
+                    binding.as_ref().map(|b| b.span.end),
+                    filter.as_ref().map(|f| f.span.end),
+                ]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(event.span.end);
+                self.require_within(
+                    *within,
+                    has_timeout,
+                    file,
+                    step.span,
+                    header_end,
+                    "wait for",
+                );
                 let bound = match (binding, fields) {
                     (Some(b), Some(fields)) => Some(Binding {
                         name: b.name.clone(),
@@ -848,12 +865,15 @@ impl Checker<'_> {
         join_all([after_arrival, after_deadline])
     }
 
+    /// E0401 unless the wait has a `within` or the journey a `timeout`; `insert_at` is where a
+    /// `within` would go (the fix offered).
     fn require_within(
         &mut self,
         within: Option<ast::DurationLit>,
         has_timeout: bool,
         file: FileId,
         span: Span,
+        insert_at: u32,
         what: &str,
     ) {
         if within.is_none() && !has_timeout {
@@ -863,7 +883,16 @@ impl Checker<'_> {
                     format!("this `{what}` may wait forever"),
                 )
                 .primary(file, span, "no `within`, and the journey has no `timeout`")
-                .help("add `within D` to the wait, or a `timeout D` to the journey"),
+                .help("add `within D` to the wait, or a `timeout D` to the journey")
+                .fix(
+                    "add `within 1d`",
+                    file,
+                    Span {
+                        start: insert_at,
+                        end: insert_at,
+                    },
+                    " within 1d",
+                ),
             );
         }
     }
