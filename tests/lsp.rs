@@ -404,3 +404,75 @@ fn quick_fixes() {
     );
     client.stop();
 }
+
+/// Hundreds of random edits (inserting and deleting characters, some outside ASCII, anywhere)
+/// each followed by requests at random positions: every request is answered without an
+/// error, and the server shuts down cleanly.
+#[test]
+fn random_edit_sequences_never_break_the_server() {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cart_abandonment.journey"),
+    )
+    .expect("an example");
+    let shop = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shop.journey"),
+    )
+    .expect("the schema");
+    let folder = workspace(
+        "random",
+        &[("shop.journey", &shop), ("cart.journey", &example)],
+    );
+    let file = uri(&folder.join("cart.journey"));
+    let mut client = start();
+    initialize(&mut client, &folder);
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": example } }),
+    );
+    let mut text: Vec<char> = example.chars().collect();
+    let mut seed: u64 = 0x5EED_1234;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    };
+    let pieces = [
+        "{", "}", "\"", "é", "😀", " ", "\n", "where ", "wait ", ".", "1d", "profile.", "(", "//",
+    ];
+    for version in 2..260 {
+        let at = next(text.len() + 1);
+        if next(3) == 0 && !text.is_empty() {
+            let end = (at + next(8)).min(text.len());
+            text.drain(at.min(end)..end);
+        } else {
+            let piece = pieces[next(pieces.len())];
+            for (i, c) in piece.chars().enumerate() {
+                text.insert(at.min(text.len()) + i, c);
+            }
+        }
+        let current: String = text.iter().collect();
+        client.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": file, "version": version }, "contentChanges": [{ "text": current }] }),
+        );
+        let lines = current.lines().count().max(1);
+        let position = json!({ "line": next(lines + 2), "character": next(90) });
+        let method = [
+            "textDocument/hover",
+            "textDocument/completion",
+            "textDocument/definition",
+            "textDocument/documentSymbol",
+            "textDocument/formatting",
+            "textDocument/foldingRange",
+        ][next(6)];
+        let params = json!({
+            "textDocument": { "uri": file },
+            "position": position,
+            "options": { "tabSize": 2, "insertSpaces": true },
+        });
+        // `request` asserts the answer is not an error.
+        client.request(method, params);
+    }
+    client.stop();
+}

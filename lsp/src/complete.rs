@@ -35,9 +35,7 @@ pub fn complete(text: &str, offset: usize, program: Option<&Program>) -> Vec<Com
     let offset = floor_boundary(text, offset);
     let before = &text[..offset];
     // The word being typed, and what comes before it.
-    let word_start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+    let word_start = word_start(before);
     let head = &before[..word_start];
     let trimmed = head.trim_end();
     let Some(program) = program else {
@@ -180,12 +178,17 @@ fn floor_boundary(text: &str, offset: usize) -> usize {
     offset
 }
 
+/// Where the identifier that `text` ends with starts (`text.len()` when it ends otherwise).
+fn word_start(text: &str) -> usize {
+    text.char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
 /// The last identifier of `text` (empty when it ends otherwise).
 fn last_word(text: &str) -> &str {
-    let start = text
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
-    &text[start..]
+    &text[word_start(text)..]
 }
 
 /// The line `head` ends on.
@@ -373,5 +376,11 @@ journey main { entry on Seen as s send email "y" }
         assert!(inside.contains(&"wait".to_string()) && inside.contains(&"timeout".to_string()));
         let expression = labels("journey j {\n  audience b|");
         assert!(expression.contains(&"busy".to_string()));
+        // Text outside ASCII before the cursor.
+        assert_eq!(
+            labels("journey j {\n  entry on Seen where \"é😀\" == \"x\" and p|"),
+            ["page", "kind"]
+        );
+        assert!(!labels("// é\njourney j {\n  entry on Sé|").is_empty());
     }
 }
