@@ -465,14 +465,72 @@ fn random_edit_sequences_never_break_the_server() {
             "textDocument/documentSymbol",
             "textDocument/formatting",
             "textDocument/foldingRange",
-        ][next(6)];
+            "textDocument/semanticTokens/full",
+            "textDocument/inlayHint",
+        ][next(8)];
         let params = json!({
             "textDocument": { "uri": file },
             "position": position,
             "options": { "tabSize": 2, "insertSpaces": true },
+            "range": { "start": { "line": 0, "character": 0 }, "end": position },
         });
         // `request` asserts the answer is not an error.
         client.request(method, params);
     }
+    client.stop();
+}
+
+/// Semantic tokens: each decoded token has the type its text calls for.
+#[test]
+fn semantic_tokens_tell_names_apart() {
+    let text = "// a note\nevent Seen { page: string }\nsegment home = did(Seen where page == \"/\")\njourney j {\n  entry on Seen as s\n  wait 1d\n  first: send email \"x\"\n}\n";
+    let folder = workspace("tokens", &[("j.journey", text)]);
+    let file = uri(&folder.join("j.journey"));
+    let mut client = start();
+    let result = client.request(
+        "initialize",
+        json!({ "processId": null, "capabilities": {}, "workspaceFolders": [{ "uri": uri(&folder), "name": "w" }] }),
+    );
+    let legend: Vec<String> = result["capabilities"]["semanticTokensProvider"]["legend"]
+        ["tokenTypes"]
+        .as_array()
+        .expect("a legend")
+        .iter()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect();
+    client.notify("initialized", json!({}));
+    let tokens = client.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": { "uri": file } }),
+    );
+    let data: Vec<u64> = tokens["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    // Decode (delta line, delta start, length, type, modifiers) into (text, type name).
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut line, mut column) = (0usize, 0usize);
+    let mut decoded = Vec::new();
+    for token in data.chunks(5) {
+        line += token[0] as usize;
+        column = if token[0] == 0 {
+            column + token[1] as usize
+        } else {
+            token[1] as usize
+        };
+        let word: String = lines[line]
+            .chars()
+            .skip(column)
+            .take(token[2] as usize)
+            .collect();
+        decoded.push((word, legend[token[3] as usize].clone()));
+    }
+    let has = |word: &str, kind: &str| decoded.iter().any(|(w, k)| w == word && k == kind);
+    assert!(has("// a note", "comment"), "{decoded:?}");
+    assert!(has("event", "keyword") && has("Seen", "event") && has("page", "property"));
+    assert!(has("home", "variable") && has("\"/\"", "string") && has("1d", "number"));
+    assert!(has("j", "class") && has("s", "parameter") && has("first", "function"));
     client.stop();
 }

@@ -8,6 +8,7 @@ mod convert;
 mod documents;
 mod navigate;
 mod symbols;
+mod tokens;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -212,6 +213,15 @@ impl LanguageServer for Backend {
                 rename_provider: Some(OneOf::Left(true)),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
                 code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+                semantic_tokens_provider: Some(
+                    SemanticTokensServerCapabilities::SemanticTokensOptions(
+                        SemanticTokensOptions {
+                            legend: tokens::legend(),
+                            full: Some(SemanticTokensFullOptions::Bool(true)),
+                            ..SemanticTokensOptions::default()
+                        },
+                    ),
+                ),
                 completion_provider: Some(CompletionOptions {
                     trigger_characters: Some(vec![".".into(), " ".into(), "(".into()]),
                     ..CompletionOptions::default()
@@ -415,6 +425,29 @@ impl LanguageServer for Backend {
             }
         }
         Ok(Some(actions))
+    }
+
+    async fn semantic_tokens_full(
+        &self,
+        params: SemanticTokensParams,
+    ) -> Result<Option<SemanticTokensResult>> {
+        let uri = params.text_document.uri;
+        let Some(text) = self.text_of(&uri).await else {
+            return Ok(None);
+        };
+        let state = self.analysed().await;
+        // Names are told apart only when the analysis is of this very text.
+        let index = path_of(&uri).and_then(|path| {
+            let path = journey_compiler::workspace::FileSystem.identity(&path);
+            let analysis = state.analysis.as_ref()?;
+            let file = analysis.workspace.sources.find_path(&path)?;
+            (analysis.workspace.sources.get(file).text == text)
+                .then_some((state.index.as_ref()?, file))
+        });
+        Ok(Some(SemanticTokensResult::Tokens(SemanticTokens {
+            result_id: None,
+            data: tokens::tokens(&text, index),
+        })))
     }
 
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
