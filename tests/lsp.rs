@@ -238,7 +238,7 @@ fn inlay_hints_give_step_timing_and_blocks_fold() {
 #[test]
 fn navigation_rename_and_hover() {
     let schema = "/// Someone looked at a page.\nevent Seen { page: string }\nprofile { visits: int = 0 }\ntemplate note: email { text: string }\n";
-    let journey = "journey j {\n  entry on Seen as s where s.page == \"/\"\n\n  send note { text: s.page }\n  set profile.visits = profile.visits + 1\n}\n";
+    let journey = "journey j {\n  entry on Seen as s where s.page == \"/\"\n\n  send note { text: s.page }\n  set profile.visits = profile.visits + 1\n  wait 1d12h\n}\n";
     let folder = workspace(
         "navigate",
         &[("schema.journey", schema), ("j.journey", journey)],
@@ -308,6 +308,16 @@ fn navigation_rename_and_hover() {
     let hover = client.request("textDocument/hover", at(4, 38));
     let text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(text.contains("int"), "{hover}");
+    // A duration in words; a step's timing.
+    let hover = client.request("textDocument/hover", at(5, 8));
+    let text = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(text.contains("1 day 12 hours"), "{hover}");
+    let hover = client.request("textDocument/hover", at(3, 4));
+    let text = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(
+        text.contains("step `send_1`: reached +0s .. +0s"),
+        "{hover}"
+    );
     client.stop();
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use journey_compiler::check::journey_time::format_duration;
 use journey_compiler::index::{Index, Occurrence, Symbol};
 use journey_compiler::parse::RESERVED_WORDS;
-use journey_compiler::source::FileId;
+use journey_compiler::source::{FileId, Span};
 use journey_compiler::Analysis;
 use tower_lsp_server::ls_types::{
     Hover, HoverContents, Location, MarkupContent, MarkupKind, Position, TextEdit, Uri,
@@ -115,24 +115,29 @@ impl<'a> Navigator<'a> {
         })
     }
 
-    /// What the name (or else the expression) at `offset` is.
+    /// What the name at `offset` is; else the expression there (its type, and a duration in
+    /// words); else the step there (when it can be reached after entry).
     pub fn hover(&self, file: FileId, offset: u32) -> Option<Hover> {
+        let source = self.text(file);
+        // A duration literal, wherever it is (a wait, a window, an expression): in words.
+        if let Some((word, span)) = word_at(source, offset) {
+            if let Some(words) = duration_in_words(word) {
+                let index = LineIndex::new(source);
+                return Some(Hover {
+                    contents: HoverContents::Markup(MarkupContent {
+                        kind: MarkupKind::Markdown,
+                        value: format!("```journey\nduration\n```\n\n{words}"),
+                    }),
+                    range: Some(index.range(source, span.start as usize, span.end as usize)),
+                });
+            }
+        }
         let (text, span) = match self.index.at(file, offset) {
             Some(here) => (self.describe(&here.symbol)?, here.span),
-            None => {
-                // The innermost typed expression around the cursor.
-                let (_, span, ty) = self
-                    .analysis
-                    .program
-                    .as_ref()?
-                    .expression_types
-                    .iter()
-                    .filter(|(f, s, _)| *f == file && s.start <= offset && offset <= s.end)
-                    .min_by_key(|(_, s, _)| s.end - s.start)?;
-                (format!("```journey\n{ty}\n```"), *span)
-            }
+            None => self
+                .expression(file, offset)
+                .or_else(|| self.step(file, offset))?,
         };
-        let source = self.text(file);
         let index = LineIndex::new(source);
         Some(Hover {
             contents: HoverContents::Markup(MarkupContent {
@@ -141,6 +146,42 @@ impl<'a> Navigator<'a> {
             }),
             range: Some(index.range(source, span.start as usize, span.end as usize)),
         })
+    }
+
+    /// The innermost typed expression around `offset`: its type.
+    fn expression(&self, file: FileId, offset: u32) -> Option<(String, Span)> {
+        let (_, span, ty) = self
+            .analysis
+            .program
+            .as_ref()?
+            .expression_types
+            .iter()
+            .filter(|(f, s, _)| *f == file && s.start <= offset && offset <= s.end)
+            .min_by_key(|(_, s, _)| s.end - s.start)?;
+        Some((format!("```journey\n{ty}\n```"), *span))
+    }
+
+    /// The innermost step around `offset` and when it can be reached after entry.
+    fn step(&self, file: FileId, offset: u32) -> Option<(String, Span)> {
+        let program = self.analysis.program.as_ref()?;
+        let step = program
+            .journeys
+            .iter()
+            .filter(|j| j.file == file)
+            .flat_map(|j| &j.steps)
+            .filter(|s| s.span.start <= offset && offset <= s.span.end)
+            .min_by_key(|s| s.span.end - s.span.start)?;
+        let latest = step.latest.map_or("no proven bound".to_string(), |t| {
+            format!("+{}", format_duration(t))
+        });
+        Some((
+            format!(
+                "step `{}`: reached +{} .. {latest} after entry",
+                step.name,
+                format_duration(step.earliest)
+            ),
+            step.span,
+        ))
     }
 
     fn describe(&self, symbol: &Symbol) -> Option<String> {
@@ -240,4 +281,55 @@ impl<'a> Navigator<'a> {
             }
         })
     }
+}
+
+/// `1d12h` → "1 day 12 hours" (`None` when `literal` is not a duration).
+fn duration_in_words(literal: &str) -> Option<String> {
+    let mut words = Vec::new();
+    let mut digits = String::new();
+    for c in literal.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'w' => "week",
+            'd' => "day",
+            'h' => "hour",
+            'm' => "minute",
+            's' => "second",
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        digits.clear();
+        words.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+    }
+    (digits.is_empty() && !words.is_empty()).then(|| words.join(" "))
+}
+
+/// The run of letters and digits around `offset`, and where it is.
+fn word_at(text: &str, offset: u32) -> Option<(&str, Span)> {
+    let mut offset = (offset as usize).min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let start = text[..offset]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !is_word(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let end = text[offset..]
+        .char_indices()
+        .find(|(_, c)| !is_word(*c))
+        .map_or(text.len(), |(i, _)| offset + i);
+    (end > start).then(|| {
+        (
+            &text[start..end],
+            Span {
+                start: start as u32,
+                end: end as u32,
+            },
+        )
+    })
 }
