@@ -238,7 +238,7 @@ fn inlay_hints_give_step_timing_and_blocks_fold() {
 #[test]
 fn navigation_rename_and_hover() {
     let schema = "/// Someone looked at a page.\nevent Seen { page: string }\nprofile { visits: int = 0 }\ntemplate note: email { text: string }\n";
-    let journey = "journey j {\n  entry on Seen as s where s.page == \"/\"\n\n  send note { text: s.page }\n  set profile.visits = profile.visits + 1\n  wait 1d12h\n}\n";
+    let journey = "/// Greets visitors.\njourney j {\n  entry on Seen as s where s.page == \"/\"\n\n  send note { text: s.page }\n  set profile.visits = profile.visits + 1\n  wait 1d12h\n}\n";
     let folder = workspace(
         "navigate",
         &[("schema.journey", schema), ("j.journey", journey)],
@@ -252,7 +252,7 @@ fn navigation_rename_and_hover() {
     let at = |line: u32, character: u32| json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } });
 
     // `Seen` in `entry on Seen` → its declaration in the other file.
-    let definition = client.request("textDocument/definition", at(1, 12));
+    let definition = client.request("textDocument/definition", at(2, 12));
     assert_eq!(definition["uri"], schema_uri, "{definition}");
     assert_eq!(
         definition["range"]["start"],
@@ -260,13 +260,13 @@ fn navigation_rename_and_hover() {
     );
 
     // The binding `s`: declared once, read twice.
-    let mut params = at(1, 20);
+    let mut params = at(2, 20);
     params["context"] = json!({ "includeDeclaration": false });
     let references = client.request("textDocument/references", params);
     assert_eq!(references.as_array().map(Vec::len), Some(2), "{references}");
 
     // Renaming the template from its use renames its declaration too.
-    let mut params = at(3, 8);
+    let mut params = at(4, 8);
     params["newName"] = json!("memo");
     let edit = client.request("textDocument/rename", params);
     let changes = &edit["changes"];
@@ -275,7 +275,7 @@ fn navigation_rename_and_hover() {
         changes[&schema_uri][0]["range"]["start"],
         json!({ "line": 3, "character": 9 })
     );
-    let mut params = at(3, 8);
+    let mut params = at(4, 8);
     params["newName"] = json!("journey");
     client.next_id += 1;
     let id = client.next_id;
@@ -296,23 +296,23 @@ fn navigation_rename_and_hover() {
     );
 
     // Hover: a profile field's type, an event with its doc, an expression's type.
-    let hover = client.request("textDocument/hover", at(4, 16));
+    let hover = client.request("textDocument/hover", at(5, 16));
     let text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(text.contains("profile.visits: int"), "{hover}");
-    let hover = client.request("textDocument/hover", at(1, 12));
+    let hover = client.request("textDocument/hover", at(2, 12));
     let text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(
         text.contains("event Seen") && text.contains("Someone looked at a page."),
         "{hover}"
     );
-    let hover = client.request("textDocument/hover", at(4, 38));
+    let hover = client.request("textDocument/hover", at(5, 38));
     let text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(text.contains("int"), "{hover}");
     // A duration in words; a step's timing.
-    let hover = client.request("textDocument/hover", at(5, 8));
+    let hover = client.request("textDocument/hover", at(6, 8));
     let text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(text.contains("1 day 12 hours"), "{hover}");
-    let hover = client.request("textDocument/hover", at(3, 4));
+    let hover = client.request("textDocument/hover", at(4, 4));
     let text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(
         text.contains("step `send_1`: reached +0s .. +0s"),

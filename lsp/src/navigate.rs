@@ -184,6 +184,24 @@ impl<'a> Navigator<'a> {
         ))
     }
 
+    /// The `///` doc of the journey, template or segment a symbol names.
+    fn declared_doc(&self, symbol: &Symbol) -> Option<String> {
+        use journey_compiler::ast::Item;
+        self.analysis
+            .workspace
+            .modules
+            .iter()
+            .flat_map(|m| &m.items)
+            .find_map(|item| match (item, symbol) {
+                (Item::Journey(j), Symbol::Journey(name)) if j.name.name == *name => j.doc.clone(),
+                (Item::Template(t), Symbol::Template(name)) if t.name.name == *name => {
+                    t.doc.clone()
+                }
+                (Item::Segment(s), Symbol::Segment(name)) if s.name.name == *name => s.doc.clone(),
+                _ => None,
+            })
+    }
+
     fn describe(&self, symbol: &Symbol) -> Option<String> {
         let program = self.analysis.program.as_ref()?;
         let code = |s: String| format!("```journey\n{s}\n```");
@@ -233,11 +251,15 @@ impl<'a> Navigator<'a> {
                     .iter()
                     .map(|f| format!("{}: {}", f.name, f.ty))
                     .collect();
-                code(format!(
-                    "template {name}: {} {{ {} }}",
-                    t.channel.as_str(),
-                    params.join(", ")
-                ))
+                format!(
+                    "{}{}",
+                    code(format!(
+                        "template {name}: {} {{ {} }}",
+                        t.channel.as_str(),
+                        params.join(", ")
+                    )),
+                    doc(&self.declared_doc(symbol))
+                )
             }
             Symbol::TemplateParam { template, param } => {
                 let t = program.templates.get(template)?;
@@ -248,7 +270,11 @@ impl<'a> Navigator<'a> {
                 let s = program.segments.get(name)?;
                 let source = self.text(s.file);
                 let text = source.get(s.span.start as usize..s.span.end as usize)?;
-                code(text.to_string())
+                format!(
+                    "{}{}",
+                    code(text.to_string()),
+                    doc(&self.declared_doc(symbol))
+                )
             }
             Symbol::Journey(name) => {
                 let facts = program.journeys.iter().find(|j| j.name == *name)?;
@@ -258,8 +284,9 @@ impl<'a> Navigator<'a> {
                         format!("at most {}", format_duration(t))
                     });
                 format!(
-                    "{}\n\nlives {lifetime}; at most {} sends",
+                    "{}{}\n\nlives {lifetime}; at most {} sends",
                     code(format!("journey {name}")),
+                    doc(&self.declared_doc(symbol)),
                     facts.max_total_sends
                 )
             }
