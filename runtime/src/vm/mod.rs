@@ -110,9 +110,12 @@ struct User {
     /// This user's instances, in the order they entered: (journey, slot in `Engine::instances`),
     /// so that the instances of journeys an input cannot concern are passed over unread.
     /// Inline for two: most users have no more, and one allocation less is one cache miss less.
-    instances: SmallVec<[(u32, u32); 2]>,
+    /// (journey, slot, key tag): the tag (`key_tag`) tells most other keys apart without
+    /// reading the instance.
+    instances: SmallVec<[(u32, u32, u32); 2]>,
     /// This user's pending `unless` entries, in the order they began.
-    pending: SmallVec<[u64; 1]>,
+    /// (id, key tag)
+    pending: SmallVec<[(u64, u32); 1]>,
 }
 
 /// The past entries of a user into one journey with one key, as far as the journey's reentry
@@ -120,6 +123,8 @@ struct User {
 #[derive(Debug, Clone)]
 struct EntryLog {
     journey: u32,
+    /// `key_tag(key)`, compared before the key.
+    tag: u32,
     key: Option<Arc<str>>,
     times: SmallVec<[i64; 2]>,
 }
@@ -207,6 +212,15 @@ struct Pending {
     /// The slots the instance will start with (captured from the entry event).
     slots: Vec<Value>,
     cancelled: bool,
+}
+
+/// A short hash of a correlation key: equal keys have equal tags, so comparing tags first spares
+/// reading most other keys (which live elsewhere in memory).
+fn key_tag(key: &Option<Arc<str>>) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    key.as_deref().hash(&mut hasher);
+    hasher.finish() as u32
 }
 
 /// Which inputs can concern a journey's instances.
@@ -553,7 +567,7 @@ impl<'p> Engine<'p> {
                     return;
                 };
                 if let Some(u) = self.users.get_mut(p.user as usize) {
-                    u.pending.retain(|id| *id != pending);
+                    u.pending.retain(|(id, _)| *id != pending);
                 }
                 if !p.cancelled {
                     self.start_instance(p.journey, p.user, p.slots, None, p.key);
@@ -747,7 +761,9 @@ impl<'p> Engine<'p> {
         self.scratch = instances;
         let cancels = self.cancels.get(event as usize).copied().unwrap_or(false);
         let pending_ids: Vec<u64> = match self.users.get(user as usize) {
-            Some(u) if cancels && !u.pending.is_empty() => u.pending.to_vec(),
+            Some(u) if cancels && !u.pending.is_empty() => {
+                u.pending.iter().map(|(id, _)| *id).collect()
+            }
             _ => Vec::new(),
         };
         for id in pending_ids {
@@ -853,12 +869,12 @@ impl<'p> Engine<'p> {
             list.extend(
                 u.instances
                     .iter()
-                    .filter(|(journey, _)| {
+                    .filter(|(journey, _, _)| {
                         self.interests
                             .get(*journey as usize)
                             .is_some_and(&concerned)
                     })
-                    .map(|(_, index)| *index as usize),
+                    .map(|(_, index, _)| *index as usize),
             );
         }
         list
@@ -958,6 +974,7 @@ impl<'p> Engine<'p> {
             // Wait out the window; a pending entry counts as being in the journey.
             self.next_pending += 1;
             let id = self.next_pending;
+            let tag = key_tag(&key);
             self.pending.insert(
                 id,
                 Pending {
@@ -969,7 +986,7 @@ impl<'p> Engine<'p> {
                 },
             );
             if let Some(u) = self.users.get_mut(user as usize) {
-                u.pending.push(id);
+                u.pending.push((id, tag));
             }
             self.set_timer(Due::After(unless.within_ms), Timer::Unless { pending: id });
             return;
@@ -981,8 +998,10 @@ impl<'p> Engine<'p> {
         let Some(u) = self.users.get(user as usize) else {
             return false;
         };
-        let running = u.instances.iter().any(|(j, i)| {
+        let tag = key_tag(key);
+        let running = u.instances.iter().any(|(j, i, t)| {
             *j == journey
+                && *t == tag
                 && self
                     .instances
                     .get(*i as usize)
@@ -992,7 +1011,8 @@ impl<'p> Engine<'p> {
         let pending = u
             .pending
             .iter()
-            .filter_map(|id| self.pending.get(id))
+            .filter(|(_, t)| *t == tag)
+            .filter_map(|(id, _)| self.pending.get(id))
             .any(|p| p.journey == journey && p.key == *key && !p.cancelled);
         if running || pending {
             return false;
@@ -1000,7 +1020,7 @@ impl<'p> Engine<'p> {
         let entries = u
             .entries
             .iter()
-            .find(|log| log.journey == journey && log.key == *key)
+            .find(|log| log.journey == journey && log.tag == tag && log.key == *key)
             .map_or(&[][..], |log| log.times.as_slice());
         let now = self.now;
         match self.program.journeys[journey as usize].reentry {
@@ -1056,7 +1076,8 @@ impl<'p> Engine<'p> {
         };
         let program = self.program;
         if let Some(u) = self.users.get_mut(user as usize) {
-            u.instances.push((journey, index as u32));
+            let tag = key_tag(&key);
+            u.instances.push((journey, index as u32, tag));
             // Only what reentry rules still read is kept of past entries.
             if desc.reentry != bc::Reentry::Always {
                 u.entries.retain(|log| {
@@ -1069,7 +1090,7 @@ impl<'p> Engine<'p> {
                 match u
                     .entries
                     .iter_mut()
-                    .find(|log| log.journey == journey && log.key == key)
+                    .find(|log| log.journey == journey && log.tag == tag && log.key == key)
                 {
                     Some(log) => {
                         log.times.retain(|t| now - *t < per_ms);
@@ -1077,6 +1098,7 @@ impl<'p> Engine<'p> {
                     }
                     None => u.entries.push(EntryLog {
                         journey,
+                        tag,
                         key: key.clone(),
                         times: smallvec::smallvec![now],
                     }),
@@ -1278,7 +1300,7 @@ impl<'p> Engine<'p> {
         self.free.push(index);
         self.deferred.remove(&index);
         if let Some(u) = self.users.get_mut(instance.user as usize) {
-            u.instances.retain(|(_, i)| *i as usize != index);
+            u.instances.retain(|(_, i, _)| *i as usize != index);
         }
         *self.stats[instance.journey as usize]
             .outcomes
