@@ -117,6 +117,41 @@ impl<'p> Prepared<'p> {
         false
     }
 
+    /// What evaluating `block` reads that inputs change: the event types of its history
+    /// queries (their filters included), and whether it reads `now` (then every input may
+    /// change it).
+    pub fn block_reads(&self, block: u32) -> (Vec<u32>, bool) {
+        let mut events = Vec::new();
+        let mut now = false;
+        let mut blocks = vec![block];
+        let mut seen = Vec::new();
+        while let Some(b) = blocks.pop() {
+            if seen.contains(&b) {
+                continue;
+            }
+            seen.push(b);
+            let Some(desc) = self.program.blocks.get(b as usize) else {
+                continue;
+            };
+            let end = desc.offset.saturating_add(desc.length);
+            let mut pc = desc.offset;
+            while let Some(ins) = self.instruction(pc, end) {
+                match ins.opcode {
+                    Opcode::Now => now = true,
+                    Opcode::Count | Opcode::Did | Opcode::Last | Opcode::Sum => {
+                        if let Some(q) = self.program.history.get(ins.operands[0] as usize) {
+                            events.push(q.event);
+                            blocks.push(q.filter);
+                        }
+                    }
+                    _ => {}
+                }
+                pc = ins.next;
+            }
+        }
+        (events, now)
+    }
+
     /// Whether evaluating `block` can read local time (`NONE` reads nothing).
     pub fn reads_zone(&self, block: u32) -> bool {
         self.reads_zone

@@ -229,21 +229,47 @@ struct Interest {
     /// By event type: a goal, exit or wait of the journey is on it (all types when the journey
     /// has a `when` goal or exit, which is checked at every input).
     events: Vec<bool>,
-    /// It has `when` goals or exits, or condition waits: re-evaluated after every change.
+    /// It has `when` goals or exits, or condition waits: re-evaluated after a change of the
+    /// profile, or of what they read (`reread_on`).
     on_change: bool,
+    /// By event type: whether a condition reads its history (all, when one reads `now`).
+    reread_on: Vec<bool>,
 }
 
 impl Interest {
-    fn of(journey: &bc::JourneyDesc, events: usize) -> Interest {
+    fn of(journey: &bc::JourneyDesc, events: usize, prepared: &Prepared) -> Interest {
         let triggers = || journey.goals.iter().chain(&journey.exits);
+        // The `when` goals and exits and condition waits, re-evaluated after a change.
+        let conditions: Vec<u32> = triggers()
+            .filter(|t| t.event.is_none())
+            .map(|t| t.block)
+            .chain(journey.waits.iter().filter_map(|w| match w.kind {
+                bc::WaitKind::Condition { block } => Some(block),
+                bc::WaitKind::Event { .. } => None,
+            }))
+            .collect();
+        let mut reread_on = vec![false; events];
+        for block in &conditions {
+            let (read, now) = prepared.block_reads(*block);
+            if now {
+                reread_on.iter_mut().for_each(|r| *r = true);
+            }
+            for event in read {
+                if let Some(r) = reread_on.get_mut(event as usize) {
+                    *r = true;
+                }
+            }
+        }
         let has_when = triggers().any(|t| t.event.is_none());
         let mut interest = Interest {
-            events: vec![has_when; events],
-            on_change: has_when
-                || journey
-                    .waits
-                    .iter()
-                    .any(|w| matches!(w.kind, bc::WaitKind::Condition { .. })),
+            // `when` goals and exits are checked with the others at an input they may read.
+            events: if has_when {
+                reread_on.clone()
+            } else {
+                vec![false; events]
+            },
+            on_change: !conditions.is_empty(),
+            reread_on,
         };
         let waited = journey.waits.iter().filter_map(|w| match w.kind {
             bc::WaitKind::Event { event, .. } => Some(event),
@@ -383,9 +409,9 @@ impl<'p> Engine<'p> {
                 ..Default::default()
             })
             .collect();
+        let prepared = Prepared::new(program);
         Engine {
             program,
-            prepared: Prepared::new(program),
             users: Vec::new(),
             user_ids: HashMap::new(),
             instances: Vec::new(),
@@ -402,8 +428,9 @@ impl<'p> Engine<'p> {
             interests: program
                 .journeys
                 .iter()
-                .map(|j| Interest::of(j, program.events.len()))
+                .map(|j| Interest::of(j, program.events.len(), &prepared))
                 .collect(),
+            prepared,
             scratch: Vec::new(),
             zones: FxHashMap::default(),
             history_slots: {
@@ -814,7 +841,7 @@ impl<'p> Engine<'p> {
                 self.try_enter(journey, user, Some(fields.clone()));
             }
         }
-        self.reevaluate(user);
+        self.reevaluate(user, Some(event));
     }
 
     fn identify(&mut self, user: UserId, traits: Vec<(u32, Value)>) {
@@ -833,12 +860,15 @@ impl<'p> Engine<'p> {
                 self.schedule_tick(journey, user);
             }
         }
-        self.reevaluate(user);
+        self.reevaluate(user, None);
     }
 
     /// `when` goals and exits, and condition waits, of a user's instances after a change.
-    fn reevaluate(&mut self, user: UserId) {
-        let instances = self.user_instances(user, |interest| interest.on_change);
+    fn reevaluate(&mut self, user: UserId, event: Option<u32>) {
+        let instances = self.user_instances(user, |interest| {
+            interest.on_change
+                && event.is_none_or(|e| interest.reread_on.get(e as usize).copied().unwrap_or(true))
+        });
         for &i in &instances {
             self.check_triggers(i, None);
             let Some(instance) = self.instances.get(i).and_then(Option::as_ref) else {
@@ -1667,7 +1697,7 @@ impl<'p> Engine<'p> {
         {
             *slot = Some(new);
         }
-        self.reevaluate(user);
+        self.reevaluate(user, None);
     }
 
     fn profile_value(&self, user: UserId, field: u32) -> Value {
