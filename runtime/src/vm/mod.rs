@@ -116,6 +116,9 @@ struct User {
     /// This user's pending `unless` entries, in the order they began.
     /// (id, key tag)
     pending: SmallVec<[(u64, u32); 1]>,
+    /// How many of `instances` each journey has (journeys with none are left out): an input
+    /// no journey here can be concerned by passes over a long instance list unread.
+    journeys: SmallVec<[(u32, u32); 2]>,
 }
 
 /// The past entries of a user into one journey with one key, as far as the journey's reentry
@@ -896,6 +899,14 @@ impl<'p> Engine<'p> {
         let mut list = std::mem::take(&mut self.scratch);
         list.clear();
         if let Some(u) = self.users.get(user as usize) {
+            let any = u.journeys.iter().any(|(journey, _)| {
+                self.interests
+                    .get(*journey as usize)
+                    .is_some_and(&concerned)
+            });
+            if !any {
+                return list;
+            }
             list.extend(
                 u.instances
                     .iter()
@@ -1108,6 +1119,10 @@ impl<'p> Engine<'p> {
         if let Some(u) = self.users.get_mut(user as usize) {
             let tag = key_tag(&key);
             u.instances.push((journey, index as u32, tag));
+            match u.journeys.iter_mut().find(|(j, _)| *j == journey) {
+                Some((_, count)) => *count += 1,
+                None => u.journeys.push((journey, 1)),
+            }
             // Only what reentry rules still read is kept of past entries.
             if desc.reentry != bc::Reentry::Always {
                 u.entries.retain(|log| {
@@ -1331,6 +1346,12 @@ impl<'p> Engine<'p> {
         self.deferred.remove(&index);
         if let Some(u) = self.users.get_mut(instance.user as usize) {
             u.instances.retain(|(_, i, _)| *i as usize != index);
+            if let Some(at) = u.journeys.iter().position(|(j, _)| *j == instance.journey) {
+                u.journeys[at].1 -= 1;
+                if u.journeys[at].1 == 0 {
+                    u.journeys.swap_remove(at);
+                }
+            }
         }
         *self.stats[instance.journey as usize]
             .outcomes
