@@ -29,6 +29,14 @@ fn workspace(name: &str, files: &[(&str, &str)]) -> PathBuf {
     std::fs::canonicalize(&dir).expect("canonical")
 }
 
+/// Opens `text` as version 1 of the document `file`.
+fn open(client: &mut Client, file: &str, text: &str) {
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": text } }),
+    );
+}
+
 fn initialize(client: &mut Client, folder: &Path) {
     let result = client.request(
         "initialize",
@@ -71,10 +79,7 @@ fn diagnostics_follow_the_buffers_newest_version() {
 
     // The fixed text, unsaved: the buffer wins.
     let fixed = "journey j { entry on Seen where page == \"é😀\" }\n";
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": fixed } }),
-    );
+    open(&mut client, &file, fixed);
     let published = client.diagnostics_for(&file);
     assert_eq!(published["diagnostics"], json!([]), "{published}");
     assert_eq!(published["version"], 1);
@@ -118,10 +123,7 @@ fn formatting_and_outline() {
     let file = uri(&folder.join("j.journey"));
     let mut client = start();
     initialize(&mut client, &folder);
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": messy } }),
-    );
+    open(&mut client, &file, messy);
 
     // The outline while `broken` does not parse: the event and `j` with its steps.
     let symbols = client.request(
@@ -180,10 +182,7 @@ fn inlay_hints_give_step_timing_and_blocks_fold() {
     let file = uri(&folder.join("j.journey"));
     let mut client = start();
     initialize(&mut client, &folder);
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": text } }),
-    );
+    open(&mut client, &file, text);
     let _ = client.diagnostics_for(&file);
     let hints = client.request(
         "textDocument/inlayHint",
@@ -334,10 +333,7 @@ fn completion_while_typing() {
     let file = uri(&folder.join("j.journey"));
     let mut client = start();
     initialize(&mut client, &folder);
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": good } }),
-    );
+    open(&mut client, &file, good);
     let typing = "journey j {\n  entry on \n  audience profile.\n}\n";
     client.notify(
         "textDocument/didChange",
@@ -435,10 +431,7 @@ fn random_edit_sequences_never_break_the_server() {
     let file = uri(&folder.join("cart.journey"));
     let mut client = start();
     initialize(&mut client, &folder);
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": file, "languageId": "journey", "version": 1, "text": example } }),
-    );
+    open(&mut client, &file, &example);
     let mut text: Vec<char> = example.chars().collect();
     let mut seed: u64 = 0x5EED_1234;
     let mut next = move |n: usize| {

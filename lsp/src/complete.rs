@@ -11,7 +11,7 @@ const ITEMS: [&str; 8] = [
     "import", "event", "profile", "template", "segment", "cap", "journey", "test",
 ];
 /// Keywords that start a journey setting.
-const SETTINGS: [&str; 11] = [
+pub const SETTINGS: [&str; 11] = [
     "title",
     "description",
     "entry",
@@ -25,7 +25,7 @@ const SETTINGS: [&str; 11] = [
     "quiet hours",
 ];
 /// Keywords that start a step.
-const STEPS: [&str; 11] = [
+pub const STEPS: [&str; 11] = [
     "wait", "send", "set", "add", "remove", "if", "branch", "split", "start", "exit", "else",
 ];
 const CHANNELS: [&str; 6] = ["email", "sms", "push", "in_app", "webhook", "destination"];

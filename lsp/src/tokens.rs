@@ -6,6 +6,7 @@ use journey_compiler::parse::RESERVED_WORDS;
 use journey_compiler::source::FileId;
 use tower_lsp_server::ls_types::{SemanticToken, SemanticTokenType, SemanticTokensLegend};
 
+use crate::complete;
 use crate::convert::LineIndex;
 
 /// The token types, in the order of the legend (a token's type is its index here).
@@ -36,17 +37,9 @@ pub fn legend() -> SemanticTokensLegend {
     }
 }
 
-/// Words that are keywords where they stand (besides the reserved ones).
-const CONTEXTUAL: [&str; 48] = [
-    "title",
-    "description",
-    "entry",
-    "audience",
-    "reentry",
-    "correlate",
-    "goal",
-    "timeout",
-    "timezone",
+/// Words that are keywords where they stand, besides the reserved ones and the settings and
+/// steps that completion offers.
+const CONTEXTUAL: [&str; 34] = [
     "quiet",
     "hours",
     "on",
@@ -80,13 +73,16 @@ const CONTEXTUAL: [&str; 48] = [
     "tue",
     "wed",
     "thu",
-    "fri",
-    "sat",
-    "sun",
-    "profile",
     "is",
-    "set",
 ];
+
+fn is_keyword(word: &str) -> bool {
+    RESERVED_WORDS.contains(&word)
+        || CONTEXTUAL.contains(&word)
+        || complete::SETTINGS.contains(&word)
+        || complete::STEPS.contains(&word)
+        || ["fri", "sat", "sun", "profile", "set"].contains(&word)
+}
 
 fn token_type(symbol: &Symbol) -> u32 {
     match symbol {
@@ -157,9 +153,7 @@ pub fn tokens(text: &str, index: Option<(&Index, FileId)>) -> Vec<SemanticToken>
                     .map(|(_, _, t)| *t);
                 match named {
                     Some(kind) => found.push((start, i, kind)),
-                    None if RESERVED_WORDS.contains(&word) || CONTEXTUAL.contains(&word) => {
-                        found.push((start, i, KEYWORD))
-                    }
+                    None if is_keyword(word) => found.push((start, i, KEYWORD)),
                     None => {}
                 }
             }
