@@ -119,6 +119,9 @@ struct User {
     /// How many of `instances` each journey has (journeys with none are left out): an input
     /// no journey here can be concerned by passes over a long instance list unread.
     journeys: SmallVec<[(u32, u32); 2]>,
+    /// For a user with many instances: how many have each (journey, key tag), so that an entry
+    /// need not scan them all to learn that none runs with its key.
+    running: Option<Box<FxHashMap<(u32, u32), u32>>>,
 }
 
 /// The past entries of a user into one journey with one key, as far as the journey's reentry
@@ -216,6 +219,9 @@ struct Pending {
     slots: Vec<Value>,
     cancelled: bool,
 }
+
+/// From this many instances on, a user's running keys are indexed (`User::running`).
+const MANY_INSTANCES: usize = 32;
 
 /// A short hash of a correlation key: equal keys have equal tags, so comparing tags first spares
 /// reading most other keys (which live elsewhere in memory).
@@ -1040,15 +1046,20 @@ impl<'p> Engine<'p> {
             return false;
         };
         let tag = key_tag(key);
-        let running = u.instances.iter().any(|(j, i, t)| {
-            *j == journey
-                && *t == tag
-                && self
-                    .instances
-                    .get(*i as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|inst| inst.journey == journey && inst.key == *key)
-        });
+        let maybe_running = u
+            .running
+            .as_ref()
+            .is_none_or(|index| index.contains_key(&(journey, tag)));
+        let running = maybe_running
+            && u.instances.iter().any(|(j, i, t)| {
+                *j == journey
+                    && *t == tag
+                    && self
+                        .instances
+                        .get(*i as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|inst| inst.journey == journey && inst.key == *key)
+            });
         let pending = u
             .pending
             .iter()
@@ -1119,6 +1130,17 @@ impl<'p> Engine<'p> {
         if let Some(u) = self.users.get_mut(user as usize) {
             let tag = key_tag(&key);
             u.instances.push((journey, index as u32, tag));
+            match &mut u.running {
+                Some(running) => *running.entry((journey, tag)).or_insert(0) += 1,
+                None if u.instances.len() > MANY_INSTANCES => {
+                    let mut running: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+                    for (j, _, t) in &u.instances {
+                        *running.entry((*j, *t)).or_insert(0) += 1;
+                    }
+                    u.running = Some(Box::new(running));
+                }
+                None => {}
+            }
             match u.journeys.iter_mut().find(|(j, _)| *j == journey) {
                 Some((_, count)) => *count += 1,
                 None => u.journeys.push((journey, 1)),
@@ -1345,7 +1367,20 @@ impl<'p> Engine<'p> {
         self.free.push(index);
         self.deferred.remove(&index);
         if let Some(u) = self.users.get_mut(instance.user as usize) {
+            let removed = u
+                .instances
+                .iter()
+                .find(|(_, i, _)| *i as usize == index)
+                .copied();
             u.instances.retain(|(_, i, _)| *i as usize != index);
+            if let (Some(running), Some((j, _, t))) = (&mut u.running, removed) {
+                if let Some(count) = running.get_mut(&(j, t)) {
+                    *count -= 1;
+                    if *count == 0 {
+                        running.remove(&(j, t));
+                    }
+                }
+            }
             if let Some(at) = u.journeys.iter().position(|(j, _)| *j == instance.journey) {
                 u.journeys[at].1 -= 1;
                 if u.journeys[at].1 == 0 {
