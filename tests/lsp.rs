@@ -537,3 +537,32 @@ fn semantic_tokens_tell_names_apart() {
     assert!(has("j", "class") && has("s", "parameter") && has("first", "function"));
     client.stop();
 }
+
+/// Diagnostics follow imports: an unsaved change to an imported file (outside the workspace
+/// folder) shows up as an error in the file that imports it.
+#[test]
+fn diagnostics_follow_imports_and_their_unsaved_buffers() {
+    let shared = workspace(
+        "imported",
+        &[("schema.journey", "event Seen { page: string }\n")],
+    );
+    let importer = format!(
+        "import \"{}\"\njourney j {{ entry on Seen }}\n",
+        shared.join("schema.journey").display()
+    );
+    let folder = workspace("importer", &[("j.journey", &importer)]);
+    let (file, schema) = (
+        uri(&folder.join("j.journey")),
+        uri(&shared.join("schema.journey")),
+    );
+    let mut client = start();
+    initialize(&mut client, &folder);
+    // Renaming the event in the imported buffer, unsaved, breaks the importer.
+    open(&mut client, &schema, "event Viewed { page: string }\n");
+    let published = client.diagnostics_for(&file);
+    assert_eq!(published["diagnostics"][0]["code"], "E0202", "{published}");
+    assert!(published["diagnostics"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("Seen")));
+    client.stop();
+}
