@@ -123,6 +123,23 @@ impl Diagnostic {
         self
     }
 
+    /// "did you mean SHOWN?" with the fix that writes `replacement` over `span` (`shown` is
+    /// how the suggestion reads in prose: `` `name` `` or `"value"`).
+    pub fn did_you_mean(
+        self,
+        file: FileId,
+        span: Span,
+        shown: &str,
+        replacement: impl Into<String>,
+    ) -> Diagnostic {
+        self.help(format!("did you mean {shown}?")).fix(
+            format!("replace with {shown}"),
+            file,
+            span,
+            replacement,
+        )
+    }
+
     /// The label that locates the diagnostic.
     pub fn location(&self) -> Option<&Label> {
         self.labels

@@ -74,12 +74,17 @@ impl Index {
             }
         }
         // Events and fields declared in JSON-Schema tracking plans (not in any AST).
+        let in_ast: std::collections::BTreeSet<String> = walker
+            .out
+            .iter()
+            .filter(|o| o.declaration)
+            .filter_map(|o| match &o.symbol {
+                Symbol::Event(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
         for event in program.events.values() {
-            let in_ast = walker
-                .out
-                .iter()
-                .any(|o| o.declaration && o.symbol == Symbol::Event(event.name.clone()));
-            if !in_ast {
+            if !in_ast.contains(&event.name) {
                 walker.out.push(Occurrence {
                     file: event.file,
                     span: event.span,

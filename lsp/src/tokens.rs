@@ -39,7 +39,7 @@ pub fn legend() -> SemanticTokensLegend {
 
 /// Words that are keywords where they stand, besides the reserved ones and the settings and
 /// steps that completion offers.
-const CONTEXTUAL: [&str; 34] = [
+const CONTEXTUAL: [&str; 39] = [
     "quiet",
     "hours",
     "on",
@@ -73,7 +73,12 @@ const CONTEXTUAL: [&str; 34] = [
     "tue",
     "wed",
     "thu",
+    "fri",
+    "sat",
+    "sun",
     "is",
+    "set",
+    "profile",
 ];
 
 fn is_keyword(word: &str) -> bool {
@@ -81,7 +86,6 @@ fn is_keyword(word: &str) -> bool {
         || CONTEXTUAL.contains(&word)
         || complete::SETTINGS.contains(&word)
         || complete::STEPS.contains(&word)
-        || ["fri", "sat", "sun", "profile", "set"].contains(&word)
 }
 
 fn token_type(symbol: &Symbol) -> u32 {

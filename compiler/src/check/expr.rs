@@ -170,14 +170,8 @@ impl Checker<'_> {
             .primary(file, span, "not an allowed value")
             .note(format!("the allowed values are {}", allowed.join(", ")));
             if let Some(suggestion) = did_you_mean(literal, values.iter().map(String::as_str)) {
-                diagnostic = diagnostic
-                    .help(format!("did you mean \"{suggestion}\"?"))
-                    .fix(
-                        format!("replace with \"{suggestion}\""),
-                        file,
-                        span,
-                        format!("{suggestion:?}"),
-                    );
+                let quoted = format!("{suggestion:?}");
+                diagnostic = diagnostic.did_you_mean(file, span, &quoted, quoted.clone());
             }
             self.error(diagnostic);
         }
@@ -799,14 +793,8 @@ impl Checker<'_> {
                 )
                 .primary(file, key.span, "unknown field");
                 if let Some(suggestion) = did_you_mean(&key.name, expected.names()) {
-                    diagnostic = diagnostic
-                        .help(format!("did you mean `{suggestion}`?"))
-                        .fix(
-                            format!("replace with `{suggestion}`"),
-                            file,
-                            key.span,
-                            suggestion,
-                        );
+                    let shown = format!("`{suggestion}`");
+                    diagnostic = diagnostic.did_you_mean(file, key.span, &shown, suggestion);
                 } else {
                     let names: Vec<String> = expected.names().map(|n| format!("`{n}`")).collect();
                     if !names.is_empty() {

@@ -467,14 +467,8 @@ impl<'w> Checker<'w> {
         let mut diagnostic = Diagnostic::new(code, format!("there is no {what} `{}`", name.name))
             .primary(file, name.span, format!("unknown {what}"));
         if let Some(suggestion) = did_you_mean(&name.name, known.clone()) {
-            diagnostic = diagnostic
-                .help(format!("did you mean `{suggestion}`?"))
-                .fix(
-                    format!("replace with `{suggestion}`"),
-                    file,
-                    name.span,
-                    suggestion,
-                );
+            diagnostic =
+                diagnostic.did_you_mean(file, name.span, &format!("`{suggestion}`"), suggestion);
         } else {
             let mut all: Vec<&str> = known.into_iter().collect();
             all.sort_unstable();

@@ -419,6 +419,7 @@ impl<'p> Engine<'p> {
             })
             .collect();
         let prepared = Prepared::new(program);
+        let keep = retention(program);
         Engine {
             program,
             users: Vec::new(),
@@ -444,17 +445,16 @@ impl<'p> Engine<'p> {
             zones: FxHashMap::default(),
             history_slots: {
                 let mut next = 0;
-                retention(program)
-                    .iter()
-                    .map(|keep| {
-                        keep.map(|_| {
+                keep.iter()
+                    .map(|kept| {
+                        kept.map(|_| {
                             next += 1;
                             next - 1
                         })
                     })
                     .collect()
             },
-            kept_types: retention(program).iter().flatten().count(),
+            kept_types: keep.iter().flatten().count(),
             cancels: (0..program.events.len() as u32)
                 .map(|event| {
                     program.journeys.iter().any(|j| {
@@ -481,7 +481,7 @@ impl<'p> Engine<'p> {
             timers_fired: 0,
             trace: None,
             only: None,
-            retention: retention(program),
+            retention: keep,
         }
     }
 
