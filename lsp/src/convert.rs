@@ -2,6 +2,7 @@
 //! protocol counts by default) and LSP diagnostics; LSP positions → byte offsets.
 
 use journey_compiler::diagnostic::{Diagnostic, Severity};
+use journey_compiler::source::{FileId, SourceMap, Span};
 use tower_lsp_server::ls_types::{
     self as lsp, DiagnosticRelatedInformation, DiagnosticSeverity, Location, NumberOrString,
     Position, Range, Uri,
@@ -117,9 +118,17 @@ pub fn diagnostic(
     })
 }
 
-/// The URI of a file path.
+/// The URI of a file path (made absolute: URIs need one).
 pub fn uri(path: &std::path::Path) -> Option<Uri> {
-    Uri::from_file_path(path)
+    Uri::from_file_path(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// Where `span` of `file` is, as the protocol says it.
+pub fn location(sources: &SourceMap, file: FileId, span: Span) -> Option<Location> {
+    let source = sources.get(file);
+    let index = LineIndex::new(&source.text);
+    let range = index.range(&source.text, span.start as usize, span.end as usize);
+    Some(Location::new(uri(&source.path)?, range))
 }
 
 #[cfg(test)]

@@ -59,16 +59,7 @@ impl Backend {
             let path = source.path.clone();
             let index = LineIndex::new(&source.text);
             let locate = |label: &journey_compiler::diagnostic::Label| {
-                let other = sources.get(label.file);
-                let other_index = LineIndex::new(&other.text);
-                Some(Location::new(
-                    convert::uri(&absolute(&other.path))?,
-                    other_index.range(
-                        &other.text,
-                        label.span.start as usize,
-                        label.span.end as usize,
-                    ),
-                ))
+                convert::location(sources, label.file, label.span)
             };
             let here = |label: &journey_compiler::diagnostic::Label| label.file == file;
             let diagnostics: Vec<Diagnostic> = analysis
@@ -110,7 +101,7 @@ impl Backend {
         state.analysis = Some(analysis);
         drop(guard);
         for (path, diagnostics, version) in batches {
-            if let Some(uri) = convert::uri(&absolute(&path)) {
+            if let Some(uri) = convert::uri(&path) {
                 self.client
                     .publish_diagnostics(uri, diagnostics, version)
                     .await;
@@ -176,11 +167,6 @@ fn timing(earliest: u64, latest: Option<u64>) -> String {
         Some(latest) => format!("{} .. {}", at(earliest), at(latest)),
         None => format!("{} ..", at(earliest)),
     }
-}
-
-/// An absolute path (URIs need one).
-pub(crate) fn absolute(path: &std::path::Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn path_of(uri: &Uri) -> Option<PathBuf> {
@@ -398,19 +384,10 @@ impl LanguageServer for Backend {
                 let mut changes: std::collections::HashMap<Uri, Vec<TextEdit>> =
                     std::collections::HashMap::new();
                 for edit in &fix.edits {
-                    let source = sources.get(edit.file);
-                    let edit_index = LineIndex::new(&source.text);
-                    let Some(uri) = convert::uri(&absolute(&source.path)) else {
-                        continue;
-                    };
-                    changes.entry(uri).or_default().push(TextEdit::new(
-                        edit_index.range(
-                            &source.text,
-                            edit.span.start as usize,
-                            edit.span.end as usize,
-                        ),
-                        edit.text.clone(),
-                    ));
+                    if let Some(at) = convert::location(sources, edit.file, edit.span) {
+                        let change = TextEdit::new(at.range, edit.text.clone());
+                        changes.entry(at.uri).or_default().push(change);
+                    }
                 }
                 actions.push(CodeActionOrCommand::CodeAction(CodeAction {
                     title: fix.title.clone(),

@@ -38,15 +38,11 @@ impl<'a> Navigator<'a> {
     }
 
     fn location(&self, occurrence: &Occurrence) -> Option<Location> {
-        let source = self.analysis.workspace.sources.get(occurrence.file);
-        let uri = convert::uri(&crate::absolute(&source.path))?;
-        let index = LineIndex::new(&source.text);
-        let range = index.range(
-            &source.text,
-            occurrence.span.start as usize,
-            occurrence.span.end as usize,
-        );
-        Some(Location::new(uri, range))
+        convert::location(
+            &self.analysis.workspace.sources,
+            occurrence.file,
+            occurrence.span,
+        )
     }
 
     pub fn definition(&self, file: FileId, offset: u32) -> Option<Location> {
