@@ -243,7 +243,7 @@ fn random_streams_are_deterministic() {
         engine
             .timeline
             .iter()
-            .map(|r| record_json(&program, r).to_string())
+            .map(|r| record_json(&engine, r).to_string())
             .collect::<Vec<_>>()
     };
     let first = timeline();

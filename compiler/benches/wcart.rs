@@ -53,7 +53,10 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
-    let events = users * 3;
+    let events: usize = std::env::var("WCART_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(users * 3);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let files: Vec<PathBuf> = [
         "shop",

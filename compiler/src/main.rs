@@ -562,8 +562,8 @@ fn simulate(
     let mut out = std::io::stdout().lock();
     for record in &engine.timeline {
         let line = match format {
-            TimelineFormat::Jsonl => sim::record_json(&program, record).to_string(),
-            TimelineFormat::Human => sim::record_text(&program, record),
+            TimelineFormat::Jsonl => sim::record_json(&engine, record).to_string(),
+            TimelineFormat::Human => sim::record_text(&engine, record),
         };
         if writeln!(out, "{line}").is_err() {
             return ExitCode::from(2);

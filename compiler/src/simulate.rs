@@ -3,8 +3,6 @@
 //! The library part: decoding the input lines, running the engine, formatting records. Reading
 //! files and printing stay in `main.rs`.
 
-use std::sync::Arc;
-
 use journey_runtime::bytecode::{disasm, Program};
 use journey_runtime::value::Value;
 use journey_runtime::vm::input::{self, Decoded, Input};
@@ -95,11 +93,12 @@ fn step_name(program: &Program, record: &Record, step: u32) -> String {
         .map_or_else(String::new, |s| program.string(s.name).to_string())
 }
 
-/// One record as a JSON object with the normative keys.
-pub fn record_json(program: &Program, record: &Record) -> Json {
+/// One record of `engine`'s timeline as a JSON object with the normative keys.
+pub fn record_json(engine: &Engine, record: &Record) -> Json {
+    let program = engine.program();
     let mut object = Map::new();
     object.insert("at".into(), json!(rfc3339(record.at)));
-    object.insert("user".into(), json!(&*record.user));
+    object.insert("user".into(), json!(engine.user_name(record.user)));
     let journey = program
         .journeys
         .get(record.journey as usize)
@@ -153,9 +152,9 @@ pub fn record_json(program: &Program, record: &Record) -> Json {
     Json::Object(object)
 }
 
-/// One record for people: `time  user  journey  what`.
-pub fn record_text(program: &Program, record: &Record) -> String {
-    let object = record_json(program, record);
+/// One record of `engine`'s timeline for people: `time  user  journey  what`.
+pub fn record_text(engine: &Engine, record: &Record) -> String {
+    let object = record_json(engine, record);
     let get = |key: &str| {
         object
             .get(key)
@@ -197,20 +196,9 @@ pub fn record_text(program: &Program, record: &Record) -> String {
     format!(
         "{}  {}  {}{key}  {what}",
         get("at"),
-        record.user,
+        engine.user_name(record.user),
         get("journey")
     )
-}
-
-/// The users in order of first appearance, for summaries.
-pub fn users(timeline: &[Record]) -> Vec<Arc<str>> {
-    let mut seen: Vec<Arc<str>> = Vec::new();
-    for record in timeline {
-        if !seen.contains(&record.user) {
-            seen.push(record.user.clone());
-        }
-    }
-    seen
 }
 
 /// The engine's counts for people: per journey its entries, outcomes and conversion (goals /

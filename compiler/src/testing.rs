@@ -162,7 +162,7 @@ fn run_test(program: &Program, test: &ast::TestDecl, file: String, line: usize) 
         .timeline
         .iter()
         .filter(|r| journeys.contains(&r.journey))
-        .map(|r| record_text(program, r))
+        .map(|r| record_text(&engine, r))
         .collect();
     result
 }

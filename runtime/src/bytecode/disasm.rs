@@ -289,7 +289,12 @@ pub fn disassemble(p: &Program) -> String {
             }
         }
         if let Some(ms) = journey.timeout_ms {
-            let _ = writeln!(out, "  timeout {}", duration(ms));
+            let run = match super::lifetime::longest_run(p, journey) {
+                Some(run) if run < ms => format!("body ends within {}: not armed", duration(run)),
+                Some(run) => format!("body can run {}: armed", duration(run)),
+                None => "body has no bound: armed".to_string(),
+            };
+            let _ = writeln!(out, "  timeout {} ({run})", duration(ms));
         }
         if let Some(q) = journey.quiet {
             let mode = if q.skip { "skip" } else { "defer" };

@@ -4,6 +4,7 @@
 
 mod container;
 pub mod disasm;
+pub mod lifetime;
 pub mod opcode;
 pub mod verify;
 

@@ -34,7 +34,9 @@ pub type UserId = u32;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub at: i64,
-    pub user: Arc<str>,
+    /// The user's id: `Engine::user_name` names it. (An id, not the name: a record for a
+    /// user seen long ago would otherwise read the name's memory just to count a reference.)
+    pub user: UserId,
     pub journey: u32,
     pub key: Option<Arc<str>>,
     pub kind: RecordKind,
@@ -82,7 +84,7 @@ impl Outcome {
 }
 
 /// An instance reached a step: (time, user, journey, step).
-pub type StepReached = (i64, Arc<str>, u32, u32);
+pub type StepReached = (i64, UserId, u32, u32);
 
 /// Counts per journey, for stats.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -341,6 +343,9 @@ pub struct Engine<'p> {
     zones: FxHashMap<Arc<str>, chrono_tz::Tz>,
     /// Per journey: which inputs can concern its instances.
     interests: Vec<Interest>,
+    /// Per journey: its timeout, when the body can outlast it (`bytecode::lifetime`); a
+    /// timeout no instance can live to see is not armed.
+    armed_timeouts: Vec<Option<i64>>,
     /// A reused buffer of instance slots (see `user_instances`).
     scratch: Vec<usize>,
     /// Per event type: the journeys with scheduled entries whose audience needs it.
@@ -439,6 +444,11 @@ impl<'p> Engine<'p> {
                 .journeys
                 .iter()
                 .map(|j| Interest::of(j, program.events.len(), &prepared))
+                .collect(),
+            armed_timeouts: program
+                .journeys
+                .iter()
+                .map(|j| bc::lifetime::armed_timeout(program, j))
                 .collect(),
             prepared,
             scratch: Vec::new(),
@@ -701,11 +711,19 @@ impl<'p> Engine<'p> {
             })
     }
 
-    /// A user's name, for the timeline.
-    fn name(&self, user: UserId) -> Arc<str> {
-        self.users
-            .get(user as usize)
-            .map_or_else(|| Arc::from(""), |u| u.name.clone())
+    /// The program the engine runs.
+    pub fn program(&self) -> &'p Program {
+        self.program
+    }
+
+    /// The name of the user with id `user` (as inputs gave it; empty for an unknown id).
+    pub fn user_name(&self, user: UserId) -> &str {
+        self.users.get(user as usize).map_or("", |u| &u.name)
+    }
+
+    /// The id of the user called `name`, if an input has named them.
+    pub fn user_id(&self, name: &str) -> Option<UserId> {
+        self.user_ids.get(name).copied()
     }
 
     /// Schedules the next time-based entry of `user` into `journey`, if it has one.
@@ -1173,15 +1191,14 @@ impl<'p> Engine<'p> {
             }
         }
         self.stats[journey as usize].entered += 1;
-        let name = self.name(user);
         self.timeline.push(Record {
             at: now,
-            user: name,
+            user,
             journey,
             key,
             kind: RecordKind::Entered,
         });
-        if let Some(timeout) = desc.timeout_ms {
+        if let Some(timeout) = self.armed_timeouts[journey as usize] {
             self.set_timer(
                 Due::After(timeout),
                 Timer::Timeout {
@@ -1392,10 +1409,9 @@ impl<'p> Engine<'p> {
             .outcomes
             .entry(outcome)
             .or_insert(0) += 1;
-        let user_name = self.name(instance.user);
         self.timeline.push(Record {
             at: self.now,
-            user: user_name,
+            user: instance.user,
             journey: instance.journey,
             key: instance.key,
             kind: RecordKind::Exited { outcome, name },
@@ -1448,11 +1464,8 @@ impl<'p> Engine<'p> {
                         instance.step = a as u16;
                         reached_by = Some(instance.user);
                     }
-                    if let (Some(user), true) = (reached_by, self.trace.is_some()) {
-                        let name = self.name(user);
-                        if let Some(trace) = &mut self.trace {
-                            trace.push((now, name, journey, a));
-                        }
+                    if let (Some(user), Some(trace)) = (reached_by, &mut self.trace) {
+                        trace.push((now, user, journey, a));
                     }
                     self.set_pc(index, next);
                 }
@@ -1653,10 +1666,9 @@ impl<'p> Engine<'p> {
             return;
         };
         let now = self.now;
-        let name = self.name(user);
         let skip = |reason: &'static str| Record {
             at: now,
-            user: name.clone(),
+            user,
             journey,
             key: key.clone(),
             kind: RecordKind::Skipped { step, reason },
@@ -1708,7 +1720,7 @@ impl<'p> Engine<'p> {
         };
         self.timeline.push(Record {
             at: now,
-            user: name,
+            user,
             journey,
             key,
             kind: record,
@@ -1783,7 +1795,7 @@ impl<'p> Engine<'p> {
             hash ^= 0xff;
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         };
-        feed(self.name(instance.user).as_bytes());
+        feed(self.user_name(instance.user).as_bytes());
         feed(instance.key.as_deref().unwrap_or("").as_bytes());
         feed(
             self.program
