@@ -1686,16 +1686,21 @@ impl<'p> Engine<'p> {
                 .users
                 .get(user as usize)
                 .map_or(&[][..], |u| u.sends.as_slice());
-            let capped = self.program.caps.iter().any(|cap| {
-                let counted = sends
-                    .iter()
-                    .filter(|(t, c)| {
-                        now - t < cap.window_ms && cap.channel.is_none_or(|channel| channel == *c)
-                    })
-                    .count();
-                (cap.channel.is_none() || cap.channel == Some(s.channel))
-                    && counted as u32 >= cap.limit
-            });
+            let capped = self
+                .program
+                .caps
+                .iter()
+                .filter(|cap| cap.channel.is_none_or(|channel| channel == s.channel))
+                .any(|cap| {
+                    // Sends are kept oldest first: count back from the newest.
+                    let counted = sends
+                        .iter()
+                        .rev()
+                        .take_while(|(t, _)| now - t < cap.window_ms)
+                        .filter(|(_, c)| cap.channel.is_none_or(|channel| channel == *c))
+                        .count();
+                    counted as u32 >= cap.limit
+                });
             if capped {
                 self.timeline.push(skip("capped"));
                 return;
@@ -1882,18 +1887,30 @@ impl<'p> Engine<'p> {
                 None => events.len(),
             },
         };
-        let mut matching = events[first..].iter().filter(|(t, fields)| {
-            *t <= now
-                && (q.filter == NONE || {
-                    let context = Reader {
-                        event: Some(fields),
-                        ..*reader
-                    };
-                    self.program
-                        .blocks
-                        .get(q.filter as usize)
-                        .is_some_and(|b| eval::eval(&self.prepared, b, &context).is_true())
-                })
+        // History is appended as inputs come, so nothing kept is later than `now`.
+        let events = &events[first..];
+        if q.filter == NONE {
+            return match op {
+                HistoryOp::Count => Value::Int(events.len() as i64),
+                HistoryOp::Did => Value::Bool(!events.is_empty()),
+                HistoryOp::Last => events
+                    .last()
+                    .map_or(Value::Absent, |(_, fields)| Value::Record(fields.clone())),
+                HistoryOp::Sum => Value::Float(
+                    events
+                        .iter()
+                        .map(|(_, fields)| number(fields.get(q.field as usize)))
+                        .sum(),
+                ),
+            };
+        }
+        let filter = self.program.blocks.get(q.filter as usize);
+        let mut matching = events.iter().filter(|(_, fields)| {
+            let context = Reader {
+                event: Some(fields),
+                ..*reader
+            };
+            filter.is_some_and(|b| eval::eval(&self.prepared, b, &context).is_true())
         });
         match op {
             HistoryOp::Count => Value::Int(matching.count() as i64),
@@ -1903,14 +1920,19 @@ impl<'p> Engine<'p> {
                 .map_or(Value::Absent, |(_, fields)| Value::Record(fields.clone())),
             HistoryOp::Sum => Value::Float(
                 matching
-                    .map(|(_, fields)| match fields.get(q.field as usize) {
-                        Some(Value::Int(n)) => *n as f64,
-                        Some(Value::Float(n)) => *n,
-                        _ => 0.0,
-                    })
+                    .map(|(_, fields)| number(fields.get(q.field as usize)))
                     .sum(),
             ),
         }
+    }
+}
+
+/// A field summed by `sum(E.f …)`: its number, 0 when absent.
+fn number(value: Option<&Value>) -> f64 {
+    match value {
+        Some(Value::Int(n)) => *n as f64,
+        Some(Value::Float(n)) => *n,
+        _ => 0.0,
     }
 }
 
