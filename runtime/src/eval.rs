@@ -19,7 +19,7 @@ use smallvec::SmallVec;
 use crate::bytecode::opcode::{decode, Instruction, Opcode};
 use crate::bytecode::verify::kind;
 use crate::bytecode::{Block, Constant, Program};
-use crate::value::Value;
+use crate::value::{Str, Value};
 
 /// An expression's operand stack: on the machine stack unless the block nests deeply.
 pub type Stack = SmallVec<[Value; 16]>;
@@ -68,8 +68,11 @@ impl<'p> Prepared<'p> {
                 single => std::slice::from_ref(single),
             };
             for item in items {
-                if let Value::Str(s) = item {
-                    strings.insert(s.clone());
+                if let Some(shared) = match item {
+                    Value::Str(s) => s.shared(),
+                    _ => None,
+                } {
+                    strings.insert(shared.clone());
                 }
             }
         }
@@ -176,14 +179,14 @@ impl<'p> Prepared<'p> {
             .unwrap_or(Value::Absent)
     }
 
-    /// Makes an input string that equals a constant of the program share the constant's
-    /// storage. Such strings are the ones code compares (`plan == "free"`, `country in ["US",
-    /// "CA"]`): shared, they compare by pointer, and millions of users' copies of `"US"`
-    /// become one.
+    /// Makes a long input string that equals a constant of the program share the constant's
+    /// storage. Such strings are the ones code compares (`plan == "enterprise-annual"`):
+    /// shared, they compare by pointer, and millions of users' copies become one. (Short
+    /// strings are kept in place, `value::Str`, and need no sharing.)
     pub fn intern(&self, value: &mut Value) {
         if let Value::Str(s) = value {
-            if let Some(shared) = self.strings.get(&**s) {
-                *s = shared.clone();
+            if let Some(shared) = s.shared().and_then(|long| self.strings.get(&**long)) {
+                *s = Str::from(shared.clone());
             }
         }
     }
@@ -448,7 +451,7 @@ fn constant(program: &Program, index: u32) -> Value {
     match program.constants.get(index as usize) {
         Some(Constant::Int(n)) => Value::Int(*n),
         Some(Constant::Float(n)) => Value::Float(*n),
-        Some(Constant::String(s)) => Value::Str(Arc::from(program.string(*s))),
+        Some(Constant::String(s)) => Value::str(program.string(*s)),
         Some(Constant::Bool(b)) => Value::Bool(*b),
         Some(Constant::Duration(ms)) => Value::Duration(*ms),
         Some(Constant::Timestamp(ms)) => Value::Timestamp(*ms),

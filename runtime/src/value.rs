@@ -1,6 +1,7 @@
 //! The values the VM computes with.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A value on the VM's stack, in a slot, a profile or an event.
@@ -14,7 +15,7 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Arc<str>),
+    Str(Str),
     /// Milliseconds since the Unix epoch.
     Timestamp(i64),
     /// Milliseconds.
@@ -26,7 +27,7 @@ pub enum Value {
 
 impl Value {
     pub fn str(s: &str) -> Value {
-        Value::Str(Arc::from(s))
+        Value::Str(Str::new(s))
     }
 
     /// Whether the value is there (neither absent nor missing).
@@ -63,5 +64,136 @@ impl fmt::Debug for Value {
                 f.write_str("}")
             }
         }
+    }
+}
+
+/// A string value. Up to `Str::INLINE` bytes it is kept in place — no allocation, no reference
+/// count, no pointer to follow: most strings a journey reads (ids, plans, countries, cart keys)
+/// are that short. Longer ones are shared behind an `Arc`.
+#[derive(Clone)]
+pub struct Str(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// `len` bytes of UTF-8 at the start of `bytes`.
+    Inline { len: u8, bytes: [u8; Str::INLINE] },
+    Shared(Arc<str>),
+}
+
+impl Str {
+    /// The longest string kept in place (so that a `Value` stays 24 bytes).
+    pub const INLINE: usize = 22;
+
+    pub fn new(s: &str) -> Str {
+        if s.len() <= Str::INLINE {
+            let mut bytes = [0; Str::INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Str(Repr::Inline {
+                len: s.len() as u8,
+                bytes,
+            })
+        } else {
+            Str(Repr::Shared(Arc::from(s)))
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::Shared(s) => s.as_bytes(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Always valid: the bytes were copied from a `str` (`Str::new`).
+            Repr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            Repr::Shared(s) => s,
+        }
+    }
+
+    /// The shared storage of a string too long to keep in place.
+    pub fn shared(&self) -> Option<&Arc<str>> {
+        match &self.0 {
+            Repr::Inline { .. } => None,
+            Repr::Shared(s) => Some(s),
+        }
+    }
+}
+
+impl From<Arc<str>> for Str {
+    fn from(s: Arc<str>) -> Str {
+        if s.len() <= Str::INLINE {
+            Str::new(&s)
+        } else {
+            Str(Repr::Shared(s))
+        }
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Str {
+    fn eq(&self, other: &Str) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Shared(a), Repr::Shared(b)) if Arc::ptr_eq(a, b) => true,
+            _ => self.as_bytes() == other.as_bytes(),
+        }
+    }
+}
+
+impl Eq for Str {}
+
+impl PartialOrd for Str {
+    fn partial_cmp(&self, other: &Str) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Str {
+    /// UTF-8 byte order is the order of the characters.
+    fn cmp(&self, other: &Str) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for Str {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl fmt::Debug for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_strings_are_kept_in_place_and_long_ones_shared() {
+        for s in ["", "US", "exactly-twenty-two-by", "twenty-three bytes long", "çok güzel"] {
+            let value = Str::new(s);
+            assert_eq!(value.as_str(), s);
+            assert_eq!(value.shared().is_some(), s.len() > Str::INLINE, "{s}");
+            assert_eq!(Str::from(Arc::<str>::from(s)), value);
+        }
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+        assert!(Str::new("a") < Str::new("b") && Str::new("ab") > Str::new("a"));
+        assert!(Str::new("é") > Str::new("z"), "byte order is character order");
     }
 }

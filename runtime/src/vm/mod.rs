@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::bytecode::opcode::Opcode;
 use crate::bytecode::{self as bc, Channel, Program, NONE};
 use crate::eval::{self, Context, Flow, HistoryOp, Prepared};
-use crate::value::Value;
+use crate::value::{Str, Value};
 use input::Input;
 
 /// A user's index in the engine, given in the order users are first seen.
@@ -38,7 +38,7 @@ pub struct Record {
     /// user seen long ago would otherwise read the name's memory just to count a reference.)
     pub user: UserId,
     pub journey: u32,
-    pub key: Option<Arc<str>>,
+    pub key: Option<Str>,
     pub kind: RecordKind,
 }
 
@@ -133,7 +133,7 @@ struct EntryLog {
     journey: u32,
     /// `key_tag(key)`, compared before the key.
     tag: u32,
-    key: Option<Arc<str>>,
+    key: Option<Str>,
     times: SmallVec<[i64; 2]>,
 }
 
@@ -172,7 +172,7 @@ enum Waiting {
 struct Instance {
     journey: u32,
     user: UserId,
-    key: Option<Arc<str>>,
+    key: Option<Str>,
     entered_at: i64,
     pc: u32,
     slots: Box<[Value]>,
@@ -216,7 +216,7 @@ enum Timer {
 struct Pending {
     journey: u32,
     user: UserId,
-    key: Option<Arc<str>>,
+    key: Option<Str>,
     /// The slots the instance will start with (captured from the entry event).
     slots: Vec<Value>,
     cancelled: bool,
@@ -227,10 +227,10 @@ const MANY_INSTANCES: usize = 32;
 
 /// A short hash of a correlation key: equal keys have equal tags, so comparing tags first spares
 /// reading most other keys (which live elsewhere in memory).
-fn key_tag(key: &Option<Arc<str>>) -> u32 {
+fn key_tag(key: &Option<Str>) -> u32 {
     use std::hash::{Hash, Hasher};
     let mut hasher = rustc_hash::FxHasher::default();
-    key.as_deref().hash(&mut hasher);
+    key.as_ref().map(Str::as_bytes).hash(&mut hasher);
     hasher.finish() as u32
 }
 
@@ -340,7 +340,7 @@ pub struct Engine<'p> {
     longest_cap: i64,
     /// Zones parsed so far, by name.
     /// (Fx hashing: only valid zone names are kept, a set no input can grow.)
-    zones: FxHashMap<Arc<str>, chrono_tz::Tz>,
+    zones: FxHashMap<Str, chrono_tz::Tz>,
     /// Per journey: which inputs can concern its instances.
     interests: Vec<Interest>,
     /// Per journey: its timeout, when the body can outlast it (`bytecode::lifetime`); a
@@ -1059,7 +1059,7 @@ impl<'p> Engine<'p> {
         self.start_instance(journey, user, slots, found_zone, key);
     }
 
-    fn reentry_allows(&self, journey: u32, user: UserId, key: &Option<Arc<str>>) -> bool {
+    fn reentry_allows(&self, journey: u32, user: UserId, key: &Option<Str>) -> bool {
         let Some(u) = self.users.get(user as usize) else {
             return false;
         };
@@ -1111,7 +1111,7 @@ impl<'p> Engine<'p> {
         user: UserId,
         slots: Vec<Value>,
         zone: Option<chrono_tz::Tz>,
-        key: Option<Arc<str>>,
+        key: Option<Str>,
     ) {
         let zone = match zone {
             Some(zone) => zone,
