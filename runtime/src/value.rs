@@ -76,7 +76,10 @@ pub struct Str(Repr);
 #[derive(Clone)]
 enum Repr {
     /// `len` bytes of UTF-8 at the start of `bytes`.
-    Inline { len: u8, bytes: [u8; Str::INLINE] },
+    Inline {
+        len: u8,
+        bytes: [u8; Str::INLINE],
+    },
     Shared(Arc<str>),
 }
 
@@ -121,6 +124,12 @@ impl Str {
     }
 }
 
+impl Default for Str {
+    fn default() -> Str {
+        Str::new("")
+    }
+}
+
 impl From<Arc<str>> for Str {
     fn from(s: Arc<str>) -> Str {
         if s.len() <= Str::INLINE {
@@ -162,9 +171,16 @@ impl Ord for Str {
     }
 }
 
+/// Hashed as its `str` is, so that maps keyed by `Str` are looked up by `&str`.
 impl Hash for Str {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Str {
+    fn borrow(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -186,7 +202,13 @@ mod tests {
 
     #[test]
     fn short_strings_are_kept_in_place_and_long_ones_shared() {
-        for s in ["", "US", "exactly-twenty-two-by", "twenty-three bytes long", "çok güzel"] {
+        for s in [
+            "",
+            "US",
+            "exactly-twenty-two-by",
+            "twenty-three bytes long",
+            "çok güzel",
+        ] {
             let value = Str::new(s);
             assert_eq!(value.as_str(), s);
             assert_eq!(value.shared().is_some(), s.len() > Str::INLINE, "{s}");
@@ -194,6 +216,9 @@ mod tests {
         }
         assert_eq!(std::mem::size_of::<Value>(), 24);
         assert!(Str::new("a") < Str::new("b") && Str::new("ab") > Str::new("a"));
-        assert!(Str::new("é") > Str::new("z"), "byte order is character order");
+        assert!(
+            Str::new("é") > Str::new("z"),
+            "byte order is character order"
+        );
     }
 }

@@ -99,7 +99,7 @@ pub struct JourneyStats {
 
 #[derive(Debug, Default)]
 struct User {
-    name: Arc<str>,
+    name: Str,
     /// Profile traits by field index (`None`: not set).
     traits: Vec<Option<Value>>,
     /// Events of each type the program keeps (`Engine::history_slots`), oldest first: (time,
@@ -312,7 +312,7 @@ pub struct Engine<'p> {
     users: Vec<User>,
     /// User ids by name: looked up, never iterated, so no hash order reaches the output.
     /// (SipHash, as for every map keyed by what inputs name: those keys are chosen by others.)
-    user_ids: HashMap<Arc<str>, UserId>,
+    user_ids: HashMap<Str, UserId>,
     instances: Vec<Option<Instance>>,
     pending: FxHashMap<u64, Pending>,
     next_pending: u64,
@@ -640,7 +640,7 @@ impl<'p> Engine<'p> {
 
     /// The id of the user called `name`, creating the user (and its schedules) when new.
     fn ensure_user(&mut self, name: &Arc<str>) -> UserId {
-        if let Some(id) = self.user_ids.get(name) {
+        if let Some(id) = self.user_ids.get(&**name) {
             return *id;
         }
         let profile_fields = self
@@ -649,11 +649,11 @@ impl<'p> Engine<'p> {
             .map_or(0, <[_]>::len);
         let id = self.users.len() as UserId;
         self.users.push(User {
-            name: name.clone(),
+            name: Str::from(name.clone()),
             traits: vec![None; profile_fields],
             ..Default::default()
         });
-        self.user_ids.insert(name.clone(), id);
+        self.user_ids.insert(Str::from(name.clone()), id);
         for journey in 0..self.program.journeys.len() as u32 {
             if self.program.journeys[journey as usize]
                 .audience_needs
