@@ -172,7 +172,6 @@ enum Waiting {
 struct Instance {
     journey: u32,
     user: UserId,
-    key: Option<Str>,
     entered_at: i64,
     pc: u32,
     slots: Box<[Value]>,
@@ -232,6 +231,23 @@ fn key_tag(key: &Option<Str>) -> u32 {
     let mut hasher = rustc_hash::FxHasher::default();
     key.as_ref().map(Str::as_bytes).hash(&mut hasher);
     hasher.finish() as u32
+}
+
+/// Where an instance of `journey` keeps its correlation key: the slot the `correlate` block
+/// reads when it reads just one (`correlate order.order_id`), else one more slot after the
+/// journey's own, filled at entry. (Kept in a slot, the key costs an instance nothing more.)
+fn key_slot(program: &Program, journey: &bc::JourneyDesc) -> Option<usize> {
+    use crate::bytecode::opcode::decode;
+    let block = program.blocks.get(journey.correlate as usize)?;
+    let end = block.offset + block.length;
+    let plain = decode(&program.code, block.offset, end)
+        .ok()
+        .filter(|load| load.opcode == Opcode::LoadSlot)
+        .and_then(|load| {
+            let ret = decode(&program.code, load.next, end).ok()?;
+            (ret.opcode == Opcode::Return && ret.next == end).then_some(load.operands[0] as usize)
+        });
+    Some(plain.unwrap_or(journey.slots.len()))
 }
 
 /// Which inputs can concern a journey's instances.
@@ -343,6 +359,8 @@ pub struct Engine<'p> {
     zones: FxHashMap<Str, chrono_tz::Tz>,
     /// Per journey: which inputs can concern its instances.
     interests: Vec<Interest>,
+    /// Per correlated journey: the slot of its instances that holds the key (`key_slot`).
+    key_slots: Vec<Option<usize>>,
     /// Per journey: its timeout, when the body can outlast it (`bytecode::lifetime`); a
     /// timeout no instance can live to see is not armed.
     armed_timeouts: Vec<Option<i64>>,
@@ -445,6 +463,7 @@ impl<'p> Engine<'p> {
                 .iter()
                 .map(|j| Interest::of(j, program.events.len(), &prepared))
                 .collect(),
+            key_slots: program.journeys.iter().map(|j| key_slot(program, j)).collect(),
             armed_timeouts: program
                 .journeys
                 .iter()
@@ -1076,7 +1095,9 @@ impl<'p> Engine<'p> {
                         .instances
                         .get(*i as usize)
                         .and_then(Option::as_ref)
-                        .is_some_and(|inst| inst.journey == journey && inst.key == *key)
+                        .is_some_and(|inst| {
+                            inst.journey == journey && self.key(inst) == key.as_ref()
+                        })
             });
         let pending = u
             .pending
@@ -1122,10 +1143,16 @@ impl<'p> Engine<'p> {
         let body = self.program.blocks[desc.body as usize];
         self.next_token = self.next_token.wrapping_add(1);
         let token = self.next_token;
+        let mut slots = slots;
+        if let (Some(at), Some(key)) = (self.key_slots[journey as usize], &key) {
+            if at >= slots.len() {
+                slots.resize(at + 1, Value::Absent);
+                slots[at] = Value::Str(key.clone());
+            }
+        }
         let instance = Instance {
             journey,
             user,
-            key: key.clone(),
             entered_at: now,
             pc: body.offset,
             slots: slots.into(),
@@ -1413,7 +1440,7 @@ impl<'p> Engine<'p> {
             at: self.now,
             user: instance.user,
             journey: instance.journey,
-            key: instance.key,
+            key: self.key(&instance).cloned(),
             kind: RecordKind::Exited { outcome, name },
         });
     }
@@ -1653,7 +1680,7 @@ impl<'p> Engine<'p> {
         let (journey, user, key, step, zone) = (
             instance.journey,
             instance.user,
-            instance.key.clone(),
+            self.key(instance).cloned(),
             if instance.step == u16::MAX {
                 NONE
             } else {
@@ -1786,6 +1813,15 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// An instance's correlation key (`key_slot`).
+    fn key<'i>(&self, instance: &'i Instance) -> Option<&'i Str> {
+        let at = (*self.key_slots.get(instance.journey as usize)?)?;
+        match instance.slots.get(at)? {
+            Value::Str(key) => Some(key),
+            _ => None,
+        }
+    }
+
     /// The split arm for an instance: a hash of (user, key, journey, step), so a replay agrees.
     fn split_arm(&self, index: usize, arms: &[bc::SplitArm]) -> usize {
         let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
@@ -1801,7 +1837,7 @@ impl<'p> Engine<'p> {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         };
         feed(self.user_name(instance.user).as_bytes());
-        feed(instance.key.as_deref().unwrap_or("").as_bytes());
+        feed(self.key(instance).map_or(&[][..], Str::as_bytes));
         feed(
             self.program
                 .string(self.program.journeys[instance.journey as usize].name)
