@@ -99,12 +99,11 @@ pub struct JourneyStats {
 
 #[derive(Debug, Default)]
 struct User {
-    name: Str,
     /// Profile traits by field index (`None`: not set).
-    traits: Vec<Option<Value>>,
+    traits: Box<[Option<Value>]>,
     /// Events of each type the program keeps (`Engine::history_slots`), oldest first: (time,
     /// fields). Empty until the user's first kept event.
-    history: Vec<Vec<(i64, Arc<[Value]>)>>,
+    history: Box<[Vec<(i64, Arc<[Value]>)>]>,
     /// Past entries per (journey, key), as far as reentry rules still read them.
     entries: Vec<EntryLog>,
     /// Sends that count toward caps: (time, channel).
@@ -326,6 +325,8 @@ pub struct Engine<'p> {
     prepared: Prepared<'p>,
     /// Users by their dense id, in the order first seen.
     users: Vec<User>,
+    /// Their names, by id (apart: only records and split hashing read them).
+    names: Vec<Str>,
     /// User ids by name: looked up, never iterated, so no hash order reaches the output.
     /// (SipHash, as for every map keyed by what inputs name: those keys are chosen by others.)
     user_ids: HashMap<Str, UserId>,
@@ -446,6 +447,7 @@ impl<'p> Engine<'p> {
         Engine {
             program,
             users: Vec::new(),
+            names: Vec::new(),
             user_ids: HashMap::new(),
             instances: Vec::new(),
             pending: FxHashMap::default(),
@@ -668,10 +670,10 @@ impl<'p> Engine<'p> {
             .map_or(0, <[_]>::len);
         let id = self.users.len() as UserId;
         self.users.push(User {
-            name: Str::from(name.clone()),
-            traits: vec![None; profile_fields],
+            traits: vec![None; profile_fields].into_boxed_slice(),
             ..Default::default()
         });
+        self.names.push(Str::from(name.clone()));
         self.user_ids.insert(Str::from(name.clone()), id);
         for journey in 0..self.program.journeys.len() as u32 {
             if self.program.journeys[journey as usize]
@@ -737,7 +739,7 @@ impl<'p> Engine<'p> {
 
     /// The name of the user with id `user` (as inputs gave it; empty for an unknown id).
     pub fn user_name(&self, user: UserId) -> &str {
-        self.users.get(user as usize).map_or("", |u| &u.name)
+        self.names.get(user as usize).map_or("", Str::as_str)
     }
 
     /// The id of the user called `name`, if an input has named them.
@@ -798,7 +800,7 @@ impl<'p> Engine<'p> {
         let kept_types = self.kept_types;
         if let (Some(u), Some(span), Some(slot)) = (self.users.get_mut(user as usize), keep, slot) {
             if u.history.is_empty() {
-                u.history = vec![Vec::new(); kept_types];
+                u.history = vec![Vec::new(); kept_types].into_boxed_slice();
             }
             if let Some(history) = u.history.get_mut(slot) {
                 history.push((now, fields.clone()));
