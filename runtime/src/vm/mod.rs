@@ -97,13 +97,16 @@ pub struct JourneyStats {
     pub split_arms: Vec<Vec<u64>>,
 }
 
+/// A user's kept events of one type, oldest first: (time, fields).
+type Kept = Vec<(i64, Arc<[Value]>)>;
+
 #[derive(Debug, Default)]
 struct User {
     /// Profile traits by field index (`None`: not set).
     traits: Box<[Option<Value>]>,
     /// Events of each type the program keeps (`Engine::history_slots`), oldest first: (time,
     /// fields). Empty until the user's first kept event.
-    history: Box<[Vec<(i64, Arc<[Value]>)>]>,
+    history: Box<[Kept]>,
     /// Past entries per (journey, key), as far as reentry rules still read them.
     entries: Vec<EntryLog>,
     /// Sends that count toward caps: (time, channel).
