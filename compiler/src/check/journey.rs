@@ -409,11 +409,18 @@ impl Checker<'_> {
             }
             None => format!("{}_{}", step.kind.kind_name(), walk.step_counter),
         };
+        // No instance lives past its timeout, so a reachable step is reached by then.
+        let latest = match (point.latest, walk.timeout) {
+            (latest, Some(timeout)) if point.earliest <= timeout => {
+                Some(latest.map_or(timeout, |l| l.min(timeout)))
+            }
+            (latest, _) => latest,
+        };
         walk.steps.push(StepFacts {
             name: name.clone(),
             span: step.span,
             earliest: point.earliest,
-            latest: point.latest,
+            latest,
         });
         if let Some(timeout) = walk.timeout {
             if point.earliest > timeout && !point.warned_timeout {
