@@ -3,7 +3,7 @@
 //! The library part: decoding the input lines, running the engine, formatting records. Reading
 //! files and printing stay in `main.rs`.
 
-use journey_runtime::bytecode::{disasm, Program};
+use journey_runtime::bytecode::{disasm, Program, TypeDesc};
 use journey_runtime::value::Value;
 use journey_runtime::vm::input::{self, Decoded, Input};
 use journey_runtime::vm::{Engine, Record, RecordKind};
@@ -71,7 +71,13 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
-fn value_json(value: &Value) -> Json {
+/// A value as JSON. `ty` is its type id when known: records then print as objects with their
+/// field names (the VM's records are positional); without it, as arrays of their fields.
+fn value_json(program: &Program, value: &Value, ty: Option<u32>) -> Json {
+    let ty = ty.map(|t| match program.type_desc(t) {
+        Some(TypeDesc::Optional(inner)) => *inner,
+        _ => t,
+    });
     match value {
         Value::Absent | Value::Missing => Json::Null,
         Value::Bool(b) => json!(b),
@@ -80,8 +86,31 @@ fn value_json(value: &Value) -> Json {
         Value::Str(s) => json!(&**s),
         Value::Timestamp(ms) => json!(rfc3339(*ms)),
         Value::Duration(ms) => json!(disasm::duration(*ms)),
-        Value::List(items) => Json::Array(items.iter().map(value_json).collect()),
-        Value::Record(fields) => Json::Array(fields.iter().map(value_json).collect()),
+        Value::List(items) => {
+            let item = ty.and_then(|t| match program.type_desc(t) {
+                Some(TypeDesc::List(item)) => Some(*item),
+                _ => None,
+            });
+            Json::Array(items.iter().map(|v| value_json(program, v, item)).collect())
+        }
+        Value::Record(values) => match ty.and_then(|t| program.record_fields(t)) {
+            Some(fields) if fields.len() == values.len() => Json::Object(
+                fields
+                    .iter()
+                    .zip(values.iter())
+                    .map(|(f, v)| {
+                        let name = program.string(f.name).to_string();
+                        (name, value_json(program, v, Some(f.ty)))
+                    })
+                    .collect(),
+            ),
+            _ => Json::Array(
+                values
+                    .iter()
+                    .map(|v| value_json(program, v, None))
+                    .collect(),
+            ),
+        },
     }
 }
 
@@ -130,9 +159,17 @@ pub fn record_json(engine: &Engine, record: &Record) -> Json {
             };
             object.insert("template".into(), json!(name));
             object.insert("step".into(), json!(step_name(program, record, *step)));
+            // A template's parameters give the arguments' types (untemplated sends have none).
+            let params = template
+                .and_then(|t| program.templates.get(t as usize))
+                .and_then(|t| program.record_fields(t.params))
+                .unwrap_or_default();
             let args: Map<String, Json> = args
                 .iter()
-                .map(|(k, v)| (program.string(*k).to_string(), value_json(v)))
+                .map(|(k, v)| {
+                    let ty = params.iter().find(|p| p.name == *k).map(|p| p.ty);
+                    (program.string(*k).to_string(), value_json(program, v, ty))
+                })
                 .collect();
             object.insert("args".into(), Json::Object(args));
         }

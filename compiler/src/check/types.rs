@@ -49,6 +49,17 @@ impl RecordType {
     pub fn names(&self) -> impl Iterator<Item = &str> + Clone {
         self.fields.iter().map(|f| f.name.as_str())
     }
+
+    /// Whether the two are the same record type wherever they were declared: the same field
+    /// names in the same order (the VM's records are positional), of the same types.
+    pub fn same_shape(&self, other: &RecordType) -> bool {
+        self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|(a, b)| a.name == b.name && a.ty.same_type(&b.ty))
+    }
 }
 
 impl Type {
@@ -91,7 +102,18 @@ impl Type {
             (Type::Enum(a), Type::Enum(b)) => a.iter().all(|v| b.contains(v)),
             (Type::EmptyList, Type::List(_)) => true,
             (Type::List(a), Type::List(b)) => a.assignable_to(b),
-            (Type::Record(a), Type::Record(b)) => a == b,
+            (Type::Record(a), Type::Record(b)) => a.same_shape(b),
+            (a, b) => a == b,
+        }
+    }
+
+    /// Whether the two are the same type (records compared by shape, not by declaration).
+    pub fn same_type(&self, other: &Type) -> bool {
+        match (self, other) {
+            (Type::List(a), Type::List(b)) | (Type::Optional(a), Type::Optional(b)) => {
+                a.same_type(b)
+            }
+            (Type::Record(a), Type::Record(b)) => a.same_shape(b),
             (a, b) => a == b,
         }
     }
@@ -138,5 +160,45 @@ impl fmt::Display for Type {
 impl fmt::Debug for Type {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &[(&str, Type)], file: u32) -> Type {
+        Type::Record(Arc::new(RecordType {
+            fields: fields
+                .iter()
+                .map(|(name, ty)| Field {
+                    name: name.to_string(),
+                    ty: ty.clone(),
+                    has_default: false,
+                    doc: Some(format!("declared in file {file}")),
+                    file: FileId(file),
+                    span: Span::new(file as usize, file as usize + 1),
+                })
+                .collect(),
+        }))
+    }
+
+    #[test]
+    fn records_are_the_same_type_by_shape_not_by_declaration() {
+        let item = |file| {
+            record(
+                &[("sku", Type::String), ("brand", Type::String.optional())],
+                file,
+            )
+        };
+        assert!(item(0).assignable_to(&item(1)));
+        assert!(Type::List(Box::new(item(0))).assignable_to(&Type::List(Box::new(item(2)))));
+        let reordered = record(
+            &[("brand", Type::String.optional()), ("sku", Type::String)],
+            1,
+        );
+        assert!(!item(0).assignable_to(&reordered), "records are positional");
+        let widened = record(&[("sku", Type::String), ("brand", Type::Int)], 1);
+        assert!(!item(0).assignable_to(&widened));
     }
 }
