@@ -1,7 +1,9 @@
 //! The bytecode: goldens of the disassembly of every example (each with the shared schema) and
 //! of `tests/cases/bytecode/*.journey`; every opcode appears in one; files round-trip; damaged
-//! files are refused with a message, never a panic.
+//! files are refused with a message, never a panic; what the fuzzer found stays fixed.
 
+#[path = "support/exercise.rs"]
+mod exercise;
 mod support;
 
 use std::collections::BTreeSet;
@@ -208,6 +210,17 @@ fn the_verifier_names_what_is_wrong() {
         "may only refer to earlier ones",
     );
     check(&|p| p.history[0].event = 999, "event 999");
+    // Durations the compiler never writes: the VM's clock arithmetic assumes none is negative.
+    check(&|p| p.journeys[0].timeout_ms = Some(-1), "negative timeout");
+    check(
+        &|p| p.journeys[0].reentry = bytecode::Reentry::After(-5),
+        "negative reentry delay",
+    );
+    check(
+        &|p| p.history[0].window = bytecode::Window::Within(-1),
+        "negative window",
+    );
+    check(&|p| p.caps[0].window_ms = -1, "negative window");
     // A jump backwards would loop.
     let jump = (block.offset..block.offset + block.length).find(|pc| {
         program.code[*pc as usize] == Opcode::Jump as u8
@@ -242,5 +255,29 @@ fn docs_list_every_opcode_with_its_byte() {
             "docs/bytecode.md lacks the row for {} (`{row}`)",
             opcode.name()
         );
+    }
+}
+
+/// Files the bytecode fuzz target (`fuzz/fuzz_targets/load.rs`) once broke the runtime with,
+/// kept in `tests/cases/bytecode/fuzzed/`: each must now be refused, or verify and run.
+#[test]
+fn fuzzed_files_are_refused_or_run() {
+    let dir = support::repo_root().join("tests/cases/bytecode/fuzzed");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the fuzzed cases")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jbc"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no cases in {}", dir.display());
+    for file in files {
+        let bytes = std::fs::read(&file).expect("readable");
+        let Ok(program) = bytecode::read(&bytes) else {
+            continue;
+        };
+        if verify::verify(&program).is_ok() {
+            let engine = exercise::exercise(&program);
+            assert!(engine.inputs > 0, "{}", file.display());
+        }
     }
 }

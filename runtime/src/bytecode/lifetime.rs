@@ -27,7 +27,7 @@ pub fn armed_timeout(program: &Program, journey: &JourneyDesc) -> Option<i64> {
 /// without `within`, `wait until` a computed moment) or the code cannot be read.
 pub fn longest_run(program: &Program, journey: &JourneyDesc) -> Option<i64> {
     let body = program.blocks.get(journey.body as usize)?;
-    let (start, end) = (body.offset, body.offset + body.length);
+    let (start, end) = (body.offset, body.offset.saturating_add(body.length));
     // By offset from `start`: the longest time to reach that instruction (`None`: unreached).
     let mut reach: Vec<Option<i64>> = vec![None; body.length as usize + 1];
     reach[0] = Some(0);

@@ -31,6 +31,15 @@ impl std::error::Error for VerifyError {}
 
 type Result<T> = std::result::Result<T, VerifyError>;
 
+/// A stated duration (a window, a timeout, a delay) must not be negative: the compiler never
+/// writes one, and the VM's clock arithmetic assumes it.
+fn duration(ms: i64, what: &str, name: &str) -> Result<()> {
+    if ms < 0 {
+        return fail(format!("{what} has a negative {name} ({ms} ms)"));
+    }
+    Ok(())
+}
+
 fn fail<T>(message: impl Into<String>) -> Result<T> {
     Err(VerifyError {
         message: message.into(),
@@ -189,8 +198,14 @@ impl Verifier<'_> {
             self.string(t.name, "a template")?;
             self.record(t.params, "a template's parameters")?;
         }
+        for (i, cap) in p.caps.iter().enumerate() {
+            duration(cap.window_ms, &format!("cap {i}"), "window")?;
+        }
         for (i, q) in p.history.iter().enumerate() {
             let fields = self.event(q.event, &format!("history query {i}"))?;
+            if let Window::Within(ms) = q.window {
+                duration(ms, &format!("history query {i}"), "window")?;
+            }
             self.block(q.filter, BOOL, q.event, true, &format!("history query {i}"))?;
             if q.field != NONE {
                 let field = fields.get(q.field as usize).map(|f| self.base(f.ty));
@@ -288,6 +303,7 @@ impl Verifier<'_> {
                 self.captures(*event, &journey.entry_captures, &journey.slots, &what)?;
                 if let Some(u) = unless {
                     self.event(u.event, &what)?;
+                    duration(u.within_ms, &what, "`unless` window")?;
                     self.block(u.filter, BOOL, u.event, true, &what)?;
                 }
             }
@@ -318,6 +334,14 @@ impl Verifier<'_> {
                 return fail(format!("{what} is blocked by a window of {window_ms} ms"));
             }
         }
+        match journey.reentry {
+            Reentry::After(ms) => duration(ms, &what, "reentry delay")?,
+            Reentry::MaxPer { per_ms, .. } => duration(per_ms, &what, "reentry window")?,
+            Reentry::Once | Reentry::Always => {}
+        }
+        if let Some(ms) = journey.timeout_ms {
+            duration(ms, &what, "timeout")?;
+        }
         self.block(journey.correlate, STRING, NONE, true, &what)?;
         self.block(journey.timezone, STRING, NONE, true, &what)?;
         for trigger in journey.goals.iter().chain(&journey.exits) {
@@ -341,6 +365,9 @@ impl Verifier<'_> {
         }
         for (w, wait) in journey.waits.iter().enumerate() {
             let what = format!("wait {w} of journey {j}");
+            if let Some(ms) = wait.within_ms {
+                duration(ms, &what, "deadline")?;
+            }
             match &wait.kind {
                 WaitKind::Event {
                     event,
@@ -356,6 +383,7 @@ impl Verifier<'_> {
         }
         for (w, wait) in journey.wait_anys.iter().enumerate() {
             let what = format!("multi-arm wait {w} of journey {j}");
+            duration(wait.within_ms, &what, "deadline")?;
             for arm in &wait.arms {
                 self.block(arm.filter, BOOL, arm.event, true, &what)?;
                 self.captures(arm.event, &arm.captures, &journey.slots, &what)?;

@@ -15,13 +15,11 @@ pub fn at_local(zone: Tz, date: NaiveDate, minute: u16) -> Option<i64> {
         chrono::LocalResult::None => {
             // Skipped by a jump forward: read the clock with the offset in force before it.
             let before = zone
-                .offset_from_utc_datetime(&(local - Duration::hours(24)))
+                .offset_from_utc_datetime(&local.checked_sub_signed(Duration::hours(24))?)
                 .fix();
-            Some(
-                (local - Duration::seconds(i64::from(before.local_minus_utc())))
-                    .and_utc()
-                    .timestamp_millis(),
-            )
+            let shifted =
+                local.checked_sub_signed(Duration::seconds(i64::from(before.local_minus_utc())))?;
+            Some(shifted.and_utc().timestamp_millis())
         }
     }
 }

@@ -145,8 +145,13 @@ impl EntryLog {
         match reentry {
             bc::Reentry::Once => true,
             bc::Reentry::Always => false,
-            bc::Reentry::After(ms) => self.times.last().is_some_and(|t| now - t < ms),
-            bc::Reentry::MaxPer { per_ms, .. } => self.times.iter().any(|t| now - t < per_ms),
+            bc::Reentry::After(ms) => self
+                .times
+                .last()
+                .is_some_and(|t| now.saturating_sub(*t) < ms),
+            bc::Reentry::MaxPer { per_ms, .. } => {
+                self.times.iter().any(|t| now.saturating_sub(*t) < per_ms)
+            }
         }
     }
 }
@@ -241,7 +246,7 @@ fn key_tag(key: &Option<Str>) -> u32 {
 fn key_slot(program: &Program, journey: &bc::JourneyDesc) -> Option<usize> {
     use crate::bytecode::opcode::decode;
     let block = program.blocks.get(journey.correlate as usize)?;
-    let end = block.offset + block.length;
+    let end = block.offset.saturating_add(block.length);
     let plain = decode(&program.code, block.offset, end)
         .ok()
         .filter(|load| load.opcode == Opcode::LoadSlot)
@@ -728,7 +733,7 @@ impl<'p> Engine<'p> {
             || needs.iter().any(|&event| {
                 let last = self.kept(u, event).last().map(|(t, _)| *t);
                 match (last, self.retention.get(event as usize).copied().flatten()) {
-                    (Some(t), Some(Some(span))) => t > self.now - span,
+                    (Some(t), Some(Some(span))) => t > self.now.saturating_sub(span),
                     (Some(_), _) => true,
                     (None, _) => false,
                 }
@@ -766,7 +771,12 @@ impl<'p> Engine<'p> {
                 let zone = self.zone(journey, user, &[]);
                 clock::next_time_of_day(zone, after, *minute, |d| d == u32::from(*weekday))
             }
-            bc::Entry::Every { period_ms } => Some((after.div_euclid(*period_ms) + 1) * period_ms),
+            bc::Entry::Every { period_ms } => Some(*period_ms).filter(|p| *p > 0).and_then(|p| {
+                after
+                    .div_euclid(p)
+                    .checked_add(1)
+                    .and_then(|n| n.checked_mul(p))
+            }),
             bc::Entry::At { timestamp_ms } => Some(*timestamp_ms).filter(|t| *t > after),
             bc::Entry::When { block } => {
                 let value = self.eval_block(*block, user, None, None, chrono_tz::UTC);
@@ -808,7 +818,7 @@ impl<'p> Engine<'p> {
             if let Some(history) = u.history.get_mut(slot) {
                 history.push((now, fields.clone()));
                 if let Some(ms) = span {
-                    let stale = history.partition_point(|(t, _)| *t <= now - ms);
+                    let stale = history.partition_point(|(t, _)| *t <= now.saturating_sub(ms));
                     history.drain(..stale);
                 }
             }
@@ -1122,9 +1132,15 @@ impl<'p> Engine<'p> {
         match self.program.journeys[journey as usize].reentry {
             bc::Reentry::Once => entries.is_empty(),
             bc::Reentry::Always => true,
-            bc::Reentry::After(ms) => entries.last().is_none_or(|last| now - last >= ms),
+            bc::Reentry::After(ms) => entries
+                .last()
+                .is_none_or(|last| now.saturating_sub(*last) >= ms),
             bc::Reentry::MaxPer { max, per_ms } => {
-                (entries.iter().filter(|t| now - **t < per_ms).count() as u32) < max
+                (entries
+                    .iter()
+                    .filter(|t| now.saturating_sub(**t) < per_ms)
+                    .count() as u32)
+                    < max
             }
         }
     }
@@ -1210,7 +1226,7 @@ impl<'p> Engine<'p> {
                     .find(|log| log.journey == journey && log.tag == tag && log.key == key)
                 {
                     Some(log) => {
-                        log.times.retain(|t| now - *t < per_ms);
+                        log.times.retain(|t| now.saturating_sub(*t) < per_ms);
                         log.times.push(now);
                     }
                     None => u.entries.push(EntryLog {
@@ -1461,7 +1477,7 @@ impl<'p> Engine<'p> {
             };
             let journey = instance.journey;
             let body = self.program.blocks[self.program.journeys[journey as usize].body as usize];
-            let end = body.offset + body.length;
+            let end = body.offset.saturating_add(body.length);
             let Some(ins) = self.prepared.instruction(instance.pc, end) else {
                 return self.end(index, Outcome::Completed, None);
             };
@@ -1728,7 +1744,7 @@ impl<'p> Engine<'p> {
                     let counted = sends
                         .iter()
                         .rev()
-                        .take_while(|(t, _)| now - t < cap.window_ms)
+                        .take_while(|(t, _)| now.saturating_sub(*t) < cap.window_ms)
                         .filter(|(_, c)| cap.channel.is_none_or(|channel| channel == *c))
                         .count();
                     counted as u32 >= cap.limit
@@ -1741,7 +1757,7 @@ impl<'p> Engine<'p> {
                 // Only sends inside the longest cap's window can count again.
                 let stale = u
                     .sends
-                    .partition_point(|(t, _)| now - t >= self.longest_cap);
+                    .partition_point(|(t, _)| now.saturating_sub(*t) >= self.longest_cap);
                 u.sends.drain(..stale);
                 if self.longest_cap > 0 {
                     u.sends.push((now, s.channel));
@@ -1922,7 +1938,7 @@ impl<'p> Engine<'p> {
         // Events are in time order: start at the first one inside the window.
         let first = match q.window {
             bc::Window::None => 0,
-            bc::Window::Within(ms) => events.partition_point(|(t, _)| *t <= now - ms),
+            bc::Window::Within(ms) => events.partition_point(|(t, _)| *t <= now.saturating_sub(ms)),
             bc::Window::SinceEntry => match entered_at {
                 Some(entered) => events.partition_point(|(t, _)| *t <= entered),
                 None => events.len(),
