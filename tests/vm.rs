@@ -284,3 +284,44 @@ journey lapsed {
     assert_eq!(engine.stats[0].entered, 28);
     assert_eq!(engine.timers_fired, 28);
 }
+
+/// A user with many running instances (past the point where the engine indexes them by key)
+/// is still refused a second instance with a running key, and admitted with a new one; and an
+/// ended instance's key is free again.
+#[test]
+fn correlation_keys_hold_for_users_with_many_instances() {
+    let source = r#"
+event Ordered { id: string }
+event Reviewed { id: string }
+journey follow_up {
+  entry on Ordered as o
+  reentry always
+  correlate o.id
+  goal reviewed: Reviewed where id == o.id
+  wait 30d
+  send email "how was it"
+}
+"#;
+    let at = |minute: usize| format!("2026-01-01T{:02}:{:02}:00Z", minute / 60, minute % 60);
+    let order = |minute: usize, id: &str| {
+        format!(
+            r#"{{"type":"track","event":"Ordered","userId":"u1","timestamp":"{}","properties":{{"id":"{id}"}}}}"#,
+            at(minute)
+        )
+    };
+    // 50 orders, then the first 50 ids again (all still running: refused), a review of o7
+    // (ends it), o7 once more (admitted) and a new id (admitted).
+    let mut lines: Vec<String> = (0..50).map(|n| order(n, &format!("o{n}"))).collect();
+    lines.extend((0..50).map(|n| order(60 + n, &format!("o{n}"))));
+    lines.push(format!(r#"{{"type":"track","event":"Reviewed","userId":"u1","timestamp":"{}","properties":{{"id":"o7"}}}}"#, at(120)));
+    lines.push(order(121, "o7"));
+    lines.push(order(122, "o50"));
+    let program = compile_inline(source);
+    let engine = run_lines(&program, &lines, Some(1_767_312_000_000));
+    assert_eq!(engine.stats[0].entered, 52);
+    assert_eq!(
+        engine.stats[0].outcomes.values().sum::<u64>(),
+        1,
+        "only the reviewed one ended"
+    );
+}

@@ -97,6 +97,9 @@ pub struct JourneyStats {
     pub split_arms: Vec<Vec<u64>>,
 }
 
+/// Instance slots by (journey, key tag), for users with many instances (`User::running`).
+type RunningIndex = FxHashMap<(u32, u32), SmallVec<[u32; 1]>>;
+
 /// A user's kept events of one type, oldest first: (time, fields).
 type Kept = Vec<(i64, Arc<[Value]>)>;
 
@@ -123,9 +126,9 @@ struct User {
     /// How many of `instances` each journey has (journeys with none are left out): an input
     /// no journey here can be concerned by passes over a long instance list unread.
     journeys: SmallVec<[(u32, u32); 2]>,
-    /// For a user with many instances: how many have each (journey, key tag), so that an entry
-    /// need not scan them all to learn that none runs with its key.
-    running: Option<Box<FxHashMap<(u32, u32), u32>>>,
+    /// For a user with many instances: the slots of those with each (journey, key tag), so
+    /// that an entry need not scan them all to learn whether one runs with its key.
+    running: Option<Box<RunningIndex>>,
 }
 
 /// The past entries of a user into one journey with one key, as far as the journey's reentry
@@ -1098,22 +1101,21 @@ impl<'p> Engine<'p> {
             return false;
         };
         let tag = key_tag(key);
-        let maybe_running = u
-            .running
-            .as_ref()
-            .is_none_or(|index| index.contains_key(&(journey, tag)));
-        let running = maybe_running
-            && u.instances.iter().any(|(j, i, t)| {
-                *j == journey
-                    && *t == tag
-                    && self
-                        .instances
-                        .get(*i as usize)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|inst| {
-                            inst.journey == journey && self.key(inst) == key.as_ref()
-                        })
-            });
+        let runs_with_key = |slot: u32| {
+            self.instances
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|inst| inst.journey == journey && self.key(inst) == key.as_ref())
+        };
+        let running = match &u.running {
+            Some(index) => index
+                .get(&(journey, tag))
+                .is_some_and(|slots| slots.iter().any(|slot| runs_with_key(*slot))),
+            None => u
+                .instances
+                .iter()
+                .any(|(j, slot, t)| *j == journey && *t == tag && runs_with_key(*slot)),
+        };
         let pending = u
             .pending
             .iter()
@@ -1197,11 +1199,14 @@ impl<'p> Engine<'p> {
             let tag = key_tag(&key);
             u.instances.push((journey, index as u32, tag));
             match &mut u.running {
-                Some(running) => *running.entry((journey, tag)).or_insert(0) += 1,
+                Some(running) => running
+                    .entry((journey, tag))
+                    .or_default()
+                    .push(index as u32),
                 None if u.instances.len() > MANY_INSTANCES => {
-                    let mut running: FxHashMap<(u32, u32), u32> = FxHashMap::default();
-                    for (j, _, t) in &u.instances {
-                        *running.entry((*j, *t)).or_insert(0) += 1;
+                    let mut running = RunningIndex::default();
+                    for (j, slot, t) in &u.instances {
+                        running.entry((*j, *t)).or_default().push(*slot);
                     }
                     u.running = Some(Box::new(running));
                 }
@@ -1432,16 +1437,17 @@ impl<'p> Engine<'p> {
         self.free.push(index);
         self.deferred.remove(&index);
         if let Some(u) = self.users.get_mut(instance.user as usize) {
+            // Instances mostly end in the order they entered: the search from the front is
+            // short, and the removal keeps the entry order.
             let removed = u
                 .instances
                 .iter()
-                .find(|(_, i, _)| *i as usize == index)
-                .copied();
-            u.instances.retain(|(_, i, _)| *i as usize != index);
+                .position(|(_, i, _)| *i as usize == index)
+                .map(|at| u.instances.remove(at));
             if let (Some(running), Some((j, _, t))) = (&mut u.running, removed) {
-                if let Some(count) = running.get_mut(&(j, t)) {
-                    *count -= 1;
-                    if *count == 0 {
+                if let Some(slots) = running.get_mut(&(j, t)) {
+                    slots.retain(|slot| *slot as usize != index);
+                    if slots.is_empty() {
                         running.remove(&(j, t));
                     }
                 }
