@@ -243,6 +243,12 @@ fn key_tag(key: &Option<Str>) -> u32 {
     hasher.finish() as u32
 }
 
+/// `n` empty slots. (Built in place: `vec![Value::Absent; n]` clones one value `n` times,
+/// which compiles to slow partial copies.)
+fn absent_slots(n: usize) -> Vec<Value> {
+    (0..n).map(|_| Value::Absent).collect()
+}
+
 /// Where an instance of `journey` keeps its correlation key: the slot the `correlate` block
 /// reads when it reads just one (`correlate order.order_id`), else one more slot after the
 /// journey's own, filled at entry. (Kept in a slot, the key costs an instance nothing more.)
@@ -986,7 +992,7 @@ impl<'p> Engine<'p> {
 
     fn capture_entry(&self, journey: u32, fields: &[Value]) -> Vec<Value> {
         let desc = &self.program.journeys[journey as usize];
-        let mut slots = vec![Value::Absent; desc.slots.len()];
+        let mut slots = absent_slots(desc.slots.len());
         for c in &desc.entry_captures {
             if let (Some(slot), Some(value)) = (
                 slots.get_mut(usize::from(c.slot)),
@@ -1003,7 +1009,7 @@ impl<'p> Engine<'p> {
         let desc = &self.program.journeys[journey as usize];
         let now = self.now;
         let slots = fields.as_ref().map_or_else(
-            || vec![Value::Absent; desc.slots.len()],
+            || absent_slots(desc.slots.len()),
             |f| self.capture_entry(journey, f),
         );
         // Entry checks see local times in the zone the instance would have (found only when a
