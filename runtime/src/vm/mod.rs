@@ -1055,6 +1055,11 @@ impl<'p> Engine<'p> {
                 _ => return,
             }
         };
+        // Reentry before the audience: both only read, and for a user already in the journey
+        // reentry is the cheaper refusal.
+        if !self.reentry_allows(journey, user, &key) {
+            return;
+        }
         if desc.audience != NONE
             && !self
                 .eval_block(
@@ -1066,9 +1071,6 @@ impl<'p> Engine<'p> {
                 )
                 .is_true()
         {
-            return;
-        }
-        if !self.reentry_allows(journey, user, &key) {
             return;
         }
         if let (
