@@ -179,6 +179,11 @@ impl<'p> Prepared<'p> {
             .unwrap_or(Value::Absent)
     }
 
+    /// Whether the program has long string constants for inputs to share (`intern`).
+    pub fn interns_strings(&self) -> bool {
+        !self.strings.is_empty()
+    }
+
     /// Makes a long input string that equals a constant of the program share the constant's
     /// storage. Such strings are the ones code compares (`plan == "enterprise-annual"`):
     /// shared, they compare by pointer, and millions of users' copies become one. (Short

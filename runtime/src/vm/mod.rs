@@ -571,8 +571,12 @@ impl<'p> Engine<'p> {
             Input::Track {
                 event, mut fields, ..
             } => {
-                if let Some(fields) = Arc::get_mut(&mut fields) {
-                    fields.iter_mut().for_each(|v| self.prepared.intern(v));
+                // (Taking the fields to change them costs an atomic operation: only when a
+                // long string could be shared.)
+                if self.prepared.interns_strings() {
+                    if let Some(fields) = Arc::get_mut(&mut fields) {
+                        fields.iter_mut().for_each(|v| self.prepared.intern(v));
+                    }
                 }
                 self.track(user, event, fields)
             }
@@ -827,8 +831,12 @@ impl<'p> Engine<'p> {
             if let Some(history) = u.history.get_mut(slot) {
                 history.push((now, fields.clone()));
                 if let Some(ms) = span {
-                    let stale = history.partition_point(|(t, _)| *t <= now.saturating_sub(ms));
-                    history.drain(..stale);
+                    // Oldest first: mostly the oldest is still inside the window.
+                    let cutoff = now.saturating_sub(ms);
+                    if history.first().is_some_and(|(t, _)| *t <= cutoff) {
+                        let stale = history.partition_point(|(t, _)| *t <= cutoff);
+                        history.drain(..stale);
+                    }
                 }
             }
         }
