@@ -68,11 +68,8 @@ impl<'p> Prepared<'p> {
                 single => std::slice::from_ref(single),
             };
             for item in items {
-                if let Some(shared) = match item {
-                    Value::Str(s) => s.shared(),
-                    _ => None,
-                } {
-                    strings.insert(shared.clone());
+                if let Value::Str(s) = item {
+                    strings.extend(s.shared().cloned());
                 }
             }
         }

@@ -694,8 +694,9 @@ impl<'p> Engine<'p> {
             traits: vec![None; profile_fields].into_boxed_slice(),
             ..Default::default()
         });
-        self.names.push(Str::from(name.clone()));
-        self.user_ids.insert(Str::from(name.clone()), id);
+        let name = Str::from(name.clone());
+        self.user_ids.insert(name.clone(), id);
+        self.names.push(name);
         for journey in 0..self.program.journeys.len() as u32 {
             if self.program.journeys[journey as usize]
                 .audience_needs
@@ -761,11 +762,6 @@ impl<'p> Engine<'p> {
     /// The name of the user with id `user` (as inputs gave it; empty for an unknown id).
     pub fn user_name(&self, user: UserId) -> &str {
         self.names.get(user as usize).map_or("", Str::as_str)
-    }
-
-    /// The id of the user called `name`, if an input has named them.
-    pub fn user_id(&self, name: &str) -> Option<UserId> {
-        self.user_ids.get(name).copied()
     }
 
     /// Schedules the next time-based entry of `user` into `journey`, if it has one.
@@ -1968,30 +1964,18 @@ impl<'p> Engine<'p> {
         };
         // History is appended as inputs come, so nothing kept is later than `now`.
         let events = &events[first..];
-        if q.filter == NONE {
-            return match op {
-                HistoryOp::Count => Value::Int(events.len() as i64),
-                HistoryOp::Did => Value::Bool(!events.is_empty()),
-                HistoryOp::Last => events
-                    .last()
-                    .map_or(Value::Absent, |(_, fields)| Value::Record(fields.clone())),
-                HistoryOp::Sum => Value::Float(
-                    events
-                        .iter()
-                        .map(|(_, fields)| number(fields.get(q.field as usize)))
-                        .sum(),
-                ),
-            };
-        }
         let filter = self.program.blocks.get(q.filter as usize);
         let mut matching = events.iter().filter(|(_, fields)| {
             let context = Reader {
                 event: Some(fields),
                 ..*reader
             };
-            filter.is_some_and(|b| eval::eval(&self.prepared, b, &context).is_true())
+            q.filter == NONE
+                || filter.is_some_and(|b| eval::eval(&self.prepared, b, &context).is_true())
         });
         match op {
+            // Unfiltered, the window's bounds are the answer.
+            HistoryOp::Count if q.filter == NONE => Value::Int(events.len() as i64),
             HistoryOp::Count => Value::Int(matching.count() as i64),
             HistoryOp::Did => Value::Bool(matching.next().is_some()),
             HistoryOp::Last => matching
