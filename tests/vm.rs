@@ -180,7 +180,8 @@ journey counted {
 }
 
 /// The same inputs give the same timeline, and no stream of valid inputs upsets the engine:
-/// thousands of random events for the examples, run twice on fresh engines.
+/// thousands of random events for the examples, run twice on fresh engines (and once more
+/// pushed one by one rather than in batches).
 #[test]
 fn random_streams_are_deterministic() {
     use journey_compiler::simulate::{decode_lines, record_json, run};
@@ -235,24 +236,36 @@ fn random_streams_are_deterministic() {
         lines.push(line);
     }
     let text = lines.join("\n");
-    let timeline = || {
+    let until = 1_767_225_600_000 + 40 * 86_400_000;
+    let decoded = || {
         let mut rejected = Vec::new();
         let inputs = decode_lines(&program, "random", &text, &mut rejected);
         assert!(rejected.is_empty(), "{:?}", rejected.first());
-        let engine = run(&program, inputs, Some(1_767_225_600_000 + 40 * 86_400_000));
+        inputs
+    };
+    let lines_of = |engine: &journey_runtime::vm::Engine| {
         engine
             .timeline
             .iter()
-            .map(|r| record_json(&engine, r).to_string())
+            .map(|r| record_json(engine, r).to_string())
             .collect::<Vec<_>>()
     };
-    let first = timeline();
+    let first = lines_of(&run(&program, decoded(), Some(until)));
     assert!(
         first.len() > 500,
         "the stream should make the journeys work: {} records",
         first.len()
     );
-    assert_eq!(first, timeline());
+    assert_eq!(first, lines_of(&run(&program, decoded(), Some(until))));
+    // `run` pushes in batches; one input at a time gives the same timeline.
+    let mut one_by_one = journey_runtime::vm::Engine::new(&program);
+    let mut inputs = decoded();
+    inputs.sort_by_key(journey_runtime::vm::input::Input::time);
+    for input in inputs {
+        one_by_one.push(input);
+    }
+    one_by_one.finish(Some(until));
+    assert_eq!(first, lines_of(&one_by_one));
 }
 
 /// Scheduled entries cost nothing for users whose audience cannot hold: no tick for a user

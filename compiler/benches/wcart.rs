@@ -57,6 +57,8 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(users * 3);
+    // `WCART_ONE_BY_ONE=1`: `Engine::push` for each input rather than `push_batch`.
+    let one_by_one = std::env::var_os("WCART_ONE_BY_ONE").is_some();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let files: Vec<PathBuf> = [
         "shop",
@@ -183,8 +185,12 @@ fn main() {
             i += 1;
         }
         generating += generate.elapsed();
-        for input in chunk.drain(..) {
-            engine.push(black_box(input));
+        if one_by_one {
+            for input in chunk.drain(..) {
+                engine.push(black_box(input));
+            }
+        } else {
+            engine.push_batch(chunk.drain(..));
         }
         // A consumer takes the timeline as it grows (a service streams it out).
         sends += engine

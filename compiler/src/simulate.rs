@@ -53,13 +53,11 @@ pub fn decode_lines(
 /// Runs inputs (stably ordered by time) through a fresh engine.
 pub fn run(program: &Program, mut inputs: Vec<Input>, until: Option<i64>) -> Engine<'_> {
     inputs.sort_by_key(Input::time);
-    let mut engine = Engine::new(program);
-    for input in inputs {
-        if until.is_some_and(|u| input.time() > u) {
-            break;
-        }
-        engine.push(input);
+    if let Some(until) = until {
+        inputs.truncate(inputs.partition_point(|i| i.time() <= until));
     }
+    let mut engine = Engine::new(program);
+    engine.push_batch(inputs);
     engine.finish(until);
     engine
 }
