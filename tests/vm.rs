@@ -338,3 +338,106 @@ journey follow_up {
         "only the reviewed one ended"
     );
 }
+
+/// The lifecycle states the service drives: a closed journey takes no entries but its
+/// instances run on; a paused one holds their timers (fired in order when it goes on) and lets
+/// `wait for` events pass; goals still end paused instances; archiving ends them all.
+#[test]
+fn lifecycle_states_close_pause_and_archive() {
+    use journey_runtime::vm::input::{decode, Decoded, Input};
+    use journey_runtime::vm::output::record_json;
+    use journey_runtime::vm::{Engine, JourneyState};
+    let source = r#"
+event Go { n: int }
+event Buy { n: int }
+event Tap { n: int }
+journey j {
+  entry on Go
+  reentry always
+  goal bought: Buy
+  first: send email "first"
+  wait 1h
+  send email "second"
+  wait for Tap within 1d
+  send email "tapped"
+}
+"#;
+    let program = compile_inline(source);
+    let input = |event: &str, user: &str, minute: i64| -> Input {
+        let line = format!(
+            r#"{{"type":"track","event":"{event}","userId":"{user}","timestamp":"{}","properties":{{"n":1}}}}"#,
+            journey_runtime::vm::output::rfc3339(1_767_225_600_000 + minute * 60_000)
+        );
+        match decode(&program, &serde_json::from_str(&line).expect("json")) {
+            Ok(Decoded::Input(input)) => input,
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut engine = Engine::new(&program);
+    let mut lines = Vec::new();
+    let mut take = |engine: &mut Engine| {
+        for record in std::mem::take(&mut engine.timeline) {
+            let json = record_json(engine, &record);
+            lines.push(format!(
+                "{} {} {}",
+                &json["at"].as_str().unwrap_or("")[11..16],
+                json["user"].as_str().unwrap_or(""),
+                [
+                    json["kind"].as_str(),
+                    json["template"].as_str(),
+                    json["outcome"].as_str()
+                ]
+                .iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+            ));
+        }
+    };
+    engine.push(input("Go", "a", 0));
+    engine.push(input("Go", "b", 0));
+    assert_eq!(engine.set_state(0, JourneyState::Paused), Ok(()));
+    engine.push(input("Go", "c", 10)); // refused: paused
+    engine.push(input("Buy", "b", 20)); // a goal still ends b
+    engine.finish(Some(1_767_225_600_000 + 90 * 60_000)); // a's 1h timer comes due, held
+    take(&mut engine);
+    assert_eq!(engine.set_state(0, JourneyState::Closed), Ok(())); // fires the held timer
+    engine.push(input("Go", "d", 100)); // refused: closed
+    engine.push(input("Tap", "a", 110)); // a runs on while closed
+    take(&mut engine);
+    engine.push(input("Go", "e", 120)); // refused
+    assert_eq!(engine.set_state(0, JourneyState::Live), Ok(()));
+    engine.push(input("Go", "e", 130));
+    engine.push(input("Go", "f", 130));
+    engine.push(input("Tap", "e", 130)); // e is not waiting yet: nothing
+    assert_eq!(engine.set_state(0, JourneyState::Archived), Ok(()));
+    engine.push(input("Go", "g", 140)); // refused for good
+    engine.finish(None);
+    take(&mut engine);
+    assert!(engine.set_state(0, JourneyState::Live).is_err());
+    assert_eq!(
+        lines,
+        [
+            "00:00 a entered",
+            "00:00 a send first",
+            "00:00 b entered",
+            "00:00 b send first",
+            "00:20 b exited goal",
+            "01:30 a send second",
+            "01:50 a send tapped",
+            "01:50 a exited completed",
+            "02:10 e entered",
+            "02:10 e send first",
+            "02:10 f entered",
+            "02:10 f send first",
+            "02:10 e exited archived",
+            "02:10 f exited archived",
+        ]
+    );
+    assert_eq!(
+        engine.pending_timers(),
+        0,
+        "archived instances leave no timers that work"
+    );
+}

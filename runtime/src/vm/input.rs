@@ -31,6 +31,14 @@ impl Input {
         }
     }
 
+    /// The same input at `time` (the service decides when an input is processed).
+    pub fn at(mut self, time: i64) -> Input {
+        match &mut self {
+            Input::Track { time: t, .. } | Input::Identify { time: t, .. } => *t = time,
+        }
+        self
+    }
+
     pub fn user(&self) -> &Arc<str> {
         match self {
             Input::Track { user, .. } | Input::Identify { user, .. } => user,

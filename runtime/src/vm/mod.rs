@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod input;
+pub mod output;
 mod timers;
 mod user_ids;
 
@@ -82,6 +83,44 @@ impl Outcome {
             Outcome::Archived => "archived",
         }
     }
+}
+
+/// What a journey may do (the service's lifecycle; `journeyc simulate` runs every journey
+/// `Live`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JourneyState {
+    /// Takes new entries; its instances run.
+    Live,
+    /// Takes no new entries; its instances run to their end (a draft, or a version that a newer
+    /// one replaced).
+    Closed,
+    /// Takes no new entries; its instances hold: timers that come due wait for the journey to
+    /// go on (then fire at once, in order), `wait for` events and conditions pass them by;
+    /// goals and exits still end them.
+    Paused,
+    /// Every instance ended with `archived`, pending entries dropped; for good.
+    Archived,
+}
+
+/// A running instance, as `Engine::user_view` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceView {
+    pub journey: u32,
+    pub entered_at: i64,
+    /// The last step it reached (`None` before the first).
+    pub step: Option<u32>,
+    pub key: Option<Str>,
+    /// What it waits for: `"timer"` (a `wait`, a deferred send or nothing but time), `"event"`,
+    /// `"condition"`, `"events"` (a multi-arm wait), `"quiet hours"`.
+    pub waiting: &'static str,
+}
+
+/// A user as the engine knows it: the profile traits set (by profile field) and the running
+/// instances, in the order they entered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserView {
+    pub traits: Vec<(u32, Value)>,
+    pub instances: Vec<InstanceView>,
 }
 
 /// An instance reached a step: (time, user, journey, step).
@@ -396,6 +435,10 @@ pub struct Engine<'p> {
     pub trace: Option<Vec<StepReached>>,
     /// When set, inputs and schedules enter users only into this journey (`start` still works).
     pub only: Option<u32>,
+    /// Per journey: its lifecycle state (`Engine::set_state`).
+    states: Vec<JourneyState>,
+    /// Timers of paused journeys' instances that came due, in firing order: (journey, timer).
+    held: Vec<(u32, Timer)>,
     /// How long each event type's history is kept: `None` not at all, `Some(None)` for ever,
     /// `Some(Some(ms))` for the longest window that reads it.
     retention: Vec<Option<Option<i64>>>,
@@ -528,6 +571,8 @@ impl<'p> Engine<'p> {
             timers_fired: 0,
             trace: None,
             only: None,
+            states: vec![JourneyState::Live; program.journeys.len()],
+            held: Vec::new(),
             retention: keep,
         }
     }
@@ -663,6 +708,12 @@ impl<'p> Engine<'p> {
     }
 
     fn fire(&mut self, timer: Timer) {
+        if let Some(journey) = self.timer_journey(&timer) {
+            if self.state(journey) == JourneyState::Paused {
+                self.held.push((journey, timer));
+                return;
+            }
+        }
         match timer {
             Timer::Resume {
                 instance,
@@ -723,6 +774,148 @@ impl<'p> Engine<'p> {
                 }
             }
         }
+    }
+
+    /// The journey whose instance (or pending entry) a timer is for; `None` for scheduled
+    /// entries, which a journey's state gates at entry, and for timers with nothing left to do.
+    fn timer_journey(&self, timer: &Timer) -> Option<u32> {
+        match timer {
+            Timer::Resume { instance, .. } => self
+                .instances
+                .get(*instance)
+                .and_then(Option::as_ref)
+                .map(|i| i.journey),
+            Timer::Timeout { journey, .. } => Some(*journey),
+            Timer::Unless { pending } => self.pending.get(pending).map(|p| p.journey),
+            Timer::Tick { .. } => None,
+        }
+    }
+
+    /// A journey's lifecycle state.
+    pub fn state(&self, journey: u32) -> JourneyState {
+        self.states
+            .get(journey as usize)
+            .copied()
+            .unwrap_or(JourneyState::Archived)
+    }
+
+    /// Moves a journey to `state` at the current time. Leaving `Paused` fires the timers held
+    /// meanwhile, in the order they came due; `Archived` ends every instance with `archived`
+    /// and drops pending entries. `Archived` is for good: leaving it is refused.
+    pub fn set_state(&mut self, journey: u32, state: JourneyState) -> Result<(), String> {
+        let was = self.state(journey);
+        let Some(slot) = self.states.get_mut(journey as usize) else {
+            return Err(format!("no journey {journey}"));
+        };
+        if was == JourneyState::Archived && state != JourneyState::Archived {
+            return Err("an archived journey stays archived".into());
+        }
+        *slot = state;
+        if was == JourneyState::Paused && state != JourneyState::Paused {
+            let (held, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|(j, _)| *j == journey);
+            self.held = others;
+            for (_, timer) in held {
+                self.fire(timer);
+            }
+            // Conditions that came true meanwhile are seen now.
+            for index in 0..self.instances.len() {
+                let block = match &self.instances[index] {
+                    Some(i) if i.journey == journey => match i.waiting {
+                        Waiting::Condition { wait } => {
+                            match self.program.journeys[journey as usize].waits[wait as usize].kind
+                            {
+                                bc::WaitKind::Condition { block } => block,
+                                bc::WaitKind::Event { .. } => continue,
+                            }
+                        }
+                        _ => continue,
+                    },
+                    _ => continue,
+                };
+                if self.eval_instance(block, index, None).is_true() {
+                    self.resume(index);
+                }
+            }
+        }
+        if state == JourneyState::Archived && was != JourneyState::Archived {
+            self.archive(journey);
+        }
+        Ok(())
+    }
+
+    fn archive(&mut self, journey: u32) {
+        for index in 0..self.instances.len() {
+            if self.instances[index]
+                .as_ref()
+                .is_some_and(|i| i.journey == journey)
+            {
+                self.end(index, Outcome::Archived, None);
+            }
+        }
+        let mut pending: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.journey == journey)
+            .map(|(id, _)| *id)
+            .collect();
+        pending.sort_unstable();
+        for id in pending {
+            if let Some(p) = self.pending.remove(&id) {
+                if let Some(u) = self.users.get_mut(p.user as usize) {
+                    u.pending.retain(|(other, _)| *other != id);
+                }
+            }
+        }
+        self.held.retain(|(j, _)| *j != journey);
+        self.tick_tokens.retain(|(j, _), _| *j != journey);
+    }
+
+    /// The user called `name`, if the engine has seen it.
+    pub fn user_view(&self, name: &str) -> Option<UserView> {
+        let id = self.user_ids.get(self.user_ids.hash(name), name)?;
+        let user = self.users.get(id as usize)?;
+        let traits = user
+            .traits
+            .iter()
+            .enumerate()
+            .filter_map(|(field, v)| Some((field as u32, v.clone()?)))
+            .collect();
+        let instances = user
+            .instances
+            .iter()
+            .filter_map(|(_, slot, _)| self.instances.get(*slot as usize)?.as_ref())
+            .map(|i| InstanceView {
+                journey: i.journey,
+                entered_at: i.entered_at,
+                step: (i.step != u16::MAX).then_some(u32::from(i.step)),
+                key: self.key(i).cloned(),
+                waiting: match i.waiting {
+                    Waiting::Nothing => "timer",
+                    Waiting::Event { .. } => "event",
+                    Waiting::Condition { .. } => "condition",
+                    Waiting::Any { .. } => "events",
+                    Waiting::Send { .. } => "quiet hours",
+                },
+            })
+            .collect();
+        Some(UserView { traits, instances })
+    }
+
+    /// How many users the engine has seen.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The engine's time: the latest input processed or timer fired (or clock advanced to).
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// When the next timer is due (`None`: no timer is set).
+    pub fn next_timer_at(&self) -> Option<i64> {
+        self.timers.next_at()
     }
 
     /// The id of the user called `name`, creating the user (and its schedules) when new.
@@ -811,6 +1004,9 @@ impl<'p> Engine<'p> {
 
     /// Schedules the next time-based entry of `user` into `journey`, if it has one.
     fn schedule_tick(&mut self, journey: u32, user: UserId) {
+        if self.state(journey) == JourneyState::Archived {
+            return;
+        }
         let desc = &self.program.journeys[journey as usize];
         let now = self.now;
         // Ticks before the audience can hold are skipped: the next one is strictly after
@@ -993,7 +1189,9 @@ impl<'p> Engine<'p> {
             let Some(instance) = self.instances.get(i).and_then(Option::as_ref) else {
                 continue;
             };
-            if let Waiting::Condition { wait } = instance.waiting {
+            let paused = self.state(instance.journey) == JourneyState::Paused;
+            if let (Waiting::Condition { wait }, false) = (&instance.waiting, paused) {
+                let wait = *wait;
                 let desc = &self.program.journeys[instance.journey as usize].waits[wait as usize];
                 if let bc::WaitKind::Condition { block } = desc.kind {
                     if self.eval_instance(block, i, None).is_true() {
@@ -1055,6 +1253,9 @@ impl<'p> Engine<'p> {
 
     /// Checks a journey's entry for a user (filter, audience, reentry, correlation).
     fn try_enter(&mut self, journey: u32, user: UserId, fields: Option<Arc<[Value]>>) {
+        if self.state(journey) != JourneyState::Live {
+            return;
+        }
         let desc = &self.program.journeys[journey as usize];
         let now = self.now;
         let slots = fields.as_ref().map_or_else(
@@ -1390,6 +1591,9 @@ impl<'p> Engine<'p> {
         let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
             return;
         };
+        if self.state(instance.journey) == JourneyState::Paused {
+            return;
+        }
         let desc = &self.program.journeys[instance.journey as usize];
         match instance.waiting {
             Waiting::Event { wait } => {

@@ -1,0 +1,312 @@
+//! HTTP requests → core requests, and their answers → JSON responses (the API of
+//! docs/runtime.md). Every error is `{"error": {"code", "message"}}` with a fitting status.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request as HttpRequest, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{Operation, Refusal};
+use crate::metrics::Metrics;
+use crate::server::{Fate, Query, Request};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub requests: mpsc::Sender<Request>,
+    pub token: Option<String>,
+    pub metrics: Arc<Metrics>,
+    pub max_body: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/track", post(track))
+        .route("/v1/identify", post(identify))
+        .route("/v1/batch", post(batch))
+        .route("/v1/journeys", put(deploy).get(journeys))
+        .route("/v1/journeys/{name}/stats", get(stats))
+        .route("/v1/journeys/{name}/{operation}", post(operate))
+        .route("/v1/users/{id}", get(user))
+        .route("/v1/clock", post(clock))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.max_body))
+        .with_state(state)
+}
+
+/// An error answer.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response()
+}
+
+fn refusal(state: &AppState, refusal: Refusal) -> Response {
+    state.metrics.http_errors.fetch_add(1, Relaxed);
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, refusal.code, refusal.message)
+}
+
+async fn authenticate(State(state): State<AppState>, request: HttpRequest, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            state.metrics.http_errors.fetch_add(1, Relaxed);
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this API needs `Authorization: Bearer <token>` with the service's token",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "no such endpoint (see docs/runtime.md)",
+    )
+}
+
+/// Sends a request to the core and waits for its answer.
+async fn ask<T>(
+    state: &AppState,
+    request: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, Response> {
+    let (reply, answer) = oneshot::channel();
+    let stopping = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the service is stopping",
+        )
+    };
+    state
+        .requests
+        .send(request(reply))
+        .await
+        .map_err(|_| stopping())?;
+    answer.await.map_err(|_| stopping())
+}
+
+/// Parses a JSON body.
+fn parse_body(body: &Bytes) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
+/// A body that is not JSON, in the parser's own words.
+fn bad_json(e: serde_json::Error) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad-json",
+        format!("the body is not JSON: {e}"),
+    )
+}
+
+/// One message of `kind` (its `type` may be left out).
+async fn single(state: AppState, body: Bytes, kind: &str) -> Response {
+    let mut message = match parse_body(&body) {
+        Ok(message) => message,
+        Err(e) => return bad_json(e),
+    };
+    match message.as_object_mut() {
+        Some(object) => {
+            let given = object.entry("type").or_insert_with(|| json!(kind));
+            if given != kind {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-type",
+                    format!("this endpoint takes `\"type\": \"{kind}\"` messages, not {given}"),
+                );
+            }
+        }
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-message",
+                "a message must be a JSON object",
+            )
+        }
+    }
+    let fates = match ask(&state, |reply| Request::Messages {
+        messages: vec![message],
+        reply,
+    })
+    .await
+    {
+        Ok(fates) => fates,
+        Err(response) => return response,
+    };
+    match fates.into_iter().next() {
+        Some(Ok(Fate::Applied)) => Json(json!({ "accepted": true })).into_response(),
+        Some(Ok(Fate::Ignored)) => Json(json!({
+            "accepted": true,
+            "ignored": "no deployed schema declares this event",
+        }))
+        .into_response(),
+        Some(Err(r)) => refusal(&state, r),
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no answer"),
+    }
+}
+
+async fn track(State(state): State<AppState>, body: Bytes) -> Response {
+    single(state, body, "track").await
+}
+
+async fn identify(State(state): State<AppState>, body: Bytes) -> Response {
+    single(state, body, "identify").await
+}
+
+/// `{"batch": [message, …]}`: each message accepted or refused on its own.
+async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(e) => return bad_json(e),
+    };
+    let Some(Value::Array(messages)) = body.get("batch").cloned() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad-batch",
+            "a batch is `{\"batch\": [message, …]}`",
+        );
+    };
+    let fates = match ask(&state, |reply| Request::Messages { messages, reply }).await {
+        Ok(fates) => fates,
+        Err(response) => return response,
+    };
+    if let Some(Err(r)) = fates
+        .iter()
+        .find(|f| matches!(f, Err(r) if r.status == 503))
+    {
+        return refusal(&state, r.clone());
+    }
+    let (mut accepted, mut ignored, mut refused) = (0, 0, Vec::new());
+    for (index, fate) in fates.into_iter().enumerate() {
+        match fate {
+            Ok(Fate::Applied) => accepted += 1,
+            Ok(Fate::Ignored) => ignored += 1,
+            Err(r) => refused.push(json!({ "index": index, "code": r.code, "message": r.message })),
+        }
+    }
+    Json(json!({ "accepted": accepted, "ignored": ignored, "refused": refused })).into_response()
+}
+
+async fn deploy(State(state): State<AppState>, body: Bytes) -> Response {
+    match ask(&state, |reply| Request::Deploy {
+        bytes: body.to_vec(),
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(journeys)) => Json(journeys).into_response(),
+        Ok(Err(r)) => refusal(&state, r),
+        Err(response) => response,
+    }
+}
+
+async fn read(state: &AppState, query: Query) -> Response {
+    match ask(state, |reply| Request::Read { query, reply }).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(r)) => refusal(state, r),
+        Err(response) => response,
+    }
+}
+
+async fn journeys(State(state): State<AppState>) -> Response {
+    read(&state, Query::Journeys).await
+}
+
+async fn stats(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    read(&state, Query::Stats(name)).await
+}
+
+async fn user(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    read(&state, Query::User(id)).await
+}
+
+async fn operate(
+    State(state): State<AppState>,
+    Path((name, operation)): Path<(String, String)>,
+) -> Response {
+    let Some(operation) = Operation::parse(&operation) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no-route",
+            format!("no operation `{operation}`: activate, pause, resume or archive"),
+        );
+    };
+    match ask(&state, |reply| Request::Operate {
+        journey: name,
+        operation,
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(r)) => refusal(&state, r),
+        Err(response) => response,
+    }
+}
+
+/// `{"until": "<RFC 3339>"}`: moves event time forward, firing what comes due.
+async fn clock(State(state): State<AppState>, body: Bytes) -> Response {
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(e) => return bad_json(e),
+    };
+    let Some(until) = body
+        .get("until")
+        .and_then(Value::as_str)
+        .and_then(journey_runtime::vm::input::parse_time)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad-clock",
+            "the body is `{\"until\": \"<RFC 3339 time>\"}`",
+        );
+    };
+    match ask(&state, |reply| Request::Advance { until, reply }).await {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(r)) => refusal(&state, r),
+        Err(response) => response,
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    if state.requests.is_closed() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the service is stopping",
+        );
+    }
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

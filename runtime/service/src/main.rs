@@ -1,0 +1,105 @@
+//! `journey-runtime`: the command line of the service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use journey_service::server::{self, Clock, Config};
+use journey_service::sinks::Sink;
+use journey_service::store::Sync;
+
+/// The allocator the VM runs fastest with (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "journey-runtime",
+    version,
+    about = "Runs journey bytecode in production: durable state, an HTTP API, an action outbox"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves the HTTP API (docs/runtime.md) until SIGTERM or Ctrl-C.
+    Serve {
+        /// The data directory: the SQLite database (log, outbox) lives here.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700")]
+        listen: SocketAddr,
+        /// Deploy this bytecode and activate its journeys, if nothing is deployed yet.
+        #[arg(long, value_name = "FILE.jbc")]
+        deploy: Option<PathBuf>,
+        /// The bearer token /v1 requests must carry (default: $JOURNEY_TOKEN; none: no auth).
+        #[arg(long, env = "JOURNEY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Where time comes from: the machine's clock, or the inputs' timestamps.
+        #[arg(long, value_enum, default_value = "wall")]
+        clock: Clock,
+        /// How hard commits press to disk.
+        #[arg(long, value_enum, default_value = "full")]
+        sync: Sync,
+        /// Where actions go: `stdout` or `jsonl:PATH` (repeatable).
+        #[arg(long = "sink", value_name = "SINK", value_parser = Sink::parse)]
+        sinks: Vec<Sink>,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 8 << 20)]
+        max_body: usize,
+        /// The most requests applied in one transaction.
+        #[arg(long, default_value_t = 1024)]
+        max_batch: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            deploy,
+            token,
+            clock,
+            sync,
+            sinks,
+            max_body,
+            max_batch,
+        } => {
+            let config = Config {
+                data,
+                listen,
+                deploy,
+                token: token.filter(|t| !t.is_empty()),
+                clock,
+                sync,
+                sinks,
+                max_body,
+                max_batch: max_batch.max(1),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("journey-runtime: error: cannot start: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(server::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("journey-runtime: error: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

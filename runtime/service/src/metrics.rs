@@ -1,0 +1,100 @@
+//! Counters → the Prometheus text format of `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub ignored: AtomicU64,
+    pub actions: AtomicU64,
+    pub timers_fired: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_micros: AtomicU64,
+    pub http_errors: AtomicU64,
+    /// Per sink: (name, delivered, failed attempts), in the order of the configuration.
+    pub sinks: Mutex<Vec<(String, u64, u64)>>,
+}
+
+impl Metrics {
+    pub fn sink(&self, name: &str, delivered: u64, failed: u64) {
+        if let Ok(mut sinks) = self.sinks.lock() {
+            match sinks.iter_mut().find(|(n, _, _)| n == name) {
+                Some(entry) => {
+                    entry.1 += delivered;
+                    entry.2 += failed;
+                }
+                None => sinks.push((name.to_string(), delivered, failed)),
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "journey_inputs_accepted_total",
+            "Track and identify messages applied.",
+            self.accepted.load(Relaxed),
+        );
+        counter(
+            "journey_inputs_refused_total",
+            "Messages refused (schema mismatch, bad JSON).",
+            self.refused.load(Relaxed),
+        );
+        counter(
+            "journey_inputs_ignored_total",
+            "Tracks of event types no deployed schema declares.",
+            self.ignored.load(Relaxed),
+        );
+        counter(
+            "journey_actions_total",
+            "Actions written to the outbox.",
+            self.actions.load(Relaxed),
+        );
+        counter(
+            "journey_timers_fired_total",
+            "Timers fired by the engine (replay included).",
+            self.timers_fired.load(Relaxed),
+        );
+        counter(
+            "journey_commits_total",
+            "Transactions committed.",
+            self.commits.load(Relaxed),
+        );
+        counter(
+            "journey_commit_microseconds_total",
+            "Time spent committing.",
+            self.commit_micros.load(Relaxed),
+        );
+        counter(
+            "journey_http_errors_total",
+            "Requests answered with an error.",
+            self.http_errors.load(Relaxed),
+        );
+        if let Ok(sinks) = self.sinks.lock() {
+            let _ = writeln!(out, "# HELP journey_delivered_total Actions delivered, per sink.\n# TYPE journey_delivered_total counter");
+            for (name, delivered, _) in sinks.iter() {
+                let _ = writeln!(
+                    out,
+                    "journey_delivered_total{{sink=\"{name}\"}} {delivered}"
+                );
+            }
+            let _ = writeln!(out, "# HELP journey_delivery_failures_total Failed delivery attempts, per sink.\n# TYPE journey_delivery_failures_total counter");
+            for (name, _, failed) in sinks.iter() {
+                let _ = writeln!(
+                    out,
+                    "journey_delivery_failures_total{{sink=\"{name}\"}} {failed}"
+                );
+            }
+        }
+        out
+    }
+}

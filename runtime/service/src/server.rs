@@ -1,0 +1,538 @@
+//! A configuration → the running service: the log replayed, the core on its own thread (the
+//! clock, group commits), the sinks, the HTTP API, and a graceful stop on SIGTERM or Ctrl-C.
+//!
+//! **Invariant:** a request that changes state is answered only after the transaction holding
+//! its command and actions has committed; if the commit fails, it is answered 503 and the
+//! engine is rebuilt from the log, so memory never runs ahead of the disk.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{kind, Core, Operation, Refusal};
+use crate::metrics::Metrics;
+use crate::sinks::{Signals, Sink};
+use crate::store::{Action, Logged, Store, Sync};
+
+/// Where the engine's clock comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clock {
+    /// The machine's clock: inputs are processed when they arrive and timers fire as time
+    /// passes (production).
+    Wall,
+    /// Event time, as `journeyc simulate` has it: an input is processed at its `timestamp`,
+    /// and time passes only by inputs and `POST /v1/clock` (replays, backfills, tests).
+    Event,
+}
+
+pub struct Config {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    /// Deployed and activated at start when the data directory has nothing deployed.
+    pub deploy: Option<PathBuf>,
+    /// The bearer token `/v1` requests must carry (`None`: no authentication).
+    pub token: Option<String>,
+    pub clock: Clock,
+    pub sync: Sync,
+    pub sinks: Vec<Sink>,
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// The most requests applied in one transaction.
+    pub max_batch: usize,
+}
+
+/// What the HTTP side asks of the core.
+pub enum Request {
+    /// Track and identify messages; each gets its own answer.
+    Messages {
+        messages: Vec<Json>,
+        reply: oneshot::Sender<Vec<Result<Fate, Refusal>>>,
+    },
+    Deploy {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Json, Refusal>>,
+    },
+    Operate {
+        journey: String,
+        operation: Operation,
+        reply: oneshot::Sender<Result<Json, Refusal>>,
+    },
+    /// Moves event time forward (`Clock::Event` only).
+    Advance {
+        until: i64,
+        reply: oneshot::Sender<Result<Json, Refusal>>,
+    },
+    Read {
+        query: Query,
+        reply: oneshot::Sender<Result<Json, Refusal>>,
+    },
+}
+
+/// What became of an accepted message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Applied,
+    /// A `track` of an event no deployed schema declares.
+    Ignored,
+}
+
+pub enum Query {
+    Journeys,
+    Stats(String),
+    User(String),
+}
+
+/// What staging a command did: whether it changed anything, and how many actions it made.
+struct Staged {
+    changed: bool,
+    actions: usize,
+}
+
+/// The core's side of the service: the state, the store, and where things stand.
+struct Runner {
+    core: Core,
+    store: Store,
+    clock: Clock,
+    next_seq: i64,
+    metrics: Arc<Metrics>,
+}
+
+/// One transaction being gathered: its commands, their actions, and the answers that wait
+/// for it to commit.
+#[derive(Default)]
+struct Batch {
+    commands: Vec<Logged>,
+    actions: Vec<Action>,
+    answers: Vec<Box<dyn FnOnce(bool) + Send>>,
+}
+
+impl Runner {
+    /// Opens the store and replays its log.
+    fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Runner, String> {
+        let store = Store::open(&config.data, config.sync)?;
+        let mut runner = Runner {
+            core: Core::new(),
+            store,
+            clock: config.clock,
+            next_seq: 1,
+            metrics,
+        };
+        runner.replay()?;
+        Ok(runner)
+    }
+
+    /// Rebuilds the state from the log (the actions were written with their commands).
+    fn replay(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let log = self.store.log()?;
+        self.core = Core::new();
+        for command in &log {
+            self.core
+                .apply(command.seq, &command.kind, command.at, &command.body)
+                .map_err(|refusal| {
+                    format!(
+                        "the log's command {} ({}) no longer applies: {}",
+                        command.seq, command.kind, refusal.message
+                    )
+                })?;
+        }
+        self.next_seq = self.store.next_seq()?;
+        if !log.is_empty() {
+            eprintln!(
+                "journey-runtime: replayed {} commands in {:.2} s",
+                log.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies a command and stages it (and its actions) in `batch` if it changed anything.
+    fn stage(
+        &mut self,
+        batch: &mut Batch,
+        kind: &str,
+        at: i64,
+        body: Vec<u8>,
+    ) -> Result<Staged, Refusal> {
+        let seq = self.next_seq;
+        let mut applied = self.core.apply(seq, kind, at, &body)?;
+        let staged = Staged {
+            changed: applied.changed,
+            actions: applied.actions.len(),
+        };
+        if applied.changed {
+            self.next_seq += 1;
+            batch.commands.push(Logged {
+                seq,
+                kind: kind.to_string(),
+                at,
+                body,
+            });
+            batch.actions.append(&mut applied.actions);
+        }
+        Ok(staged)
+    }
+
+    /// In wall-clock mode, fires the timers due by now.
+    fn tick(&mut self, batch: &mut Batch) {
+        if self.clock != Clock::Wall {
+            return;
+        }
+        let now = wall_ms().max(self.core.now());
+        if self.core.next_timer_at().is_some_and(|due| due <= now) {
+            // An advance is never refused.
+            let _ = self.stage(batch, kind::ADVANCE, now, Vec::new());
+        }
+    }
+
+    /// The time an input is processed at.
+    fn input_time(&self, message: &Json) -> i64 {
+        let now = self.core.now();
+        match self.clock {
+            Clock::Wall => wall_ms().max(now),
+            Clock::Event => message
+                .get("timestamp")
+                .and_then(Json::as_str)
+                .and_then(journey_runtime::vm::input::parse_time)
+                .map_or(now, |t| t.max(now)),
+        }
+    }
+
+    fn handle(&mut self, batch: &mut Batch, request: Request) {
+        match request {
+            Request::Messages { messages, reply } => {
+                let mut fates = Vec::with_capacity(messages.len());
+                for mut message in messages {
+                    if self.clock == Clock::Wall && message.get("timestamp").is_none() {
+                        if let Some(object) = message.as_object_mut() {
+                            object.insert("timestamp".into(), json!(rfc3339_ms(wall_ms())));
+                        }
+                    }
+                    let at = self.input_time(&message);
+                    let body = message.to_string().into_bytes();
+                    let fate = self.stage(batch, kind::INPUT, at, body).map(|applied| {
+                        if applied.changed {
+                            Fate::Applied
+                        } else {
+                            Fate::Ignored
+                        }
+                    });
+                    match &fate {
+                        Ok(Fate::Applied) => self.metrics.accepted.fetch_add(1, Relaxed),
+                        Ok(Fate::Ignored) => self.metrics.ignored.fetch_add(1, Relaxed),
+                        Err(_) => self.metrics.refused.fetch_add(1, Relaxed),
+                    };
+                    fates.push(fate);
+                }
+                batch.answers.push(Box::new(move |committed| {
+                    let answer = if committed {
+                        fates
+                    } else {
+                        fates
+                            .into_iter()
+                            .map(|f| f.and(Err(unavailable())))
+                            .collect()
+                    };
+                    let _ = reply.send(answer);
+                }));
+            }
+            Request::Deploy { bytes, reply } => {
+                let result = self.stage(batch, kind::DEPLOY, self.core.now(), bytes);
+                let journeys = self.core.journeys();
+                answer(batch, reply, result.map(|_| journeys));
+            }
+            Request::Operate {
+                journey,
+                operation,
+                reply,
+            } => {
+                let body = json!({ "journey": journey, "operation": operation.name() });
+                let at = match self.clock {
+                    Clock::Wall => wall_ms().max(self.core.now()),
+                    Clock::Event => self.core.now(),
+                };
+                let result = self.stage(batch, kind::STATE, at, body.to_string().into_bytes());
+                let result = result.and_then(|_| self.core.stats(&journey));
+                answer(batch, reply, result);
+            }
+            Request::Advance { until, reply } => {
+                let result = if self.clock != Clock::Event {
+                    Err(Refusal::new(
+                        409,
+                        "wall-clock",
+                        "the clock is the machine's (--clock wall): it cannot be moved",
+                    ))
+                } else if until < self.core.now() {
+                    Err(Refusal::new(
+                        409,
+                        "clock-backwards",
+                        format!(
+                            "the clock is at {} already",
+                            crate::rfc3339_ms(self.core.now())
+                        ),
+                    ))
+                } else {
+                    self.stage(batch, kind::ADVANCE, until, Vec::new())
+                        .map(|applied| json!({ "now": crate::rfc3339_ms(until), "actions": applied.actions }))
+                };
+                answer(batch, reply, result);
+            }
+            Request::Read { query, reply } => {
+                let result = match query {
+                    Query::Journeys => Ok(self.core.journeys()),
+                    Query::Stats(journey) => self.core.stats(&journey),
+                    Query::User(user) => self.user(&user),
+                };
+                answer(batch, reply, result);
+            }
+        }
+    }
+
+    fn user(&self, name: &str) -> Result<Json, Refusal> {
+        let mut user = self
+            .core
+            .user(name)
+            .ok_or_else(|| Refusal::new(404, "no-user", format!("no user `{name}` is known")))?;
+        let recent: Vec<Json> = self
+            .store
+            .recent_actions(name, 20)
+            .map_err(|e| Refusal::new(500, "store", e))?
+            .iter()
+            .filter_map(|a| serde_json::from_str(a).ok())
+            .collect();
+        if let Some(object) = user.as_object_mut() {
+            object.insert("recent_actions".into(), Json::Array(recent));
+        }
+        Ok(user)
+    }
+
+    /// Commits a batch and answers its requests; on failure, answers 503 and rebuilds the
+    /// state from the log.
+    fn commit(&mut self, batch: Batch) -> bool {
+        let started = Instant::now();
+        let committed = if batch.commands.is_empty() {
+            true
+        } else {
+            match self.store.commit(&batch.commands, &batch.actions) {
+                Ok(()) => true,
+                Err(error) => {
+                    eprintln!("journey-runtime: error: a commit failed: {error}");
+                    false
+                }
+            }
+        };
+        if !batch.commands.is_empty() {
+            self.metrics.commits.fetch_add(1, Relaxed);
+            self.metrics
+                .commit_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            self.metrics
+                .actions
+                .fetch_add(batch.actions.len() as u64, Relaxed);
+        }
+        for answer in batch.answers {
+            answer(committed);
+        }
+        if !committed {
+            if let Err(error) = self.replay() {
+                eprintln!("journey-runtime: error: cannot rebuild the state from the log: {error}");
+                std::process::exit(1);
+            }
+        }
+        self.metrics
+            .timers_fired
+            .store(self.core.timers_fired(), Relaxed);
+        committed && !batch.actions.is_empty()
+    }
+}
+
+fn answer(
+    batch: &mut Batch,
+    reply: oneshot::Sender<Result<Json, Refusal>>,
+    result: Result<Json, Refusal>,
+) {
+    batch.answers.push(Box::new(move |committed| {
+        let _ = reply.send(if committed {
+            result
+        } else {
+            result.and(Err(unavailable()))
+        });
+    }));
+}
+
+fn unavailable() -> Refusal {
+    Refusal::new(
+        503,
+        "not-stored",
+        "the store could not commit: nothing of this request was kept; try again",
+    )
+}
+
+/// The machine's time in milliseconds since the epoch.
+pub fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub use crate::rfc3339_ms;
+
+/// The core's loop: gathers requests into batches, fires due timers, commits, answers; returns
+/// when every sender is gone (the HTTP server has stopped).
+fn run_core(
+    mut runner: Runner,
+    mut requests: mpsc::Receiver<Request>,
+    max_batch: usize,
+    signals: Arc<Signals>,
+    runtime: tokio::runtime::Handle,
+) {
+    loop {
+        let wait = match (runner.clock, runner.core.next_timer_at()) {
+            (Clock::Wall, Some(due)) => {
+                Duration::from_millis(due.saturating_sub(wall_ms()).clamp(0, 1000) as u64)
+            }
+            _ => Duration::from_secs(1),
+        };
+        let first = runtime.block_on(async { tokio::time::timeout(wait, requests.recv()).await });
+        let mut batch = Batch::default();
+        runner.tick(&mut batch);
+        let mut closed = false;
+        match first {
+            Ok(Some(request)) => runner.handle(&mut batch, request),
+            Ok(None) => closed = true,
+            Err(_) => {}
+        }
+        let mut taken = 1;
+        while taken < max_batch {
+            match requests.try_recv() {
+                Ok(request) => {
+                    runner.handle(&mut batch, request);
+                    taken += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if runner.commit(batch) {
+            signals.committed.notify_waiters();
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::default());
+    let mut runner = Runner::open(&config, metrics.clone())?;
+    if let Some(path) = &config.deploy {
+        deploy_at_start(&mut runner, path)?;
+    }
+    let (sender, receiver) = mpsc::channel::<Request>(4096);
+    let signals = Arc::new(Signals::default());
+    let runtime = tokio::runtime::Handle::current();
+    let core = {
+        let signals = signals.clone();
+        let max_batch = config.max_batch;
+        let runtime = runtime.clone();
+        std::thread::Builder::new()
+            .name("journey-core".into())
+            .spawn(move || run_core(runner, receiver, max_batch, signals, runtime))
+            .map_err(|e| format!("cannot start the core thread: {e}"))?
+    };
+    let mut sinks = Vec::new();
+    for sink in &config.sinks {
+        let (sink, data, sync) = (sink.clone(), config.data.clone(), config.sync);
+        let (signals, metrics, runtime) = (signals.clone(), metrics.clone(), runtime.clone());
+        sinks.push(
+            std::thread::Builder::new()
+                .name(format!("journey-sink {}", sink.name()))
+                .spawn(move || crate::sinks::deliver(sink, data, sync, signals, metrics, runtime))
+                .map_err(|e| format!("cannot start a sink thread: {e}"))?,
+        );
+    }
+    let app = crate::http::router(crate::http::AppState {
+        requests: sender,
+        token: config.token.clone(),
+        metrics: metrics.clone(),
+        max_body: config.max_body,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    eprintln!("journey-runtime: listening on http://{address}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("the HTTP server failed: {e}"))?;
+    eprintln!("journey-runtime: stopping: finishing the last commit and deliveries");
+    // The router (and so every sender) is gone: the core commits what it has and returns.
+    let _ = tokio::task::spawn_blocking(move || core.join()).await;
+    signals
+        .stopping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    signals.committed.notify_waiters();
+    let _ =
+        tokio::task::spawn_blocking(move || sinks.into_iter().for_each(|s| drop(s.join()))).await;
+    Ok(())
+}
+
+/// `--deploy FILE`: deploys and activates every journey of the file when nothing is deployed
+/// yet (later starts find it in the log and leave it alone).
+fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut batch = Batch::default();
+    let at = match runner.clock {
+        Clock::Wall => wall_ms().max(runner.core.now()),
+        Clock::Event => runner.core.now(),
+    };
+    let deployed = runner
+        .stage(&mut batch, kind::DEPLOY, at, bytes)
+        .map_err(|r| format!("`{}`: {}", path.display(), r.message))?;
+    if deployed.changed {
+        let journeys: Vec<String> = runner.core.journey_names();
+        for journey in journeys {
+            let body = json!({ "journey": journey, "operation": "activate" });
+            runner
+                .stage(&mut batch, kind::STATE, at, body.to_string().into_bytes())
+                .map_err(|r| r.message)?;
+        }
+        eprintln!(
+            "journey-runtime: deployed and activated `{}`",
+            path.display()
+        );
+    }
+    runner
+        .store
+        .commit(&batch.commands, &batch.actions)
+        .map_err(|e| format!("cannot store the deployment: {e}"))
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
