@@ -42,6 +42,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(middleware::map_response(json_errors))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            count_errors,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body))
         .with_state(state)
 }
@@ -55,8 +60,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
-fn refusal(state: &AppState, refusal: Refusal) -> Response {
-    state.metrics.http_errors.fetch_add(1, Relaxed);
+fn refusal(refusal: Refusal) -> Response {
     let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error(status, refusal.code, refusal.message)
 }
@@ -69,7 +73,6 @@ async fn authenticate(State(state): State<AppState>, request: HttpRequest, next:
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
-            state.metrics.http_errors.fetch_add(1, Relaxed);
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -78,6 +81,42 @@ async fn authenticate(State(state): State<AppState>, request: HttpRequest, next:
         }
     }
     next.run(request).await
+}
+
+/// axum's own refusals (a body over the limit, a wrong method) are plain text: the same
+/// JSON shape as ours, with their words.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::METHOD_NOT_ALLOWED => "bad-method",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "bad-media-type",
+        _ => "bad-request",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    error(status, code, message)
+}
+
+async fn count_errors(State(state): State<AppState>, response: Response) -> Response {
+    if response.status().is_client_error() || response.status().is_server_error() {
+        state.metrics.http_errors.fetch_add(1, Relaxed);
+    }
+    response
 }
 
 async fn not_found() -> Response {
@@ -164,7 +203,7 @@ async fn single(state: AppState, body: Bytes, kind: &str) -> Response {
             "ignored": "no deployed schema declares this event",
         }))
         .into_response(),
-        Some(Err(r)) => refusal(&state, r),
+        Some(Err(r)) => refusal(r),
         None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no answer"),
     }
 }
@@ -198,7 +237,7 @@ async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
         .iter()
         .find(|f| matches!(f, Err(r) if r.status == 503))
     {
-        return refusal(&state, r.clone());
+        return refusal(r.clone());
     }
     let (mut accepted, mut ignored, mut refused) = (0, 0, Vec::new());
     for (index, fate) in fates.into_iter().enumerate() {
@@ -219,7 +258,7 @@ async fn deploy(State(state): State<AppState>, body: Bytes) -> Response {
     .await
     {
         Ok(Ok(journeys)) => Json(journeys).into_response(),
-        Ok(Err(r)) => refusal(&state, r),
+        Ok(Err(r)) => refusal(r),
         Err(response) => response,
     }
 }
@@ -227,7 +266,7 @@ async fn deploy(State(state): State<AppState>, body: Bytes) -> Response {
 async fn read(state: &AppState, query: Query) -> Response {
     match ask(state, |reply| Request::Read { query, reply }).await {
         Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(r)) => refusal(state, r),
+        Ok(Err(r)) => refusal(r),
         Err(response) => response,
     }
 }
@@ -263,7 +302,7 @@ async fn operate(
     .await
     {
         Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(r)) => refusal(&state, r),
+        Ok(Err(r)) => refusal(r),
         Err(response) => response,
     }
 }
@@ -287,7 +326,7 @@ async fn clock(State(state): State<AppState>, body: Bytes) -> Response {
     };
     match ask(&state, |reply| Request::Advance { until, reply }).await {
         Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(r)) => refusal(&state, r),
+        Ok(Err(r)) => refusal(r),
         Err(response) => response,
     }
 }
