@@ -77,6 +77,51 @@ impl Sink {
     }
 }
 
+/// Cuts a line a crash left half-written at the end of a JSONL file: it was never counted as
+/// delivered, so it will be written again whole.
+fn drop_partial_line(path: &std::path::Path) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let error = |e: std::io::Error| format!("`{}`: {e}", path.display());
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(error(e)),
+    };
+    let length = file.metadata().map_err(error)?.len();
+    // Back from the end, a block at a time, to the last newline.
+    let mut end = length;
+    let mut block = vec![0u8; 64 * 1024];
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start)).map_err(error)?;
+        file.read_exact(chunk).map_err(error)?;
+        if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
+            break start + at as u64 + 1;
+        }
+        end = start;
+    };
+    if keep == length {
+        return Ok(());
+    }
+    file.set_len(keep)
+        .and_then(|()| file.sync_data())
+        .map_err(error)?;
+    eprintln!(
+        "journey-runtime: sink jsonl:{}: cut a half-written last line ({} bytes)",
+        path.display(),
+        length - keep
+    );
+    Ok(())
+}
+
 /// A sink's signals: new actions were committed; the service is stopping.
 #[derive(Default)]
 pub struct Signals {
@@ -103,6 +148,11 @@ pub fn deliver(
         }
     };
     metrics.sink(&name, 0, 0);
+    if let Sink::Jsonl(path) = &sink {
+        if let Err(error) = drop_partial_line(path) {
+            eprintln!("journey-runtime: error: sink {name}: {error}");
+        }
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         let pending = store
