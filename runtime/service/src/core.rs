@@ -294,7 +294,8 @@ impl Core {
         })
     }
 
-    fn input(&mut self, seq: i64, message: &Json, at: i64) -> Result<Applied, Refusal> {
+    /// Applies an input message (the body of a `kind::INPUT` command, parsed) at `at`.
+    pub fn input(&mut self, seq: i64, message: &Json, at: i64) -> Result<Applied, Refusal> {
         let Some(deployment) = self.deployment.as_mut() else {
             return Err(Refusal::new(
                 409,
@@ -337,9 +338,13 @@ impl Core {
             return Vec::new();
         };
         let engine = &mut deployment.engine;
-        let records = std::mem::take(&mut engine.timeline);
+        if engine.timeline.is_empty() {
+            return Vec::new();
+        }
+        // (Taken and handed back emptied: the buffer keeps its room for the next command.)
+        let mut records = std::mem::take(&mut engine.timeline);
         let mut actions = Vec::new();
-        for record in records {
+        for record in records.drain(..) {
             if !matches!(record.kind, RecordKind::Send { .. }) {
                 continue;
             }
@@ -355,6 +360,7 @@ impl Core {
                 json: json.to_string(),
             });
         }
+        engine.timeline = records;
         self.actions += actions.len() as u64;
         actions
     }

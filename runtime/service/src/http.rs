@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{Operation, Refusal};
 use crate::metrics::Metrics;
-use crate::server::{Fate, Query, Request};
+use crate::server::{Fate, Message, Query, Request};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -188,7 +188,10 @@ async fn single(state: AppState, body: Bytes, kind: &str) -> Response {
         }
     }
     let fates = match ask(&state, |reply| Request::Messages {
-        messages: vec![message],
+        messages: vec![Message {
+            json: message,
+            text: None,
+        }],
         reply,
     })
     .await
@@ -218,17 +221,33 @@ async fn identify(State(state): State<AppState>, body: Bytes) -> Response {
 
 /// `{"batch": [message, …]}`: each message accepted or refused on its own.
 async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
-    let body = match parse_body(&body) {
-        Ok(body) => body,
-        Err(e) => return bad_json(e),
+    // The messages' own text is kept to be logged as it came.
+    #[derive(serde::Deserialize)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        batch: Vec<&'a serde_json::value::RawValue>,
+    }
+    let batch: Batch = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(e) if e.is_syntax() || e.is_eof() => return bad_json(e),
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-batch",
+                "a batch is `{\"batch\": [message, …]}`",
+            )
+        }
     };
-    let Some(Value::Array(messages)) = body.get("batch").cloned() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad-batch",
-            "a batch is `{\"batch\": [message, …]}`",
-        );
-    };
+    let mut messages = Vec::with_capacity(batch.batch.len());
+    for raw in batch.batch {
+        match serde_json::from_str(raw.get()) {
+            Ok(json) => messages.push(Message {
+                json,
+                text: Some(raw.get().to_string()),
+            }),
+            Err(e) => return bad_json(e),
+        }
+    }
     let fates = match ask(&state, |reply| Request::Messages { messages, reply }).await {
         Ok(fates) => fates,
         Err(response) => return response,

@@ -50,7 +50,7 @@ pub struct Config {
 pub enum Request {
     /// Track and identify messages; each gets its own answer.
     Messages {
-        messages: Vec<Json>,
+        messages: Vec<Message>,
         reply: oneshot::Sender<Vec<Result<Fate, Refusal>>>,
     },
     Deploy {
@@ -71,6 +71,13 @@ pub enum Request {
         query: Query,
         reply: oneshot::Sender<Result<Json, Refusal>>,
     },
+}
+
+/// A track or identify message: parsed, and its text when that is still exactly the message
+/// (then it is logged as it came, without writing it out again).
+pub struct Message {
+    pub json: Json,
+    pub text: Option<String>,
 }
 
 /// What became of an accepted message.
@@ -114,7 +121,7 @@ struct Batch {
 impl Runner {
     /// Opens the store and replays its log.
     fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Runner, String> {
-        let store = Store::open(&config.data, config.sync)?;
+        let store = Store::open(&config.data, config.sync)?.without_autocheckpoint()?;
         let mut runner = Runner {
             core: Core::new(),
             store,
@@ -161,7 +168,36 @@ impl Runner {
         body: Vec<u8>,
     ) -> Result<Staged, Refusal> {
         let seq = self.next_seq;
-        let mut applied = self.core.apply(seq, kind, at, &body)?;
+        let applied = self.core.apply(seq, kind, at, &body)?;
+        Ok(self.staged(batch, seq, kind, at, body, applied))
+    }
+
+    /// `stage` for an input message parsed already.
+    fn stage_input(&mut self, batch: &mut Batch, message: Message) -> Result<Staged, Refusal> {
+        let mut json = message.json;
+        let mut text = message.text;
+        if self.clock == Clock::Wall && json.get("timestamp").is_none() {
+            if let Some(object) = json.as_object_mut() {
+                object.insert("timestamp".into(), json!(rfc3339_ms(wall_ms())));
+                text = None;
+            }
+        }
+        let at = self.input_time(&json);
+        let seq = self.next_seq;
+        let applied = self.core.input(seq, &json, at)?;
+        let body = text.unwrap_or_else(|| json.to_string()).into_bytes();
+        Ok(self.staged(batch, seq, kind::INPUT, at, body, applied))
+    }
+
+    fn staged(
+        &mut self,
+        batch: &mut Batch,
+        seq: i64,
+        kind: &str,
+        at: i64,
+        body: Vec<u8>,
+        mut applied: crate::core::Applied,
+    ) -> Staged {
         let staged = Staged {
             changed: applied.changed,
             actions: applied.actions.len(),
@@ -176,7 +212,7 @@ impl Runner {
             });
             batch.actions.append(&mut applied.actions);
         }
-        Ok(staged)
+        staged
     }
 
     /// In wall-clock mode, fires the timers due by now.
@@ -208,15 +244,8 @@ impl Runner {
         match request {
             Request::Messages { messages, reply } => {
                 let mut fates = Vec::with_capacity(messages.len());
-                for mut message in messages {
-                    if self.clock == Clock::Wall && message.get("timestamp").is_none() {
-                        if let Some(object) = message.as_object_mut() {
-                            object.insert("timestamp".into(), json!(rfc3339_ms(wall_ms())));
-                        }
-                    }
-                    let at = self.input_time(&message);
-                    let body = message.to_string().into_bytes();
-                    let fate = self.stage(batch, kind::INPUT, at, body).map(|applied| {
+                for message in messages {
+                    let fate = self.stage_input(batch, message).map(|applied| {
                         if applied.changed {
                             Fate::Applied
                         } else {
@@ -444,6 +473,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .spawn(move || run_core(runner, receiver, max_batch, signals, runtime))
             .map_err(|e| format!("cannot start the core thread: {e}"))?
     };
+    let checkpointer = {
+        let (data, sync, signals) = (config.data.clone(), config.sync, signals.clone());
+        std::thread::Builder::new()
+            .name("journey-checkpoint".into())
+            .spawn(move || checkpoint_until_stopped(data, sync, signals))
+            .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?
+    };
     let mut sinks = Vec::new();
     for sink in &config.sinks {
         let (sink, data, sync) = (sink.clone(), config.data.clone(), config.sync);
@@ -479,9 +515,34 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .stopping
         .store(true, std::sync::atomic::Ordering::SeqCst);
     signals.committed.notify_waiters();
-    let _ =
-        tokio::task::spawn_blocking(move || sinks.into_iter().for_each(|s| drop(s.join()))).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        sinks.into_iter().for_each(|s| drop(s.join()));
+        drop(checkpointer.join());
+    })
+    .await;
     Ok(())
+}
+
+/// Checkpoints the WAL ten times a second on a connection of its own (the core's commits leave it
+/// undone), and once more at the stop.
+fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>) {
+    let store = match Store::open(&data, sync) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("journey-runtime: error: checkpoints: {error}");
+            return;
+        }
+    };
+    loop {
+        let stopping = signals.stopping.load(std::sync::atomic::Ordering::SeqCst);
+        if let Err(error) = store.checkpoint() {
+            eprintln!("journey-runtime: error: checkpoint: {error}");
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `--deploy FILE`: deploys and activates every journey of the file when nothing is deployed

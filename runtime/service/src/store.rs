@@ -96,6 +96,23 @@ impl Store {
         Ok(Store { db })
     }
 
+    /// Leaves WAL checkpoints to `checkpoint` (called from elsewhere), so that commits do not
+    /// pay for copying the log back into the database.
+    pub fn without_autocheckpoint(self) -> Result<Store, String> {
+        self.db
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
+            .map_err(|e| e.to_string())?;
+        Ok(self)
+    }
+
+    /// Copies what the WAL holds back into the database, as far as readers allow (passive: it
+    /// never waits for the writer).
+    pub fn checkpoint(&self) -> Result<(), String> {
+        self.db
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| e.to_string())
+    }
+
     /// Every command of the log, in order.
     pub fn log(&self) -> Result<Vec<Logged>, String> {
         let mut query = self

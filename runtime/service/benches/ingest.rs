@@ -1,0 +1,253 @@
+//! Durable ingest: the `journey-runtime` binary under W-cart's journeys and event mix, over
+//! HTTP, with every batch committed to SQLite (`--sync full`) before it is answered; then the
+//! timers those events set, fired by moving event time on. Method and figures:
+//! docs/performance.md.
+//!
+//! `INGEST_USERS` (20,000 by default) users are identified, then 3 tracked events per user are
+//! sent in `/v1/batch` requests of `INGEST_BATCH` (1,000) messages from `INGEST_CLIENTS` (2)
+//! connections at a time. Request bodies are built before the clock starts. "Per core" divides
+//! by the CPU time the service process used (user + system, from /proc), not by wall time.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn post(address: &str, path: &str, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).expect("connects");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("writes");
+    stream.write_all(body).expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+    response
+}
+
+/// The service's CPU time so far (user + system), in seconds.
+fn cpu_seconds(child: &Child) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 14th field.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SC_CLK_TCK is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn metric(address: &str, name: &str) -> f64 {
+    let mut stream = TcpStream::connect(address).expect("connects");
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("writes");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("reads");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Sends bodies from `clients` connections at a time; returns the wall time.
+fn send_all(address: &str, bodies: Vec<String>, clients: usize) -> Duration {
+    let started = Instant::now();
+    let queue = std::sync::Mutex::new(bodies.into_iter());
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(body) = next else { return };
+                post(address, "/v1/batch", body.as_bytes());
+            });
+        }
+    });
+    started.elapsed()
+}
+
+fn main() {
+    let users = env("INGEST_USERS", 20_000);
+    let batch = env("INGEST_BATCH", 1_000);
+    let clients = env("INGEST_CLIENTS", 2).max(1);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let files: Vec<PathBuf> = [
+        "shop",
+        "cart_abandonment",
+        "winback",
+        "onboarding",
+        "trial_to_paid",
+        "post_purchase",
+    ]
+    .iter()
+    .map(|f| root.join("examples").join(format!("{f}.journey")))
+    .collect();
+    let analysis = journey_compiler::analyse(&journey_compiler::workspace::FileSystem, &files);
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("the examples check"),
+    );
+    let dir = std::env::temp_dir().join(format!("journey-ingest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let jbc = dir.join("wcart.jbc");
+    std::fs::write(&jbc, journey_runtime::bytecode::write(&program)).expect("writes");
+
+    // Bodies first: identifies, then tracks over 30 days of event time.
+    let start = 1_767_225_600i64; // 2026-01-01T00:00:00Z
+    let time = |s: i64| {
+        chrono::DateTime::from_timestamp(s, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    let identifies: Vec<String> = (0..users)
+        .map(|u| format!(r#"{{"type":"identify","userId":"u{u}","timestamp":"{}","traits":{{"plan":"paid","country":"US","lifetime_value":250.0,"signed_up_at":"{}","tags":[],"timezone":"America/New_York"}}}}"#, time(start), time(start)))
+        .collect();
+    let events = users * 3;
+    let mut rng = Rng(0x5EED_CA27);
+    let step = (30 * 86_400 / events as i64).max(1);
+    let tracks: Vec<String> = (0..events)
+        .map(|i| {
+            let rank = ((users as f64).powf(rng.unit()) as usize).min(users) - 1;
+            let at = time(start + i as i64 * step);
+            let cart = format!("c{rank}-{}", i / 50_000);
+            match rng.next() % 10 {
+                0..=5 => format!(r#"{{"type":"track","event":"ProductAdded","userId":"u{rank}","timestamp":"{at}","properties":{{"product_id":"p1","cart_id":"{cart}","name":"Shoe","price":{:.2},"product":{{"sku":"s1"}}}}}}"#, 5.0 + (rng.next() % 9500) as f64 / 100.0),
+                6..=8 => format!(r#"{{"type":"track","event":"PageViewed","userId":"u{rank}","timestamp":"{at}","properties":{{"url":"/shop","utm_source":"ads"}}}}"#),
+                _ => format!(r#"{{"type":"track","event":"OrderCompleted","userId":"u{rank}","timestamp":"{at}","properties":{{"order_id":"o{i}","cart_id":"{cart}","total":20.0,"currency":"USD"}}}}"#),
+            }
+        })
+        .collect();
+    let bodies = |messages: &[String]| -> Vec<String> {
+        messages
+            .chunks(batch)
+            .map(|c| format!(r#"{{"batch":[{}]}}"#, c.join(",")))
+            .collect()
+    };
+    let (identify_bodies, track_bodies) = (bodies(&identifies), bodies(&tracks));
+    let bytes: usize = track_bodies.iter().map(String::len).sum();
+
+    let binary = env!("CARGO_BIN_EXE_journey-runtime");
+    let mut child = Command::new(binary)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--clock",
+            "event",
+            "--sync",
+            "full",
+        ])
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--deploy")
+        .arg(&jbc)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let address = loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            panic!("the service stopped");
+        }
+        if let Some(at) = line
+            .trim()
+            .strip_prefix("journey-runtime: listening on http://")
+        {
+            break at.to_string();
+        }
+    };
+
+    let cpu = cpu_seconds(&child);
+    let wall = send_all(&address, identify_bodies, clients);
+    let identify_cpu = cpu_seconds(&child) - cpu;
+    println!(
+        "identify: {users} users in {:.2} s = {:.0}/s wall, {:.0}/s per service CPU-second",
+        wall.as_secs_f64(),
+        users as f64 / wall.as_secs_f64(),
+        users as f64 / identify_cpu.max(1e-9)
+    );
+
+    let (commits, micros) = (
+        metric(&address, "journey_commits_total"),
+        metric(&address, "journey_commit_microseconds_total"),
+    );
+    let timers = metric(&address, "journey_timers_fired_total");
+    let cpu = cpu_seconds(&child);
+    let wall = send_all(&address, track_bodies, clients);
+    let track_cpu = cpu_seconds(&child) - cpu;
+    let commits = metric(&address, "journey_commits_total") - commits;
+    let micros = metric(&address, "journey_commit_microseconds_total") - micros;
+    let fired = metric(&address, "journey_timers_fired_total") - timers;
+    println!(
+        "track: {events} events ({:.1} MB of JSON) in {:.2} s = {:.0} events/s wall, {:.0} per service CPU-second ({:.2} CPU-s); {commits} commits, {:.2} ms each on average; {fired} timers fired on the way",
+        bytes as f64 / 1e6,
+        wall.as_secs_f64(),
+        events as f64 / wall.as_secs_f64(),
+        events as f64 / track_cpu.max(1e-9),
+        track_cpu,
+        micros / commits.max(1.0) / 1000.0
+    );
+
+    // Timers: move event time 60 days on; everything left fires, durably, in one command.
+    let (timers, actions) = (
+        metric(&address, "journey_timers_fired_total"),
+        metric(&address, "journey_actions_total"),
+    );
+    let cpu = cpu_seconds(&child);
+    let started = Instant::now();
+    post(
+        &address,
+        "/v1/clock",
+        format!(r#"{{"until":"{}"}}"#, time(start + 90 * 86_400)).as_bytes(),
+    );
+    let wall = started.elapsed();
+    let timer_cpu = cpu_seconds(&child) - cpu;
+    let fired = metric(&address, "journey_timers_fired_total") - timers;
+    let actions = metric(&address, "journey_actions_total") - actions;
+    println!(
+        "timers: {fired} fired ({actions} actions to the outbox) in {:.2} s = {:.0} timers/s wall, {:.0} per service CPU-second",
+        wall.as_secs_f64(),
+        fired / wall.as_secs_f64(),
+        fired / timer_cpu.max(1e-9)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let size = std::fs::metadata(dir.join("data").join("journey.db")).map_or(0, |m| m.len())
+        + std::fs::metadata(dir.join("data").join("journey.db-wal")).map_or(0, |m| m.len());
+    println!("store: {:.1} MB", size as f64 / 1e6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
