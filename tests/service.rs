@@ -610,3 +610,143 @@ journey echo {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A receiver of webhooks on a local port: answers 500 to the first `failures` requests, then
+/// 200; records (Idempotency-Key, status answered, body) of each.
+fn webhook_receiver(
+    failures: usize,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, u16, Value)>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let address = listener.local_addr().expect("address").to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let (mut length, mut key) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("idempotency-key:") {
+                    key = line["idempotency-key:".len()..].trim().to_string();
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let mut seen = record.lock().expect("lock");
+            let status = if seen.len() < failures { 500 } else { 200 };
+            seen.push((
+                key,
+                status,
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            ));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    (address, seen)
+}
+
+#[test]
+fn webhooks_retry_with_the_same_idempotency_key_and_only_allowed_hosts() {
+    let (_, bytes) = examples_bytecode();
+    let dir = scratch("webhook");
+    let jbc = dir.join("examples.jbc");
+    std::fs::write(&jbc, &bytes).expect("writes");
+    let jbc_arg = jbc.display().to_string();
+
+    // A host that is not allow-listed stops the start, saying which flag to add.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_journey-runtime"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sink",
+            "webhook:https://hooks.example.com/x",
+        ])
+        .arg("--data")
+        .arg(dir.join("refused"))
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--allow-host hooks.example.com"), "{said}");
+
+    let (address, seen) = webhook_receiver(2);
+    let sink = format!("webhook:http://{address}/hook");
+    let service = Service::start(
+        &dir.join("data"),
+        &[
+            "--deploy",
+            &jbc_arg,
+            "--clock",
+            "event",
+            "--sink",
+            &sink,
+            "--allow-host",
+            "127.0.0.1",
+        ],
+    );
+    let identify =
+        format!(r#"{{"userId":"u1","timestamp":"2026-01-01T00:00:00Z","traits":{{{PROFILE}}}}}"#);
+    assert_eq!(service.json("POST", "/v1/identify", &identify).0, 200);
+    assert_eq!(
+        service
+            .json(
+                "POST",
+                "/v1/track",
+                &added("u1", "2026-01-01T10:00:00Z", "c1")
+            )
+            .0,
+        200
+    );
+    let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-03T00:00:00Z"}"#);
+    let expected = moved["actions"].as_u64().expect("actions") as usize;
+    assert!(expected >= 2, "{moved}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let received = loop {
+        let received = seen.lock().expect("lock").clone();
+        if received.iter().filter(|(_, s, _)| *s == 200).count() >= expected
+            || Instant::now() > deadline
+        {
+            break received;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let delivered: Vec<&(String, u16, Value)> =
+        received.iter().filter(|(_, s, _)| *s == 200).collect();
+    assert_eq!(delivered.len(), expected, "{received:?}");
+    // The two refused attempts were of the first action, which came again with its key.
+    assert_eq!(received[0].0, received[1].0);
+    assert_eq!(received[1].0, received[2].0);
+    for (key, _, body) in &received {
+        assert_eq!(
+            body["id"].as_str(),
+            Some(key.as_str()),
+            "the key is the action's id"
+        );
+        assert_eq!(body["kind"], "send");
+    }
+    let metrics = service.request("GET", "/metrics", b"").1;
+    assert!(
+        metrics.contains(&format!(
+            "journey_delivery_failures_total{{sink=\"webhook:http://{address}/hook\"}} 2"
+        )),
+        "{metrics}"
+    );
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -46,9 +46,12 @@ enum Command {
         /// How hard commits press to disk.
         #[arg(long, value_enum, default_value = "full")]
         sync: Sync,
-        /// Where actions go: `stdout` or `jsonl:PATH` (repeatable).
+        /// Where actions go: `stdout`, `jsonl:PATH` or `webhook:URL` (repeatable).
         #[arg(long = "sink", value_name = "SINK", value_parser = Sink::parse)]
         sinks: Vec<Sink>,
+        /// A host webhook sinks may post to (repeatable; no other host is reached).
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_hosts: Vec<String>,
         /// The largest request body accepted, in bytes.
         #[arg(long, default_value_t = 8 << 20)]
         max_body: usize,
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             clock,
             sync,
             sinks,
+            allow_hosts,
             max_body,
             max_batch,
         } => {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
                 clock,
                 sync,
                 sinks,
+                allow_hosts,
                 max_body,
                 max_batch: max_batch.max(1),
             };

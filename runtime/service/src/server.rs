@@ -40,6 +40,8 @@ pub struct Config {
     pub clock: Clock,
     pub sync: Sync,
     pub sinks: Vec<Sink>,
+    /// The hosts webhook sinks may post to.
+    pub allow_hosts: Vec<String>,
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
     /// The most requests applied in one transaction.
@@ -456,6 +458,20 @@ fn run_core(
 
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> Result<(), String> {
+    for sink in &config.sinks {
+        if let Sink::Webhook(url) = sink {
+            let host = crate::sinks::webhook_host(url)?;
+            if !config
+                .allow_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&host))
+            {
+                return Err(format!(
+                    "the webhook sink posts to `{host}`, which is not allow-listed: add `--allow-host {host}`"
+                ));
+            }
+        }
+    }
     let metrics = Arc::new(Metrics::default());
     let mut runner = Runner::open(&config, metrics.clone())?;
     if let Some(path) = &config.deploy {

@@ -23,10 +23,12 @@ pub enum Sink {
     Stdout,
     /// One JSON object a line appended to a file.
     Jsonl(PathBuf),
+    /// Each action POSTed as JSON, with its id in the `Idempotency-Key` header.
+    Webhook(String),
 }
 
 impl Sink {
-    /// `stdout` or `jsonl:PATH`.
+    /// `stdout`, `jsonl:PATH` or `webhook:URL`.
     pub fn parse(text: &str) -> Result<Sink, String> {
         if text == "stdout" {
             return Ok(Sink::Stdout);
@@ -37,8 +39,12 @@ impl Sink {
             }
             return Ok(Sink::Jsonl(PathBuf::from(path)));
         }
+        if let Some(url) = text.strip_prefix("webhook:") {
+            webhook_host(url)?;
+            return Ok(Sink::Webhook(url.to_string()));
+        }
         Err(format!(
-            "unknown sink `{text}`: use `stdout` or `jsonl:PATH`"
+            "unknown sink `{text}`: use `stdout`, `jsonl:PATH` or `webhook:URL`"
         ))
     }
 
@@ -47,34 +53,109 @@ impl Sink {
         match self {
             Sink::Stdout => "stdout".into(),
             Sink::Jsonl(path) => format!("jsonl:{}", path.display()),
+            Sink::Webhook(url) => format!("webhook:{url}"),
         }
     }
 
-    fn hand_over(&self, actions: &[Outgoing]) -> Result<(), String> {
-        let mut text = String::new();
-        for action in actions {
-            text.push_str(&action.json);
-            text.push('\n');
-        }
+    /// Hands actions over in order: how many went, and the error that stopped the rest.
+    fn hand_over(&self, actions: &[Outgoing], agent: &ureq::Agent) -> (usize, Option<String>) {
+        let all = || {
+            let mut text = String::new();
+            for action in actions {
+                text.push_str(&action.json);
+                text.push('\n');
+            }
+            text
+        };
+        let whole = |result: Result<(), String>| match result {
+            Ok(()) => (actions.len(), None),
+            Err(error) => (0, Some(error)),
+        };
         match self {
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(text.as_bytes())
-                    .and_then(|()| out.flush())
-                    .map_err(|e| format!("stdout: {e}"))
+                whole(
+                    out.write_all(all().as_bytes())
+                        .and_then(|()| out.flush())
+                        .map_err(|e| format!("stdout: {e}")),
+                )
             }
-            Sink::Jsonl(path) => {
+            Sink::Jsonl(path) => whole((|| {
                 let mut file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .map_err(|e| format!("`{}`: {e}", path.display()))?;
-                file.write_all(text.as_bytes())
+                file.write_all(all().as_bytes())
                     .and_then(|()| file.sync_data())
                     .map_err(|e| format!("`{}`: {e}", path.display()))
+            })()),
+            Sink::Webhook(url) => {
+                for (done, action) in actions.iter().enumerate() {
+                    if let Err(error) = post(agent, url, action) {
+                        return (done, Some(error));
+                    }
+                }
+                (actions.len(), None)
             }
         }
     }
+}
+
+/// The host of a webhook URL (`http://` or `https://` only).
+pub fn webhook_host(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("webhook URL `{url}` must start with https:// or http://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    if host.is_empty() {
+        return Err(format!("webhook URL `{url}` has no host"));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+/// One action to a webhook: 2xx is delivered; anything else is an error to retry.
+fn post(agent: &ureq::Agent, url: &str, action: &Outgoing) -> Result<(), String> {
+    let response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", &action.id)
+        .send(action.json.as_str())
+        .map_err(|e| format!("POST {url} (action {}): {e}", action.id))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let mut body = response.into_body();
+    let text = body
+        .with_config()
+        .limit(512)
+        .read_to_string()
+        .unwrap_or_default();
+    Err(format!(
+        "POST {url} (action {}): {status} {}",
+        action.id,
+        text.trim()
+    ))
+}
+
+/// The client webhooks are posted with: no redirects (a redirect could lead off the
+/// allow-list), statuses as answers, a 30 s limit a call.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .user_agent(concat!("journey-runtime/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// Cuts a line a crash left half-written at the end of a JSONL file: it was never counted as
@@ -154,6 +235,7 @@ pub fn deliver(
         }
     }
     let mut backoff = Duration::from_millis(100);
+    let agent = agent();
     loop {
         let pending = store
             .cursor(&name)
@@ -166,7 +248,7 @@ pub fn deliver(
                 continue;
             }
         };
-        let Some(last) = actions.last().map(|a| a.n) else {
+        if actions.is_empty() {
             if signals.stopping.load(Ordering::SeqCst) {
                 return;
             }
@@ -176,23 +258,30 @@ pub fn deliver(
                         .await;
             });
             continue;
+        }
+        let (done, failed) = sink.hand_over(&actions, &agent);
+        let delivered = done.checked_sub(1).and_then(|last| actions.get(last));
+        let moved = match delivered.map(|a| a.n) {
+            Some(delivered) => store.set_cursor(&name, delivered),
+            None => Ok(()),
         };
-        match sink
-            .hand_over(&actions)
-            .and_then(|()| store.set_cursor(&name, last))
-        {
-            Ok(()) => {
-                metrics.sink(&name, actions.len() as u64, 0);
-                backoff = Duration::from_millis(100);
-            }
+        metrics.sink(&name, done as u64, u64::from(failed.is_some()));
+        match failed.map_or(moved, Err) {
+            Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => {
-                metrics.sink(&name, 0, 1);
+                if signals.stopping.load(Ordering::SeqCst) {
+                    // What is left is delivered after the next start.
+                    eprintln!(
+                        "journey-runtime: error: sink {name}: {error} (left for the next start)"
+                    );
+                    return;
+                }
                 eprintln!(
                     "journey-runtime: error: sink {name}: {error} (retrying in {} ms)",
                     backoff.as_millis()
                 );
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
     }
