@@ -611,14 +611,12 @@ journey echo {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// What a webhook receiver saw: (Idempotency-Key, status answered, body) of each request.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, u16, Value)>>>;
+
 /// A receiver of webhooks on a local port: answers 500 to the first `failures` requests, then
 /// 200; records (Idempotency-Key, status answered, body) of each.
-fn webhook_receiver(
-    failures: usize,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, u16, Value)>>>,
-) {
+fn webhook_receiver(failures: usize) -> (String, Received) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
     let address = listener.local_addr().expect("address").to_string();
