@@ -132,7 +132,7 @@ pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
                 Some(_) => return Err("`properties` must be an object".into()),
             };
             let record = program.events[event].record;
-            let fields = record_value(program, record, properties, "properties")?;
+            let fields = record_value(program, record, properties, &Place::Root("properties"))?;
             Ok(Decoded::Input(Input::Track {
                 user,
                 time,
@@ -160,7 +160,7 @@ pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
                     program,
                     fields[index].ty,
                     &traits[key],
-                    &format!("traits.{key}"),
+                    &Place::Field(&Place::Root("traits"), key),
                 )?;
                 decoded.push((index as u32, value));
             }
@@ -176,17 +176,36 @@ pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
     }
 }
 
+/// Where a value sits in a message (`properties.item.sku`, `traits.tags[2]`), put into words
+/// only when an error names it.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Root(&'a str),
+    Field(&'a Place<'a>, &'a str),
+    Item(&'a Place<'a>, usize),
+}
+
+impl std::fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Root(name) => f.write_str(name),
+            Place::Field(outer, name) => write!(f, "{outer}.{name}"),
+            Place::Item(outer, i) => write!(f, "{outer}[{i}]"),
+        }
+    }
+}
+
 fn record_value(
     program: &Program,
     record: u32,
     object: &serde_json::Map<String, Json>,
-    path: &str,
+    place: &Place,
 ) -> Result<Arc<[Value]>, String> {
     let fields = program.record_fields(record).unwrap_or(&[]);
     let mut values = Vec::with_capacity(fields.len());
     for field in fields {
         let name = program.string(field.name);
-        let here = format!("{path}.{name}");
+        let here = Place::Field(place, name);
         values.push(match object.get(name) {
             None | Some(Json::Null) => {
                 if matches!(program.type_desc(field.ty), Some(TypeDesc::Optional(_))) {
@@ -201,8 +220,8 @@ fn record_value(
     Ok(values.into())
 }
 
-fn value(program: &Program, ty: u32, json: &Json, path: &str) -> Result<Value, String> {
-    let wrong = |what: &str| Err(format!("`{path}` must be {what}, found {json}"));
+fn value(program: &Program, ty: u32, json: &Json, place: &Place) -> Result<Value, String> {
+    let wrong = |what: &str| Err(format!("`{place}` must be {what}, found {json}"));
     Ok(match ty {
         types::BOOL => match json.as_bool() {
             Some(b) => Value::Bool(b),
@@ -234,7 +253,7 @@ fn value(program: &Program, ty: u32, json: &Json, path: &str) -> Result<Value, S
                 if json.is_null() {
                     Value::Absent
                 } else {
-                    value(program, *inner, json, path)?
+                    value(program, *inner, json, place)?
                 }
             }
             Some(TypeDesc::Enum(values)) => match json.as_str() {
@@ -251,14 +270,14 @@ fn value(program: &Program, ty: u32, json: &Json, path: &str) -> Result<Value, S
                 Some(items) => {
                     let mut out = Vec::with_capacity(items.len());
                     for (i, item_json) in items.iter().enumerate() {
-                        out.push(value(program, *item, item_json, &format!("{path}[{i}]"))?);
+                        out.push(value(program, *item, item_json, &Place::Item(place, i))?);
                     }
                     Value::List(out.into())
                 }
                 None => return wrong("a list"),
             },
             Some(TypeDesc::Record(_)) => match json.as_object() {
-                Some(object) => Value::Record(record_value(program, ty, object, path)?),
+                Some(object) => Value::Record(record_value(program, ty, object, place)?),
                 None => return wrong("an object"),
             },
             None => return wrong("a known type"),
