@@ -9,6 +9,7 @@
 //! map into the output, so the same inputs always give the same timeline.
 
 pub mod clock;
+pub mod facts;
 pub mod input;
 pub mod output;
 mod timers;
@@ -29,6 +30,8 @@ use crate::eval::{self, Context, Flow, HistoryOp, Prepared};
 use crate::value::{Str, Value};
 use input::Input;
 use user_ids::UserIds;
+
+pub use facts::Fact;
 
 pub use user_ids::UserId;
 
@@ -169,6 +172,8 @@ struct User {
     /// For a user with many instances: the slots of those with each (journey, key tag), so
     /// that an entry need not scan them all to learn whether one runs with its key.
     running: Option<Box<RunningIndex>>,
+    /// Instances other engines run for this user (`Fact::Running`), when there are any.
+    foreign: Option<Box<facts::Foreign>>,
 }
 
 /// The past entries of a user into one journey with one key, as far as the journey's reentry
@@ -439,6 +444,9 @@ pub struct Engine<'p> {
     states: Vec<JourneyState>,
     /// Timers of paused journeys' instances that came due, in firing order: (journey, timer).
     held: Vec<(u32, Timer)>,
+    /// Whether facts are recorded for other engines (`facts.rs`), and those recorded.
+    reports: bool,
+    facts: Vec<Fact>,
     /// How long each event type's history is kept: `None` not at all, `Some(None)` for ever,
     /// `Some(Some(ms))` for the longest window that reads it.
     retention: Vec<Option<Option<i64>>>,
@@ -573,6 +581,8 @@ impl<'p> Engine<'p> {
             only: None,
             states: vec![JourneyState::Live; program.journeys.len()],
             held: Vec::new(),
+            reports: false,
+            facts: Vec::new(),
             retention: keep,
         }
     }
@@ -754,6 +764,7 @@ impl<'p> Engine<'p> {
                     u.pending.retain(|(id, _)| *id != pending);
                 }
                 if !p.cancelled {
+                    self.report_running(p.user, p.journey, &p.key, -1);
                     self.start_instance(p.journey, p.user, p.slots, None, p.key);
                 }
             }
@@ -865,6 +876,9 @@ impl<'p> Engine<'p> {
             if let Some(p) = self.pending.remove(&id) {
                 if let Some(u) = self.users.get_mut(p.user as usize) {
                     u.pending.retain(|(other, _)| *other != id);
+                }
+                if !p.cancelled {
+                    self.report_running(p.user, p.journey, &p.key, -1);
                 }
             }
         }
@@ -1141,6 +1155,8 @@ impl<'p> Engine<'p> {
                     if matches {
                         if let Some(p) = self.pending.get_mut(&id) {
                             p.cancelled = true;
+                            let (user, journey, key) = (p.user, p.journey, p.key.clone());
+                            self.report_running(user, journey, &key, -1);
                         }
                     }
                 }
@@ -1335,6 +1351,7 @@ impl<'p> Engine<'p> {
             self.next_pending += 1;
             let id = self.next_pending;
             let tag = key_tag(&key);
+            self.report_running(user, journey, &key, 1);
             self.pending.insert(
                 id,
                 Pending {
@@ -1380,7 +1397,7 @@ impl<'p> Engine<'p> {
             .filter(|(_, t)| *t == tag)
             .filter_map(|(id, _)| self.pending.get(id))
             .any(|p| p.journey == journey && p.key == *key && !p.cancelled);
-        if running || pending {
+        if running || pending || self.runs_elsewhere(user, journey, key) {
             return false;
         }
         let entries = u
@@ -1452,7 +1469,6 @@ impl<'p> Engine<'p> {
                 self.instances.len() - 1
             }
         };
-        let program = self.program;
         if let Some(u) = self.users.get_mut(user as usize) {
             let tag = key_tag(&key);
             u.instances.push((journey, index as u32, tag));
@@ -1474,33 +1490,15 @@ impl<'p> Engine<'p> {
                 Some((_, count)) => *count += 1,
                 None => u.journeys.push((journey, 1)),
             }
-            // Only what reentry rules still read is kept of past entries.
-            if desc.reentry != bc::Reentry::Always {
-                u.entries.retain(|log| {
-                    log.still_read(program.journeys[log.journey as usize].reentry, now)
-                });
-                let per_ms = match desc.reentry {
-                    bc::Reentry::MaxPer { per_ms, .. } => per_ms,
-                    _ => 0,
-                };
-                match u
-                    .entries
-                    .iter_mut()
-                    .find(|log| log.journey == journey && log.tag == tag && log.key == key)
-                {
-                    Some(log) => {
-                        log.times.retain(|t| now.saturating_sub(*t) < per_ms);
-                        log.times.push(now);
-                    }
-                    None => u.entries.push(EntryLog {
-                        journey,
-                        tag,
-                        key: key.clone(),
-                        times: smallvec::smallvec![now],
-                    }),
-                }
-            }
         }
+        self.log_entry(user, journey, &key, now);
+        self.report(|e| Fact::Entry {
+            user: e.names.get(user as usize).cloned().unwrap_or_default(),
+            journey: e.journey_name(journey),
+            key: key.clone(),
+            at: now,
+        });
+        self.report_running(user, journey, &key, 1);
         self.stats[journey as usize].entered += 1;
         self.timeline.push(Record {
             at: now,
@@ -1720,6 +1718,8 @@ impl<'p> Engine<'p> {
                 }
             }
         }
+        let key = self.key(&instance).cloned();
+        self.report_running(instance.user, instance.journey, &key, -1);
         *self.stats[instance.journey as usize]
             .outcomes
             .entry(outcome)
@@ -1728,7 +1728,7 @@ impl<'p> Engine<'p> {
             at: self.now,
             user: instance.user,
             journey: instance.journey,
-            key: self.key(&instance).cloned(),
+            key,
             kind: RecordKind::Exited { outcome, name },
         });
     }
@@ -1887,7 +1887,15 @@ impl<'p> Engine<'p> {
                     self.set_pc(index, next);
                     let user = self.instances[index].as_ref().map(|i| i.user);
                     if let Some(user) = user {
-                        self.try_enter(a, user, None);
+                        if self.state(a) == JourneyState::Live {
+                            self.try_enter(a, user, None);
+                        } else {
+                            // Another version may take the entry.
+                            self.report(|e| Fact::Start {
+                                user: e.names.get(user as usize).cloned().unwrap_or_default(),
+                                journey: e.journey_name(a),
+                            });
+                        }
                     }
                 }
                 _ => return self.end(index, Outcome::Completed, None),
@@ -2030,6 +2038,12 @@ impl<'p> Engine<'p> {
                     u.sends.push((now, s.channel));
                 }
             }
+            let channel = s.channel;
+            self.report(|e| Fact::Sent {
+                user: e.names.get(user as usize).cloned().unwrap_or_default(),
+                channel,
+                at: now,
+            });
         }
         let record = RecordKind::Send {
             channel: s.channel,
@@ -2078,6 +2092,16 @@ impl<'p> Engine<'p> {
         if matches!(new, Value::Missing) {
             return;
         }
+        self.report(|e| Fact::Profile {
+            user: e.names.get(user as usize).cloned().unwrap_or_default(),
+            field: Str::new(
+                e.program
+                    .record_fields(e.program.profile)
+                    .and_then(|f| f.get(field as usize))
+                    .map_or("", |f| e.program.string(f.name)),
+            ),
+            value: new.clone(),
+        });
         if let Some(slot) = self
             .users
             .get_mut(user as usize)
@@ -2086,6 +2110,16 @@ impl<'p> Engine<'p> {
             *slot = Some(new);
         }
         self.reevaluate(user, None);
+    }
+
+    /// Reports that the user's instances of the journey with the key went up or down by one.
+    fn report_running(&mut self, user: UserId, journey: u32, key: &Option<Str>, change: i32) {
+        self.report(|e| Fact::Running {
+            user: e.names.get(user as usize).cloned().unwrap_or_default(),
+            journey: e.journey_name(journey),
+            key: key.clone(),
+            change,
+        });
     }
 
     fn profile_value(&self, user: UserId, field: u32) -> Value {

@@ -1,0 +1,358 @@
+//! What one engine reports for the rules that span versions → what other engines mirror.
+//!
+//! The service runs one engine per deployed bytecode, each version of a journey in the engine
+//! of its deployment. Some rules span them all: a user is in a journey at most once at a time
+//! (per key) whatever versions run, reentry rules count entries into every version, caps count
+//! sends of every journey, a profile update is seen by every version, and `start` enters the
+//! version that takes entries. An engine that reports records these as `Fact`s, named (user,
+//! journey and field names, since ids differ between programs); the service hands each to the
+//! other engines' `mirror`. `journeyc simulate` runs one engine and reports nothing.
+
+use super::{bc, key_tag, Engine, EntryLog, JourneyState, UserId};
+use crate::bytecode::{types, Channel, TypeDesc};
+use crate::value::{Str, Value};
+
+/// A fact about a user, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    /// The user entered the journey (with the key) at `at`: reentry rules count it.
+    Entry {
+        user: Str,
+        journey: Str,
+        key: Option<Str>,
+        at: i64,
+    },
+    /// The user's instances (and pending `unless` entries) of the journey with the key went
+    /// up or down by one.
+    Running {
+        user: Str,
+        journey: Str,
+        key: Option<Str>,
+        change: i32,
+    },
+    /// A send that counts toward caps.
+    Sent {
+        user: Str,
+        channel: Channel,
+        at: i64,
+    },
+    /// A journey set a profile field.
+    Profile { user: Str, field: Str, value: Value },
+    /// An instance ran `start` of a journey that does not take entries in its engine.
+    Start { user: Str, journey: Str },
+}
+
+/// Instances of other engines, per (journey, key): how many run there.
+pub(super) type Foreign = Vec<(u32, Option<Str>, i32)>;
+
+impl Engine<'_> {
+    /// Whether the engine records `Fact`s for other engines (off by default).
+    pub fn report_facts(&mut self, on: bool) {
+        self.reports = on;
+    }
+
+    /// The facts recorded since the last call, in the order they happened.
+    pub fn take_facts(&mut self) -> Vec<Fact> {
+        std::mem::take(&mut self.facts)
+    }
+
+    /// Records a fact, if the engine reports.
+    pub(super) fn report(&mut self, fact: impl FnOnce(&Self) -> Fact) {
+        if self.reports {
+            let fact = fact(self);
+            self.facts.push(fact);
+        }
+    }
+
+    pub(super) fn journey_name(&self, journey: u32) -> Str {
+        Str::new(
+            self.program
+                .journeys
+                .get(journey as usize)
+                .map_or("", |j| self.program.string(j.name)),
+        )
+    }
+
+    fn journey_named(&self, name: &str) -> Option<u32> {
+        self.program
+            .journeys
+            .iter()
+            .position(|j| self.program.string(j.name) == name)
+            .map(|j| j as u32)
+    }
+
+    /// The longest a send is kept for caps, in milliseconds.
+    pub fn send_memory(&self) -> i64 {
+        self.longest_cap
+    }
+
+    /// Keeps sends at least `ms` (another version's caps may look further back).
+    pub fn keep_sends_for(&mut self, ms: i64) {
+        self.longest_cap = self.longest_cap.max(ms);
+    }
+
+    /// Takes in a fact another engine reported.
+    pub fn mirror(&mut self, fact: &Fact) {
+        let now = self.now;
+        match fact {
+            Fact::Entry {
+                user,
+                journey,
+                key,
+                at,
+            } => {
+                let Some(journey) = self.journey_named(journey) else {
+                    return;
+                };
+                let user = self.user_named(user);
+                self.log_entry(user, journey, key, *at.min(&now));
+            }
+            Fact::Running {
+                user,
+                journey,
+                key,
+                change,
+            } => {
+                let Some(journey) = self.journey_named(journey) else {
+                    return;
+                };
+                let user = self.user_named(user);
+                if let Some(u) = self.users.get_mut(user as usize) {
+                    let foreign = u.foreign.get_or_insert_with(Default::default);
+                    match foreign
+                        .iter_mut()
+                        .find(|(j, k, _)| *j == journey && k == key)
+                    {
+                        Some(entry) => entry.2 += change,
+                        None => foreign.push((journey, key.clone(), *change)),
+                    }
+                    foreign.retain(|(_, _, n)| *n > 0);
+                    if foreign.is_empty() {
+                        u.foreign = None;
+                    }
+                }
+            }
+            Fact::Sent { user, channel, at } => {
+                if self.longest_cap == 0 {
+                    return;
+                }
+                let user = self.user_named(user);
+                let memory = self.longest_cap;
+                if let Some(u) = self.users.get_mut(user as usize) {
+                    let stale = u
+                        .sends
+                        .partition_point(|(t, _)| now.saturating_sub(*t) >= memory);
+                    u.sends.drain(..stale);
+                    // Kept in time order: another engine's timers may have run behind ours.
+                    let at_or_after = u.sends.partition_point(|(t, _)| *t <= *at);
+                    u.sends.insert(at_or_after, (*at, *channel));
+                }
+            }
+            Fact::Profile { user, field, value } => {
+                let Some(fields) = self.program.record_fields(self.program.profile) else {
+                    return;
+                };
+                let Some(index) = fields
+                    .iter()
+                    .position(|f| self.program.string(f.name) == field.as_str())
+                else {
+                    return;
+                };
+                // A field another version types differently is left alone.
+                if !fits(self.program, fields[index].ty, value) {
+                    return;
+                }
+                let user = self.user_named(user);
+                if let Some(slot) = self
+                    .users
+                    .get_mut(user as usize)
+                    .and_then(|u| u.traits.get_mut(index))
+                {
+                    *slot = Some(value.clone());
+                }
+            }
+            Fact::Start { user, journey } => {
+                if let Some(journey) = self.journey_named(journey) {
+                    let user = self.user_named(user);
+                    self.try_enter(journey, user, None);
+                }
+            }
+        }
+    }
+
+    /// The facts that describe the engine's users now, for an engine that starts beside it:
+    /// entries reentry rules still read, running instances and pending entries, sends kept
+    /// for caps, and every profile field set.
+    pub fn facts_now(&self) -> Vec<Fact> {
+        let mut facts = Vec::new();
+        let profile = self
+            .program
+            .record_fields(self.program.profile)
+            .unwrap_or_default();
+        for (id, u) in self.users.iter().enumerate() {
+            let user = self.names.get(id).cloned().unwrap_or_default();
+            for log in &u.entries {
+                for at in &log.times {
+                    facts.push(Fact::Entry {
+                        user: user.clone(),
+                        journey: self.journey_name(log.journey),
+                        key: log.key.clone(),
+                        at: *at,
+                    });
+                }
+            }
+            for (journey, slot, _) in &u.instances {
+                let key = self
+                    .instances
+                    .get(*slot as usize)
+                    .and_then(Option::as_ref)
+                    .and_then(|i| self.key(i).cloned());
+                facts.push(Fact::Running {
+                    user: user.clone(),
+                    journey: self.journey_name(*journey),
+                    key,
+                    change: 1,
+                });
+            }
+            for (id, _) in &u.pending {
+                if let Some(p) = self.pending.get(id).filter(|p| !p.cancelled) {
+                    facts.push(Fact::Running {
+                        user: user.clone(),
+                        journey: self.journey_name(p.journey),
+                        key: p.key.clone(),
+                        change: 1,
+                    });
+                }
+            }
+            for (at, channel) in &u.sends {
+                facts.push(Fact::Sent {
+                    user: user.clone(),
+                    channel: *channel,
+                    at: *at,
+                });
+            }
+            for (field, value) in u.traits.iter().enumerate() {
+                if let (Some(value), Some(desc)) = (value, profile.get(field)) {
+                    facts.push(Fact::Profile {
+                        user: user.clone(),
+                        field: Str::new(self.program.string(desc.name)),
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
+        facts
+    }
+
+    /// Fires the earliest timer due at or before `until`, if there is one (the service fires
+    /// several engines' timers in one time order).
+    pub fn fire_next(&mut self, until: i64) -> bool {
+        let Some((at, timer)) = self.timers.pop_due(until) else {
+            return false;
+        };
+        if !matches!(timer, super::Timer::Tick { .. }) {
+            self.working_timers -= 1;
+        }
+        self.now = self.now.max(at);
+        self.timers_fired += 1;
+        self.fire(timer);
+        true
+    }
+
+    /// Whether the journey has instances (or pending entries) running, here or (as mirrored)
+    /// in other engines, for the user with the key.
+    pub(super) fn runs_elsewhere(&self, user: UserId, journey: u32, key: &Option<Str>) -> bool {
+        self.users
+            .get(user as usize)
+            .and_then(|u| u.foreign.as_ref())
+            .is_some_and(|f| {
+                f.iter()
+                    .any(|(j, k, n)| *j == journey && k == key && *n > 0)
+            })
+    }
+
+    /// Adds an entry time to the user's log of the journey, as far as its reentry rule reads
+    /// it.
+    pub(super) fn log_entry(&mut self, user: UserId, journey: u32, key: &Option<Str>, at: i64) {
+        let program = self.program;
+        let reentry = program.journeys[journey as usize].reentry;
+        if reentry == bc::Reentry::Always {
+            return;
+        }
+        let now = self.now;
+        let tag = key_tag(key);
+        let Some(u) = self.users.get_mut(user as usize) else {
+            return;
+        };
+        // Only what reentry rules still read is kept of past entries.
+        u.entries
+            .retain(|log| log.still_read(program.journeys[log.journey as usize].reentry, now));
+        let per_ms = match reentry {
+            bc::Reentry::MaxPer { per_ms, .. } => per_ms,
+            _ => 0,
+        };
+        match u
+            .entries
+            .iter_mut()
+            .find(|log| log.journey == journey && log.tag == tag && log.key == *key)
+        {
+            Some(log) => {
+                log.times.retain(|t| now.saturating_sub(*t) < per_ms);
+                let at_or_after = log.times.partition_point(|t| *t <= at);
+                log.times.insert(at_or_after, at);
+            }
+            None => u.entries.push(EntryLog {
+                journey,
+                tag,
+                key: key.clone(),
+                times: smallvec::smallvec![at],
+            }),
+        }
+    }
+
+    /// The id of the user called `name`, created if new.
+    fn user_named(&mut self, name: &str) -> UserId {
+        let name: std::sync::Arc<str> = std::sync::Arc::from(name);
+        let hash = self.user_ids.hash(&name);
+        self.ensure_user(&name, hash)
+    }
+
+    /// Whether the journey takes entries here.
+    pub fn takes_entries(&self, journey: u32) -> bool {
+        self.state(journey) == JourneyState::Live
+    }
+}
+
+/// Whether `value` is a value of type `ty` (mirrored profile fields must fit).
+fn fits(program: &crate::bytecode::Program, ty: u32, value: &Value) -> bool {
+    match (ty, value) {
+        (types::BOOL, Value::Bool(_))
+        | (types::INT, Value::Int(_))
+        | (types::FLOAT, Value::Float(_))
+        | (types::STRING, Value::Str(_))
+        | (types::TIMESTAMP, Value::Timestamp(_))
+        | (types::DURATION, Value::Duration(_)) => true,
+        (types::BOOL | types::INT | types::FLOAT | types::STRING, _)
+        | (types::TIMESTAMP | types::DURATION, _) => false,
+        _ => match (program.type_desc(ty), value) {
+            (Some(TypeDesc::Optional(_)), Value::Absent) => true,
+            (Some(TypeDesc::Optional(inner)), v) => fits(program, *inner, v),
+            (Some(TypeDesc::Enum(values)), Value::Str(s)) => {
+                values.iter().any(|v| program.string(*v) == s.as_str())
+            }
+            (Some(TypeDesc::List(item)), Value::List(items)) => {
+                items.iter().all(|v| fits(program, *item, v))
+            }
+            (Some(TypeDesc::Record(_)), Value::Record(values)) => {
+                program.record_fields(ty).is_some_and(|fields| {
+                    fields.len() == values.len()
+                        && fields
+                            .iter()
+                            .zip(values.iter())
+                            .all(|(f, v)| fits(program, f.ty, v))
+                })
+            }
+            _ => false,
+        },
+    }
+}
