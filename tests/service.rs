@@ -365,7 +365,10 @@ fn the_service_and_simulate_agree() {
     );
     let mut delivered = jsonl(&sink, expected.len());
     for action in &mut delivered {
-        action.as_object_mut().map(|a| a.remove("id"));
+        if let Some(action) = action.as_object_mut() {
+            // What the service adds: the action's id and its journey's version.
+            assert!(action.remove("id").is_some() && action.remove("version") == Some(json!(1)));
+        }
     }
     assert_eq!(delivered.len(), expected.len());
     assert_eq!(delivered, expected);
@@ -745,6 +748,153 @@ fn webhooks_retry_with_the_same_idempotency_key_and_only_allowed_hosts() {
         )),
         "{metrics}"
     );
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A journey's source in two versions (the sends name the version).
+fn versioned(version: u32, wait: &str) -> Vec<u8> {
+    let source = format!(
+        r#"
+event Go {{ n: int }}
+event Buy {{ n: int }}
+cap email 3 per 1d
+journey j {{
+  entry on Go
+  reentry always
+  goal bought: Buy
+  send email "v{version}-first"
+  wait {wait}
+  send email "v{version}-second"
+}}
+"#
+    );
+    let mut files = journey_compiler::workspace::MemoryFiles::new();
+    files.insert("j.journey", source.as_str());
+    let analysis = journey_compiler::analyse(&files, &["j.journey".into()]);
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checks"),
+    );
+    journey_runtime::bytecode::write(&program)
+}
+
+/// Versions side by side: instances in flight stay on the version they entered on, new
+/// entries take the active one, a user is in the journey once whatever the version, caps
+/// count the sends of every version, and a restart rebuilds it all.
+#[test]
+fn versions_run_side_by_side() {
+    let dir = scratch("versions");
+    let sink = dir.join("actions.jsonl");
+    let sink_arg = format!("jsonl:{}", sink.display());
+    let args = ["--clock", "event", "--sink", sink_arg.as_str()];
+    let service = Service::start(&dir.join("data"), &args);
+    let go = |user: &str, at: &str| {
+        let body = format!(
+            r#"{{"event":"Go","userId":"{user}","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
+        );
+        let (status, answer) = service.json("POST", "/v1/track", &body);
+        assert_eq!(status, 200, "{answer}");
+    };
+    assert_eq!(
+        service
+            .request("PUT", "/v1/journeys", &versioned(1, "1h"))
+            .0,
+        200
+    );
+    assert_eq!(service.json("POST", "/v1/journeys/j/activate", "").0, 200);
+    go("u1", "00:00");
+    assert_eq!(
+        service
+            .request("PUT", "/v1/journeys", &versioned(2, "2h"))
+            .0,
+        200
+    );
+    // The same bytes again change nothing.
+    assert_eq!(
+        service
+            .request("PUT", "/v1/journeys", &versioned(2, "2h"))
+            .0,
+        200
+    );
+    let (_, journeys) = service.json("GET", "/v1/journeys", "");
+    assert_eq!(
+        journeys["journeys"][0]["versions"],
+        json!([
+            { "version": 1, "state": "active", "deployment": 1 },
+            { "version": 2, "state": "draft", "deployment": 2 },
+        ])
+    );
+    go("u2", "00:10"); // version 1: version 2 is a draft
+    assert_eq!(service.json("POST", "/v1/journeys/j/activate", "").0, 200);
+    go("u1", "00:20"); // refused: u1 is in the journey, on version 1
+    go("u3", "00:30"); // version 2
+    let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T03:00:00Z"}"#);
+    assert_eq!(moved["actions"], 3, "{moved}");
+    go("u1", "03:10"); // u1's version-1 instance ended at 01:00: version 2 now
+    let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T06:00:00Z"}"#);
+    assert_eq!(
+        moved["actions"], 0,
+        "u1's fourth email of the day is capped: {moved}"
+    );
+
+    let sent: Vec<String> = jsonl(&sink, 7)
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {} v{}",
+                &a["at"].as_str().unwrap_or("")[11..16],
+                a["user"].as_str().unwrap_or(""),
+                a["template"].as_str().unwrap_or(""),
+                a["version"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "00:00 u1 v1-first v1",
+            "00:10 u2 v1-first v1",
+            "00:30 u3 v2-first v2",
+            "01:00 u1 v1-second v1",
+            "01:10 u2 v1-second v1",
+            "02:30 u3 v2-second v2",
+            "03:10 u1 v2-first v2",
+        ]
+        .map(String::from)
+    );
+    let (_, stats) = service.json("GET", "/v1/journeys/j/stats", "");
+    let summary: Vec<(u64, &str, u64, u64)> = stats["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap_or(0),
+                v["state"].as_str().unwrap_or(""),
+                v["entered"].as_u64().unwrap_or(0),
+                v["running"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(summary, [(1, "replaced", 2, 0), (2, "active", 2, 0)]);
+
+    // A restart replays both deployments to the same state.
+    let user = service.json("GET", "/v1/users/u1", "").1;
+    service.stop();
+    let service = Service::start(&dir.join("data"), &args);
+    assert_eq!(service.json("GET", "/v1/journeys/j/stats", "").1, stats);
+    assert_eq!(service.json("GET", "/v1/users/u1", "").1, user);
+    // Archiving ends every version.
+    let body =
+        r#"{"event":"Go","userId":"u9","timestamp":"2026-01-01T07:00:00Z","properties":{"n":1}}"#;
+    assert_eq!(service.json("POST", "/v1/track", body).0, 200);
+    let (_, archived) = service.json("POST", "/v1/journeys/j/archive", "");
+    assert_eq!(
+        archived["versions"][1]["outcomes"]["archived"], 1,
+        "{archived}"
+    );
+    assert_eq!(archived["versions"][0]["state"], "archived");
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,13 @@
-//! Commands (a deployment, a lifecycle change, an input, a clock advance) → the engine's state
+//! Commands (a deployment, a lifecycle change, an input, a clock advance) → the engines' state
 //! and the actions they produce. The same code applies a command live and when the log is
 //! replayed at start, so both reach the same state.
+//!
+//! Each deployed bytecode runs in an engine of its own, and each of its journeys is a version
+//! of the journey of that name: at most one version takes entries, the others' instances run
+//! to their end on the version they entered on. Every engine sees every input (oldest
+//! deployment first) and keeps the profile and history its program reads; the rules that span
+//! versions travel between engines as facts (`journey_runtime::vm::facts`), and timers of all
+//! engines fire in one time order.
 //!
 //! **Invariant:** `apply` either refuses a command and changes nothing, or applies it; only
 //! applied commands are logged.
@@ -8,10 +15,10 @@
 use journey_runtime::bytecode::{self, Program};
 use journey_runtime::vm::input::{self, Decoded};
 use journey_runtime::vm::output::record_json;
-use journey_runtime::vm::{Engine, JourneyState, Outcome, RecordKind};
+use journey_runtime::vm::{Engine, Fact, JourneyState, Outcome, RecordKind};
 use serde_json::{json, Value as Json};
 
-use crate::store::Action;
+use crate::store::{Action, Logged};
 
 /// The kinds of logged commands.
 pub mod kind {
@@ -30,6 +37,8 @@ pub enum Lifecycle {
     Active,
     /// Takes no entries; its instances' timers are held until it is resumed.
     Paused,
+    /// A newer version was activated: takes no entries; its instances run to their end.
+    Replaced,
     /// Every instance ended with `archived`; for good.
     Archived,
 }
@@ -40,13 +49,14 @@ impl Lifecycle {
             Lifecycle::Draft => "draft",
             Lifecycle::Active => "active",
             Lifecycle::Paused => "paused",
+            Lifecycle::Replaced => "replaced",
             Lifecycle::Archived => "archived",
         }
     }
 
     fn engine_state(self) -> JourneyState {
         match self {
-            Lifecycle::Draft => JourneyState::Closed,
+            Lifecycle::Draft | Lifecycle::Replaced => JourneyState::Closed,
             Lifecycle::Active => JourneyState::Live,
             Lifecycle::Paused => JourneyState::Paused,
             Lifecycle::Archived => JourneyState::Archived,
@@ -82,18 +92,6 @@ impl Operation {
             Operation::Archive => "archive",
         }
     }
-
-    /// Where the operation takes a journey from `from`, if it may.
-    fn target(self, from: Lifecycle) -> Option<Lifecycle> {
-        use Lifecycle::*;
-        match (self, from) {
-            (Operation::Activate, Draft | Paused) => Some(Active),
-            (Operation::Pause, Active) => Some(Paused),
-            (Operation::Resume, Paused) => Some(Active),
-            (Operation::Archive, Draft | Active | Paused) => Some(Archived),
-            _ => None,
-        }
-    }
 }
 
 /// Why a command was refused: an HTTP status, a stable code and a message for people.
@@ -122,24 +120,40 @@ pub struct Applied {
     pub actions: Vec<Action>,
 }
 
-/// The deployed bytecode and the engine running it.
+/// A deployed bytecode and the engine running it.
 struct Deployment {
-    /// The bytecode as uploaded (a second upload of the same bytes changes nothing).
+    /// The bytecode as uploaded (uploading the newest bytes again changes nothing).
     bytes: Vec<u8>,
     /// Leaked: the engine borrows its program for as long as the service runs, and a service
     /// deploys a handful of programs in its life (each a few kilobytes).
     program: &'static Program,
     engine: Engine<'static>,
-    lifecycle: Vec<Lifecycle>,
+    /// Per journey of the program: its version number and state.
+    versions: Vec<(u32, Lifecycle)>,
 }
+
+impl Deployment {
+    fn journey(&self, name: &str) -> Option<usize> {
+        self.program
+            .journeys
+            .iter()
+            .position(|j| self.program.string(j.name) == name)
+    }
+}
+
+/// How many rounds of facts one command may set off between engines (each round is what the
+/// last one's mirroring made happen); a bound, so that versions that keep answering each other
+/// cannot hold the service.
+const MAX_FACT_ROUNDS: usize = 64;
 
 /// The service's state: what the log's commands built.
 #[derive(Default)]
 pub struct Core {
-    deployment: Option<Deployment>,
+    /// Oldest first.
+    deployments: Vec<Deployment>,
     /// Inputs of event types no deployed schema declares (ignored, counted; not logged).
     pub ignored: u64,
-    /// Timers fired, inputs applied and actions produced since start (replay included).
+    /// Inputs applied and actions produced since start (replay included).
     pub inputs: u64,
     pub actions: u64,
 }
@@ -149,34 +163,39 @@ impl Core {
         Core::default()
     }
 
-    /// The engine's time: what it has processed reaches up to here.
+    /// The engines' time: what they have processed reaches up to here.
     pub fn now(&self) -> i64 {
-        self.deployment
-            .as_ref()
-            .map_or(i64::MIN, |d| d.engine.now())
+        self.deployments
+            .iter()
+            .map(|d| d.engine.now())
+            .max()
+            .unwrap_or(i64::MIN)
     }
 
-    /// When the next timer is due, if one is set.
+    /// When the next timer of any engine is due, if one is set.
     pub fn next_timer_at(&self) -> Option<i64> {
-        self.deployment.as_ref()?.engine.next_timer_at()
+        self.deployments
+            .iter()
+            .filter_map(|d| d.engine.next_timer_at())
+            .min()
     }
 
     pub fn timers_fired(&self) -> u64 {
-        self.deployment
-            .as_ref()
-            .map_or(0, |d| d.engine.timers_fired)
+        self.deployments.iter().map(|d| d.engine.timers_fired).sum()
     }
 
     /// Applies a logged command (`kind`, body) at engine time `at`; `seq` numbers its actions.
+    /// `earlier` is the log before it (a deployment brings its engine up to date with it).
     pub fn apply(
         &mut self,
         seq: i64,
         kind: &str,
         at: i64,
         body: &[u8],
+        earlier: &dyn Fn() -> Result<Vec<Logged>, String>,
     ) -> Result<Applied, Refusal> {
         match kind {
-            kind::DEPLOY => self.deploy(body),
+            kind::DEPLOY => self.deploy(body, earlier),
             kind::STATE => {
                 let command: Json = serde_json::from_slice(body)
                     .map_err(|e| Refusal::new(400, "bad-command", e.to_string()))?;
@@ -201,18 +220,13 @@ impl Core {
         }
     }
 
-    fn deploy(&mut self, bytes: &[u8]) -> Result<Applied, Refusal> {
-        if let Some(current) = &self.deployment {
-            if current.bytes == bytes {
-                return Ok(Applied::default());
-            }
-            return Err(Refusal::new(
-                409,
-                "versions-unsupported",
-                "a bytecode is deployed already, and running a second version of its journeys \
-                 beside the first is not supported yet: archive nothing, redeploy the same file, \
-                 or start with a fresh data directory",
-            ));
+    fn deploy(
+        &mut self,
+        bytes: &[u8],
+        earlier: &dyn Fn() -> Result<Vec<Logged>, String>,
+    ) -> Result<Applied, Refusal> {
+        if self.deployments.last().is_some_and(|d| d.bytes == bytes) {
+            return Ok(Applied::default());
         }
         let program = bytecode::read(bytes)
             .map_err(|e| Refusal::new(400, "bad-bytecode", format!("not valid bytecode: {e}")))?;
@@ -229,36 +243,104 @@ impl Core {
             // Cannot fail: the journey exists and nothing is archived yet.
             let _ = engine.set_state(journey, JourneyState::Closed);
         }
-        self.deployment = Some(Deployment {
+        if !self.deployments.is_empty() {
+            // The new engine catches up on what the others saw: every input and clock advance
+            // so far (its profile and history), then their facts (entries, running instances,
+            // sends, profile fields their journeys set).
+            let log = earlier().map_err(|e| Refusal::new(500, "store", e))?;
+            for command in &log {
+                match command.kind.as_str() {
+                    kind::INPUT => {
+                        let decoded = serde_json::from_slice(&command.body)
+                            .ok()
+                            .and_then(|m: Json| input::decode(program, &m).ok());
+                        if let Some(Decoded::Input(input)) = decoded {
+                            engine.push(input.at(command.at));
+                        }
+                    }
+                    kind::ADVANCE => engine.finish(Some(command.at)),
+                    _ => {}
+                }
+            }
+            engine.timeline.clear();
+            for other in &self.deployments {
+                for fact in other.engine.facts_now() {
+                    engine.mirror(&fact);
+                }
+            }
+        }
+        let names: Vec<&str> = program
+            .journeys
+            .iter()
+            .map(|j| program.string(j.name))
+            .collect();
+        let versions = names
+            .iter()
+            .map(|name| {
+                let before = self
+                    .deployments
+                    .iter()
+                    .filter(|d| d.journey(name).is_some())
+                    .count();
+                (before as u32 + 1, Lifecycle::Draft)
+            })
+            .collect();
+        self.deployments.push(Deployment {
             bytes: bytes.to_vec(),
             program,
-            lifecycle: vec![Lifecycle::Draft; program.journeys.len()],
             engine,
+            versions,
         });
+        // With more than one engine, every engine reports facts and keeps sends as long as
+        // any version's caps look back.
+        if self.deployments.len() > 1 {
+            let memory = self
+                .deployments
+                .iter()
+                .map(|d| d.engine.send_memory())
+                .max()
+                .unwrap_or(0);
+            for d in &mut self.deployments {
+                d.engine.report_facts(true);
+                d.engine.keep_sends_for(memory);
+            }
+        }
         Ok(Applied {
             changed: true,
             actions: Vec::new(),
         })
     }
 
-    fn find(&self, journey: &str) -> Result<(usize, &Deployment), Refusal> {
-        let deployment = self
-            .deployment
-            .as_ref()
-            .ok_or_else(|| Refusal::new(404, "no-journey", "nothing is deployed"))?;
-        let program = deployment.program;
-        let index = program
-            .journeys
+    /// Every version of a journey: (deployment, journey index), oldest first.
+    fn versions_of(&self, journey: &str) -> Result<Vec<(usize, usize)>, Refusal> {
+        let found: Vec<(usize, usize)> = self
+            .deployments
             .iter()
-            .position(|j| program.string(j.name) == journey)
-            .ok_or_else(|| {
-                Refusal::new(
-                    404,
-                    "no-journey",
-                    format!("no journey `{journey}` is deployed"),
-                )
-            })?;
-        Ok((index, deployment))
+            .enumerate()
+            .filter_map(|(d, deployment)| Some((d, deployment.journey(journey)?)))
+            .collect();
+        if found.is_empty() {
+            return Err(Refusal::new(
+                404,
+                "no-journey",
+                format!("no journey `{journey}` is deployed"),
+            ));
+        }
+        Ok(found)
+    }
+
+    fn state_of(&self, (d, j): (usize, usize)) -> Lifecycle {
+        self.deployments[d].versions[j].1
+    }
+
+    fn set(&mut self, (d, j): (usize, usize), to: Lifecycle) -> Result<(), Refusal> {
+        let deployment = &mut self.deployments[d];
+        deployment
+            .engine
+            .set_state(j as u32, to.engine_state())
+            .map_err(|e| Refusal::new(409, "bad-transition", e))?;
+        deployment.versions[j].1 = to;
+        Ok(())
     }
 
     fn operate(
@@ -267,109 +349,213 @@ impl Core {
         journey: &str,
         operation: Operation,
     ) -> Result<Applied, Refusal> {
-        let (index, deployment) = self.find(journey)?;
-        let from = deployment.lifecycle[index];
-        let to = operation.target(from).ok_or_else(|| {
+        let versions = self.versions_of(journey)?;
+        let with = |state: Lifecycle| {
+            versions
+                .iter()
+                .rev()
+                .copied()
+                .find(|v| self.state_of(*v) == state)
+        };
+        let refuse = |what: &str| {
             Refusal::new(
                 409,
                 "bad-transition",
-                format!(
-                    "journey `{journey}` is {}: it cannot {}",
-                    from.name(),
-                    operation.name()
-                ),
+                format!("journey `{journey}` cannot {}: {what}", operation.name()),
             )
-        })?;
-        let Some(deployment) = self.deployment.as_mut() else {
-            return Ok(Applied::default());
         };
-        deployment
-            .engine
-            .set_state(index as u32, to.engine_state())
-            .map_err(|e| Refusal::new(409, "bad-transition", e))?;
-        deployment.lifecycle[index] = to;
+        match operation {
+            Operation::Activate => {
+                if let Some(draft) = with(Lifecycle::Draft) {
+                    // The version that took entries until now stops taking them.
+                    for v in versions.iter().copied().filter(|v| *v != draft) {
+                        if matches!(self.state_of(v), Lifecycle::Active | Lifecycle::Paused) {
+                            self.set(v, Lifecycle::Replaced)?;
+                        }
+                    }
+                    self.set(draft, Lifecycle::Active)?;
+                } else if let Some(paused) = with(Lifecycle::Paused) {
+                    self.set(paused, Lifecycle::Active)?;
+                } else {
+                    return Err(refuse("no version of it is a draft or paused"));
+                }
+            }
+            Operation::Pause => {
+                let active =
+                    with(Lifecycle::Active).ok_or_else(|| refuse("no version of it is active"))?;
+                self.set(active, Lifecycle::Paused)?;
+            }
+            Operation::Resume => {
+                let paused =
+                    with(Lifecycle::Paused).ok_or_else(|| refuse("no version of it is paused"))?;
+                self.set(paused, Lifecycle::Active)?;
+            }
+            Operation::Archive => {
+                let live: Vec<(usize, usize)> = versions
+                    .iter()
+                    .copied()
+                    .filter(|v| self.state_of(*v) != Lifecycle::Archived)
+                    .collect();
+                if live.is_empty() {
+                    return Err(refuse("it is archived already"));
+                }
+                for v in live {
+                    self.set(v, Lifecycle::Archived)?;
+                }
+            }
+        }
+        self.settle();
         Ok(Applied {
             changed: true,
             actions: self.take_actions(seq),
         })
     }
 
-    /// Applies an input message (the body of a `kind::INPUT` command, parsed) at `at`.
+    /// Applies an input message (the body of a `kind::INPUT` command, parsed) at `at`: decoded
+    /// against every deployment's schema first (a refusal by any refuses it whole), then
+    /// pushed to each engine, oldest first.
     pub fn input(&mut self, seq: i64, message: &Json, at: i64) -> Result<Applied, Refusal> {
-        let Some(deployment) = self.deployment.as_mut() else {
+        if self.deployments.is_empty() {
             return Err(Refusal::new(
                 409,
                 "nothing-deployed",
                 "no bytecode is deployed: PUT /v1/journeys first",
             ));
-        };
-        match input::decode(deployment.program, message) {
-            Ok(Decoded::Input(input)) => {
-                deployment.engine.push(input.at(at));
-                self.inputs += 1;
-                Ok(Applied {
-                    changed: true,
-                    actions: self.take_actions(seq),
-                })
-            }
-            Ok(Decoded::UnknownEvent(_)) => {
-                self.ignored += 1;
-                Ok(Applied::default())
-            }
-            Err(message) => Err(Refusal::new(400, "schema-mismatch", message)),
         }
+        let mut decoded = Vec::with_capacity(self.deployments.len());
+        for deployment in &self.deployments {
+            match input::decode(deployment.program, message) {
+                Ok(Decoded::Input(input)) => decoded.push(Some(input)),
+                Ok(Decoded::UnknownEvent(_)) => decoded.push(None),
+                Err(message) => return Err(Refusal::new(400, "schema-mismatch", message)),
+            }
+        }
+        if decoded.iter().all(Option::is_none) {
+            self.ignored += 1;
+            return Ok(Applied::default());
+        }
+        self.fire_until(at);
+        for (d, input) in decoded.into_iter().enumerate() {
+            if let Some(input) = input {
+                self.deployments[d].engine.push(input.at(at));
+                self.settle();
+            }
+        }
+        self.inputs += 1;
+        Ok(Applied {
+            changed: true,
+            actions: self.take_actions(seq),
+        })
     }
 
     fn advance(&mut self, seq: i64, until: i64) -> Applied {
-        let Some(deployment) = self.deployment.as_mut() else {
+        if self.deployments.is_empty() {
             return Applied::default();
-        };
-        deployment.engine.finish(Some(until));
+        }
+        self.fire_until(until);
+        for d in &mut self.deployments {
+            d.engine.finish(Some(until));
+        }
         Applied {
             changed: true,
             actions: self.take_actions(seq),
         }
     }
 
-    /// The sends the last command produced, as outbox actions with ids `{seq}-{n}`; the rest
-    /// of the timeline (entries, exits, skips) is counted in the stats.
-    fn take_actions(&mut self, seq: i64) -> Vec<Action> {
-        let Some(deployment) = self.deployment.as_mut() else {
-            return Vec::new();
-        };
-        let engine = &mut deployment.engine;
-        if engine.timeline.is_empty() {
-            return Vec::new();
+    /// Fires every engine's timers due by `until` in one time order (an earlier deployment
+    /// first at the same moment), the facts of each settled before the next.
+    fn fire_until(&mut self, until: i64) {
+        if self.deployments.len() == 1 {
+            self.deployments[0].engine.finish(Some(until));
+            return;
         }
-        // (Taken and handed back emptied: the buffer keeps its room for the next command.)
-        let mut records = std::mem::take(&mut engine.timeline);
+        loop {
+            let next = self
+                .deployments
+                .iter()
+                .enumerate()
+                .filter_map(|(d, deployment)| {
+                    Some((
+                        deployment.engine.next_timer_at().filter(|t| *t <= until)?,
+                        d,
+                    ))
+                })
+                .min();
+            let Some((_, d)) = next else {
+                return;
+            };
+            self.deployments[d].engine.fire_next(until);
+            self.settle();
+        }
+    }
+
+    /// Hands each engine's facts to the others until none are left.
+    fn settle(&mut self) {
+        if self.deployments.len() < 2 {
+            return;
+        }
+        for _ in 0..MAX_FACT_ROUNDS {
+            let facts: Vec<(usize, Vec<Fact>)> = self
+                .deployments
+                .iter_mut()
+                .enumerate()
+                .map(|(d, deployment)| (d, deployment.engine.take_facts()))
+                .filter(|(_, facts)| !facts.is_empty())
+                .collect();
+            if facts.is_empty() {
+                return;
+            }
+            for (from, facts) in facts {
+                for (d, deployment) in self.deployments.iter_mut().enumerate() {
+                    if d != from {
+                        facts.iter().for_each(|f| deployment.engine.mirror(f));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The sends the last command produced, as outbox actions with ids `{seq}-{n}`, each
+    /// with its journey's version; the rest of the timeline (entries, exits, skips) is
+    /// counted in the stats.
+    fn take_actions(&mut self, seq: i64) -> Vec<Action> {
         let mut actions = Vec::new();
-        for record in records.drain(..) {
-            if !matches!(record.kind, RecordKind::Send { .. }) {
+        for deployment in &mut self.deployments {
+            let engine = &mut deployment.engine;
+            if engine.timeline.is_empty() {
                 continue;
             }
-            let id = format!("{seq}-{}", actions.len() + 1);
-            let mut json = record_json(engine, &record);
-            if let Some(object) = json.as_object_mut() {
-                object.insert("id".into(), json!(id));
+            // (Taken and handed back emptied: the buffer keeps its room for the next command.)
+            let mut records = std::mem::take(&mut engine.timeline);
+            for record in records.drain(..) {
+                if !matches!(record.kind, RecordKind::Send { .. }) {
+                    continue;
+                }
+                let id = format!("{seq}-{}", actions.len() + 1);
+                let mut json = record_json(engine, &record);
+                if let Some(object) = json.as_object_mut() {
+                    object.insert("id".into(), json!(id));
+                    let version = deployment.versions.get(record.journey as usize);
+                    object.insert("version".into(), json!(version.map_or(0, |v| v.0)));
+                }
+                actions.push(Action {
+                    id,
+                    seq,
+                    user: engine.user_name(record.user).to_string(),
+                    json: json.to_string(),
+                });
             }
-            actions.push(Action {
-                id,
-                seq,
-                user: engine.user_name(record.user).to_string(),
-                json: json.to_string(),
-            });
+            engine.timeline = records;
         }
-        engine.timeline = records;
         self.actions += actions.len() as u64;
         actions
     }
 
     // ------------------------------------------------------------ reads
 
-    /// The names of the deployed journeys.
-    pub fn journey_names(&self) -> Vec<String> {
-        self.deployment.as_ref().map_or_else(Vec::new, |d| {
+    /// The names of the journeys of the newest deployment.
+    pub fn newest_journeys(&self) -> Vec<String> {
+        self.deployments.last().map_or_else(Vec::new, |d| {
             d.program
                 .journeys
                 .iter()
@@ -378,22 +564,36 @@ impl Core {
         })
     }
 
-    /// Every deployed journey with its version and state.
+    /// Every deployed journey with its versions and their states, in order of first upload.
     pub fn journeys(&self) -> Json {
-        let Some(deployment) = &self.deployment else {
-            return json!({ "journeys": [] });
-        };
-        let program = deployment.program;
-        let journeys: Vec<Json> = program
-            .journeys
+        let mut names: Vec<&str> = Vec::new();
+        for d in &self.deployments {
+            for j in &d.program.journeys {
+                let name = d.program.string(j.name);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let journeys: Vec<Json> = names
             .iter()
-            .zip(&deployment.lifecycle)
-            .map(|(j, state)| {
-                json!({
-                    "name": program.string(j.name),
-                    "title": (j.title != bytecode::NONE).then(|| program.string(j.title)),
-                    "versions": [{ "version": 1, "state": state.name() }],
-                })
+            .map(|name| {
+                let mut title = None;
+                let versions: Vec<Json> = self
+                    .deployments
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(n, d)| {
+                        let j = d.journey(name)?;
+                        let desc = &d.program.journeys[j];
+                        if desc.title != bytecode::NONE {
+                            title = Some(d.program.string(desc.title));
+                        }
+                        let (version, state) = d.versions[j];
+                        Some(json!({ "version": version, "state": state.name(), "deployment": n + 1 }))
+                    })
+                    .collect();
+                json!({ "name": name, "title": title, "versions": versions })
             })
             .collect();
         json!({ "journeys": journeys })
@@ -401,75 +601,81 @@ impl Core {
 
     /// A journey's counts per version: entries, outcomes, conversion, steps and split arms.
     pub fn stats(&self, journey: &str) -> Result<Json, Refusal> {
-        let (index, deployment) = self.find(journey)?;
-        let program = deployment.program;
-        let desc = &program.journeys[index];
-        let stats = &deployment.engine.stats[index];
-        let goals = stats.outcomes.get(&Outcome::Goal).copied().unwrap_or(0);
-        let outcomes: serde_json::Map<String, Json> = stats
-            .outcomes
-            .iter()
-            .map(|(o, n)| (o.name().to_string(), json!(n)))
-            .collect();
-        let steps: Vec<Json> = desc
-            .steps
-            .iter()
-            .zip(&stats.reached)
-            .map(|(s, n)| json!({ "step": program.string(s.name), "reached": n }))
-            .collect();
-        let splits: Vec<Json> = desc
-            .splits
-            .iter()
-            .zip(&stats.split_arms)
-            .map(|(arms, counts)| {
-                json!(arms
+        let versions: Vec<Json> = self
+            .versions_of(journey)?
+            .into_iter()
+            .map(|(d, index)| {
+                let deployment = &self.deployments[d];
+                let program = deployment.program;
+                let desc = &program.journeys[index];
+                let stats = &deployment.engine.stats[index];
+                let goals = stats.outcomes.get(&Outcome::Goal).copied().unwrap_or(0);
+                let outcomes: serde_json::Map<String, Json> = stats
+                    .outcomes
                     .iter()
-                    .zip(counts)
-                    .map(|(a, n)| json!({ "arm": program.string(a.name), "count": n }))
-                    .collect::<Vec<_>>())
+                    .map(|(o, n)| (o.name().to_string(), json!(n)))
+                    .collect();
+                let steps: Vec<Json> = desc
+                    .steps
+                    .iter()
+                    .zip(&stats.reached)
+                    .map(|(s, n)| json!({ "step": program.string(s.name), "reached": n }))
+                    .collect();
+                let splits: Vec<Json> = desc
+                    .splits
+                    .iter()
+                    .zip(&stats.split_arms)
+                    .map(|(arms, counts)| {
+                        json!(arms
+                            .iter()
+                            .zip(counts)
+                            .map(|(a, n)| json!({ "arm": program.string(a.name), "count": n }))
+                            .collect::<Vec<_>>())
+                    })
+                    .collect();
+                let ended: u64 = stats.outcomes.values().sum();
+                let (version, state) = deployment.versions[index];
+                json!({
+                    "version": version,
+                    "state": state.name(),
+                    "entered": stats.entered,
+                    "running": stats.entered.saturating_sub(ended),
+                    "outcomes": outcomes,
+                    "conversion": if stats.entered == 0 { 0.0 } else { goals as f64 / stats.entered as f64 },
+                    "steps": steps,
+                    "splits": splits,
+                })
             })
             .collect();
-        let ended: u64 = stats.outcomes.values().sum();
-        Ok(json!({
-            "journey": journey,
-            "versions": [{
-                "version": 1,
-                "state": deployment.lifecycle[index].name(),
-                "entered": stats.entered,
-                "running": stats.entered.saturating_sub(ended),
-                "outcomes": outcomes,
-                "conversion": if stats.entered == 0 { 0.0 } else { goals as f64 / stats.entered as f64 },
-                "steps": steps,
-                "splits": splits,
-            }],
-        }))
+        Ok(json!({ "journey": journey, "versions": versions }))
     }
 
-    /// A user's profile and running instances (`None`: not seen).
+    /// A user's profile (as the newest deployment reads it) and running instances of every
+    /// version (`None`: not seen).
     pub fn user(&self, name: &str) -> Option<Json> {
-        let deployment = self.deployment.as_ref()?;
-        let program = deployment.program;
-        let view = deployment.engine.user_view(name)?;
-        let fields = program.record_fields(program.profile).unwrap_or_default();
-        let profile: serde_json::Map<String, Json> = view
-            .traits
-            .iter()
-            .filter_map(|(field, value)| {
-                let desc = fields.get(*field as usize)?;
-                Some((
-                    program.string(desc.name).to_string(),
-                    journey_runtime::vm::output::value_json(program, value, Some(desc.ty)),
-                ))
-            })
-            .collect();
-        let instances: Vec<Json> = view
-            .instances
-            .iter()
-            .map(|i| {
+        let mut profile = serde_json::Map::new();
+        let mut instances = Vec::new();
+        let mut seen = false;
+        for deployment in &self.deployments {
+            let program = deployment.program;
+            let Some(view) = deployment.engine.user_view(name) else {
+                continue;
+            };
+            seen = true;
+            let fields = program.record_fields(program.profile).unwrap_or_default();
+            for (field, value) in &view.traits {
+                if let Some(desc) = fields.get(*field as usize) {
+                    profile.insert(
+                        program.string(desc.name).to_string(),
+                        journey_runtime::vm::output::value_json(program, value, Some(desc.ty)),
+                    );
+                }
+            }
+            for i in &view.instances {
                 let desc = &program.journeys[i.journey as usize];
                 let mut object = json!({
                     "journey": program.string(desc.name),
-                    "version": 1,
+                    "version": deployment.versions[i.journey as usize].0,
                     "entered_at": journey_runtime::vm::output::rfc3339(i.entered_at),
                     "step": i.step.and_then(|s| desc.steps.get(s as usize)).map(|s| program.string(s.name)),
                     "waiting_for": i.waiting,
@@ -477,9 +683,9 @@ impl Core {
                 if let (Some(key), Some(object)) = (&i.key, object.as_object_mut()) {
                     object.insert("key".into(), json!(key.as_str()));
                 }
-                object
-            })
-            .collect();
-        Some(json!({ "user": name, "profile": profile, "instances": instances }))
+                instances.push(object);
+            }
+        }
+        seen.then(|| json!({ "user": name, "profile": profile, "instances": instances }))
     }
 }

@@ -140,9 +140,16 @@ impl Runner {
         let started = Instant::now();
         let log = self.store.log()?;
         self.core = Core::new();
-        for command in &log {
+        for (i, command) in log.iter().enumerate() {
+            let earlier = || Ok(log[..i].to_vec());
             self.core
-                .apply(command.seq, &command.kind, command.at, &command.body)
+                .apply(
+                    command.seq,
+                    &command.kind,
+                    command.at,
+                    &command.body,
+                    &earlier,
+                )
                 .map_err(|refusal| {
                     format!(
                         "the log's command {} ({}) no longer applies: {}",
@@ -170,7 +177,15 @@ impl Runner {
         body: Vec<u8>,
     ) -> Result<Staged, Refusal> {
         let seq = self.next_seq;
-        let applied = self.core.apply(seq, kind, at, &body)?;
+        // What came before: the log so far and this batch's commands not yet committed.
+        let store = &self.store;
+        let staged = &batch.commands;
+        let earlier = || {
+            let mut log = store.log()?;
+            log.extend(staged.iter().cloned());
+            Ok(log)
+        };
+        let applied = self.core.apply(seq, kind, at, &body, &earlier)?;
         Ok(self.staged(batch, seq, kind, at, body, applied))
     }
 
@@ -575,7 +590,7 @@ fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), St
         .stage(&mut batch, kind::DEPLOY, at, bytes)
         .map_err(|r| format!("`{}`: {}", path.display(), r.message))?;
     if deployed.changed {
-        let journeys: Vec<String> = runner.core.journey_names();
+        let journeys: Vec<String> = runner.core.newest_journeys();
         for journey in journeys {
             let body = json!({ "journey": journey, "operation": "activate" });
             runner
