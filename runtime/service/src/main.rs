@@ -34,7 +34,7 @@ enum Command {
         /// The address to listen on.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700")]
         listen: SocketAddr,
-        /// Deploy this bytecode and activate its journeys, if nothing is deployed yet.
+        /// Deploy this bytecode and activate its journeys, unless it is the newest deployment.
         #[arg(long, value_name = "FILE.jbc")]
         deploy: Option<PathBuf>,
         /// The bearer token /v1 requests must carry (default: $JOURNEY_TOKEN; none: no auth).

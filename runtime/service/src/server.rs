@@ -576,8 +576,8 @@ fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>) {
     }
 }
 
-/// `--deploy FILE`: deploys and activates every journey of the file when nothing is deployed
-/// yet (later starts find it in the log and leave it alone).
+/// `--deploy FILE`: deploys the file and activates its journeys, unless it is the newest
+/// deployment already (a restart with the same flag changes nothing).
 fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
