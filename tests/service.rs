@@ -832,13 +832,23 @@ fn versions_run_side_by_side() {
     let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T03:00:00Z"}"#);
     assert_eq!(moved["actions"], 3, "{moved}");
     go("u1", "03:10"); // u1's version-1 instance ended at 01:00: version 2 now
+                       // A third version catches up on the two before it: u2's two emails count once each, so
+                       // its third still goes.
+    assert_eq!(
+        service
+            .request("PUT", "/v1/journeys", &versioned(3, "3h"))
+            .0,
+        200
+    );
+    assert_eq!(service.json("POST", "/v1/journeys/j/activate", "").0, 200);
+    go("u2", "03:20");
     let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T06:00:00Z"}"#);
     assert_eq!(
         moved["actions"], 0,
         "u1's fourth email of the day is capped: {moved}"
     );
 
-    let sent: Vec<String> = jsonl(&sink, 7)
+    let sent: Vec<String> = jsonl(&sink, 8)
         .iter()
         .map(|a| {
             format!(
@@ -860,6 +870,7 @@ fn versions_run_side_by_side() {
             "01:10 u2 v1-second v1",
             "02:30 u3 v2-second v2",
             "03:10 u1 v2-first v2",
+            "03:20 u2 v3-first v3",
         ]
         .map(String::from)
     );
@@ -877,7 +888,14 @@ fn versions_run_side_by_side() {
             )
         })
         .collect();
-    assert_eq!(summary, [(1, "replaced", 2, 0), (2, "active", 2, 0)]);
+    assert_eq!(
+        summary,
+        [
+            (1, "replaced", 2, 0),
+            (2, "replaced", 2, 0),
+            (3, "active", 1, 1)
+        ]
+    );
 
     // A restart replays both deployments to the same state.
     let user = service.json("GET", "/v1/users/u1", "").1;
@@ -885,13 +903,13 @@ fn versions_run_side_by_side() {
     let service = Service::start(&dir.join("data"), &args);
     assert_eq!(service.json("GET", "/v1/journeys/j/stats", "").1, stats);
     assert_eq!(service.json("GET", "/v1/users/u1", "").1, user);
-    // Archiving ends every version.
+    // Archiving ends every version (u2's last email went at 06:20, on the way to 07:00).
     let body =
         r#"{"event":"Go","userId":"u9","timestamp":"2026-01-01T07:00:00Z","properties":{"n":1}}"#;
     assert_eq!(service.json("POST", "/v1/track", body).0, 200);
     let (_, archived) = service.json("POST", "/v1/journeys/j/archive", "");
     assert_eq!(
-        archived["versions"][1]["outcomes"]["archived"], 1,
+        archived["versions"][2]["outcomes"]["archived"], 1,
         "{archived}"
     );
     assert_eq!(archived["versions"][0]["state"], "archived");

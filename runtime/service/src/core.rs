@@ -263,10 +263,8 @@ impl Core {
                 }
             }
             engine.timeline.clear();
-            for other in &self.deployments {
-                for fact in other.engine.facts_now() {
-                    engine.mirror(&fact);
-                }
+            for fact in self.catch_up_facts() {
+                engine.mirror(&fact);
             }
         }
         let names: Vec<&str> = program
@@ -309,6 +307,34 @@ impl Core {
             changed: true,
             actions: Vec::new(),
         })
+    }
+
+    /// What a new engine takes in from the others. Each engine reports its own instances and
+    /// the profile fields it has; entry logs and kept sends hold what was mirrored too, so
+    /// entries are taken once each (two entries of one user and key into one journey never
+    /// share a moment) and sends from the newest engine alone (every engine has them all).
+    fn catch_up_facts(&self) -> Vec<Fact> {
+        let newest = self.deployments.len().saturating_sub(1);
+        let mut entries = std::collections::BTreeSet::new();
+        let mut facts = Vec::new();
+        for (d, deployment) in self.deployments.iter().enumerate() {
+            for fact in deployment.engine.facts_now() {
+                let keep = match &fact {
+                    Fact::Entry {
+                        user,
+                        journey,
+                        key,
+                        at,
+                    } => entries.insert((user.clone(), journey.clone(), key.clone(), *at)),
+                    Fact::Sent { .. } => d == newest,
+                    Fact::Running { .. } | Fact::Profile { .. } | Fact::Start { .. } => true,
+                };
+                if keep {
+                    facts.push(fact);
+                }
+            }
+        }
+        facts
     }
 
     /// Every version of a journey: (deployment, journey index), oldest first.
