@@ -821,8 +821,8 @@ fn versions_run_side_by_side() {
     assert_eq!(
         journeys["journeys"][0]["versions"],
         json!([
-            { "version": 1, "state": "active", "deployment": 1 },
-            { "version": 2, "state": "draft", "deployment": 2 },
+            { "version": 1, "state": "active", "deployment": 1, "retired": false },
+            { "version": 2, "state": "draft", "deployment": 2, "retired": false },
         ])
     );
     go("u2", "00:10"); // version 1: version 2 is a draft
@@ -831,6 +831,13 @@ fn versions_run_side_by_side() {
     go("u3", "00:30"); // version 2
     let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T03:00:00Z"}"#);
     assert_eq!(moved["actions"], 3, "{moved}");
+    // Version 1's last instance ended at 01:10: its engine is retired (sees no more inputs).
+    let (_, journeys) = service.json("GET", "/v1/journeys", "");
+    assert_eq!(
+        journeys["journeys"][0]["versions"][0]["retired"], true,
+        "{journeys}"
+    );
+    assert_eq!(journeys["journeys"][0]["versions"][1]["retired"], false);
     go("u1", "03:10"); // u1's version-1 instance ended at 01:00: version 2 now
                        // A third version catches up on the two before it: u2's two emails count once each, so
                        // its third still goes.

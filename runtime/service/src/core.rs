@@ -15,7 +15,7 @@
 use journey_runtime::bytecode::{self, Program};
 use journey_runtime::vm::input::{self, Decoded};
 use journey_runtime::vm::output::record_json;
-use journey_runtime::vm::{Engine, Fact, JourneyState, Outcome, RecordKind};
+use journey_runtime::vm::{Engine, Fact, JourneyState, JourneyStats, Outcome, RecordKind};
 use serde_json::{json, Value as Json};
 
 use crate::store::{Action, Logged};
@@ -127,12 +127,24 @@ struct Deployment {
     /// Leaked: the engine borrows its program for as long as the service runs, and a service
     /// deploys a handful of programs in its life (each a few kilobytes).
     program: &'static Program,
-    engine: Engine<'static>,
+    /// `None` once retired: no version of it can take entries any more and nothing runs on
+    /// it, so it no longer sees inputs.
+    engine: Option<Engine<'static>>,
     /// Per journey of the program: its version number and state.
     versions: Vec<(u32, Lifecycle)>,
+    /// The engine's counts, kept when it is retired.
+    retired_stats: Vec<JourneyStats>,
 }
 
 impl Deployment {
+    /// Whether it can be retired: not the newest, no version that may take entries, idle.
+    fn retirable(&self) -> bool {
+        self.versions
+            .iter()
+            .all(|(_, state)| matches!(state, Lifecycle::Replaced | Lifecycle::Archived))
+            && self.engine.as_ref().is_some_and(Engine::is_idle)
+    }
+
     fn journey(&self, name: &str) -> Option<usize> {
         self.program
             .journeys
@@ -156,6 +168,8 @@ pub struct Core {
     /// Inputs applied and actions produced since start (replay included).
     pub inputs: u64,
     pub actions: u64,
+    /// Timers fired by engines since retired.
+    retired_timers: u64,
 }
 
 impl Core {
@@ -163,30 +177,58 @@ impl Core {
         Core::default()
     }
 
+    /// The engines still running, oldest first.
+    fn engines(&self) -> impl Iterator<Item = &Engine<'static>> {
+        self.deployments.iter().filter_map(|d| d.engine.as_ref())
+    }
+
     /// The engines' time: what they have processed reaches up to here.
     pub fn now(&self) -> i64 {
-        self.deployments
-            .iter()
-            .map(|d| d.engine.now())
-            .max()
-            .unwrap_or(i64::MIN)
+        self.engines().map(Engine::now).max().unwrap_or(i64::MIN)
     }
 
     /// When the next timer of any engine is due, if one is set.
     pub fn next_timer_at(&self) -> Option<i64> {
-        self.deployments
-            .iter()
-            .filter_map(|d| d.engine.next_timer_at())
-            .min()
+        self.engines().filter_map(Engine::next_timer_at).min()
     }
 
     pub fn timers_fired(&self) -> u64 {
-        self.deployments.iter().map(|d| d.engine.timers_fired).sum()
+        self.retired_timers + self.engines().map(|e| e.timers_fired).sum::<u64>()
+    }
+
+    /// Retires the engines of deployments that can no longer matter (`Deployment::retirable`),
+    /// keeping their counts. Decided from the state alone, so a replay retires them at the
+    /// same points.
+    fn retire(&mut self) {
+        let newest = self.deployments.len().saturating_sub(1);
+        for deployment in &mut self.deployments[..newest] {
+            if deployment.retirable() {
+                if let Some(engine) = deployment.engine.take() {
+                    self.retired_timers += engine.timers_fired;
+                    deployment.retired_stats = engine.stats;
+                }
+            }
+        }
     }
 
     /// Applies a logged command (`kind`, body) at engine time `at`; `seq` numbers its actions.
     /// `earlier` is the log before it (a deployment brings its engine up to date with it).
     pub fn apply(
+        &mut self,
+        seq: i64,
+        kind: &str,
+        at: i64,
+        body: &[u8],
+        earlier: &dyn Fn() -> Result<Vec<Logged>, String>,
+    ) -> Result<Applied, Refusal> {
+        let applied = self.dispatch(seq, kind, at, body, earlier)?;
+        if applied.changed {
+            self.retire();
+        }
+        Ok(applied)
+    }
+
+    fn dispatch(
         &mut self,
         seq: i64,
         kind: &str,
@@ -286,21 +328,21 @@ impl Core {
         self.deployments.push(Deployment {
             bytes: bytes.to_vec(),
             program,
-            engine,
+            engine: Some(engine),
             versions,
+            retired_stats: Vec::new(),
         });
         // With more than one engine, every engine reports facts and keeps sends as long as
         // any version's caps look back.
-        if self.deployments.len() > 1 {
-            let memory = self
+        if self.engines().count() > 1 {
+            let memory = self.engines().map(Engine::send_memory).max().unwrap_or(0);
+            for engine in self
                 .deployments
-                .iter()
-                .map(|d| d.engine.send_memory())
-                .max()
-                .unwrap_or(0);
-            for d in &mut self.deployments {
-                d.engine.report_facts(true);
-                d.engine.keep_sends_for(memory);
+                .iter_mut()
+                .filter_map(|d| d.engine.as_mut())
+            {
+                engine.report_facts(true);
+                engine.keep_sends_for(memory);
             }
         }
         Ok(Applied {
@@ -314,11 +356,12 @@ impl Core {
     /// entries are taken once each (two entries of one user and key into one journey never
     /// share a moment) and sends from the newest engine alone (every engine has them all).
     fn catch_up_facts(&self) -> Vec<Fact> {
-        let newest = self.deployments.len().saturating_sub(1);
+        let engines: Vec<&Engine> = self.engines().collect();
+        let newest = engines.len().saturating_sub(1);
         let mut entries = std::collections::BTreeSet::new();
         let mut facts = Vec::new();
-        for (d, deployment) in self.deployments.iter().enumerate() {
-            for fact in deployment.engine.facts_now() {
+        for (d, engine) in engines.iter().enumerate() {
+            for fact in engine.facts_now() {
                 let keep = match &fact {
                     Fact::Entry {
                         user,
@@ -361,10 +404,12 @@ impl Core {
 
     fn set(&mut self, (d, j): (usize, usize), to: Lifecycle) -> Result<(), Refusal> {
         let deployment = &mut self.deployments[d];
-        deployment
-            .engine
-            .set_state(j as u32, to.engine_state())
-            .map_err(|e| Refusal::new(409, "bad-transition", e))?;
+        // (A retired engine had nothing left to end.)
+        if let Some(engine) = deployment.engine.as_mut() {
+            engine
+                .set_state(j as u32, to.engine_state())
+                .map_err(|e| Refusal::new(409, "bad-transition", e))?;
+        }
         deployment.versions[j].1 = to;
         Ok(())
     }
@@ -393,9 +438,13 @@ impl Core {
         match operation {
             Operation::Activate => {
                 if let Some(draft) = with(Lifecycle::Draft) {
-                    // The version that took entries until now stops taking them.
+                    // The version that took entries until now stops taking them, and older
+                    // drafts will never take any.
                     for v in versions.iter().copied().filter(|v| *v != draft) {
-                        if matches!(self.state_of(v), Lifecycle::Active | Lifecycle::Paused) {
+                        if matches!(
+                            self.state_of(v),
+                            Lifecycle::Active | Lifecycle::Paused | Lifecycle::Draft
+                        ) {
                             self.set(v, Lifecycle::Replaced)?;
                         }
                     }
@@ -450,6 +499,10 @@ impl Core {
         }
         let mut decoded = Vec::with_capacity(self.deployments.len());
         for deployment in &self.deployments {
+            if deployment.engine.is_none() {
+                decoded.push(None);
+                continue;
+            }
             match input::decode(deployment.program, message) {
                 Ok(Decoded::Input(input)) => decoded.push(Some(input)),
                 Ok(Decoded::UnknownEvent(_)) => decoded.push(None),
@@ -462,8 +515,8 @@ impl Core {
         }
         self.fire_until(at);
         for (d, input) in decoded.into_iter().enumerate() {
-            if let Some(input) = input {
-                self.deployments[d].engine.push(input.at(at));
+            if let (Some(input), Some(engine)) = (input, self.deployments[d].engine.as_mut()) {
+                engine.push(input.at(at));
                 self.settle();
             }
         }
@@ -479,8 +532,12 @@ impl Core {
             return Applied::default();
         }
         self.fire_until(until);
-        for d in &mut self.deployments {
-            d.engine.finish(Some(until));
+        for engine in self
+            .deployments
+            .iter_mut()
+            .filter_map(|d| d.engine.as_mut())
+        {
+            engine.finish(Some(until));
         }
         Applied {
             changed: true,
@@ -491,8 +548,10 @@ impl Core {
     /// Fires every engine's timers due by `until` in one time order (an earlier deployment
     /// first at the same moment), the facts of each settled before the next.
     fn fire_until(&mut self, until: i64) {
-        if self.deployments.len() == 1 {
-            self.deployments[0].engine.finish(Some(until));
+        if self.engines().count() == 1 {
+            if let Some(engine) = self.deployments.iter_mut().find_map(|d| d.engine.as_mut()) {
+                engine.finish(Some(until));
+            }
             return;
         }
         loop {
@@ -501,23 +560,23 @@ impl Core {
                 .iter()
                 .enumerate()
                 .filter_map(|(d, deployment)| {
-                    Some((
-                        deployment.engine.next_timer_at().filter(|t| *t <= until)?,
-                        d,
-                    ))
+                    let due = deployment.engine.as_ref()?.next_timer_at()?;
+                    Some((due, d)).filter(|_| due <= until)
                 })
                 .min();
             let Some((_, d)) = next else {
                 return;
             };
-            self.deployments[d].engine.fire_next(until);
+            if let Some(engine) = self.deployments[d].engine.as_mut() {
+                engine.fire_next(until);
+            }
             self.settle();
         }
     }
 
     /// Hands each engine's facts to the others until none are left.
     fn settle(&mut self) {
-        if self.deployments.len() < 2 {
+        if self.engines().count() < 2 {
             return;
         }
         for _ in 0..MAX_FACT_ROUNDS {
@@ -525,7 +584,7 @@ impl Core {
                 .deployments
                 .iter_mut()
                 .enumerate()
-                .map(|(d, deployment)| (d, deployment.engine.take_facts()))
+                .filter_map(|(d, deployment)| Some((d, deployment.engine.as_mut()?.take_facts())))
                 .filter(|(_, facts)| !facts.is_empty())
                 .collect();
             if facts.is_empty() {
@@ -533,8 +592,8 @@ impl Core {
             }
             for (from, facts) in facts {
                 for (d, deployment) in self.deployments.iter_mut().enumerate() {
-                    if d != from {
-                        facts.iter().for_each(|f| deployment.engine.mirror(f));
+                    if let (true, Some(engine)) = (d != from, deployment.engine.as_mut()) {
+                        facts.iter().for_each(|f| engine.mirror(f));
                     }
                 }
             }
@@ -547,7 +606,9 @@ impl Core {
     fn take_actions(&mut self, seq: i64) -> Vec<Action> {
         let mut actions = Vec::new();
         for deployment in &mut self.deployments {
-            let engine = &mut deployment.engine;
+            let Some(engine) = deployment.engine.as_mut() else {
+                continue;
+            };
             if engine.timeline.is_empty() {
                 continue;
             }
@@ -616,7 +677,12 @@ impl Core {
                             title = Some(d.program.string(desc.title));
                         }
                         let (version, state) = d.versions[j];
-                        Some(json!({ "version": version, "state": state.name(), "deployment": n + 1 }))
+                        Some(json!({
+                            "version": version,
+                            "state": state.name(),
+                            "deployment": n + 1,
+                            "retired": d.engine.is_none(),
+                        }))
                     })
                     .collect();
                 json!({ "name": name, "title": title, "versions": versions })
@@ -634,7 +700,10 @@ impl Core {
                 let deployment = &self.deployments[d];
                 let program = deployment.program;
                 let desc = &program.journeys[index];
-                let stats = &deployment.engine.stats[index];
+                let stats = match &deployment.engine {
+                    Some(engine) => &engine.stats[index],
+                    None => &deployment.retired_stats[index],
+                };
                 let goals = stats.outcomes.get(&Outcome::Goal).copied().unwrap_or(0);
                 let outcomes: serde_json::Map<String, Json> = stats
                     .outcomes
@@ -684,7 +753,7 @@ impl Core {
         let mut seen = false;
         for deployment in &self.deployments {
             let program = deployment.program;
-            let Some(view) = deployment.engine.user_view(name) else {
+            let Some(view) = deployment.engine.as_ref().and_then(|e| e.user_view(name)) else {
                 continue;
             };
             seen = true;

@@ -317,6 +317,16 @@ impl Engine<'_> {
         self.ensure_user(&name, hash)
     }
 
+    /// Whether nothing runs here: no instance, no pending entry, no timer held or set other
+    /// than scheduled entries (the service retires a deployment's engine once no version of it
+    /// can take entries and it is idle).
+    pub fn is_idle(&self) -> bool {
+        self.working_timers == 0
+            && self.pending.is_empty()
+            && self.held.is_empty()
+            && self.instances.iter().all(Option::is_none)
+    }
+
     /// Whether the journey takes entries here.
     pub fn takes_entries(&self, journey: u32) -> bool {
         self.state(journey) == JourneyState::Live
