@@ -170,6 +170,30 @@ pub struct Core {
     pub actions: u64,
     /// Timers fired by engines since retired.
     retired_timers: u64,
+    /// The command whose actions are being numbered, and how many it has had.
+    numbering: (i64, usize),
+}
+
+/// One line of a `kind::INPUT` command's body: the time the message was applied at, then the
+/// message (JSON on one line).
+pub fn input_line(at: i64, message: &str) -> String {
+    format!("{at} {message}\n")
+}
+
+/// The (time, message) lines of a `kind::INPUT` command's body.
+fn input_lines(body: &[u8]) -> impl Iterator<Item = Result<(i64, Json), String>> + '_ {
+    body.split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let at_end = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
+            let at = std::str::from_utf8(&line[..at_end])
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or("an input line without its time")?;
+            let message = serde_json::from_slice(line.get(at_end + 1..).unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+            Ok((at, message))
+        })
 }
 
 impl Core {
@@ -248,10 +272,16 @@ impl Core {
                     .ok_or_else(|| Refusal::new(400, "bad-command", "no operation"))?;
                 self.operate(seq, journey, operation)
             }
+            // The messages one request brought, each with the time it was applied at.
             kind::INPUT => {
-                let message: Json = serde_json::from_slice(body)
-                    .map_err(|e| Refusal::new(400, "bad-json", e.to_string()))?;
-                self.input(seq, &message, at)
+                let mut applied = Applied::default();
+                for line in input_lines(body) {
+                    let (at, message) = line.map_err(|e| Refusal::new(500, "bad-log", e))?;
+                    let mut one = self.input(seq, &message, at)?;
+                    applied.changed |= one.changed;
+                    applied.actions.append(&mut one.actions);
+                }
+                Ok(applied)
             }
             kind::ADVANCE => Ok(self.advance(seq, at)),
             other => Err(Refusal::new(
@@ -293,11 +323,10 @@ impl Core {
             for command in &log {
                 match command.kind.as_str() {
                     kind::INPUT => {
-                        let decoded = serde_json::from_slice(&command.body)
-                            .ok()
-                            .and_then(|m: Json| input::decode(program, &m).ok());
-                        if let Some(Decoded::Input(input)) = decoded {
-                            engine.push(input.at(command.at));
+                        for (at, message) in input_lines(&command.body).flatten() {
+                            if let Ok(Decoded::Input(input)) = input::decode(program, &message) {
+                                engine.push(input.at(at));
+                            }
                         }
                     }
                     kind::ADVANCE => engine.finish(Some(command.at)),
@@ -618,7 +647,11 @@ impl Core {
                 if !matches!(record.kind, RecordKind::Send { .. }) {
                     continue;
                 }
-                let id = format!("{seq}-{}", actions.len() + 1);
+                if self.numbering.0 != seq {
+                    self.numbering = (seq, 0);
+                }
+                self.numbering.1 += 1;
+                let id = format!("{seq}-{}", self.numbering.1);
                 let mut json = record_json(engine, &record);
                 if let Some(object) = json.as_object_mut() {
                     object.insert("id".into(), json!(id));

@@ -189,21 +189,58 @@ impl Runner {
         Ok(self.staged(batch, seq, kind, at, body, applied))
     }
 
-    /// `stage` for an input message parsed already.
-    fn stage_input(&mut self, batch: &mut Batch, message: Message) -> Result<Staged, Refusal> {
-        let mut json = message.json;
-        let mut text = message.text;
-        if self.clock == Clock::Wall && json.get("timestamp").is_none() {
-            if let Some(object) = json.as_object_mut() {
-                object.insert("timestamp".into(), json!(rfc3339_ms(wall_ms())));
-                text = None;
-            }
-        }
-        let at = self.input_time(&json);
+    /// Applies a request's messages, each accepted or refused on its own, and stages the
+    /// accepted ones as one command (one log row for the request, whatever its size).
+    fn stage_messages(
+        &mut self,
+        batch: &mut Batch,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Fate, Refusal>> {
         let seq = self.next_seq;
-        let applied = self.core.input(seq, &json, at)?;
-        let body = text.unwrap_or_else(|| json.to_string()).into_bytes();
-        Ok(self.staged(batch, seq, kind::INPUT, at, body, applied))
+        let mut body = String::new();
+        let mut last_at = self.core.now();
+        let mut fates = Vec::with_capacity(messages.len());
+        for message in messages {
+            let mut json = message.json;
+            let mut text = message.text;
+            if self.clock == Clock::Wall && json.get("timestamp").is_none() {
+                if let Some(object) = json.as_object_mut() {
+                    object.insert("timestamp".into(), json!(rfc3339_ms(wall_ms())));
+                    text = None;
+                }
+            }
+            let at = self.input_time(&json);
+            let fate = match self.core.input(seq, &json, at) {
+                Ok(mut applied) if applied.changed => {
+                    // One line each: a message's own text is kept unless it spans lines.
+                    let text = text
+                        .filter(|t| !t.contains('\n'))
+                        .unwrap_or_else(|| json.to_string());
+                    body.push_str(&crate::core::input_line(at, &text));
+                    batch.actions.append(&mut applied.actions);
+                    last_at = at;
+                    Ok(Fate::Applied)
+                }
+                Ok(_) => Ok(Fate::Ignored),
+                Err(refusal) => Err(refusal),
+            };
+            match &fate {
+                Ok(Fate::Applied) => self.metrics.accepted.fetch_add(1, Relaxed),
+                Ok(Fate::Ignored) => self.metrics.ignored.fetch_add(1, Relaxed),
+                Err(_) => self.metrics.refused.fetch_add(1, Relaxed),
+            };
+            fates.push(fate);
+        }
+        if !body.is_empty() {
+            self.next_seq += 1;
+            batch.commands.push(Logged {
+                seq,
+                kind: kind::INPUT.to_string(),
+                at: last_at,
+                body: body.into_bytes(),
+            });
+        }
+        fates
     }
 
     fn staged(
@@ -260,22 +297,7 @@ impl Runner {
     fn handle(&mut self, batch: &mut Batch, request: Request) {
         match request {
             Request::Messages { messages, reply } => {
-                let mut fates = Vec::with_capacity(messages.len());
-                for message in messages {
-                    let fate = self.stage_input(batch, message).map(|applied| {
-                        if applied.changed {
-                            Fate::Applied
-                        } else {
-                            Fate::Ignored
-                        }
-                    });
-                    match &fate {
-                        Ok(Fate::Applied) => self.metrics.accepted.fetch_add(1, Relaxed),
-                        Ok(Fate::Ignored) => self.metrics.ignored.fetch_add(1, Relaxed),
-                        Err(_) => self.metrics.refused.fetch_add(1, Relaxed),
-                    };
-                    fates.push(fate);
-                }
+                let fates = self.stage_messages(batch, messages);
                 batch.answers.push(Box::new(move |committed| {
                     let answer = if committed {
                         fates
