@@ -441,3 +441,112 @@ journey j {
         "archived instances leave no timers that work"
     );
 }
+
+/// Decoding a message straight from its text gives what decoding the parsed JSON gives, for
+/// valid messages (which must take the direct way) and for every mutation of them: each
+/// property replaced by a value of another JSON type, removed, repeated, or joined by an
+/// unknown one.
+#[test]
+fn decoding_text_agrees_with_decoding_json() {
+    use journey_runtime::vm::input::{decode, decode_direct, decode_text};
+    use serde_json::{json, Value};
+    let analysis = support::analyse(&support::journey_files("examples"));
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checked"),
+    );
+    let valid = [
+        r#"{"type":"track","event":"ProductAdded","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"product_id":"p1","cart_id":"c1","name":"Sh\u00f6e \"x\"","price":20,"product":{"sku":"s1","brand":null}}}"#,
+        r#"{"type":"track","event":"OrderCompleted","userId":42,"timestamp":"2026-01-01T00:00:00+03:00","properties":{"order_id":"o1","cart_id":"c1","total":20.5,"currency":"USD"},"context":{"ip":"1"}}"#,
+        r#"{"type":"track","event":"PageViewed","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"url":"/"}}"#,
+        r#"{"type":"track","event":"AppOpened","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"platform":"ios"}}"#,
+        r#"{"type":"track","event":"Unsubscribed","userId":"u1","timestamp":"2026-01-01T00:00:00Z"}"#,
+        r#"{"type":"track","event":"NoSuchEvent","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"a":1}}"#,
+        r#"{"type":"identify","userId":"u1","timestamp":"2026-01-01T00:00:00Z","traits":{"plan":"trial","country":"US","lifetime_value":3,"signed_up_at":"2026-01-01T00:00:00Z","tags":["a","b"],"timezone":"Europe/Istanbul","trial_ends_at":null,"points":3,"unknown":{"x":[1]}}}"#,
+        r#"{"type":"track","event":"TrialStarted","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"plan":"pro","trial_days":14}}"#,
+        r#"{"type":"identify","userId":"u1","timestamp":"2026-01-01T00:00:00Z"}"#,
+    ];
+    let same = |text: &str| {
+        let parsed = serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("the message is not JSON: {e}"))
+            .and_then(|m| decode(&program, &m));
+        assert_eq!(decode_text(&program, text, None), parsed, "{text}");
+        if let Some(direct) = decode_direct(&program, text, None) {
+            assert_eq!(Ok(direct), parsed, "{text}");
+        }
+    };
+    let others = [
+        json!(null),
+        json!(true),
+        json!(-3),
+        json!(18446744073709551615u64),
+        json!(2.5),
+        json!("x"),
+        json!("2026-01-01T00:00:00Z"),
+        json!("15m"),
+        json!("ios"),
+        json!([]),
+        json!(["a", 1]),
+        json!({}),
+        json!({"sku": "s"}),
+    ];
+    let mut variants = 0;
+    for text in valid {
+        assert!(
+            decode_direct(&program, text, None).is_some(),
+            "a valid message takes the direct way: {text}"
+        );
+        same(text);
+        let message: Value = serde_json::from_str(text).expect("json");
+        for part in ["properties", "traits", ""] {
+            let keys: Vec<String> = match if part.is_empty() {
+                Some(&message)
+            } else {
+                message.get(part)
+            } {
+                Some(Value::Object(map)) => map.keys().cloned().collect(),
+                _ => continue,
+            };
+            for key in keys {
+                let mut edit = |change: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+                    let mut m = message.clone();
+                    let target = if part.is_empty() {
+                        Some(&mut m)
+                    } else {
+                        m.get_mut(part)
+                    };
+                    if let Some(Value::Object(map)) = target {
+                        change(map);
+                    }
+                    same(&m.to_string());
+                    variants += 1;
+                };
+                for other in &others {
+                    edit(&|map| {
+                        map.insert(key.clone(), other.clone());
+                    });
+                }
+                edit(&|map| {
+                    map.remove(&key);
+                });
+                edit(&|map| {
+                    map.insert(format!("{key}_unknown"), json!(1));
+                });
+            }
+        }
+        // A repeated key: the last one counts, both ways.
+        let repeated = text.replacen("\"userId\":", "\"userId\":\"first\",\"userId\":", 1);
+        same(&repeated);
+    }
+    assert!(variants > 300, "{variants} variants");
+    // Without a timestamp, the default time is taken, both ways.
+    let untimed =
+        r#"{"type":"track","event":"AppOpened","userId":"u1","properties":{"platform":"web"}}"#;
+    let message: Value = serde_json::from_str(untimed).expect("json");
+    assert_eq!(
+        decode_text(&program, untimed, Some(7)),
+        journey_runtime::vm::input::decode_with(&program, &message, Some(7))
+    );
+    assert!(decode_direct(&program, untimed, Some(7)).is_some());
+    assert!(decode_text(&program, untimed, None).is_err());
+}

@@ -181,19 +181,25 @@ pub fn input_line(at: i64, message: &str) -> String {
 }
 
 /// The (time, message) lines of a `kind::INPUT` command's body.
-fn input_lines(body: &[u8]) -> impl Iterator<Item = Result<(i64, Json), String>> + '_ {
+fn input_lines(body: &[u8]) -> impl Iterator<Item = Result<(i64, &str), String>> + '_ {
     body.split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {
-            let at_end = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
-            let at = std::str::from_utf8(&line[..at_end])
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or("an input line without its time")?;
-            let message = serde_json::from_slice(line.get(at_end + 1..).unwrap_or_default())
-                .map_err(|e| e.to_string())?;
+            let line = std::str::from_utf8(line).map_err(|e| e.to_string())?;
+            let (at, message) = line.split_once(' ').unwrap_or((line, ""));
+            let at = at.parse().map_err(|_| "an input line without its time")?;
             Ok((at, message))
         })
+}
+
+/// When an input is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// At this time (the wall clock, or the time the log recorded); the message's own
+    /// `timestamp` may be left out.
+    At(i64),
+    /// At the message's `timestamp`, or now if that is earlier (event time).
+    Stamped,
 }
 
 impl Core {
@@ -277,7 +283,7 @@ impl Core {
                 let mut applied = Applied::default();
                 for line in input_lines(body) {
                     let (at, message) = line.map_err(|e| Refusal::new(500, "bad-log", e))?;
-                    let mut one = self.input(seq, &message, at)?;
+                    let (mut one, _) = self.input(seq, message, When::At(at))?;
                     applied.changed |= one.changed;
                     applied.actions.append(&mut one.actions);
                 }
@@ -324,7 +330,9 @@ impl Core {
                 match command.kind.as_str() {
                     kind::INPUT => {
                         for (at, message) in input_lines(&command.body).flatten() {
-                            if let Ok(Decoded::Input(input)) = input::decode(program, &message) {
+                            if let Ok(Decoded::Input(input)) =
+                                input::decode_text(program, message, Some(at))
+                            {
                                 engine.push(input.at(at));
                             }
                         }
@@ -515,10 +523,15 @@ impl Core {
         })
     }
 
-    /// Applies an input message (the body of a `kind::INPUT` command, parsed) at `at`: decoded
-    /// against every deployment's schema first (a refusal by any refuses it whole), then
-    /// pushed to each engine, oldest first.
-    pub fn input(&mut self, seq: i64, message: &Json, at: i64) -> Result<Applied, Refusal> {
+    /// Applies an input message (its JSON text), decoded against every deployment's schema
+    /// first (a refusal by any refuses it whole), then pushed to each engine, oldest first.
+    /// Answers what it did and the time it was applied at.
+    pub fn input(
+        &mut self,
+        seq: i64,
+        message: &str,
+        when: When,
+    ) -> Result<(Applied, i64), Refusal> {
         if self.deployments.is_empty() {
             return Err(Refusal::new(
                 409,
@@ -526,22 +539,30 @@ impl Core {
                 "no bytecode is deployed: PUT /v1/journeys first",
             ));
         }
+        let default_time = match when {
+            When::At(at) => Some(at),
+            When::Stamped => None,
+        };
         let mut decoded = Vec::with_capacity(self.deployments.len());
         for deployment in &self.deployments {
             if deployment.engine.is_none() {
                 decoded.push(None);
                 continue;
             }
-            match input::decode(deployment.program, message) {
+            match input::decode_text(deployment.program, message, default_time) {
                 Ok(Decoded::Input(input)) => decoded.push(Some(input)),
                 Ok(Decoded::UnknownEvent(_)) => decoded.push(None),
                 Err(message) => return Err(Refusal::new(400, "schema-mismatch", message)),
             }
         }
-        if decoded.iter().all(Option::is_none) {
+        let Some(stamped) = decoded.iter().flatten().next().map(|i| i.time()) else {
             self.ignored += 1;
-            return Ok(Applied::default());
-        }
+            return Ok((Applied::default(), self.now()));
+        };
+        let at = match when {
+            When::At(at) => at,
+            When::Stamped => stamped.max(self.now()),
+        };
         self.fire_until(at);
         for (d, input) in decoded.into_iter().enumerate() {
             if let (Some(input), Some(engine)) = (input, self.deployments[d].engine.as_mut()) {
@@ -550,10 +571,11 @@ impl Core {
             }
         }
         self.inputs += 1;
-        Ok(Applied {
+        let applied = Applied {
             changed: true,
             actions: self.take_actions(seq),
-        })
+        };
+        Ok((applied, at))
     }
 
     fn advance(&mut self, seq: i64, until: i64) -> Applied {

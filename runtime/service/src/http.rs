@@ -189,8 +189,7 @@ async fn single(state: AppState, body: Bytes, kind: &str) -> Response {
     }
     let fates = match ask(&state, |reply| Request::Messages {
         messages: vec![Message {
-            json: message,
-            text: None,
+            text: message.to_string(),
         }],
         reply,
     })
@@ -238,16 +237,13 @@ async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
             )
         }
     };
-    let mut messages = Vec::with_capacity(batch.batch.len());
-    for raw in batch.batch {
-        match serde_json::from_str(raw.get()) {
-            Ok(json) => messages.push(Message {
-                json,
-                text: Some(raw.get().to_string()),
-            }),
-            Err(e) => return bad_json(e),
-        }
-    }
+    let messages = batch
+        .batch
+        .iter()
+        .map(|raw| Message {
+            text: raw.get().to_string(),
+        })
+        .collect();
     let fates = match ask(&state, |reply| Request::Messages { messages, reply }).await {
         Ok(fates) => fates,
         Err(response) => return response,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{kind, Core, Operation, Refusal};
+use crate::core::{kind, Core, Operation, Refusal, When};
 use crate::metrics::Metrics;
 use crate::sinks::{Signals, Sink};
 use crate::store::{Action, Logged, Store, Sync};
@@ -75,11 +75,10 @@ pub enum Request {
     },
 }
 
-/// A track or identify message: parsed, and its text when that is still exactly the message
-/// (then it is logged as it came, without writing it out again).
+/// A track or identify message: its JSON text, decoded in the core straight against each
+/// schema and logged as it came.
 pub struct Message {
-    pub json: Json,
-    pub text: Option<String>,
+    pub text: String,
 }
 
 /// What became of an accepted message.
@@ -200,23 +199,21 @@ impl Runner {
         let mut body = String::new();
         let mut last_at = self.core.now();
         let mut fates = Vec::with_capacity(messages.len());
+        let when = match self.clock {
+            Clock::Wall => When::At(wall_ms().max(self.core.now())),
+            Clock::Event => When::Stamped,
+        };
         for message in messages {
-            let mut json = message.json;
-            let mut text = message.text;
-            if self.clock == Clock::Wall && json.get("timestamp").is_none() {
-                if let Some(object) = json.as_object_mut() {
-                    object.insert("timestamp".into(), json!(rfc3339_ms(wall_ms())));
-                    text = None;
-                }
-            }
-            let at = self.input_time(&json);
-            let fate = match self.core.input(seq, &json, at) {
-                Ok(mut applied) if applied.changed => {
-                    // One line each: a message's own text is kept unless it spans lines.
-                    let text = text
-                        .filter(|t| !t.contains('\n'))
-                        .unwrap_or_else(|| json.to_string());
-                    body.push_str(&crate::core::input_line(at, &text));
+            let fate = match self.core.input(seq, &message.text, when) {
+                Ok((mut applied, at)) if applied.changed => {
+                    // One line each: a message that spans lines is written out on one.
+                    if message.text.contains('\n') {
+                        let one_line = serde_json::from_str::<Json>(&message.text)
+                            .map_or_else(|_| message.text.replace('\n', " "), |j| j.to_string());
+                        body.push_str(&crate::core::input_line(at, &one_line));
+                    } else {
+                        body.push_str(&crate::core::input_line(at, &message.text));
+                    }
                     batch.actions.append(&mut applied.actions);
                     last_at = at;
                     Ok(Fate::Applied)
@@ -278,19 +275,6 @@ impl Runner {
         if self.core.next_timer_at().is_some_and(|due| due <= now) {
             // An advance is never refused.
             let _ = self.stage(batch, kind::ADVANCE, now, Vec::new());
-        }
-    }
-
-    /// The time an input is processed at.
-    fn input_time(&self, message: &Json) -> i64 {
-        let now = self.core.now();
-        match self.clock {
-            Clock::Wall => wall_ms().max(now),
-            Clock::Event => message
-                .get("timestamp")
-                .and_then(Json::as_str)
-                .and_then(journey_runtime::vm::input::parse_time)
-                .map_or(now, |t| t.max(now)),
         }
     }
 

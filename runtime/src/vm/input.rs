@@ -89,6 +89,16 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 
 /// Decodes one JSON message.
 pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
+    decode_with(program, message, None)
+}
+
+/// Decodes one JSON message; `default_time` is its time when it has no `timestamp` (the
+/// service's wall clock), else a timestamp is required.
+pub fn decode_with(
+    program: &Program,
+    message: &Json,
+    default_time: Option<i64>,
+) -> Result<Decoded, String> {
     let object = message
         .as_object()
         .ok_or("a message must be a JSON object")?;
@@ -105,12 +115,16 @@ pub fn decode(program: &Program, message: &Json) -> Result<Decoded, String> {
         })
         .filter(|u| !u.is_empty())
         .ok_or("`userId` must be a non-empty string")?;
-    let time_text = object
-        .get("timestamp")
-        .and_then(Json::as_str)
-        .ok_or("`timestamp` must be an RFC 3339 string")?;
-    let time = parse_time(time_text)
-        .ok_or_else(|| format!("`timestamp` \"{time_text}\" is not an RFC 3339 time"))?;
+    let time = match (object.get("timestamp"), default_time) {
+        (None, Some(time)) => time,
+        (given, _) => {
+            let time_text = given
+                .and_then(Json::as_str)
+                .ok_or("`timestamp` must be an RFC 3339 string")?;
+            parse_time(time_text)
+                .ok_or_else(|| format!("`timestamp` \"{time_text}\" is not an RFC 3339 time"))?
+        }
+    };
     let user: Arc<str> = Arc::from(user.as_str());
     match kind {
         "track" => {
@@ -283,4 +297,333 @@ fn value(program: &Program, ty: u32, json: &Json, place: &Place) -> Result<Value
             None => return wrong("a known type"),
         },
     })
+}
+
+/// Decodes one message from its JSON text: what `decode_with` gives for the parsed text, but
+/// straight from the text into typed values (no JSON tree built and dropped). A message the
+/// direct way cannot take — any error, or a shape it does not expect — goes the parsed way,
+/// which words the error.
+pub fn decode_text(
+    program: &Program,
+    text: &str,
+    default_time: Option<i64>,
+) -> Result<Decoded, String> {
+    if let Some(decoded) = direct::decode(program, text, default_time) {
+        return Ok(decoded);
+    }
+    let message: Json =
+        serde_json::from_str(text).map_err(|e| format!("the message is not JSON: {e}"))?;
+    decode_with(program, &message, default_time)
+}
+
+/// The direct way of `decode_text` alone: `None` where it hands over to the parsed way (tests
+/// check that whatever it decodes, the parsed way decodes the same).
+pub fn decode_direct(program: &Program, text: &str, default_time: Option<i64>) -> Option<Decoded> {
+    direct::decode(program, text, default_time)
+}
+
+/// The direct way of `decode_text`: serde visitors driven by the schema. `None` whenever
+/// anything is not as a valid message has it.
+mod direct {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::sync::Arc;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    use super::{parse_duration, parse_time, Decoded, Input};
+    use crate::bytecode::{types, Program, TypeDesc, NONE};
+    use crate::value::Value;
+
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(rename = "userId", borrow, default)]
+        user: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        timestamp: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        event: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        properties: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        traits: Option<&'a RawValue>,
+    }
+
+    pub(super) fn decode(
+        program: &Program,
+        text: &str,
+        default_time: Option<i64>,
+    ) -> Option<Decoded> {
+        let envelope: Envelope = serde_json::from_str(text).ok()?;
+        let user: Arc<str> = match envelope.user?.get() {
+            quoted if quoted.starts_with('"') => {
+                let name: Cow<str> = serde_json::from_str(quoted).ok()?;
+                Arc::from(name.as_ref())
+            }
+            number => Arc::from(number.parse::<i64>().ok()?.to_string().as_str()),
+        };
+        if user.is_empty() {
+            return None;
+        }
+        let time = match (&envelope.timestamp, default_time) {
+            (None, Some(time)) => time,
+            (given, _) => parse_time(given.as_deref()?)?,
+        };
+        match envelope.kind.as_deref()? {
+            "track" => {
+                let name = envelope.event?;
+                let Some(event) = program
+                    .events
+                    .iter()
+                    .position(|e| program.string(e.wire_name) == name)
+                else {
+                    return Some(Decoded::UnknownEvent(name.into_owned()));
+                };
+                let record = program.events[event].record;
+                let fields = match envelope.properties {
+                    Some(raw) => {
+                        let mut de = serde_json::Deserializer::from_str(raw.get());
+                        RecordSeed { program, record }.deserialize(&mut de).ok()?
+                    }
+                    None => absent_record(program, record)?,
+                };
+                Some(Decoded::Input(Input::Track {
+                    user,
+                    time,
+                    event: event as u32,
+                    fields,
+                }))
+            }
+            "identify" => {
+                let traits = match envelope.traits {
+                    Some(raw) => {
+                        let mut de = serde_json::Deserializer::from_str(raw.get());
+                        TraitsSeed { program }.deserialize(&mut de).ok()?
+                    }
+                    None => Vec::new(),
+                };
+                Some(Decoded::Input(Input::Identify { user, time, traits }))
+            }
+            _ => None,
+        }
+    }
+
+    /// A record with no fields given: every field must be optional.
+    fn absent_record(program: &Program, record: u32) -> Option<Arc<[Value]>> {
+        let fields = program.record_fields(record).unwrap_or(&[]);
+        fields
+            .iter()
+            .map(|f| optional(program, f.ty).then_some(Value::Absent))
+            .collect()
+    }
+
+    fn optional(program: &Program, ty: u32) -> bool {
+        matches!(program.type_desc(ty), Some(TypeDesc::Optional(_)))
+    }
+
+    /// Any failure: the parsed way will word it.
+    fn no<E: serde::de::Error>() -> E {
+        E::custom("not the direct way")
+    }
+
+    struct RecordSeed<'p> {
+        program: &'p Program,
+        record: u32,
+    }
+
+    impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+        type Value = Arc<[Value]>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for RecordSeed<'_> {
+        type Value = Arc<[Value]>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let program = self.program;
+            let fields = program.record_fields(self.record).unwrap_or(&[]);
+            let mut values: Vec<Option<Value>> = vec![None; fields.len()];
+            while let Some(key) = map.next_key::<Cow<str>>()? {
+                match fields.iter().position(|f| program.string(f.name) == key) {
+                    Some(i) => {
+                        let ty = fields[i].ty;
+                        // A null field is absent when optional, refused otherwise.
+                        let value = map.next_value_seed(ValueSeed { program, ty })?;
+                        values[i] = Some(value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            fields
+                .iter()
+                .zip(values)
+                .map(|(f, v)| match v {
+                    Some(v) => Ok(v),
+                    None if optional(program, f.ty) => Ok(Value::Absent),
+                    None => Err(no()),
+                })
+                .collect()
+        }
+    }
+
+    struct TraitsSeed<'p> {
+        program: &'p Program,
+    }
+
+    impl<'de> DeserializeSeed<'de> for TraitsSeed<'_> {
+        type Value = Vec<(u32, Value)>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for TraitsSeed<'_> {
+        type Value = Vec<(u32, Value)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let program = self.program;
+            let fields = program.record_fields(program.profile).unwrap_or(&[]);
+            // In key order, the last of a repeated key winning: as the parsed way has them.
+            let mut traits: BTreeMap<String, (u32, Value)> = BTreeMap::new();
+            while let Some(key) = map.next_key::<Cow<str>>()? {
+                match fields.iter().position(|f| program.string(f.name) == key) {
+                    Some(i) => {
+                        let ty = fields[i].ty;
+                        let value = map.next_value_seed(ValueSeed { program, ty })?;
+                        traits.insert(key.into_owned(), (i as u32, value));
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(traits.into_values().collect())
+        }
+    }
+
+    struct ValueSeed<'p> {
+        program: &'p Program,
+        ty: u32,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            match self.ty {
+                types::BOOL | types::INT | types::FLOAT => d.deserialize_any(self),
+                types::STRING | types::TIMESTAMP | types::DURATION => d.deserialize_str(self),
+                NONE => Err(no()),
+                _ => match self.program.type_desc(self.ty) {
+                    Some(TypeDesc::Optional(_)) => d.deserialize_option(self),
+                    Some(TypeDesc::Enum(_)) => d.deserialize_str(self),
+                    Some(TypeDesc::List(_)) => d.deserialize_seq(self),
+                    Some(TypeDesc::Record(_)) => d.deserialize_map(self),
+                    None => Err(no()),
+                },
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for ValueSeed<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a value of the schema's type")
+        }
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+            match self.ty {
+                types::BOOL => Ok(Value::Bool(b)),
+                _ => Err(no()),
+            }
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Value, E> {
+            match self.ty {
+                types::INT => Ok(Value::Int(n)),
+                types::FLOAT => Ok(Value::Float(n as f64)),
+                _ => Err(no()),
+            }
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Value, E> {
+            match self.ty {
+                types::INT => i64::try_from(n).map(Value::Int).map_err(|_| no()),
+                types::FLOAT => Ok(Value::Float(n as f64)),
+                _ => Err(no()),
+            }
+        }
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Value, E> {
+            match self.ty {
+                types::FLOAT => Ok(Value::Float(n)),
+                _ => Err(no()),
+            }
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Value, E> {
+            match self.ty {
+                types::STRING => Ok(Value::str(text)),
+                types::TIMESTAMP => parse_time(text).map(Value::Timestamp).ok_or_else(no),
+                types::DURATION => parse_duration(text).map(Value::Duration).ok_or_else(no),
+                _ => match self.program.type_desc(self.ty) {
+                    Some(TypeDesc::Enum(values))
+                        if values.iter().any(|v| self.program.string(*v) == text) =>
+                    {
+                        Ok(Value::str(text))
+                    }
+                    _ => Err(no()),
+                },
+            }
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+            self.visit_unit()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+            match self.program.type_desc(self.ty) {
+                Some(TypeDesc::Optional(_)) => Ok(Value::Absent),
+                _ => Err(no()),
+            }
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            match self.program.type_desc(self.ty) {
+                Some(TypeDesc::Optional(inner)) => ValueSeed {
+                    program: self.program,
+                    ty: *inner,
+                }
+                .deserialize(d),
+                _ => Err(no()),
+            }
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let Some(TypeDesc::List(item)) = self.program.type_desc(self.ty) else {
+                return Err(no());
+            };
+            let mut items = Vec::new();
+            while let Some(v) = seq.next_element_seed(ValueSeed {
+                program: self.program,
+                ty: *item,
+            })? {
+                items.push(v);
+            }
+            Ok(Value::List(items.into()))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+            match self.program.type_desc(self.ty) {
+                Some(TypeDesc::Record(_)) => RecordSeed {
+                    program: self.program,
+                    record: self.ty,
+                }
+                .visit_map(map)
+                .map(Value::Record),
+                _ => Err(no()),
+            }
+        }
+    }
 }
