@@ -3,6 +3,8 @@
 
 #[path = "support/service.rs"]
 mod service;
+#[path = "support/stream.rs"]
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -324,7 +326,7 @@ fn the_service_and_simulate_agree() {
             "--deploy", &jbc_arg, "--clock", "event", "--sink", &sink_arg,
         ],
     );
-    let lines = random_stream(2000);
+    let lines = stream::random_stream(0x5E7_71CE, 2000, 30, 900);
     for chunk in lines.chunks(100) {
         let (status, result) = service.json(
             "POST",
@@ -374,46 +376,6 @@ fn the_service_and_simulate_agree() {
     assert_eq!(delivered, expected);
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A deterministic stream of messages for the examples' schema, in time order.
-fn random_stream(count: u64) -> Vec<String> {
-    let mut seed: u64 = 0x5E7_71CE;
-    let mut next = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
-    let mut lines = Vec::new();
-    for i in 0..count {
-        let user = format!("u{}", next(30));
-        let at = 1_767_225_600 + i * 900 + next(900);
-        let time = journey_runtime::vm::output::rfc3339(at as i64 * 1000);
-        let cart = format!("c{}", next(4));
-        lines.push(match next(7) {
-            0 => format!(
-                r#"{{"type":"identify","userId":"{user}","timestamp":"{time}","traits":{{"plan":"{}","country":"US","lifetime_value":{}.0,"signed_up_at":"2026-01-01T00:00:00Z","tags":[],"timezone":"Europe/Istanbul","push_enabled":true}}}}"#,
-                ["free", "trial", "paid"][next(3) as usize],
-                next(400)
-            ),
-            1 | 2 => added(&user, &time, &cart),
-            3 => format!(
-                r#"{{"type":"track","event":"OrderCompleted","userId":"{user}","timestamp":"{time}","properties":{{"order_id":"o{i}","cart_id":"{cart}","total":{}.0,"currency":"USD"}}}}"#,
-                next(300)
-            ),
-            4 => format!(
-                r#"{{"type":"track","event":"PageViewed","userId":"{user}","timestamp":"{time}","properties":{{"url":"/","utm_source":"ads"}}}}"#
-            ),
-            5 => format!(
-                r#"{{"type":"track","event":"AccountCreated","userId":"{user}","timestamp":"{time}","properties":{{"method":"email"}}}}"#
-            ),
-            _ => format!(
-                r#"{{"type":"track","event":"AppOpened","userId":"{user}","timestamp":"{time}","properties":{{"platform":"ios"}}}}"#
-            ),
-        });
-    }
-    lines
 }
 
 /// SIGKILL at random moments under load, again and again: every input answered 2xx keeps its

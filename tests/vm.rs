@@ -2,6 +2,8 @@
 //! in-language tests that must pass; the snapshot beside each keeps the timelines they produced.
 //! The examples' own tests must pass too.
 
+#[path = "support/stream.rs"]
+mod stream;
 mod support;
 
 use std::fmt::Write;
@@ -190,51 +192,7 @@ fn random_streams_are_deterministic() {
         &analysis.workspace,
         analysis.program.as_ref().expect("checked"),
     );
-    let mut seed: u64 = 0x0DD_BA11;
-    let mut next = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
-    let mut lines = Vec::new();
-    for i in 0..3000u64 {
-        let user = format!("u{}", next(40));
-        let at = 1_767_225_600 + i * 600 + next(600);
-        let time = chrono::DateTime::from_timestamp(at as i64, 0)
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_default();
-        let cart = format!("c{}", next(5));
-        let line = match next(8) {
-            0 => format!(
-                r#"{{"type":"identify","userId":"{user}","timestamp":"{time}","traits":{{"plan":"{}","country":"US","lifetime_value":{}.0,"signed_up_at":"2026-01-01T00:00:00Z","tags":[],"timezone":"Europe/Istanbul","push_enabled":true}}}}"#,
-                ["free", "trial", "paid"][next(3) as usize],
-                next(400)
-            ),
-            1 | 2 => format!(
-                r#"{{"type":"track","event":"ProductAdded","userId":"{user}","timestamp":"{time}","properties":{{"product_id":"p{}","cart_id":"{cart}","name":"Shoe","price":{}.5,"product":{{"sku":"s"}}}}}}"#,
-                next(3),
-                next(80)
-            ),
-            3 => format!(
-                r#"{{"type":"track","event":"OrderCompleted","userId":"{user}","timestamp":"{time}","properties":{{"order_id":"o{i}","cart_id":"{cart}","total":{}.0,"currency":"USD"}}}}"#,
-                next(300)
-            ),
-            4 => format!(
-                r#"{{"type":"track","event":"PageViewed","userId":"{user}","timestamp":"{time}","properties":{{"url":"/","utm_source":"ads"}}}}"#
-            ),
-            5 => format!(
-                r#"{{"type":"track","event":"AppOpened","userId":"{user}","timestamp":"{time}","properties":{{"platform":"ios"}}}}"#
-            ),
-            6 => format!(
-                r#"{{"type":"track","event":"AccountCreated","userId":"{user}","timestamp":"{time}","properties":{{"method":"email"}}}}"#
-            ),
-            _ => format!(
-                r#"{{"type":"track","event":"ProductViewed","userId":"{user}","timestamp":"{time}","properties":{{"product_id":"p1","name":"Hat","price":30.0}}}}"#
-            ),
-        };
-        lines.push(line);
-    }
+    let lines = stream::random_stream(0x0DD_BA11, 3000, 40, 600);
     let text = lines.join("\n");
     let until = 1_767_225_600_000 + 40 * 86_400_000;
     let decoded = || {

@@ -227,8 +227,8 @@ impl Core {
     }
 
     /// Retires the engines of deployments that can no longer matter (`Deployment::retirable`),
-    /// keeping their counts. Decided from the state alone, so a replay retires them at the
-    /// same points.
+    /// keeping their counts. Checked after every input, lifecycle move and clock advance, live
+    /// and in replay alike, so a replay retires them at the same points.
     fn retire(&mut self) {
         let newest = self.deployments.len().saturating_sub(1);
         for deployment in &mut self.deployments[..newest] {
@@ -244,21 +244,6 @@ impl Core {
     /// Applies a logged command (`kind`, body) at engine time `at`; `seq` numbers its actions.
     /// `earlier` is the log before it (a deployment brings its engine up to date with it).
     pub fn apply(
-        &mut self,
-        seq: i64,
-        kind: &str,
-        at: i64,
-        body: &[u8],
-        earlier: &dyn Fn() -> Result<Vec<Logged>, String>,
-    ) -> Result<Applied, Refusal> {
-        let applied = self.dispatch(seq, kind, at, body, earlier)?;
-        if applied.changed {
-            self.retire();
-        }
-        Ok(applied)
-    }
-
-    fn dispatch(
         &mut self,
         seq: i64,
         kind: &str,
@@ -517,9 +502,11 @@ impl Core {
             }
         }
         self.settle();
+        let actions = self.take_actions(seq);
+        self.retire();
         Ok(Applied {
             changed: true,
-            actions: self.take_actions(seq),
+            actions,
         })
     }
 
@@ -575,6 +562,7 @@ impl Core {
             changed: true,
             actions: self.take_actions(seq),
         };
+        self.retire();
         Ok((applied, at))
     }
 
@@ -590,9 +578,11 @@ impl Core {
         {
             engine.finish(Some(until));
         }
+        let actions = self.take_actions(seq);
+        self.retire();
         Applied {
             changed: true,
-            actions: self.take_actions(seq),
+            actions,
         }
     }
 
