@@ -33,7 +33,7 @@ pub enum Clock {
 pub struct Config {
     pub data: PathBuf,
     pub listen: SocketAddr,
-    /// Deployed and activated at start when the data directory has nothing deployed.
+    /// Deployed and activated at start, unless it is the newest deployment already.
     pub deploy: Option<PathBuf>,
     /// The bearer token `/v1` requests must carry (`None`: no authentication).
     pub token: Option<String>,
