@@ -261,9 +261,18 @@ fn the_api_end_to_end() {
             .0,
         200
     );
-    // c9 enters after its `unless` hour, is reminded, and waits a day when archived.
+    // c9 waits out its `unless` hour, then enters, is reminded, and waits a day when archived.
+    let (_, user) = service.json("GET", "/v1/users/u1", "");
+    assert_eq!(
+        user["pending"],
+        json!([{ "journey": "cart_abandonment", "version": 1, "key": "c9" }])
+    );
     let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-10T12:00:00Z"}"#);
     assert_eq!(moved["actions"], 1);
+    let (_, user) = service.json("GET", "/v1/users/u1", "");
+    assert_eq!(user["pending"], json!([]));
+    assert_eq!(user["instances"][0]["journey"], "cart_abandonment");
+    assert_eq!(user["instances"][0]["waiting_for"], "timer");
     let (status, archived) = service.json("POST", "/v1/journeys/cart_abandonment/archive", "");
     assert_eq!(status, 200);
     assert_eq!(

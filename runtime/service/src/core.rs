@@ -795,6 +795,7 @@ impl Core {
     pub fn user(&self, name: &str) -> Option<Json> {
         let mut profile = serde_json::Map::new();
         let mut instances = Vec::new();
+        let mut pending = Vec::new();
         let mut seen = false;
         for deployment in &self.deployments {
             let program = deployment.program;
@@ -825,7 +826,20 @@ impl Core {
                 }
                 instances.push(object);
             }
+            for (journey, key) in &view.pending {
+                let desc = &program.journeys[*journey as usize];
+                let mut object = json!({
+                    "journey": program.string(desc.name),
+                    "version": deployment.versions[*journey as usize].0,
+                });
+                if let (Some(key), Some(object)) = (key, object.as_object_mut()) {
+                    object.insert("key".into(), json!(key.as_str()));
+                }
+                pending.push(object);
+            }
         }
-        seen.then(|| json!({ "user": name, "profile": profile, "instances": instances }))
+        seen.then(|| {
+            json!({ "user": name, "profile": profile, "instances": instances, "pending": pending })
+        })
     }
 }

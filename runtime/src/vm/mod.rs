@@ -124,6 +124,8 @@ pub struct InstanceView {
 pub struct UserView {
     pub traits: Vec<(u32, Value)>,
     pub instances: Vec<InstanceView>,
+    /// Entries waiting out an `unless` window: (journey, key).
+    pub pending: Vec<(u32, Option<Str>)>,
 }
 
 /// An instance reached a step: (time, user, journey, step).
@@ -914,7 +916,18 @@ impl<'p> Engine<'p> {
                 },
             })
             .collect();
-        Some(UserView { traits, instances })
+        let pending = user
+            .pending
+            .iter()
+            .filter_map(|(id, _)| self.pending.get(id))
+            .filter(|p| !p.cancelled)
+            .map(|p| (p.journey, p.key.clone()))
+            .collect();
+        Some(UserView {
+            traits,
+            instances,
+            pending,
+        })
     }
 
     /// How many users the engine has seen.
