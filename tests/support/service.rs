@@ -73,12 +73,14 @@ impl Service {
         (status, value)
     }
 
-    /// Stops it with SIGTERM and waits; returns what it wrote to stderr meanwhile.
+    /// Stops it with SIGTERM, waits, checks it exited 0; returns what it wrote to stderr
+    /// meanwhile.
     pub fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let _ = self.child.wait();
+        let status = self.child.wait().expect("waits");
+        assert!(status.success(), "a SIGTERM stop exits 0, not {status}");
         let mut rest = String::new();
         if let Some(mut stderr) = self.stderr.take() {
             let _ = stderr.read_to_string(&mut rest);

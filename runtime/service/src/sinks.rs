@@ -286,3 +286,29 @@ pub fn deliver(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinks_parse_and_webhook_hosts_are_found() {
+        assert_eq!(Sink::parse("stdout"), Ok(Sink::Stdout));
+        assert_eq!(
+            Sink::parse("jsonl:out/actions.jsonl"),
+            Ok(Sink::Jsonl(PathBuf::from("out/actions.jsonl")))
+        );
+        assert!(Sink::parse("jsonl:").is_err());
+        assert!(Sink::parse("kafka:topic").is_err_and(|e| e.contains("webhook:URL")));
+        assert!(Sink::parse("webhook:ftp://x/y").is_err());
+        for (url, host) in [
+            ("https://Hooks.Example.com/x?y=1", "hooks.example.com"),
+            ("http://127.0.0.1:8080/hook", "127.0.0.1"),
+            ("https://user:secret@api.example.org", "api.example.org"),
+            ("http://[::1]:9000/h", "::1"),
+        ] {
+            assert_eq!(webhook_host(url).as_deref(), Ok(host), "{url}");
+        }
+        assert!(webhook_host("https:///path").is_err());
+    }
+}
