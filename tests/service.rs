@@ -894,3 +894,70 @@ fn versions_run_side_by_side() {
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Mangled requests get 4xx answers in the error shape and change nothing; the service stays
+/// healthy and keeps taking good ones.
+#[test]
+fn mangled_requests_are_refused_and_nothing_breaks() {
+    let (_, bytes) = examples_bytecode();
+    let dir = scratch("mangled");
+    let jbc = dir.join("examples.jbc");
+    std::fs::write(&jbc, &bytes).expect("writes");
+    let jbc_arg = jbc.display().to_string();
+    let service = Service::start(
+        &dir.join("data"),
+        &["--deploy", &jbc_arg, "--clock", "event"],
+    );
+    let good = added("u1", "2026-01-01T10:00:00Z", "c1");
+    let batch = format!(r#"{{"batch":[{good},{good}]}}"#);
+    let mut seed: u64 = 0xBAD_F00D;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut refused = 0;
+    for round in 0..300 {
+        let (path, original) = if round % 2 == 0 {
+            ("/v1/track", good.as_bytes())
+        } else {
+            ("/v1/batch", batch.as_bytes())
+        };
+        let mut body = original.to_vec();
+        for _ in 0..1 + next(4) {
+            let at = next(body.len() as u64) as usize;
+            match next(3) {
+                0 => body[at] = next(256) as u8,
+                1 => {
+                    body.remove(at);
+                }
+                _ => body.insert(at, b"{}[]\",:0e\\"[next(10) as usize]),
+            }
+        }
+        let (status, text) = service.request("POST", path, &body);
+        assert!(
+            status == 200 || (400..500).contains(&status),
+            "{status} for {}: {text}",
+            String::from_utf8_lossy(&body)
+        );
+        if status != 200 {
+            refused += 1;
+            let answer: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{text}"));
+            assert!(
+                answer["error"]["code"].is_string() && answer["error"]["message"].is_string(),
+                "{text}"
+            );
+        }
+    }
+    assert!(refused > 100, "{refused} refused");
+    assert_eq!(service.request("GET", "/healthz", b"").0, 200);
+    let (status, answer) = service.json(
+        "POST",
+        "/v1/track",
+        &added("u2", "2026-01-02T00:00:00Z", "c2"),
+    );
+    assert_eq!((status, answer), (200, json!({ "accepted": true })));
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
