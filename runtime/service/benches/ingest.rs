@@ -97,6 +97,44 @@ fn send_all(address: &str, bodies: Vec<String>, clients: usize) -> Duration {
     started.elapsed()
 }
 
+/// Starts the service on the data directory: the child, its address, and what it said before
+/// listening.
+fn start_service(dir: &std::path::Path, jbc: &std::path::Path) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_journey-runtime"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--clock",
+            "event",
+            "--sync",
+            "full",
+        ])
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--deploy")
+        .arg(jbc)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            panic!("the service stopped: {said}");
+        }
+        if let Some(at) = line
+            .trim()
+            .strip_prefix("journey-runtime: listening on http://")
+        {
+            return (child, at.to_string(), said);
+        }
+        said.push_str(&line);
+    }
+}
+
 fn main() {
     let users = env("INGEST_USERS", 20_000);
     let batch = env("INGEST_BATCH", 1_000);
@@ -158,39 +196,7 @@ fn main() {
     let (identify_bodies, track_bodies) = (bodies(&identifies), bodies(&tracks));
     let bytes: usize = track_bodies.iter().map(String::len).sum();
 
-    let binary = env!("CARGO_BIN_EXE_journey-runtime");
-    let mut child = Command::new(binary)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--clock",
-            "event",
-            "--sync",
-            "full",
-        ])
-        .arg("--data")
-        .arg(dir.join("data"))
-        .arg("--deploy")
-        .arg(&jbc)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let address = loop {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
-            panic!("the service stopped");
-        }
-        if let Some(at) = line
-            .trim()
-            .strip_prefix("journey-runtime: listening on http://")
-        {
-            break at.to_string();
-        }
-    };
-
+    let (mut child, address, _) = start_service(&dir, &jbc);
     let cpu = cpu_seconds(&child);
     let wall = send_all(&address, identify_bodies, clients);
     let identify_cpu = cpu_seconds(&child) - cpu;
@@ -249,5 +255,18 @@ fn main() {
     let size = std::fs::metadata(dir.join("data").join("journey.db")).map_or(0, |m| m.len())
         + std::fs::metadata(dir.join("data").join("journey.db-wal")).map_or(0, |m| m.len());
     println!("store: {:.1} MB", size as f64 / 1e6);
+
+    // A restart replays the log: how long until the service answers again.
+    let started = Instant::now();
+    let (mut child, _, said) = start_service(&dir, &jbc);
+    let replay = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "restart: listening again after {:.2} s ({} messages and the timers they set, replayed; {})",
+        replay.as_secs_f64(),
+        users + events,
+        said.trim()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
