@@ -123,6 +123,8 @@ fn start_service(dir: &std::path::Path, jbc: &std::path::Path) -> (Child, String
     loop {
         let mut line = String::new();
         if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
             panic!("the service stopped: {said}");
         }
         if let Some(at) = line
