@@ -118,7 +118,12 @@ fn start_service(dir: &std::path::Path, jbc: &std::path::Path) -> (Child, String
         .stdout(Stdio::null())
         .spawn()
         .expect("starts");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let Some(stderr) = child.stderr.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no stderr");
+    };
+    let mut stderr = std::io::BufReader::new(stderr);
     let mut said = String::new();
     loop {
         let mut line = String::new();
