@@ -192,6 +192,11 @@ fn input_lines(body: &[u8]) -> impl Iterator<Item = Result<(i64, &str), String>>
         })
 }
 
+/// The log before a command, handed to a visitor command by command (a deployment brings its
+/// new engine up to date with it).
+pub type Earlier<'a> =
+    &'a dyn Fn(&mut dyn FnMut(&Logged) -> Result<(), String>) -> Result<(), String>;
+
 /// When an input is processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
@@ -249,7 +254,7 @@ impl Core {
         kind: &str,
         at: i64,
         body: &[u8],
-        earlier: &dyn Fn() -> Result<Vec<Logged>, String>,
+        earlier: Earlier,
     ) -> Result<Applied, Refusal> {
         match kind {
             kind::DEPLOY => self.deploy(body, earlier),
@@ -283,11 +288,7 @@ impl Core {
         }
     }
 
-    fn deploy(
-        &mut self,
-        bytes: &[u8],
-        earlier: &dyn Fn() -> Result<Vec<Logged>, String>,
-    ) -> Result<Applied, Refusal> {
+    fn deploy(&mut self, bytes: &[u8], earlier: Earlier) -> Result<Applied, Refusal> {
         if self.deployments.last().is_some_and(|d| d.bytes == bytes) {
             return Ok(Applied::default());
         }
@@ -310,8 +311,7 @@ impl Core {
             // The new engine catches up on what the others saw: every input and clock advance
             // so far (its profile and history), then their facts (entries, running instances,
             // sends, profile fields their journeys set).
-            let log = earlier().map_err(|e| Refusal::new(500, "store", e))?;
-            for command in &log {
+            let mut catch_up = |command: &Logged| {
                 match command.kind.as_str() {
                     kind::INPUT => {
                         for (at, message) in input_lines(&command.body).flatten() {
@@ -325,7 +325,9 @@ impl Core {
                     kind::ADVANCE => engine.finish(Some(command.at)),
                     _ => {}
                 }
-            }
+                Ok(())
+            };
+            earlier(&mut catch_up).map_err(|e| Refusal::new(500, "store", e))?;
             engine.timeline.clear();
             for fact in self.catch_up_facts() {
                 engine.mirror(&fact);

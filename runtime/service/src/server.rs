@@ -137,30 +137,33 @@ impl Runner {
     /// Rebuilds the state from the log (the actions were written with their commands).
     fn replay(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        let log = self.store.log()?;
         self.core = Core::new();
-        for (i, command) in log.iter().enumerate() {
-            let earlier = || Ok(log[..i].to_vec());
-            self.core
-                .apply(
-                    command.seq,
-                    &command.kind,
-                    command.at,
-                    &command.body,
-                    &earlier,
+        let (store, core) = (&self.store, &mut self.core);
+        let mut replayed = 0usize;
+        store.each_command(None, &mut |command| {
+            let earlier = |visit: &mut dyn FnMut(&Logged) -> Result<(), String>| {
+                store.each_command(Some(command.seq), visit)
+            };
+            core.apply(
+                command.seq,
+                &command.kind,
+                command.at,
+                &command.body,
+                &earlier,
+            )
+            .map_err(|refusal| {
+                format!(
+                    "the log's command {} ({}) no longer applies: {}",
+                    command.seq, command.kind, refusal.message
                 )
-                .map_err(|refusal| {
-                    format!(
-                        "the log's command {} ({}) no longer applies: {}",
-                        command.seq, command.kind, refusal.message
-                    )
-                })?;
-        }
+            })?;
+            replayed += 1;
+            Ok(())
+        })?;
         self.next_seq = self.store.next_seq()?;
-        if !log.is_empty() {
+        if replayed > 0 {
             eprintln!(
-                "journey-runtime: replayed {} commands in {:.2} s",
-                log.len(),
+                "journey-runtime: replayed {replayed} commands in {:.2} s",
                 started.elapsed().as_secs_f64()
             );
         }
@@ -179,10 +182,9 @@ impl Runner {
         // What came before: the log so far and this batch's commands not yet committed.
         let store = &self.store;
         let staged = &batch.commands;
-        let earlier = || {
-            let mut log = store.log()?;
-            log.extend(staged.iter().cloned());
-            Ok(log)
+        let earlier = |visit: &mut dyn FnMut(&Logged) -> Result<(), String>| {
+            store.each_command(None, visit)?;
+            staged.iter().try_for_each(&mut *visit)
         };
         let applied = self.core.apply(seq, kind, at, &body, &earlier)?;
         Ok(self.staged(batch, seq, kind, at, body, applied))

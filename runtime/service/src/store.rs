@@ -114,24 +114,30 @@ impl Store {
             .map_err(|e| e.to_string())
     }
 
-    /// Every command of the log, in order.
-    pub fn log(&self) -> Result<Vec<Logged>, String> {
+    /// Hands every command of the log before `before` (all of them: `None`) to `visit`, in
+    /// order, one row at a time (the log is never held in memory whole).
+    pub fn each_command(
+        &self,
+        before: Option<i64>,
+        visit: &mut dyn FnMut(&Logged) -> Result<(), String>,
+    ) -> Result<(), String> {
         let mut query = self
             .db
-            .prepare("SELECT seq, kind, at, body FROM log ORDER BY seq")
+            .prepare("SELECT seq, kind, at, body FROM log WHERE seq < ?1 ORDER BY seq")
             .map_err(|e| e.to_string())?;
-        let rows = query
-            .query_map([], |r| {
-                Ok(Logged {
-                    seq: r.get(0)?,
-                    kind: r.get(1)?,
-                    at: r.get(2)?,
-                    body: r.get(3)?,
-                })
-            })
+        let mut rows = query
+            .query([before.unwrap_or(i64::MAX)])
             .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            let command = Logged {
+                seq: row.get(0).map_err(|e| e.to_string())?,
+                kind: row.get(1).map_err(|e| e.to_string())?,
+                at: row.get(2).map_err(|e| e.to_string())?,
+                body: row.get(3).map_err(|e| e.to_string())?,
+            };
+            visit(&command)?;
+        }
+        Ok(())
     }
 
     /// The next sequence number the log will give.
