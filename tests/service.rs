@@ -961,3 +961,17 @@ fn mangled_requests_are_refused_and_nothing_breaks() {
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stderr nobody reads any more loses the service's lines, not the service: it still
+/// answers, and a SIGTERM still stops it cleanly (exit 0, checked by `stop`).
+#[test]
+fn a_closed_stderr_does_not_stop_the_service() {
+    let dir = scratch("stderr");
+    let mut service = Service::start(&dir.join("data"), &["--clock", "event"]);
+    service.close_stderr();
+    let (status, _) = service.json("POST", "/v1/track", "{not json");
+    assert_eq!(status, 400);
+    assert_eq!(service.request("GET", "/healthz", b"").0, 200);
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -88,6 +88,11 @@ impl Service {
         rest
     }
 
+    /// Closes the pipe of its stderr, as an operator's log shipper that went away would.
+    pub fn close_stderr(&mut self) {
+        self.stderr = None;
+    }
+
     /// Kills it with SIGKILL (no chance to finish anything).
     pub fn kill(mut self) {
         let _ = self.child.kill();

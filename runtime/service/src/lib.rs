@@ -4,6 +4,15 @@
 //! engine (live and in replay); `server` runs the core on its own thread with the clock and
 //! group commits; `http` is the API; `sinks` deliver the outbox.
 
+/// A line for the operator on standard error. A closed or full stderr loses the line rather
+/// than stopping the service (`eprintln!` would panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod core;
 pub mod http;
 pub mod metrics;

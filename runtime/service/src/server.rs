@@ -162,7 +162,7 @@ impl Runner {
         })?;
         self.next_seq = self.store.next_seq()?;
         if replayed > 0 {
-            eprintln!(
+            say!(
                 "journey-runtime: replayed {replayed} commands in {:.2} s",
                 started.elapsed().as_secs_f64()
             );
@@ -376,7 +376,7 @@ impl Runner {
             match self.store.commit(&batch.commands, &batch.actions) {
                 Ok(()) => true,
                 Err(error) => {
-                    eprintln!("journey-runtime: error: a commit failed: {error}");
+                    say!("journey-runtime: error: a commit failed: {error}");
                     false
                 }
             }
@@ -395,7 +395,7 @@ impl Runner {
         }
         if !committed {
             if let Err(error) = self.replay() {
-                eprintln!("journey-runtime: error: cannot rebuild the state from the log: {error}");
+                say!("journey-runtime: error: cannot rebuild the state from the log: {error}");
                 std::process::exit(1);
             }
         }
@@ -542,12 +542,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let address = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    eprintln!("journey-runtime: listening on http://{address}");
+    say!("journey-runtime: listening on http://{address}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("the HTTP server failed: {e}"))?;
-    eprintln!("journey-runtime: stopping: finishing the last commit and deliveries");
+    say!("journey-runtime: stopping: finishing the last commit and deliveries");
     // The router (and so every sender) is gone: the core commits what it has and returns.
     let _ = tokio::task::spawn_blocking(move || core.join()).await;
     signals
@@ -568,14 +568,14 @@ fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>) {
     let store = match Store::open(&data, sync) {
         Ok(store) => store,
         Err(error) => {
-            eprintln!("journey-runtime: error: checkpoints: {error}");
+            say!("journey-runtime: error: checkpoints: {error}");
             return;
         }
     };
     loop {
         let stopping = signals.stopping.load(std::sync::atomic::Ordering::SeqCst);
         if let Err(error) = store.checkpoint() {
-            eprintln!("journey-runtime: error: checkpoint: {error}");
+            say!("journey-runtime: error: checkpoint: {error}");
         }
         if stopping {
             return;
@@ -605,7 +605,7 @@ fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), St
                 .stage(&mut batch, kind::STATE, at, body.to_string().into_bytes())
                 .map_err(|r| r.message)?;
         }
-        eprintln!(
+        say!(
             "journey-runtime: deployed and activated `{}`",
             path.display()
         );

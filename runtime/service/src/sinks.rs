@@ -195,7 +195,7 @@ fn drop_partial_line(path: &std::path::Path) -> Result<(), String> {
     file.set_len(keep)
         .and_then(|()| file.sync_data())
         .map_err(error)?;
-    eprintln!(
+    say!(
         "journey-runtime: sink jsonl:{}: cut a half-written last line ({} bytes)",
         path.display(),
         length - keep
@@ -224,14 +224,14 @@ pub fn deliver(
     let store = match Store::open(&data, sync) {
         Ok(store) => store,
         Err(error) => {
-            eprintln!("journey-runtime: error: sink {name}: {error}");
+            say!("journey-runtime: error: sink {name}: {error}");
             return;
         }
     };
     metrics.sink(&name, 0, 0);
     if let Sink::Jsonl(path) = &sink {
         if let Err(error) = drop_partial_line(path) {
-            eprintln!("journey-runtime: error: sink {name}: {error}");
+            say!("journey-runtime: error: sink {name}: {error}");
         }
     }
     let mut backoff = Duration::from_millis(100);
@@ -243,7 +243,7 @@ pub fn deliver(
         let actions = match pending {
             Ok(actions) => actions,
             Err(error) => {
-                eprintln!("journey-runtime: error: sink {name}: reading the outbox: {error}");
+                say!("journey-runtime: error: sink {name}: reading the outbox: {error}");
                 std::thread::sleep(backoff);
                 continue;
             }
@@ -271,12 +271,10 @@ pub fn deliver(
             Err(error) => {
                 if signals.stopping.load(Ordering::SeqCst) {
                     // What is left is delivered after the next start.
-                    eprintln!(
-                        "journey-runtime: error: sink {name}: {error} (left for the next start)"
-                    );
+                    say!("journey-runtime: error: sink {name}: {error} (left for the next start)");
                     return;
                 }
-                eprintln!(
+                say!(
                     "journey-runtime: error: sink {name}: {error} (retrying in {} ms)",
                     backoff.as_millis()
                 );
