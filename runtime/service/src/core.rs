@@ -163,11 +163,6 @@ const MAX_FACT_ROUNDS: usize = 64;
 pub struct Core {
     /// Oldest first.
     deployments: Vec<Deployment>,
-    /// Inputs of event types no deployed schema declares (ignored, counted; not logged).
-    pub ignored: u64,
-    /// Inputs applied and actions produced since start (replay included).
-    pub inputs: u64,
-    pub actions: u64,
     /// Timers fired by engines since retired.
     retired_timers: u64,
     /// The command whose actions are being numbered, and how many it has had.
@@ -545,7 +540,6 @@ impl Core {
             }
         }
         let Some(stamped) = decoded.iter().flatten().next().map(|i| i.time()) else {
-            self.ignored += 1;
             return Ok((Applied::default(), self.now()));
         };
         let at = match when {
@@ -559,7 +553,6 @@ impl Core {
                 self.settle();
             }
         }
-        self.inputs += 1;
         let applied = Applied {
             changed: true,
             actions: self.take_actions(seq),
@@ -681,7 +674,6 @@ impl Core {
             }
             engine.timeline = records;
         }
-        self.actions += actions.len() as u64;
         actions
     }
 

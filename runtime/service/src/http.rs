@@ -266,24 +266,26 @@ async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 async fn deploy(State(state): State<AppState>, body: Bytes) -> Response {
-    match ask(&state, |reply| Request::Deploy {
-        bytes: body.to_vec(),
-        reply,
-    })
-    .await
-    {
-        Ok(Ok(journeys)) => Json(journeys).into_response(),
+    answered(
+        ask(&state, |reply| Request::Deploy {
+            bytes: body.to_vec(),
+            reply,
+        })
+        .await,
+    )
+}
+
+/// The core's answer to a request, as a response.
+fn answered(answer: Result<Result<Value, Refusal>, Response>) -> Response {
+    match answer {
+        Ok(Ok(value)) => Json(value).into_response(),
         Ok(Err(r)) => refusal(r),
         Err(response) => response,
     }
 }
 
 async fn read(state: &AppState, query: Query) -> Response {
-    match ask(state, |reply| Request::Read { query, reply }).await {
-        Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(r)) => refusal(r),
-        Err(response) => response,
-    }
+    answered(ask(state, |reply| Request::Read { query, reply }).await)
 }
 
 async fn journeys(State(state): State<AppState>) -> Response {
@@ -309,17 +311,14 @@ async fn operate(
             format!("no operation `{operation}`: activate, pause, resume or archive"),
         );
     };
-    match ask(&state, |reply| Request::Operate {
-        journey: name,
-        operation,
-        reply,
-    })
-    .await
-    {
-        Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(r)) => refusal(r),
-        Err(response) => response,
-    }
+    answered(
+        ask(&state, |reply| Request::Operate {
+            journey: name,
+            operation,
+            reply,
+        })
+        .await,
+    )
 }
 
 /// `{"until": "<RFC 3339>"}`: moves event time forward, firing what comes due.
@@ -339,11 +338,7 @@ async fn clock(State(state): State<AppState>, body: Bytes) -> Response {
             "the body is `{\"until\": \"<RFC 3339 time>\"}`",
         );
     };
-    match ask(&state, |reply| Request::Advance { until, reply }).await {
-        Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(r)) => refusal(r),
-        Err(response) => response,
-    }
+    answered(ask(&state, |reply| Request::Advance { until, reply }).await)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

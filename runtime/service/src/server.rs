@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{kind, Core, Operation, Refusal, When};
+use crate::core::{kind, Applied, Core, Operation, Refusal, When};
 use crate::metrics::Metrics;
 use crate::sinks::{Signals, Sink};
 use crate::store::{Action, Logged, Store, Sync};
@@ -200,9 +200,10 @@ impl Runner {
         let seq = self.next_seq;
         let mut body = String::new();
         let mut last_at = self.core.now();
+        let mut accepted = Applied::default();
         let mut fates = Vec::with_capacity(messages.len());
         let when = match self.clock {
-            Clock::Wall => When::At(wall_ms().max(self.core.now())),
+            Clock::Wall => When::At(self.now()),
             Clock::Event => When::Stamped,
         };
         for message in messages {
@@ -216,7 +217,8 @@ impl Runner {
                     } else {
                         body.push_str(&crate::core::input_line(at, &message.text));
                     }
-                    batch.actions.append(&mut applied.actions);
+                    accepted.changed = true;
+                    accepted.actions.append(&mut applied.actions);
                     last_at = at;
                     Ok(Fate::Applied)
                 }
@@ -230,15 +232,14 @@ impl Runner {
             };
             fates.push(fate);
         }
-        if !body.is_empty() {
-            self.next_seq += 1;
-            batch.commands.push(Logged {
-                seq,
-                kind: kind::INPUT.to_string(),
-                at: last_at,
-                body: body.into_bytes(),
-            });
-        }
+        self.staged(
+            batch,
+            seq,
+            kind::INPUT,
+            last_at,
+            body.into_bytes(),
+            accepted,
+        );
         fates
     }
 
@@ -249,7 +250,7 @@ impl Runner {
         kind: &str,
         at: i64,
         body: Vec<u8>,
-        mut applied: crate::core::Applied,
+        mut applied: Applied,
     ) -> Staged {
         let staged = Staged {
             changed: applied.changed,
@@ -268,12 +269,21 @@ impl Runner {
         staged
     }
 
+    /// The time a command is applied at: the machine's clock (never before what the engines
+    /// processed), or with event time, where the engines are.
+    fn now(&self) -> i64 {
+        match self.clock {
+            Clock::Wall => wall_ms().max(self.core.now()),
+            Clock::Event => self.core.now(),
+        }
+    }
+
     /// In wall-clock mode, fires the timers due by now.
     fn tick(&mut self, batch: &mut Batch) {
         if self.clock != Clock::Wall {
             return;
         }
-        let now = wall_ms().max(self.core.now());
+        let now = self.now();
         if self.core.next_timer_at().is_some_and(|due| due <= now) {
             // An advance is never refused.
             let _ = self.stage(batch, kind::ADVANCE, now, Vec::new());
@@ -297,7 +307,7 @@ impl Runner {
                 }));
             }
             Request::Deploy { bytes, reply } => {
-                let result = self.stage(batch, kind::DEPLOY, self.core.now(), bytes);
+                let result = self.stage(batch, kind::DEPLOY, self.now(), bytes);
                 let journeys = self.core.journeys();
                 answer(batch, reply, result.map(|_| journeys));
             }
@@ -307,10 +317,7 @@ impl Runner {
                 reply,
             } => {
                 let body = json!({ "journey": journey, "operation": operation.name() });
-                let at = match self.clock {
-                    Clock::Wall => wall_ms().max(self.core.now()),
-                    Clock::Event => self.core.now(),
-                };
+                let at = self.now();
                 let result = self.stage(batch, kind::STATE, at, body.to_string().into_bytes());
                 let result = result.and_then(|_| self.core.stats(&journey));
                 answer(batch, reply, result);
@@ -590,10 +597,7 @@ fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), St
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let mut batch = Batch::default();
-    let at = match runner.clock {
-        Clock::Wall => wall_ms().max(runner.core.now()),
-        Clock::Event => runner.core.now(),
-    };
+    let at = runner.now();
     let deployed = runner
         .stage(&mut batch, kind::DEPLOY, at, bytes)
         .map_err(|r| format!("`{}`: {}", path.display(), r.message))?;

@@ -8,7 +8,7 @@
 //! journey and field names, since ids differ between programs); the service hands each to the
 //! other engines' `mirror`. `journeyc simulate` runs one engine and reports nothing.
 
-use super::{bc, key_tag, Engine, EntryLog, JourneyState, UserId};
+use super::{bc, key_tag, Engine, EntryLog, UserId};
 use crate::bytecode::{types, Channel, TypeDesc};
 use crate::value::{Str, Value};
 
@@ -244,21 +244,6 @@ impl Engine<'_> {
         facts
     }
 
-    /// Fires the earliest timer due at or before `until`, if there is one (the service fires
-    /// several engines' timers in one time order).
-    pub fn fire_next(&mut self, until: i64) -> bool {
-        let Some((at, timer)) = self.timers.pop_due(until) else {
-            return false;
-        };
-        if !matches!(timer, super::Timer::Tick { .. }) {
-            self.working_timers -= 1;
-        }
-        self.now = self.now.max(at);
-        self.timers_fired += 1;
-        self.fire(timer);
-        true
-    }
-
     /// Whether the journey has instances (or pending entries) running, here or (as mirrored)
     /// in other engines, for the user with the key.
     pub(super) fn runs_elsewhere(&self, user: UserId, journey: u32, key: &Option<Str>) -> bool {
@@ -312,9 +297,11 @@ impl Engine<'_> {
 
     /// The id of the user called `name`, created if new.
     fn user_named(&mut self, name: &str) -> UserId {
-        let name: std::sync::Arc<str> = std::sync::Arc::from(name);
-        let hash = self.user_ids.hash(&name);
-        self.ensure_user(&name, hash)
+        let hash = self.user_ids.hash(name);
+        match self.user_ids.get(hash, name) {
+            Some(id) => id,
+            None => self.ensure_user(&std::sync::Arc::from(name), hash),
+        }
     }
 
     /// Whether nothing runs here: no instance, no pending entry, no timer held or set other
@@ -325,11 +312,6 @@ impl Engine<'_> {
             && self.pending.is_empty()
             && self.held.is_empty()
             && self.instances.iter().all(Option::is_none)
-    }
-
-    /// Whether the journey takes entries here.
-    pub fn takes_entries(&self, journey: u32) -> bool {
-        self.state(journey) == JourneyState::Live
     }
 }
 

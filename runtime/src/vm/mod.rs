@@ -709,14 +709,22 @@ impl<'p> Engine<'p> {
     }
 
     fn fire_until(&mut self, until: i64) {
-        while let Some((at, timer)) = self.timers.pop_due(until) {
-            if !matches!(timer, Timer::Tick { .. }) {
-                self.working_timers -= 1;
-            }
-            self.now = self.now.max(at);
-            self.timers_fired += 1;
-            self.fire(timer);
+        while self.fire_next(until) {}
+    }
+
+    /// Fires the earliest timer due at or before `until`, if there is one (the service fires
+    /// several engines' timers in one time order).
+    pub fn fire_next(&mut self, until: i64) -> bool {
+        let Some((at, timer)) = self.timers.pop_due(until) else {
+            return false;
+        };
+        if !matches!(timer, Timer::Tick { .. }) {
+            self.working_timers -= 1;
         }
+        self.now = self.now.max(at);
+        self.timers_fired += 1;
+        self.fire(timer);
+        true
     }
 
     fn fire(&mut self, timer: Timer) {
@@ -789,6 +797,21 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// The block of the `wait until <condition>` an instance waits at, if it waits at one.
+    fn waited_condition(&self, instance: &Instance) -> Option<u32> {
+        let Waiting::Condition { wait } = instance.waiting else {
+            return None;
+        };
+        match self.program.journeys[instance.journey as usize]
+            .waits
+            .get(usize::from(wait))?
+            .kind
+        {
+            bc::WaitKind::Condition { block } => Some(block),
+            bc::WaitKind::Event { .. } => None,
+        }
+    }
+
     /// The journey whose instance (or pending entry) a timer is for; `None` for scheduled
     /// entries, which a journey's state gates at entry, and for timers with nothing left to do.
     fn timer_journey(&self, timer: &Timer) -> Option<u32> {
@@ -834,21 +857,14 @@ impl<'p> Engine<'p> {
             }
             // Conditions that came true meanwhile are seen now.
             for index in 0..self.instances.len() {
-                let block = match &self.instances[index] {
-                    Some(i) if i.journey == journey => match i.waiting {
-                        Waiting::Condition { wait } => {
-                            match self.program.journeys[journey as usize].waits[wait as usize].kind
-                            {
-                                bc::WaitKind::Condition { block } => block,
-                                bc::WaitKind::Event { .. } => continue,
-                            }
-                        }
-                        _ => continue,
-                    },
-                    _ => continue,
-                };
-                if self.eval_instance(block, index, None).is_true() {
-                    self.resume(index);
+                let block = self.instances[index]
+                    .as_ref()
+                    .filter(|i| i.journey == journey)
+                    .and_then(|i| self.waited_condition(i));
+                if let Some(block) = block {
+                    if self.eval_instance(block, index, None).is_true() {
+                        self.resume(index);
+                    }
                 }
             }
         }
@@ -1022,6 +1038,11 @@ impl<'p> Engine<'p> {
     /// The program the engine runs.
     pub fn program(&self) -> &'p Program {
         self.program
+    }
+
+    /// `user_name`, as a value a `Fact` can carry.
+    fn user_str(&self, user: UserId) -> Str {
+        self.names.get(user as usize).cloned().unwrap_or_default()
     }
 
     /// The name of the user with id `user` (as inputs gave it; empty for an unknown id).
@@ -1218,14 +1239,12 @@ impl<'p> Engine<'p> {
             let Some(instance) = self.instances.get(i).and_then(Option::as_ref) else {
                 continue;
             };
-            let paused = self.state(instance.journey) == JourneyState::Paused;
-            if let (Waiting::Condition { wait }, false) = (&instance.waiting, paused) {
-                let wait = *wait;
-                let desc = &self.program.journeys[instance.journey as usize].waits[wait as usize];
-                if let bc::WaitKind::Condition { block } = desc.kind {
-                    if self.eval_instance(block, i, None).is_true() {
-                        self.resume(i);
-                    }
+            if self.state(instance.journey) == JourneyState::Paused {
+                continue;
+            }
+            if let Some(block) = self.waited_condition(instance) {
+                if self.eval_instance(block, i, None).is_true() {
+                    self.resume(i);
                 }
             }
         }
@@ -1506,7 +1525,7 @@ impl<'p> Engine<'p> {
         }
         self.log_entry(user, journey, &key, now);
         self.report(|e| Fact::Entry {
-            user: e.names.get(user as usize).cloned().unwrap_or_default(),
+            user: e.user_str(user),
             journey: e.journey_name(journey),
             key: key.clone(),
             at: now,
@@ -1905,7 +1924,7 @@ impl<'p> Engine<'p> {
                         } else {
                             // Another version may take the entry.
                             self.report(|e| Fact::Start {
-                                user: e.names.get(user as usize).cloned().unwrap_or_default(),
+                                user: e.user_str(user),
                                 journey: e.journey_name(a),
                             });
                         }
@@ -2053,7 +2072,7 @@ impl<'p> Engine<'p> {
             }
             let channel = s.channel;
             self.report(|e| Fact::Sent {
-                user: e.names.get(user as usize).cloned().unwrap_or_default(),
+                user: e.user_str(user),
                 channel,
                 at: now,
             });
@@ -2106,7 +2125,7 @@ impl<'p> Engine<'p> {
             return;
         }
         self.report(|e| Fact::Profile {
-            user: e.names.get(user as usize).cloned().unwrap_or_default(),
+            user: e.user_str(user),
             field: Str::new(
                 e.program
                     .record_fields(e.program.profile)
@@ -2128,7 +2147,7 @@ impl<'p> Engine<'p> {
     /// Reports that the user's instances of the journey with the key went up or down by one.
     fn report_running(&mut self, user: UserId, journey: u32, key: &Option<Str>, change: i32) {
         self.report(|e| Fact::Running {
-            user: e.names.get(user as usize).cloned().unwrap_or_default(),
+            user: e.user_str(user),
             journey: e.journey_name(journey),
             key: key.clone(),
             change,
