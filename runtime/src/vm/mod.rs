@@ -728,10 +728,13 @@ impl<'p> Engine<'p> {
     }
 
     fn fire(&mut self, timer: Timer) {
-        if let Some(journey) = self.timer_journey(&timer) {
-            if self.state(journey) == JourneyState::Paused {
-                self.held.push((journey, timer));
-                return;
+        // (Only looked into while some journey is paused: every timer passes here.)
+        if self.states.contains(&JourneyState::Paused) {
+            if let Some(journey) = self.timer_journey(&timer) {
+                if self.state(journey) == JourneyState::Paused {
+                    self.held.push((journey, timer));
+                    return;
+                }
             }
         }
         match timer {
