@@ -10,6 +10,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use journey_compiler::testing::{run_tests, TestResult};
+use journey_runtime::jit::Policy;
 
 fn run(paths: &[PathBuf]) -> Vec<TestResult> {
     let analysis = support::analyse(paths);
@@ -183,7 +184,7 @@ journey counted {
 
 /// The same inputs give the same timeline, and no stream of valid inputs upsets the engine:
 /// thousands of random events for the examples, run twice on fresh engines (and once more
-/// pushed one by one rather than in batches).
+/// pushed one by one rather than in batches, and with hot predicates compiled or not).
 #[test]
 fn random_streams_are_deterministic() {
     use journey_compiler::simulate::{decode_lines, record_json, run};
@@ -224,6 +225,17 @@ fn random_streams_are_deterministic() {
     }
     one_by_one.finish(Some(until));
     assert_eq!(first, lines_of(&one_by_one));
+    // Every predicate compiled at its first evaluation, or none ever: the same timeline again.
+    for (policy, compiled) in [(Policy::HotAfter(0), true), (Policy::Off, false)] {
+        let mut engine = journey_runtime::vm::Engine::new(&program);
+        engine.set_jit(policy);
+        let mut inputs = decoded();
+        inputs.sort_by_key(journey_runtime::vm::input::Input::time);
+        engine.push_batch(inputs);
+        engine.finish(Some(until));
+        assert_eq!(engine.compiled_predicates() > 10, compiled, "{policy:?}");
+        assert_eq!(first, lines_of(&engine), "{policy:?}");
+    }
 }
 
 /// Scheduled entries cost nothing for users whose audience cannot hold: no tick for a user

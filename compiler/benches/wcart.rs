@@ -59,6 +59,8 @@ fn main() {
         .unwrap_or(users * 3);
     // `WCART_ONE_BY_ONE=1`: `Engine::push` for each input rather than `push_batch`.
     let one_by_one = std::env::var_os("WCART_ONE_BY_ONE").is_some();
+    // `WCART_JIT=off`: every predicate interpreted (by default hot ones run as native code).
+    let jit = std::env::var("WCART_JIT").map_or(true, |v| v != "off");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let files: Vec<PathBuf> = [
         "shop",
@@ -102,6 +104,9 @@ fn main() {
         .map(|u| Arc::from(format!("u{u}").as_str()))
         .collect();
     let mut engine = Engine::new(&program);
+    if !jit {
+        engine.set_jit(journey_runtime::jit::Policy::Off);
+    }
     let identify_started = Instant::now();
     for user in &names {
         engine.push(Input::Identify {
@@ -226,4 +231,9 @@ fn main() {
         bytes.checked_div(live).unwrap_or(0)
     );
     println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+    println!(
+        "JIT {}: {} predicates ran as native code",
+        if jit { "on" } else { "off" },
+        engine.compiled_predicates()
+    );
 }

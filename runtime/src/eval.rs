@@ -39,6 +39,9 @@ pub struct Prepared<'p> {
     reads_zone: Vec<bool>,
     /// The program's string constants, shared by the inputs equal to them (see `intern`).
     strings: FxHashSet<Arc<str>>,
+    /// Hot predicates as native code.
+    #[cfg(feature = "jit")]
+    hot: crate::jit::Hot,
 }
 
 impl<'p> Prepared<'p> {
@@ -82,11 +85,41 @@ impl<'p> Prepared<'p> {
             unset_profile: (0..profile_fields as u32)
                 .map(|f| unset_profile_field(program, f))
                 .collect(),
+            #[cfg(feature = "jit")]
+            hot: crate::jit::Hot::new(program.blocks.len()),
         };
         prepared.reads_zone = (0..program.blocks.len() as u32)
             .map(|b| prepared.block_reads_zone(b, 0))
             .collect();
         prepared
+    }
+
+    /// Evaluates block `block`: as native code once it is a hot predicate (the `jit` feature),
+    /// else by the interpreter (`eval`). Both give the same value.
+    #[inline]
+    pub fn run(&self, block: u32, context: &dyn Context) -> Value {
+        let Some(b) = self.program.blocks.get(block as usize) else {
+            return Value::Absent;
+        };
+        #[cfg(feature = "jit")]
+        if let Some(value) = self.hot.run(self, block, context) {
+            return value;
+        }
+        eval(self, b, context)
+    }
+
+    /// When hot predicates are compiled (by default after 1,000 evaluations).
+    #[cfg(feature = "jit")]
+    pub fn set_jit(&mut self, policy: crate::jit::Policy) {
+        self.hot.set_policy(policy);
+    }
+
+    /// How many predicates run as native code so far.
+    pub fn compiled_predicates(&self) -> usize {
+        #[cfg(feature = "jit")]
+        return self.hot.compiled();
+        #[cfg(not(feature = "jit"))]
+        0
     }
 
     fn block_reads_zone(&self, block: u32, depth: usize) -> bool {
@@ -195,10 +228,14 @@ impl<'p> Prepared<'p> {
 
     /// The value of profile field `field` while the user's traits do not set it.
     pub fn unset_profile(&self, field: u32) -> Value {
-        self.unset_profile
-            .get(field as usize)
+        self.unset_profile_ref(field)
             .cloned()
             .unwrap_or(Value::Missing)
+    }
+
+    /// `unset_profile`, borrowed (`None`: no such field).
+    pub fn unset_profile_ref(&self, field: u32) -> Option<&Value> {
+        self.unset_profile.get(field as usize)
     }
 }
 
@@ -226,6 +263,20 @@ pub trait Context {
     fn history(&self, query: u16, op: HistoryOp) -> Value;
     /// The zone that `hour`, `weekday` and `date` use.
     fn zone(&self) -> chrono_tz::Tz;
+
+    /// The value `event_field`, `profile_field` or `slot` would give, borrowed where the context
+    /// holds it: compiled predicates bind it in place instead of copying it (`None`: they copy).
+    fn lend(&self, _source: Read) -> Option<&Value> {
+        None
+    }
+}
+
+/// A value an expression reads from its context (`Context::lend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Event(u16),
+    Profile(u16),
+    Slot(u16),
 }
 
 /// Evaluates the expression block at `block`.

@@ -6,5 +6,7 @@
 
 pub mod bytecode;
 pub mod eval;
+#[cfg(feature = "jit")]
+pub mod jit;
 pub mod value;
 pub mod vm;

@@ -1043,6 +1043,18 @@ impl<'p> Engine<'p> {
         self.program
     }
 
+    /// When the engine compiles its hot predicates to native code (`jit::Policy`; by default
+    /// after 1,000 evaluations). The answers are the same either way.
+    #[cfg(feature = "jit")]
+    pub fn set_jit(&mut self, policy: crate::jit::Policy) {
+        self.prepared.set_jit(policy);
+    }
+
+    /// How many of the program's predicates run as native code so far.
+    pub fn compiled_predicates(&self) -> usize {
+        self.prepared.compiled_predicates()
+    }
+
     /// `user_name`, as a value a `Fact` can carry.
     fn user_str(&self, user: UserId) -> Str {
         self.names.get(user as usize).cloned().unwrap_or_default()
@@ -2227,12 +2239,9 @@ impl<'p> Engine<'p> {
     }
 
     fn eval_instance(&self, block: u32, index: usize, event: Option<&Arc<[Value]>>) -> Value {
-        match (
-            self.program.blocks.get(block as usize),
-            self.reader(index, event.map(|e| &e[..])),
-        ) {
-            (Some(b), Some(reader)) => eval::eval(&self.prepared, b, &reader),
-            _ => Value::Absent,
+        match self.reader(index, event.map(|e| &e[..])) {
+            Some(reader) => self.prepared.run(block, &reader),
+            None => Value::Absent,
         }
     }
 
@@ -2246,9 +2255,6 @@ impl<'p> Engine<'p> {
         instance: Option<(u32, &[Value], i64)>,
         zone: chrono_tz::Tz,
     ) -> Value {
-        let Some(b) = self.program.blocks.get(block as usize) else {
-            return Value::Absent;
-        };
         let reader = Reader {
             engine: self,
             user,
@@ -2256,7 +2262,7 @@ impl<'p> Engine<'p> {
             instance,
             zone,
         };
-        eval::eval(&self.prepared, b, &reader)
+        self.prepared.run(block, &reader)
     }
 
     /// Answers a history query for what `reader` reads (its user, entry, slots and zone).
@@ -2282,14 +2288,12 @@ impl<'p> Engine<'p> {
         };
         // History is appended as inputs come, so nothing kept is later than `now`.
         let events = &events[first..];
-        let filter = self.program.blocks.get(q.filter as usize);
         let mut matching = events.iter().filter(|(_, fields)| {
             let context = Reader {
                 event: Some(fields),
                 ..*reader
             };
-            q.filter == NONE
-                || filter.is_some_and(|b| eval::eval(&self.prepared, b, &context).is_true())
+            q.filter == NONE || self.prepared.run(q.filter, &context).is_true()
         });
         match op {
             // Unfiltered, the window's bounds are the answer.
@@ -2353,5 +2357,23 @@ impl Context for Reader<'_, '_> {
     }
     fn zone(&self) -> chrono_tz::Tz {
         self.zone
+    }
+    fn lend(&self, source: eval::Read) -> Option<&Value> {
+        match source {
+            eval::Read::Event(f) => self.event?.get(usize::from(f)),
+            eval::Read::Slot(s) => self.instance?.1.get(usize::from(s)),
+            eval::Read::Profile(f) => {
+                let set = self
+                    .engine
+                    .users
+                    .get(self.user as usize)?
+                    .traits
+                    .get(usize::from(f));
+                match set {
+                    Some(Some(value)) => Some(value),
+                    _ => self.engine.prepared.unset_profile_ref(u32::from(f)),
+                }
+            }
+        }
     }
 }

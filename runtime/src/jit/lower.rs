@@ -1,0 +1,758 @@
+//! A predicate block → a cranelift function defined in the module (`Compiler::compile`).
+//!
+//! Expression blocks are straight-line code over a stack (the verifier sees to it), so the
+//! lowering runs the block once over an abstract stack of `Item`s: each value is an SSA triple
+//! (state, payload, length) with a static `Ty`, and every rule of `eval` becomes branch-free
+//! arithmetic on the triple. Presence states are ordered present < absent < missing, so "missing
+//! wins over absent, which wins over a value" is an unsigned maximum.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F64, I32, I64};
+use cranelift_codegen::ir::{
+    self, AbiParam, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
+};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Module};
+
+use super::helpers;
+use super::{Bound, Load, Source, Ty, ABSENT, MISSING, PRESENT};
+use crate::bytecode::opcode::Opcode;
+use crate::bytecode::verify::kind;
+use crate::bytecode::{Block, BlockKind};
+use crate::eval::{Prepared, Read};
+use crate::value::Value;
+
+/// Why a block stays with the interpreter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The block is not an expression block whose value is a bool.
+    NotAPredicate,
+    /// It uses what the JIT does not compile (the opcode's name, or the kind of value).
+    Unsupported(&'static str),
+    /// Cranelift could not compile it, or the host is not a 64-bit one.
+    Backend,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotAPredicate => f.write_str("not a predicate"),
+            Refusal::Unsupported(what) => write!(f, "`{what}` is not compiled"),
+            Refusal::Backend => f.write_str("the code generator failed"),
+        }
+    }
+}
+
+/// A function defined in the module, with what it reads and the constants it points at.
+pub(super) struct Lowered {
+    pub function: FuncId,
+    pub loads: Vec<Load>,
+    pub strings: Vec<Box<[u8]>>,
+}
+
+/// A value on the abstract stack.
+#[derive(Clone, Copy)]
+struct V {
+    ty: Ty,
+    /// I64: `PRESENT`, `ABSENT` or `MISSING`.
+    state: ir::Value,
+    /// F64 for floats, I64 otherwise (a bool is 0 or 1, a string its address).
+    a: ir::Value,
+    /// I64: a string's length in bytes (0 for other types).
+    len: ir::Value,
+}
+
+enum Item {
+    V(V),
+    /// A constant list (only `In` reads one).
+    List(Vec<Value>),
+}
+
+const BOUND_SIZE: i32 = std::mem::size_of::<Bound>() as i32;
+
+pub(super) fn lower(
+    module: &mut JITModule,
+    prepared: &Prepared,
+    block: &Block,
+) -> Result<Lowered, Refusal> {
+    if module.target_config().pointer_type() != I64 {
+        return Err(Refusal::Backend);
+    }
+    let mut signature = module.make_signature();
+    signature.params.push(AbiParam::new(I64));
+    signature.params.push(AbiParam::new(I64));
+    signature.returns.push(AbiParam::new(I32));
+    let function = module
+        .declare_anonymous_function(&signature)
+        .map_err(|_| Refusal::Backend)?;
+    let mut context = module.make_context();
+    context.func.signature = signature;
+    let mut builder_context = FunctionBuilderContext::new();
+    let call_conv = module.target_config().default_call_conv;
+    let (loads, strings) = {
+        let mut builder = FunctionBuilder::new(&mut context.func, &mut builder_context);
+        let entry = builder.create_block();
+        builder.append_block_params_for_function_params(entry);
+        builder.switch_to_block(entry);
+        let frame = builder.block_params(entry)[0];
+        let env = builder.block_params(entry)[1];
+        let out = builder.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            BOUND_SIZE as u32,
+            3,
+        ));
+        let zero = builder.ins().iconst(I64, 0);
+        let mut lowering = Lowering {
+            b: builder,
+            prepared,
+            block,
+            frame,
+            env,
+            out,
+            zero,
+            call_conv,
+            loads: Vec::new(),
+            strings: Vec::new(),
+        };
+        let answer = lowering.run()?;
+        lowering.b.ins().return_(&[answer]);
+        lowering.b.seal_all_blocks();
+        lowering.b.finalize(module.target_config());
+        (lowering.loads, lowering.strings)
+    };
+    module
+        .define_function(function, &mut context)
+        .map_err(|_| Refusal::Backend)?;
+    module.clear_context(&mut context);
+    Ok(Lowered {
+        function,
+        loads,
+        strings,
+    })
+}
+
+struct Lowering<'p, 'f> {
+    b: FunctionBuilder<'f>,
+    prepared: &'p Prepared<'p>,
+    block: &'p Block,
+    /// The `Bound`s of the loads (first parameter).
+    frame: ir::Value,
+    /// The `Env` (second parameter), passed on to helpers.
+    env: ir::Value,
+    /// Where helpers write a `Bound` result.
+    out: ir::StackSlot,
+    zero: ir::Value,
+    call_conv: cranelift_codegen::isa::CallConv,
+    loads: Vec<Load>,
+    strings: Vec<Box<[u8]>>,
+}
+
+impl Lowering<'_, '_> {
+    /// Lowers the block; returns the I32 answer (0 false, 1 true, 2 absent, 3 missing).
+    fn run(&mut self) -> Result<ir::Value, Refusal> {
+        let end = self.block.offset.saturating_add(self.block.length);
+        let mut stack: Vec<Item> = Vec::new();
+        let mut pc = self.block.offset;
+        while let Some(ins) = self.prepared.instruction(pc, end) {
+            let [a, _] = ins.operands;
+            use Opcode::*;
+            let pushed = match ins.opcode {
+                Const => self.constant(a)?,
+                LoadEvent => {
+                    let ty = self.event_field_ty(a)?;
+                    Item::V(self.load(Source::Read(Read::Event(a as u16)), ty))
+                }
+                LoadProfile => {
+                    let program = self.prepared.program;
+                    let field = program
+                        .record_fields(program.profile)
+                        .and_then(|f| f.get(a as usize))
+                        .ok_or(Refusal::Unsupported("LoadProfile"))?;
+                    let ty = Ty::of(program, field.ty).ok_or(Refusal::Unsupported("a list"))?;
+                    Item::V(self.load(Source::Read(Read::Profile(a as u16)), ty))
+                }
+                LoadSlot => {
+                    let BlockKind::Expression { journey, .. } = self.block.kind else {
+                        return Err(Refusal::NotAPredicate);
+                    };
+                    let program = self.prepared.program;
+                    let ty = program
+                        .journeys
+                        .get(journey as usize)
+                        .and_then(|j| j.slots.get(a as usize))
+                        .and_then(|ty| Ty::of(program, *ty))
+                        .ok_or(Refusal::Unsupported("LoadSlot"))?;
+                    Item::V(self.load(Source::Read(Read::Slot(a as u16)), ty))
+                }
+                Now => Item::V(self.load(Source::Now, Ty::Timestamp)),
+                EnteredAt => Item::V(self.load(Source::EnteredAt, Ty::Timestamp)),
+                Add | Sub | Mul | Div => {
+                    let y = pop(&mut stack)?;
+                    let x = pop(&mut stack)?;
+                    Item::V(self.arithmetic(ins.opcode, a, x, y))
+                }
+                Neg => {
+                    let x = pop(&mut stack)?;
+                    Item::V(self.negate(x))
+                }
+                ToFloat => {
+                    let x = pop(&mut stack)?;
+                    Item::V(if x.ty == Ty::Int {
+                        let a = self.b.ins().fcvt_from_sint(F64, x.a);
+                        V {
+                            ty: Ty::Float,
+                            a,
+                            ..x
+                        }
+                    } else {
+                        x
+                    })
+                }
+                Eq | Ne => {
+                    let y = pop(&mut stack)?;
+                    let x = pop(&mut stack)?;
+                    Item::V(self.equality(ins.opcode == Eq, x, y))
+                }
+                Lt | Le | Gt | Ge => {
+                    let y = pop(&mut stack)?;
+                    let x = pop(&mut stack)?;
+                    Item::V(self.order(ins.opcode, a, x, y)?)
+                }
+                Not => {
+                    let x = pop(&mut stack)?;
+                    Item::V(if x.ty == Ty::Bool {
+                        let a = self.b.ins().bxor_imm_s(x.a, 1);
+                        V { a, ..x }
+                    } else {
+                        self.never_present(Ty::Bool, x.state)
+                    })
+                }
+                And | Or => {
+                    let y = pop(&mut stack)?;
+                    let x = pop(&mut stack)?;
+                    let state = self.b.ins().umax(x.state, y.state);
+                    Item::V(if x.ty == Ty::Bool && y.ty == Ty::Bool {
+                        let a = if ins.opcode == And {
+                            self.b.ins().band(x.a, y.a)
+                        } else {
+                            self.b.ins().bor(x.a, y.a)
+                        };
+                        self.bool(state, a)
+                    } else {
+                        self.never_present(Ty::Bool, state)
+                    })
+                }
+                IsSet => {
+                    let x = pop(&mut stack)?;
+                    let missing = self
+                        .b
+                        .ins()
+                        .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
+                    let two = self.c(MISSING as i64);
+                    let state = self.b.ins().select(missing, two, self.zero);
+                    let set = self
+                        .b
+                        .ins()
+                        .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+                    let a = self.b.ins().uextend(I64, set);
+                    Item::V(self.bool(state, a))
+                }
+                Coalesce => {
+                    let y = pop(&mut stack)?;
+                    let x = pop(&mut stack)?;
+                    if x.ty != y.ty {
+                        return Err(Refusal::Unsupported("Coalesce"));
+                    }
+                    let take_y = self
+                        .b
+                        .ins()
+                        .icmp_imm_s(IntCC::Equal, x.state, ABSENT as i64);
+                    let state = self.b.ins().select(take_y, y.state, x.state);
+                    let a = self.b.ins().select(take_y, y.a, x.a);
+                    let len = self.b.ins().select(take_y, y.len, x.len);
+                    Item::V(V {
+                        ty: x.ty,
+                        state,
+                        a,
+                        len,
+                    })
+                }
+                In => {
+                    let Some(Item::List(items)) = stack.pop() else {
+                        return Err(Refusal::Unsupported("In"));
+                    };
+                    let x = pop(&mut stack)?;
+                    Item::V(self.member(x, &items)?)
+                }
+                StartsWith | EndsWith | Contains => {
+                    let p = pop(&mut stack)?;
+                    let s = pop(&mut stack)?;
+                    let state = self.b.ins().umax(s.state, p.state);
+                    Item::V(if s.ty == Ty::Str && p.ty == Ty::Str {
+                        let op = match ins.opcode {
+                            StartsWith => helpers::STARTS_WITH,
+                            EndsWith => helpers::ENDS_WITH,
+                            _ => helpers::CONTAINS,
+                        };
+                        let op = self.b.ins().iconst(I32, i64::from(op));
+                        let found = self.call(
+                            helpers::str_test as *const (),
+                            &[I32, I64, I64, I64, I64],
+                            Some(I32),
+                            &[op, s.a, s.len, p.a, p.len],
+                        );
+                        let a = self.b.ins().uextend(I64, found);
+                        self.bool(state, a)
+                    } else {
+                        self.never_present(Ty::Bool, state)
+                    })
+                }
+                Len => {
+                    let s = pop(&mut stack)?;
+                    if s.ty != Ty::Str {
+                        return Err(Refusal::Unsupported("Len"));
+                    }
+                    let a = self.call(
+                        helpers::str_len as *const (),
+                        &[I64, I64],
+                        Some(I64),
+                        &[s.a, s.len],
+                    );
+                    Item::V(V {
+                        ty: Ty::Int,
+                        state: s.state,
+                        a,
+                        len: self.zero,
+                    })
+                }
+                Count | Did | Sum => {
+                    let (op, ty) = match ins.opcode {
+                        Count => (helpers::COUNT, Ty::Int),
+                        Did => (helpers::DID, Ty::Bool),
+                        _ => (helpers::SUM, Ty::Float),
+                    };
+                    let query = self.b.ins().iconst(I32, i64::from(a));
+                    let op = self.b.ins().iconst(I32, i64::from(op));
+                    let out = self.b.ins().stack_addr(I64, self.out, 0);
+                    self.call(
+                        helpers::history as *const (),
+                        &[I64, I32, I32, I64],
+                        None,
+                        &[self.env, query, op, out],
+                    );
+                    Item::V(self.result(ty))
+                }
+                Hour | Weekday => {
+                    let x = pop(&mut stack)?;
+                    let ty = if ins.opcode == Hour { Ty::Int } else { Ty::Str };
+                    Item::V(if x.ty == Ty::Timestamp {
+                        let op = if ins.opcode == Hour {
+                            helpers::HOUR
+                        } else {
+                            helpers::WEEKDAY
+                        };
+                        let op = self.b.ins().iconst(I32, i64::from(op));
+                        let out = self.b.ins().stack_addr(I64, self.out, 0);
+                        self.call(
+                            helpers::calendar as *const (),
+                            &[I64, I32, I64, I64],
+                            None,
+                            &[self.env, op, x.a, out],
+                        );
+                        let r = self.result(ty);
+                        // Absent and missing pass through; a time without a single local
+                        // reading is absent.
+                        let present = self.b.ins().icmp_imm_s(IntCC::Equal, x.state, 0);
+                        let state = self.b.ins().select(present, r.state, x.state);
+                        V { state, ..r }
+                    } else {
+                        self.never_present(ty, x.state)
+                    })
+                }
+                Return => {
+                    let x = pop(&mut stack)?;
+                    if x.ty != Ty::Bool {
+                        return Err(Refusal::NotAPredicate);
+                    }
+                    // 0/1 when present, else 2 (absent) or 3 (missing).
+                    let present = self.b.ins().icmp_imm_s(IntCC::Equal, x.state, 0);
+                    let shifted = self.b.ins().iadd_imm_s(x.state, 1);
+                    let answer = self.b.ins().select(present, x.a, shifted);
+                    return Ok(self.b.ins().ireduce(I32, answer));
+                }
+                other => return Err(Refusal::Unsupported(other.name())),
+            };
+            stack.push(pushed);
+            pc = ins.next;
+        }
+        Err(Refusal::NotAPredicate)
+    }
+
+    fn c(&mut self, n: i64) -> ir::Value {
+        self.b.ins().iconst(I64, n)
+    }
+
+    fn bool(&mut self, state: ir::Value, a: ir::Value) -> V {
+        V {
+            ty: Ty::Bool,
+            state,
+            a,
+            len: self.zero,
+        }
+    }
+
+    /// A value that cannot be present (its operands have the wrong shape): missing if an
+    /// operand is, else absent.
+    fn never_present(&mut self, ty: Ty, state: ir::Value) -> V {
+        let one = self.c(ABSENT as i64);
+        let state = self.b.ins().umax(state, one);
+        let a = match ty {
+            Ty::Float => self.b.ins().f64const(0.0),
+            _ => self.zero,
+        };
+        V {
+            ty,
+            state,
+            a,
+            len: self.zero,
+        }
+    }
+
+    /// `state`, made absent where `bad` holds and it was present.
+    fn absent_if(&mut self, bad: ir::Value, state: ir::Value) -> ir::Value {
+        let one = self.c(ABSENT as i64);
+        let at_least_absent = self.b.ins().umax(state, one);
+        self.b.ins().select(bad, at_least_absent, state)
+    }
+
+    fn event_field_ty(&self, field: u32) -> Result<Ty, Refusal> {
+        let BlockKind::Expression { event, .. } = self.block.kind else {
+            return Err(Refusal::NotAPredicate);
+        };
+        let program = self.prepared.program;
+        program
+            .events
+            .get(event as usize)
+            .and_then(|e| program.record_fields(e.record))
+            .and_then(|fields| fields.get(field as usize))
+            .and_then(|f| Ty::of(program, f.ty))
+            .ok_or(Refusal::Unsupported("LoadEvent"))
+    }
+
+    /// Reads the bound value of `source` (bound once however often the block reads it).
+    fn load(&mut self, source: Source, ty: Ty) -> V {
+        let index = match self.loads.iter().position(|l| l.source == source) {
+            Some(i) => i,
+            None => {
+                self.loads.push(Load { source, ty });
+                self.loads.len() - 1
+            }
+        };
+        let base = index as i32 * BOUND_SIZE;
+        let flags = MemFlagsData::trusted();
+        let state = self.b.ins().load(I64, flags, self.frame, base);
+        let bits = self.b.ins().load(I64, flags, self.frame, base + 8);
+        let len = self.b.ins().load(I64, flags, self.frame, base + 16);
+        let a = if ty == Ty::Float {
+            self.b.ins().bitcast(F64, MemFlagsData::new(), bits)
+        } else {
+            bits
+        };
+        V { ty, state, a, len }
+    }
+
+    /// The `Bound` a helper wrote to the result slot, as a `ty`.
+    fn result(&mut self, ty: Ty) -> V {
+        let state = self.b.ins().stack_load(I64, I64, self.out, 0);
+        let bits = self.b.ins().stack_load(I64, I64, self.out, 8);
+        let len = self.b.ins().stack_load(I64, I64, self.out, 16);
+        let a = if ty == Ty::Float {
+            self.b.ins().bitcast(F64, MemFlagsData::new(), bits)
+        } else {
+            bits
+        };
+        V { ty, state, a, len }
+    }
+
+    fn constant(&mut self, index: u32) -> Result<Item, Refusal> {
+        Ok(match self.prepared.constant(index) {
+            Value::List(items) => Item::List(items.to_vec()),
+            value => Item::V(self.constant_value(&value)?),
+        })
+    }
+
+    fn constant_value(&mut self, value: &Value) -> Result<V, Refusal> {
+        let zero = self.zero;
+        let (ty, a, len) = match value {
+            Value::Bool(b) => (Ty::Bool, self.c(i64::from(*b)), zero),
+            Value::Int(n) => (Ty::Int, self.c(*n), zero),
+            Value::Timestamp(n) => (Ty::Timestamp, self.c(*n), zero),
+            Value::Duration(n) => (Ty::Duration, self.c(*n), zero),
+            Value::Float(x) => (Ty::Float, self.b.ins().f64const(*x), zero),
+            Value::Str(s) => {
+                let bytes: Box<[u8]> = s.as_bytes().into();
+                // The boxed bytes do not move when the box does: the address stays valid
+                // while the `Predicate` that owns them lives.
+                let address = self.c(bytes.as_ptr() as i64);
+                let len = self.c(bytes.len() as i64);
+                self.strings.push(bytes);
+                (Ty::Str, address, len)
+            }
+            _ => return Err(Refusal::Unsupported("a constant record")),
+        };
+        Ok(V {
+            ty,
+            state: zero,
+            a,
+            len,
+        })
+    }
+
+    /// Calls helper `f` with `args` of types `params`; its result, if it has one.
+    fn call(
+        &mut self,
+        f: *const (),
+        params: &[ir::Type],
+        returns: Option<ir::Type>,
+        args: &[ir::Value],
+    ) -> ir::Value {
+        let mut signature = Signature::new(self.call_conv);
+        signature
+            .params
+            .extend(params.iter().map(|t| AbiParam::new(*t)));
+        signature.returns.extend(returns.map(AbiParam::new));
+        let signature = self.b.import_signature(signature);
+        let callee = self.c(f as i64);
+        let call = self.b.ins().call_indirect(signature, callee, args);
+        self.b
+            .inst_results(call)
+            .first()
+            .copied()
+            .unwrap_or(self.zero)
+    }
+
+    fn str_eq(&mut self, x: V, y: V) -> ir::Value {
+        let r = self.call(
+            helpers::str_eq as *const (),
+            &[I64, I64, I64, I64],
+            Some(I32),
+            &[x.a, x.len, y.a, y.len],
+        );
+        self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0)
+    }
+
+    /// `eval::equal` of two present values: I8 1 or 0.
+    fn present_equal(&mut self, x: V, y: V) -> ir::Value {
+        match (x.ty, y.ty) {
+            (Ty::Int, Ty::Float) => {
+                let xf = self.b.ins().fcvt_from_sint(F64, x.a);
+                self.b.ins().fcmp(FloatCC::Equal, xf, y.a)
+            }
+            (Ty::Float, Ty::Int) => {
+                let yf = self.b.ins().fcvt_from_sint(F64, y.a);
+                self.b.ins().fcmp(FloatCC::Equal, x.a, yf)
+            }
+            (Ty::Float, Ty::Float) => self.b.ins().fcmp(FloatCC::Equal, x.a, y.a),
+            (Ty::Str, Ty::Str) => self.str_eq(x, y),
+            (t, u) if t == u => self.b.ins().icmp(IntCC::Equal, x.a, y.a),
+            _ => self.b.ins().iconst(ir::types::I8, 0),
+        }
+    }
+
+    /// `==` (or `!=`): missing if either is; otherwise absent equals only absent.
+    fn equality(&mut self, eq: bool, x: V, y: V) -> V {
+        let either_missing = {
+            let top = self.b.ins().umax(x.state, y.state);
+            self.b.ins().icmp_imm_s(IntCC::Equal, top, MISSING as i64)
+        };
+        let two = self.c(MISSING as i64);
+        let state = self.b.ins().select(either_missing, two, self.zero);
+        let same_state = self.b.ins().icmp(IntCC::Equal, x.state, y.state);
+        let both_absent = {
+            let x_absent = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::Equal, x.state, ABSENT as i64);
+            self.b.ins().band(same_state, x_absent)
+        };
+        let both_present = {
+            let x_present = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+            self.b.ins().band(same_state, x_present)
+        };
+        let values_equal = self.present_equal(x, y);
+        let present_equal = self.b.ins().band(both_present, values_equal);
+        let equal = self.b.ins().bor(both_absent, present_equal);
+        let equal = if eq {
+            equal
+        } else {
+            self.b.ins().bxor_imm_s(equal, 1)
+        };
+        let a = self.b.ins().uextend(I64, equal);
+        self.bool(state, a)
+    }
+
+    /// `x in [constants]`: missing if `x` is; an absent `x` is in no list of constants.
+    fn member(&mut self, x: V, items: &[Value]) -> Result<V, Refusal> {
+        let mut found = self.b.ins().iconst(ir::types::I8, 0);
+        for item in items {
+            let y = self.constant_value(item)?;
+            let equal = self.present_equal(x, y);
+            found = self.b.ins().bor(found, equal);
+        }
+        let present = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+        let found = self.b.ins().band(found, present);
+        let missing = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
+        let two = self.c(MISSING as i64);
+        let state = self.b.ins().select(missing, two, self.zero);
+        let a = self.b.ins().uextend(I64, found);
+        Ok(self.bool(state, a))
+    }
+
+    fn order(&mut self, op: Opcode, k: u32, x: V, y: V) -> Result<V, Refusal> {
+        let want = match k {
+            kind::INT => Ty::Int,
+            kind::FLOAT => Ty::Float,
+            kind::STRING => Ty::Str,
+            kind::TIMESTAMP => Ty::Timestamp,
+            kind::DURATION => Ty::Duration,
+            _ => return Err(Refusal::Unsupported("an ordering kind")),
+        };
+        let state = self.b.ins().umax(x.state, y.state);
+        if x.ty != want || y.ty != want {
+            return Ok(self.never_present(Ty::Bool, state));
+        }
+        let (signed, float) = match op {
+            Opcode::Lt => (IntCC::SignedLessThan, FloatCC::LessThan),
+            Opcode::Le => (IntCC::SignedLessThanOrEqual, FloatCC::LessThanOrEqual),
+            Opcode::Gt => (IntCC::SignedGreaterThan, FloatCC::GreaterThan),
+            _ => (IntCC::SignedGreaterThanOrEqual, FloatCC::GreaterThanOrEqual),
+        };
+        let (holds, state) = match want {
+            Ty::Float => {
+                let holds = self.b.ins().fcmp(float, x.a, y.a);
+                let unordered = self.b.ins().fcmp(FloatCC::Unordered, x.a, y.a);
+                (holds, self.absent_if(unordered, state))
+            }
+            Ty::Str => {
+                let order = self.call(
+                    helpers::str_cmp as *const (),
+                    &[I64, I64, I64, I64],
+                    Some(I32),
+                    &[x.a, x.len, y.a, y.len],
+                );
+                (self.b.ins().icmp_imm_s(signed, order, 0), state)
+            }
+            _ => (self.b.ins().icmp(signed, x.a, y.a), state),
+        };
+        let a = self.b.ins().uextend(I64, holds);
+        Ok(self.bool(state, a))
+    }
+
+    fn arithmetic(&mut self, op: Opcode, k: u32, x: V, y: V) -> V {
+        use Opcode::{Add, Div, Mul, Sub};
+        use Ty::{Duration, Float, Int, Timestamp};
+        let state = self.b.ins().umax(x.state, y.state);
+        let checked = match (op, k, x.ty, y.ty) {
+            (Add | Sub | Mul, kind::INT, Int, Int) => Some(Int),
+            (Add | Sub, kind::DURATION, Duration, Duration) => Some(Duration),
+            (Add | Sub, kind::TIMESTAMP_DURATION, Timestamp, Duration) => Some(Timestamp),
+            (Sub, kind::TIMESTAMP_TIMESTAMP, Timestamp, Timestamp) => Some(Duration),
+            _ => None,
+        };
+        if let Some(ty) = checked {
+            let (a, overflow) = match op {
+                Add => self.b.ins().sadd_overflow(x.a, y.a),
+                Sub => self.b.ins().ssub_overflow(x.a, y.a),
+                _ => self.b.ins().smul_overflow(x.a, y.a),
+            };
+            let state = self.absent_if(overflow, state);
+            return V {
+                ty,
+                state,
+                a,
+                len: self.zero,
+            };
+        }
+        match (op, k, x.ty, y.ty) {
+            (Add | Sub | Mul | Div, kind::FLOAT, Float, Float) => {
+                let a = match op {
+                    Add => self.b.ins().fadd(x.a, y.a),
+                    Sub => self.b.ins().fsub(x.a, y.a),
+                    Mul => self.b.ins().fmul(x.a, y.a),
+                    _ => self.b.ins().fdiv(x.a, y.a),
+                };
+                // Not finite (this also catches NaN) or a division by zero: absent.
+                let magnitude = self.b.ins().fabs(a);
+                let infinity = self.b.ins().f64const(f64::INFINITY);
+                let finite = self.b.ins().fcmp(FloatCC::LessThan, magnitude, infinity);
+                let mut bad = self.b.ins().bxor_imm_s(finite, 1);
+                if op == Div {
+                    let zero = self.b.ins().f64const(0.0);
+                    let by_zero = self.b.ins().fcmp(FloatCC::Equal, y.a, zero);
+                    bad = self.b.ins().bor(bad, by_zero);
+                }
+                let state = self.absent_if(bad, state);
+                V {
+                    ty: Float,
+                    state,
+                    a,
+                    len: self.zero,
+                }
+            }
+            (Mul | Div, kind::DURATION_FLOAT, Duration, Float) => {
+                let op = if op == Mul {
+                    helpers::MUL
+                } else {
+                    helpers::DIV
+                };
+                let op = self.b.ins().iconst(I32, i64::from(op));
+                let out = self.b.ins().stack_addr(I64, self.out, 0);
+                self.call(
+                    helpers::duration_float as *const (),
+                    &[I32, I64, F64, I64],
+                    None,
+                    &[op, x.a, y.a, out],
+                );
+                let r = self.result(Duration);
+                let present = self.b.ins().icmp_imm_s(IntCC::Equal, state, 0);
+                let state = self.b.ins().select(present, r.state, state);
+                V { state, ..r }
+            }
+            _ => self.never_present(x.ty, state),
+        }
+    }
+
+    fn negate(&mut self, x: V) -> V {
+        match x.ty {
+            Ty::Int | Ty::Duration => {
+                let min = self.b.ins().icmp_imm_s(IntCC::Equal, x.a, i64::MIN);
+                let a = self.b.ins().ineg(x.a);
+                let state = self.absent_if(min, x.state);
+                V { a, state, ..x }
+            }
+            Ty::Float => {
+                let a = self.b.ins().fneg(x.a);
+                V { a, ..x }
+            }
+            ty => self.never_present(ty, x.state),
+        }
+    }
+}
+
+fn pop(stack: &mut Vec<Item>) -> Result<V, Refusal> {
+    match stack.pop() {
+        Some(Item::V(v)) => Ok(v),
+        Some(Item::List(_)) => Err(Refusal::Unsupported("a list")),
+        None => Err(Refusal::NotAPredicate),
+    }
+}

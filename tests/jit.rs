@@ -1,0 +1,178 @@
+//! The JIT against its reference, the interpreter: random well-typed predicates over random
+//! contexts (tests/support/predicates.rs), and every predicate of the examples, must evaluate to
+//! the same value natively as interpreted.
+
+#[path = "support/predicates.rs"]
+#[allow(dead_code)]
+mod predicates;
+mod support;
+
+use journey_compiler::workspace::MemoryFiles;
+use journey_runtime::bytecode::{disasm, verify, BlockKind, Program};
+use journey_runtime::eval::{eval, Prepared};
+use journey_runtime::jit::{Compiler, Policy, Refusal};
+use predicates::{Base, Seeded};
+
+fn compile_source(source: &str) -> Program {
+    let mut files = MemoryFiles::new();
+    files.insert("base.journey", source.to_string());
+    let analysis = journey_compiler::analyse(&files, &["base.journey".into()]);
+    assert!(!analysis.diagnostics.iter().any(|d| d.is_error()));
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checked"),
+    );
+    verify::verify(&program).expect("verifies");
+    program
+}
+
+/// Evaluates `block` both ways; `declined`: the JIT left it to the interpreter.
+fn agree(
+    program: &Program,
+    prepared: &Prepared,
+    predicate: &journey_runtime::jit::Predicate,
+    block: u32,
+    context: &predicates::Probe,
+) -> Result<bool, String> {
+    let want = eval(prepared, &program.blocks[block as usize], context);
+    match predicate.run(context) {
+        None => Ok(true),
+        Some(got) if got == want => Ok(false),
+        Some(got) => Err(format!(
+            "block {block}: the JIT gives {got:?}, the interpreter {want:?}\n\
+             event {:?}\nprofile {:?}\nslots {:?}\nnow {} entered {} history {:?} zone {}\n{}",
+            context.event,
+            context.profile,
+            context.slots,
+            context.now,
+            context.entered_at,
+            context.history,
+            context.zone,
+            disasm::disassemble(program)
+        )),
+    }
+}
+
+#[test]
+fn random_predicates_agree_with_the_interpreter() {
+    let base = Base::new(compile_source(predicates::BASE));
+    let compiler = Compiler::new().expect("cranelift supports this machine");
+    let mut choose = Seeded(0x9E37_79B9_7F4A_7C15);
+    let (programs, contexts) = (2_000u32, 60u32);
+    let (mut cases, mut declined, mut odd_cases) = (0u64, 0u64, 0u64);
+    let mut answers = std::collections::BTreeMap::new();
+    for p in 0..programs {
+        let (program, block) = base.predicate(&mut choose, 1 + p % 24);
+        if let Err(e) = verify::verify(&program) {
+            panic!("{e}\n{}", disasm::disassemble(&program));
+        }
+        let prepared = Prepared::new(&program);
+        let predicate = compiler
+            .compile(&prepared, block)
+            .unwrap_or_else(|e| panic!("{e}\n{}", disasm::disassemble(&program)));
+        for c in 0..contexts {
+            // Every fourth context may hold a value of another shape than its type.
+            let odd = c % 4 == 0;
+            let context = base.context(&mut choose, odd);
+            let was_declined = agree(&program, &prepared, &predicate, block, &context)
+                .unwrap_or_else(|e| panic!("{e}"));
+            if was_declined {
+                assert!(odd, "a well-typed context was declined");
+                declined += 1;
+            }
+            odd_cases += u64::from(odd);
+            cases += 1;
+            *answers
+                .entry(format!(
+                    "{:?}",
+                    eval(&prepared, &program.blocks[block as usize], &context)
+                ))
+                .or_insert(0u64) += 1;
+        }
+    }
+    assert!(cases >= 100_000, "{cases} cases");
+    // The declining path is exercised, and most odd contexts still run natively.
+    assert!(
+        declined > 0 && declined < odd_cases,
+        "{declined} of {odd_cases}"
+    );
+    // Every answer occurs: the predicates are not all trivially false.
+    for answer in ["true", "false", "absent", "missing"] {
+        assert!(
+            answers.get(answer).copied().unwrap_or(0) > cases / 50,
+            "{answers:?}"
+        );
+    }
+}
+
+#[test]
+fn the_examples_predicates_agree_with_the_interpreter() {
+    let mut paths = support::journey_files("examples");
+    let shop = support::repo_root().join("examples/shop.journey");
+    paths.retain(|p| *p != shop);
+    paths.insert(0, shop);
+    let analysis = support::analyse(&paths);
+    let program = journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("the examples check"),
+    );
+    let prepared = Prepared::new(&program);
+    let compiler = Compiler::new().expect("cranelift supports this machine");
+    let mut choose = Seeded(7);
+    let (mut compiled, mut refused) = (0, Vec::new());
+    for (index, block) in program.blocks.iter().enumerate() {
+        let BlockKind::Expression { event, journey, .. } = block.kind else {
+            continue;
+        };
+        let predicate = match compiler.compile(&prepared, index as u32) {
+            Ok(p) => p,
+            Err(Refusal::NotAPredicate) => continue,
+            Err(reason) => {
+                refused.push(format!("b{index}: {reason}"));
+                continue;
+            }
+        };
+        compiled += 1;
+        let event_kinds = program
+            .events
+            .get(event as usize)
+            .map(|e| predicates::record_kinds(&program, e.record))
+            .unwrap_or_default();
+        let profile_kinds = predicates::record_kinds(&program, program.profile);
+        let slot_kinds = predicates::slot_kinds(&program, journey);
+        for c in 0..500 {
+            let context = predicates::random_context(
+                &mut choose,
+                [&event_kinds, &profile_kinds, &slot_kinds],
+                c % 4 == 0,
+            );
+            agree(&program, &prepared, &predicate, index as u32, &context)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    // The examples' predicates are what the JIT is for: nearly all of them compile.
+    assert!(compiled >= 20, "{compiled} compiled; refused: {refused:?}");
+    assert!(refused.len() * 10 <= compiled, "refused: {refused:?}");
+}
+
+#[test]
+fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
+    let base = Base::new(compile_source(predicates::BASE));
+    let mut choose = Seeded(42);
+    let (program, block) = base.predicate(&mut choose, 12);
+    let mut prepared = Prepared::new(&program);
+    prepared.set_jit(Policy::HotAfter(10));
+    for i in 0..50 {
+        assert_eq!(prepared.compiled_predicates(), usize::from(i > 10));
+        let context = base.context(&mut choose, false);
+        let want = eval(&prepared, &program.blocks[block as usize], &context);
+        assert_eq!(prepared.run(block, &context), want);
+    }
+    let mut off = Prepared::new(&program);
+    off.set_jit(Policy::Off);
+    let context = base.context(&mut choose, false);
+    for _ in 0..50 {
+        let _ = off.run(block, &context);
+    }
+    assert_eq!(off.compiled_predicates(), 0);
+}

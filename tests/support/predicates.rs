@@ -1,0 +1,658 @@
+//! Random well-typed predicate blocks, and random contexts to evaluate them in: the inputs of
+//! the JIT's agreement tests (tests/jit.rs) and of its fuzz target (fuzz/fuzz_targets/jit.rs).
+//!
+//! A predicate is generated as an expression tree of a wanted type, emitted in postfix order as
+//! an expression block appended to `BASE` compiled (which supplies an event, a profile and a
+//! journey's slots with a field of every scalar type). Every opcode the JIT compiles appears,
+//! with operands of matching and of mismatched types where the verifier allows them (`==` of an
+//! int and a string, `??` of an absent value).
+
+use journey_runtime::bytecode::opcode::{encode, Opcode};
+use journey_runtime::bytecode::verify::kind;
+use journey_runtime::bytecode::{
+    types, Block, BlockKind, Constant, HistoryQuery, Program, TypeDesc, Window, NONE,
+};
+use journey_runtime::eval::{Context, HistoryOp, Read};
+use journey_runtime::value::Value;
+
+/// An event, a profile and a journey with slots, a field of each scalar type in each.
+pub const BASE: &str = r#"
+event Probe {
+  b: bool?
+  i: int?
+  f: float?
+  s: string?
+  e: "a" | "bb" | "ccc"
+  t: timestamp?
+  d: duration?
+}
+
+profile {
+  pb: bool?
+  pi: int?
+  pf: float?
+  ps: string?
+  pe: "a" | "bb" | "ccc"
+  pt: timestamp?
+  pd: duration?
+  pn: int
+}
+
+journey j {
+  entry on Probe as p where b is set or i is set or f is set or s is set or e == "a" or t is set or d is set
+  audience profile.pb is set or profile.pi is set or profile.pf is set or profile.ps is set or profile.pe == "a" or profile.pt is set or profile.pd is set or profile.pn == 1
+  goal g: Probe where b == p.b and i == p.i and f == p.f and s == p.s and e == p.e and t == p.t and d == p.d
+  wait 1d
+}
+"#;
+
+/// The scalar types the generator builds values of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int,
+    Float,
+    Str,
+    Enum,
+    Timestamp,
+    Duration,
+}
+
+const KINDS: [Kind; 7] = [
+    Kind::Bool,
+    Kind::Int,
+    Kind::Float,
+    Kind::Str,
+    Kind::Enum,
+    Kind::Timestamp,
+    Kind::Duration,
+];
+
+fn kind_of(program: &Program, ty: u32) -> Option<Kind> {
+    match ty {
+        types::BOOL => Some(Kind::Bool),
+        types::INT => Some(Kind::Int),
+        types::FLOAT => Some(Kind::Float),
+        types::STRING => Some(Kind::Str),
+        types::TIMESTAMP => Some(Kind::Timestamp),
+        types::DURATION => Some(Kind::Duration),
+        _ => match program.type_desc(ty)? {
+            TypeDesc::Optional(inner) => kind_of(program, *inner),
+            TypeDesc::Enum(_) => Some(Kind::Enum),
+            _ => None,
+        },
+    }
+}
+
+/// Where choices come from: a seeded generator in tests, the fuzzer's bytes in fuzzing.
+pub trait Choose {
+    /// A number below `n` (`n` > 0).
+    fn below(&mut self, n: u32) -> u32;
+}
+
+/// xorshift64: deterministic for a seed.
+pub struct Seeded(pub u64);
+
+impl Choose for Seeded {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % u64::from(n.max(1))) as u32
+    }
+}
+
+/// The fuzzer's bytes, two at a time; zeros once they run out.
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl Choose for Bytes<'_> {
+    fn below(&mut self, n: u32) -> u32 {
+        let (head, rest) = self.0.split_at(self.0.len().min(2));
+        self.0 = rest;
+        let word = head.iter().fold(0u32, |w, b| (w << 8) | u32::from(*b));
+        word % n.max(1)
+    }
+}
+
+/// `BASE` compiled, with what its loads give.
+pub struct Base {
+    pub program: Program,
+    /// (field index, kind) of the event's, the profile's and the journey's slots.
+    pub event: Vec<(u32, Kind)>,
+    pub profile: Vec<(u32, Kind)>,
+    pub slots: Vec<(u32, Kind)>,
+}
+
+/// The history queries the generator appends: `count`/`did` of Probe, `sum(Probe.f)`.
+const COUNT_QUERY: usize = 0;
+const SUM_QUERY: usize = 1;
+
+impl Base {
+    pub fn new(program: Program) -> Base {
+        let fields = |record: u32| -> Vec<(u32, Kind)> {
+            program
+                .record_fields(record)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| Some((i as u32, kind_of(&program, f.ty)?)))
+                .collect()
+        };
+        let event = fields(program.events[0].record);
+        let profile = fields(program.profile);
+        let slots = program.journeys[0]
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, ty)| Some((i as u32, kind_of(&program, *ty)?)))
+            .collect();
+        Base {
+            event,
+            profile,
+            slots,
+            program,
+        }
+    }
+
+    /// The base program with one more block, a random predicate of about `size` operations
+    /// over the event and the journey; returns it with the block's index.
+    pub fn predicate(&self, choose: &mut dyn Choose, size: u32) -> (Program, u32) {
+        let mut program = self.program.clone();
+        let first_query = program.history.len();
+        let f = self
+            .event
+            .iter()
+            .find(|(_, k)| *k == Kind::Float)
+            .map(|(i, _)| *i);
+        program.history.push(HistoryQuery {
+            event: 0,
+            filter: NONE,
+            window: Window::None,
+            field: NONE,
+        });
+        program.history.push(HistoryQuery {
+            event: 0,
+            filter: NONE,
+            window: Window::Within(86_400_000),
+            field: f.unwrap_or(NONE),
+        });
+        let offset = program.code.len() as u32;
+        let mut emitter = Emitter {
+            base: self,
+            program: &mut program,
+            choose,
+            first_query: first_query as u32,
+            budget: size,
+        };
+        emitter.value(Kind::Bool);
+        encode(&mut emitter.program.code, Opcode::Return, &[]);
+        let length = program.code.len() as u32 - offset;
+        program.blocks.push(Block {
+            kind: BlockKind::Expression {
+                result: types::BOOL,
+                event: 0,
+                journey: 0,
+            },
+            offset,
+            length,
+        });
+        let block = program.blocks.len() as u32 - 1;
+        (program, block)
+    }
+
+    /// A random context for the predicates (see `random_context`).
+    pub fn context(&self, choose: &mut dyn Choose, odd: bool) -> Probe {
+        let kinds =
+            |fields: &[(u32, Kind)]| fields.iter().map(|(_, k)| Some(*k)).collect::<Vec<_>>();
+        random_context(
+            choose,
+            [
+                &kinds(&self.event),
+                &kinds(&self.profile),
+                &kinds(&self.slots),
+            ],
+            odd,
+        )
+    }
+}
+
+/// The kind of each field of record type `record` (`None`: not a scalar).
+pub fn record_kinds(program: &Program, record: u32) -> Vec<Option<Kind>> {
+    program
+        .record_fields(record)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| kind_of(program, f.ty))
+        .collect()
+}
+
+/// The kind of each slot of journey `journey` (`None`: not a scalar).
+pub fn slot_kinds(program: &Program, journey: u32) -> Vec<Option<Kind>> {
+    program
+        .journeys
+        .get(journey as usize)
+        .map(|j| j.slots.iter().map(|ty| kind_of(program, *ty)).collect())
+        .unwrap_or_default()
+}
+
+/// A random context whose event fields, profile fields and slots have the given kinds: values
+/// of those kinds (absent often, missing sometimes in the profile), or with `odd` set, now and
+/// then one of another shape. Fields that are not scalars are absent.
+pub fn random_context(choose: &mut dyn Choose, kinds: [&[Option<Kind>]; 3], odd: bool) -> Probe {
+    let mut value = |kind: Option<Kind>, profile: bool| -> Value {
+        let Some(kind) = kind else {
+            return Value::Absent;
+        };
+        match choose.below(24) {
+            0..=3 => Value::Absent,
+            4 if profile => Value::Missing,
+            5 if odd => {
+                let other = KINDS[choose.below(7) as usize];
+                random_value(choose, other)
+            }
+            _ => random_value(choose, kind),
+        }
+    };
+    let [event, profile, slots] = kinds;
+    let event = event.iter().map(|k| value(*k, false)).collect();
+    let profile = profile.iter().map(|k| value(*k, true)).collect();
+    let slots = slots.iter().map(|k| value(*k, false)).collect();
+    let history = [
+        Value::Int(i64::from(choose.below(5))),
+        Value::Bool(choose.below(2) == 1),
+        random_value(choose, Kind::Float),
+    ];
+    Probe {
+        event,
+        profile,
+        slots,
+        now: timestamp(choose),
+        entered_at: timestamp(choose),
+        history,
+        zone: [
+            chrono_tz::UTC,
+            chrono_tz::Europe::Istanbul,
+            chrono_tz::America::New_York,
+        ][choose.below(3) as usize],
+        lends: choose.below(2) == 1,
+    }
+}
+
+fn timestamp(choose: &mut dyn Choose) -> i64 {
+    match choose.below(10) {
+        0 => 0,
+        1 => i64::MAX,
+        2 => i64::MIN,
+        3 => -86_400_000,
+        _ => 1_767_225_600_000 + i64::from(choose.below(1 << 30)) * 97,
+    }
+}
+
+pub fn random_value(choose: &mut dyn Choose, kind: Kind) -> Value {
+    let mut pick = |n: u32| choose.below(n) as usize;
+    match kind {
+        Kind::Bool => Value::Bool(pick(2) == 1),
+        Kind::Int => Value::Int(
+            [
+                0,
+                1,
+                -1,
+                2,
+                7,
+                100,
+                101,
+                -100,
+                i64::MAX,
+                i64::MIN,
+                i64::MAX / 2,
+                3_037_000_500,
+            ][pick(12)],
+        ),
+        Kind::Float => Value::Float(
+            [
+                0.0,
+                -0.0,
+                1.5,
+                -2.25,
+                100.0,
+                100.5,
+                7.0,
+                1e308,
+                -1e308,
+                f64::NAN,
+                f64::INFINITY,
+                0.1,
+            ][pick(12)],
+        ),
+        Kind::Str => Value::str(
+            [
+                "",
+                "a",
+                "bb",
+                "ccc",
+                "x",
+                "ab",
+                "çağrı",
+                "a string longer than twenty-two bytes",
+                "a string longer than twenty-two bytes!",
+                "ğr",
+            ][pick(10)],
+        ),
+        Kind::Enum => Value::str(["a", "bb", "ccc"][pick(3)]),
+        Kind::Timestamp => Value::Timestamp(timestamp(choose)),
+        Kind::Duration => {
+            Value::Duration([0, 1000, 3_600_000, -5, 86_400_000, i64::MAX, i64::MIN, 7][pick(8)])
+        }
+    }
+}
+
+struct Emitter<'a> {
+    base: &'a Base,
+    program: &'a mut Program,
+    choose: &'a mut dyn Choose,
+    first_query: u32,
+    /// Operations left to emit; at 0 only leaves follow.
+    budget: u32,
+}
+
+impl Emitter<'_> {
+    fn below(&mut self, n: u32) -> u32 {
+        self.choose.below(n)
+    }
+
+    fn op(&mut self, opcode: Opcode, operands: &[u32]) {
+        encode(&mut self.program.code, opcode, operands);
+    }
+
+    fn constant(&mut self, constant: Constant) -> u32 {
+        self.program.constants.push(constant);
+        self.program.constants.len() as u32 - 1
+    }
+
+    fn constant_of(&mut self, value: &Value) -> u32 {
+        let constant = match value {
+            Value::Bool(b) => Constant::Bool(*b),
+            Value::Int(n) => Constant::Int(*n),
+            // Constants are finite: the compiler writes no others.
+            Value::Float(x) if x.is_finite() => Constant::Float(*x),
+            Value::Float(_) => Constant::Float(3.5),
+            Value::Str(s) => {
+                self.program.strings.push(s.as_str().to_string());
+                Constant::String(self.program.strings.len() as u32 - 1)
+            }
+            Value::Timestamp(t) => Constant::Timestamp(*t),
+            Value::Duration(d) => Constant::Duration(*d),
+            _ => Constant::Bool(false),
+        };
+        self.constant(constant)
+    }
+
+    /// Emits code that pushes a value of `kind`.
+    fn value(&mut self, kind: Kind) {
+        if self.budget == 0 || self.below(5) == 0 {
+            return self.leaf(kind);
+        }
+        self.budget -= 1;
+        let any = |e: &mut Self| KINDS[e.below(7) as usize];
+        match kind {
+            Kind::Bool => match self.below(12) {
+                0 => {
+                    self.value(Kind::Bool);
+                    self.op(Opcode::Not, &[]);
+                }
+                1 | 2 => {
+                    self.value(Kind::Bool);
+                    self.value(Kind::Bool);
+                    let op = [Opcode::And, Opcode::Or][self.below(2) as usize];
+                    self.op(op, &[]);
+                }
+                3 | 4 => {
+                    let x = any(self);
+                    // Mostly a kind that compares with it; sometimes any other.
+                    let y = match (x, self.below(4)) {
+                        (_, 0) => any(self),
+                        (Kind::Int, 1) => Kind::Float,
+                        (Kind::Float, 1) => Kind::Int,
+                        (Kind::Str, 1) => Kind::Enum,
+                        _ => x,
+                    };
+                    self.value(x);
+                    self.value(y);
+                    let op = [Opcode::Eq, Opcode::Ne][self.below(2) as usize];
+                    self.op(op, &[]);
+                }
+                5 | 6 => {
+                    let (x, k) = [
+                        (Kind::Int, kind::INT),
+                        (Kind::Float, kind::FLOAT),
+                        (Kind::Str, kind::STRING),
+                        (Kind::Enum, kind::STRING),
+                        (Kind::Timestamp, kind::TIMESTAMP),
+                        (Kind::Duration, kind::DURATION),
+                    ][self.below(6) as usize];
+                    self.value(x);
+                    self.value(if x == Kind::Enum { Kind::Str } else { x });
+                    let op =
+                        [Opcode::Lt, Opcode::Le, Opcode::Gt, Opcode::Ge][self.below(4) as usize];
+                    self.op(op, &[k]);
+                }
+                7 => {
+                    let x = any(self);
+                    self.value(x);
+                    self.op(Opcode::IsSet, &[]);
+                }
+                8 => {
+                    let x = any(self);
+                    self.value(x);
+                    let mut items = Vec::new();
+                    for _ in 0..self.below(4) {
+                        // Mostly the item's kind; an int list may meet a float.
+                        let k = if self.below(4) == 0 { any(self) } else { x };
+                        let item = random_value(self.choose, k);
+                        items.push(self.constant_of(&item));
+                    }
+                    let list = self.constant(Constant::List(items));
+                    self.op(Opcode::Const, &[list]);
+                    self.op(Opcode::In, &[]);
+                }
+                9 => {
+                    self.value(Kind::Str);
+                    self.value(Kind::Str);
+                    let op = [Opcode::StartsWith, Opcode::EndsWith, Opcode::Contains]
+                        [self.below(3) as usize];
+                    self.op(op, &[]);
+                }
+                _ => self.coalesce(Kind::Bool),
+            },
+            Kind::Int => match self.below(6) {
+                0 | 1 => {
+                    self.value(Kind::Int);
+                    self.value(Kind::Int);
+                    let op = [Opcode::Add, Opcode::Sub, Opcode::Mul][self.below(3) as usize];
+                    self.op(op, &[kind::INT]);
+                }
+                2 => {
+                    self.value(Kind::Int);
+                    self.op(Opcode::Neg, &[kind::INT]);
+                }
+                3 => {
+                    self.value(Kind::Str);
+                    self.op(Opcode::Len, &[]);
+                }
+                4 => {
+                    self.value(Kind::Timestamp);
+                    self.op(Opcode::Hour, &[]);
+                }
+                _ => self.coalesce(Kind::Int),
+            },
+            Kind::Float => match self.below(5) {
+                0 | 1 => {
+                    self.value(Kind::Float);
+                    self.value(Kind::Float);
+                    let op = [Opcode::Add, Opcode::Sub, Opcode::Mul, Opcode::Div]
+                        [self.below(4) as usize];
+                    self.op(op, &[kind::FLOAT]);
+                }
+                2 => {
+                    self.value(Kind::Int);
+                    self.op(Opcode::ToFloat, &[]);
+                }
+                3 => {
+                    self.value(Kind::Float);
+                    self.op(Opcode::Neg, &[kind::FLOAT]);
+                }
+                _ => self.coalesce(Kind::Float),
+            },
+            Kind::Str | Kind::Enum => match self.below(2) {
+                0 => {
+                    self.value(Kind::Timestamp);
+                    self.op(Opcode::Weekday, &[]);
+                }
+                _ => self.coalesce(Kind::Str),
+            },
+            Kind::Timestamp => match self.below(3) {
+                0 | 1 => {
+                    self.value(Kind::Timestamp);
+                    self.value(Kind::Duration);
+                    let op = [Opcode::Add, Opcode::Sub][self.below(2) as usize];
+                    self.op(op, &[kind::TIMESTAMP_DURATION]);
+                }
+                _ => self.coalesce(Kind::Timestamp),
+            },
+            Kind::Duration => match self.below(6) {
+                0 => {
+                    self.value(Kind::Timestamp);
+                    self.value(Kind::Timestamp);
+                    self.op(Opcode::Sub, &[kind::TIMESTAMP_TIMESTAMP]);
+                }
+                1 | 2 => {
+                    self.value(Kind::Duration);
+                    self.value(Kind::Duration);
+                    let op = [Opcode::Add, Opcode::Sub][self.below(2) as usize];
+                    self.op(op, &[kind::DURATION]);
+                }
+                3 => {
+                    self.value(Kind::Duration);
+                    self.value(Kind::Float);
+                    let op = [Opcode::Mul, Opcode::Div][self.below(2) as usize];
+                    self.op(op, &[kind::DURATION_FLOAT]);
+                }
+                4 => {
+                    self.value(Kind::Duration);
+                    self.op(Opcode::Neg, &[kind::DURATION]);
+                }
+                _ => self.coalesce(Kind::Duration),
+            },
+        }
+    }
+
+    fn coalesce(&mut self, kind: Kind) {
+        self.value(kind);
+        self.value(kind);
+        self.op(Opcode::Coalesce, &[]);
+    }
+
+    /// Emits a load, a constant, `now`, the entry time or a history answer of `kind`.
+    fn leaf(&mut self, kind: Kind) {
+        let loads: Vec<(Opcode, u32)> = [
+            (Opcode::LoadEvent, &self.base.event),
+            (Opcode::LoadProfile, &self.base.profile),
+            (Opcode::LoadSlot, &self.base.slots),
+        ]
+        .into_iter()
+        .flat_map(|(op, fields)| {
+            fields
+                .iter()
+                .filter(|(_, k)| *k == kind || (kind == Kind::Str && *k == Kind::Enum))
+                .map(move |(i, _)| (op, *i))
+        })
+        .collect();
+        let (count, sum) = (
+            self.first_query + COUNT_QUERY as u32,
+            self.first_query + SUM_QUERY as u32,
+        );
+        match (kind, self.below(8)) {
+            (_, 0..=2) => {
+                let value = random_value(self.choose, kind);
+                let constant = self.constant_of(&value);
+                self.op(Opcode::Const, &[constant]);
+            }
+            (Kind::Bool, 3) => self.op(Opcode::Did, &[count]),
+            (Kind::Int, 3) => self.op(Opcode::Count, &[count]),
+            (Kind::Float, 3) => self.op(Opcode::Sum, &[sum]),
+            (Kind::Timestamp, 3) => self.op(Opcode::Now, &[]),
+            (Kind::Timestamp, 4) => self.op(Opcode::EnteredAt, &[]),
+            _ if loads.is_empty() => {
+                let value = random_value(self.choose, kind);
+                let constant = self.constant_of(&value);
+                self.op(Opcode::Const, &[constant]);
+            }
+            _ => {
+                let (op, index) = loads[self.below(loads.len() as u32) as usize];
+                self.op(op, &[index]);
+            }
+        }
+    }
+}
+
+/// A context with every value given.
+pub struct Probe {
+    pub event: Vec<Value>,
+    pub profile: Vec<Value>,
+    pub slots: Vec<Value>,
+    pub now: i64,
+    pub entered_at: i64,
+    /// Answers of `count`, `did` and `sum`.
+    pub history: [Value; 3],
+    pub zone: chrono_tz::Tz,
+    /// Whether it lends its values (`Context::lend`), as the VM does, or only copies them.
+    pub lends: bool,
+}
+
+impl Context for Probe {
+    fn event_field(&self, field: u16) -> Value {
+        self.event
+            .get(usize::from(field))
+            .cloned()
+            .unwrap_or(Value::Absent)
+    }
+    fn profile_field(&self, field: u16) -> Value {
+        self.profile
+            .get(usize::from(field))
+            .cloned()
+            .unwrap_or(Value::Missing)
+    }
+    fn slot(&self, slot: u16) -> Value {
+        self.slots
+            .get(usize::from(slot))
+            .cloned()
+            .unwrap_or(Value::Absent)
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+    fn entered_at(&self) -> i64 {
+        self.entered_at
+    }
+    fn history(&self, _: u16, op: HistoryOp) -> Value {
+        match op {
+            HistoryOp::Count => self.history[0].clone(),
+            HistoryOp::Did => self.history[1].clone(),
+            HistoryOp::Sum => self.history[2].clone(),
+            HistoryOp::Last => Value::Absent,
+        }
+    }
+    fn zone(&self) -> chrono_tz::Tz {
+        self.zone
+    }
+    fn lend(&self, read: Read) -> Option<&Value> {
+        if !self.lends {
+            return None;
+        }
+        match read {
+            Read::Event(f) => self.event.get(usize::from(f)),
+            Read::Profile(f) => self.profile.get(usize::from(f)),
+            Read::Slot(s) => self.slots.get(usize::from(s)),
+        }
+    }
+}
