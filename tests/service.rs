@@ -320,10 +320,17 @@ fn the_api_end_to_end() {
 
 /// The LANGUAGE.md §9 stream through the service (event clock) gives the same sends as
 /// `journeyc simulate` gives for it: thousands of random events for every example journey.
+/// With hot predicates compiled (the default) and without (`--jit off`).
 #[test]
 fn the_service_and_simulate_agree() {
+    for jit in ["on", "off"] {
+        the_service_and_simulate_agree_with(jit);
+    }
+}
+
+fn the_service_and_simulate_agree_with(jit: &str) {
     let (program, bytes) = examples_bytecode();
-    let dir = scratch("equivalence");
+    let dir = scratch(&format!("equivalence-jit-{jit}"));
     let jbc = dir.join("examples.jbc");
     std::fs::write(&jbc, &bytes).expect("writes");
     let sink = dir.join("actions.jsonl");
@@ -332,7 +339,7 @@ fn the_service_and_simulate_agree() {
     let service = Service::start(
         &dir.join("data"),
         &[
-            "--deploy", &jbc_arg, "--clock", "event", "--sink", &sink_arg,
+            "--deploy", &jbc_arg, "--clock", "event", "--sink", &sink_arg, "--jit", jit,
         ],
     );
     let lines = stream::random_stream(0x5E7_71CE, 2000, 30, 900);

@@ -167,6 +167,8 @@ pub struct Core {
     retired_timers: u64,
     /// The command whose actions are being numbered, and how many it has had.
     numbering: (i64, usize),
+    /// Whether the engines run hot predicates as native code.
+    interpret_only: bool,
 }
 
 /// One line of a `kind::INPUT` command's body: the time the message was applied at, then the
@@ -203,8 +205,17 @@ pub enum When {
 }
 
 impl Core {
-    pub fn new() -> Core {
-        Core::default()
+    /// A core without deployments; `jit`: whether its engines compile hot predicates.
+    pub fn new(jit: bool) -> Core {
+        Core {
+            interpret_only: !jit,
+            ..Core::default()
+        }
+    }
+
+    /// Whether the engines compile hot predicates.
+    pub fn jit(&self) -> bool {
+        !self.interpret_only
     }
 
     /// The engines still running, oldest first.
@@ -298,6 +309,9 @@ impl Core {
         })?;
         let program: &'static Program = Box::leak(Box::new(program));
         let mut engine = Engine::new(program);
+        if self.interpret_only {
+            engine.set_jit(journey_runtime::jit::Policy::Off);
+        }
         for journey in 0..program.journeys.len() as u32 {
             // Cannot fail: the journey exists and nothing is archived yet.
             let _ = engine.set_state(journey, JourneyState::Closed);

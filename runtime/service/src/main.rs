@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use journey_service::server::{self, Clock, Config};
+use journey_service::server::{self, Clock, Config, Jit};
 use journey_service::sinks::Sink;
 use journey_service::store::Sync;
 
@@ -58,6 +58,9 @@ enum Command {
         /// The most requests applied in one transaction.
         #[arg(long, default_value_t = 1024)]
         max_batch: usize,
+        /// Whether hot predicates run as native code (the answers are the same either way).
+        #[arg(long, value_enum, default_value = "on")]
+        jit: Jit,
     },
 }
 
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             allow_hosts,
             max_body,
             max_batch,
+            jit,
         } => {
             let config = Config {
                 data,
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
                 allow_hosts,
                 max_body,
                 max_batch: max_batch.max(1),
+                jit: jit == Jit::On,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

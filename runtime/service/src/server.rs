@@ -46,6 +46,15 @@ pub struct Config {
     pub max_body: usize,
     /// The most requests applied in one transaction.
     pub max_batch: usize,
+    /// Whether hot predicates run as native code.
+    pub jit: bool,
+}
+
+/// `--jit`: whether hot predicates run as native code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Jit {
+    On,
+    Off,
 }
 
 /// What the HTTP side asks of the core.
@@ -124,7 +133,7 @@ impl Runner {
     fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Runner, String> {
         let store = Store::open(&config.data, config.sync)?.without_autocheckpoint()?;
         let mut runner = Runner {
-            core: Core::new(),
+            core: Core::new(config.jit),
             store,
             clock: config.clock,
             next_seq: 1,
@@ -137,7 +146,7 @@ impl Runner {
     /// Rebuilds the state from the log (the actions were written with their commands).
     fn replay(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        self.core = Core::new();
+        self.core = Core::new(self.core.jit());
         let (store, core) = (&self.store, &mut self.core);
         let mut replayed = 0usize;
         store.each_command(None, &mut |command| {
