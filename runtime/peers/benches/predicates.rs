@@ -239,21 +239,34 @@ impl Context for Decoded {
     }
 }
 
-/// Median ns per evaluation of `evaluate` over the samples, `evals` evaluations a timing.
-fn time(evals: usize, mut evaluate: impl FnMut(usize) -> bool) -> f64 {
-    let mut timings: Vec<f64> = (0..7)
-        .map(|_| {
-            let started = Instant::now();
-            let mut trues = 0usize;
-            for i in 0..evals {
-                trues += usize::from(black_box(evaluate(i)));
-            }
-            black_box(trues);
-            started.elapsed().as_nanos() as f64 / evals as f64
+/// Ns per evaluation of `evaluate` over `evals` evaluations.
+fn time(evals: usize, evaluate: &mut dyn FnMut(usize) -> bool) -> f64 {
+    let started = Instant::now();
+    let mut trues = 0usize;
+    for i in 0..evals {
+        trues += usize::from(black_box(evaluate(i)));
+    }
+    black_box(trues);
+    started.elapsed().as_nanos() as f64 / evals as f64
+}
+
+/// Median ns per evaluation of each engine: 7 rounds, each engine timed once a round in turn
+/// (so that a machine slowing down mid-run slows every engine alike). `evals[i]` evaluations
+/// a timing for engine `i`.
+fn time_engines(evals: &[usize], engines: &mut [&mut dyn FnMut(usize) -> bool]) -> Vec<f64> {
+    let mut timings = vec![Vec::new(); engines.len()];
+    for _ in 0..7 {
+        for (i, engine) in engines.iter_mut().enumerate() {
+            timings[i].push(time(evals[i], *engine));
+        }
+    }
+    timings
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
         })
-        .collect();
-    timings.sort_by(f64::total_cmp);
-    timings[timings.len() / 2]
+        .collect()
 }
 
 /// Median microseconds of `compile`, taken `times` times.
@@ -277,7 +290,10 @@ fn main() {
     let samples = samples();
     let n = samples.len();
     let compiler = Compiler::new().expect("cranelift supports this machine");
-    println!("ns per evaluation, binding included (median of 7 timings of {evals} evaluations)\n");
+    println!(
+        "ns per evaluation, binding included (median of 7 rounds; a round times each engine in \
+         turn, {evals} evaluations, the peers a tenth of that)\n"
+    );
     println!(
         "| predicate | native | JIT | interpreter | cel-interpreter | rhai | evalexpr | cel ÷ JIT | rhai ÷ JIT |"
     );
@@ -364,16 +380,29 @@ fn main() {
             assert_eq!(evalexpr(s), want, "{}: evalexpr", case.name);
         }
 
-        let native = time(evals, |i| (case.native)(black_box(&samples[i % n])));
-        let jit = time(evals, |i| {
-            predicate.run(black_box(&decoded[i % n])) == Some(Value::Bool(true))
-        });
-        let interpreter = time(evals, |i| {
-            eval(&prepared, code, black_box(&decoded[i % n])).is_true()
-        });
-        let cel_ns = time(evals / 10, |i| cel(black_box(&samples[i % n])));
-        let rhai_ns = time(evals / 10, |i| rhai(black_box(&samples[i % n])));
-        let evalexpr_ns = time(evals / 10, |i| evalexpr(black_box(&samples[i % n])));
+        let mut native = |i: usize| (case.native)(black_box(&samples[i % n]));
+        let mut jit =
+            |i: usize| predicate.run(black_box(&decoded[i % n])) == Some(Value::Bool(true));
+        let mut interpreter =
+            |i: usize| eval(&prepared, code, black_box(&decoded[i % n])).is_true();
+        let mut cel = |i: usize| cel(black_box(&samples[i % n]));
+        let mut rhai = |i: usize| rhai(black_box(&samples[i % n]));
+        let mut evalexpr = |i: usize| evalexpr(black_box(&samples[i % n]));
+        let peers = evals / 10;
+        let ns = time_engines(
+            &[evals, evals, evals, peers, peers, peers],
+            &mut [
+                &mut native,
+                &mut jit,
+                &mut interpreter,
+                &mut cel,
+                &mut rhai,
+                &mut evalexpr,
+            ],
+        );
+        let [native, jit, interpreter, cel_ns, rhai_ns, evalexpr_ns] = ns[..] else {
+            unreachable!("six engines");
+        };
         println!(
             "| `{}` | {native:.1} | {jit:.1} | {interpreter:.1} | {cel_ns:.0} | {rhai_ns:.0} | {evalexpr_ns:.0} | {:.0}× | {:.0}× |",
             case.name,

@@ -8,7 +8,7 @@
 
 use chrono::{Datelike, TimeZone, Timelike};
 
-use super::{Bound, Env, Ty, ABSENT, PRESENT};
+use super::{Bound, Env, Ty, PRESENT};
 use crate::eval::HistoryOp;
 
 /// # Safety
@@ -71,7 +71,7 @@ pub(super) unsafe extern "C" fn calendar(env: *const Env, op: u32, ms: i64, out:
     let (env, out) = unsafe { (&*env, &mut *out) };
     let zone = env.context.zone();
     *out = match zone.timestamp_millis_opt(ms).single() {
-        None => absent(),
+        None => Bound::absent(),
         Some(local) if op == HOUR => present(i64::from(local.hour()) as u64, 0),
         Some(local) => {
             let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -95,13 +95,18 @@ pub(super) unsafe extern "C" fn history(env: *const Env, query: u32, op: u32, ou
         COUNT => (HistoryOp::Count, Ty::Int),
         DID => (HistoryOp::Did, Ty::Bool),
         SUM => (HistoryOp::Sum, Ty::Float),
-        _ => return,
+        _ => {
+            // `lower` passes no other: decline rather than leave `out` unwritten.
+            env.declined.set(true);
+            *out = Bound::absent();
+            return;
+        }
     };
     let value = env.context.history(query as u16, op);
     // Not a string: `value` may drop when this returns.
     *out = Bound::of(&value, ty).unwrap_or_else(|| {
         env.declined.set(true);
-        absent()
+        Bound::absent()
     });
 }
 
@@ -120,7 +125,7 @@ pub(super) unsafe extern "C" fn duration_float(op: u32, x: i64, y: f64, out: *mu
     };
     *out = match ms.filter(|ms| ms.is_finite() && ms.abs() < 9.0e15) {
         Some(ms) => present(ms.round() as i64 as u64, 0),
-        None => absent(),
+        None => Bound::absent(),
     };
 }
 
@@ -129,13 +134,6 @@ fn present(bits: u64, len: u64) -> Bound {
         state: PRESENT,
         bits,
         len,
-    }
-}
-
-fn absent() -> Bound {
-    Bound {
-        state: ABSENT,
-        ..Bound::absent()
     }
 }
 

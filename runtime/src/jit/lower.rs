@@ -61,6 +61,8 @@ struct V {
     a: ir::Value,
     /// I64: a string's length in bytes (0 for other types).
     len: ir::Value,
+    /// A string constant's bytes (an index into `Lowering::strings`): compared inline.
+    known: Option<usize>,
 }
 
 enum Item {
@@ -70,6 +72,9 @@ enum Item {
 }
 
 const BOUND_SIZE: i32 = std::mem::size_of::<Bound>() as i32;
+
+/// String constants up to this long are compared inline rather than by a helper.
+const INLINE_COMPARE: usize = 32;
 
 pub(super) fn lower(
     module: &mut JITModule,
@@ -276,6 +281,7 @@ impl Lowering<'_, '_> {
                         state,
                         a,
                         len,
+                        known: None,
                     })
                 }
                 In => {
@@ -324,6 +330,7 @@ impl Lowering<'_, '_> {
                         state: s.state,
                         a,
                         len: self.zero,
+                        known: None,
                     })
                 }
                 Count | Did | Sum => {
@@ -399,6 +406,7 @@ impl Lowering<'_, '_> {
             state,
             a,
             len: self.zero,
+            known: None,
         }
     }
 
@@ -416,6 +424,7 @@ impl Lowering<'_, '_> {
             state,
             a,
             len: self.zero,
+            known: None,
         }
     }
 
@@ -449,30 +458,33 @@ impl Lowering<'_, '_> {
                 self.loads.len() - 1
             }
         };
-        let base = index as i32 * BOUND_SIZE;
-        let flags = MemFlagsData::trusted();
-        let state = self.b.ins().load(I64, flags, self.frame, base);
-        let bits = self.b.ins().load(I64, flags, self.frame, base + 8);
-        let len = self.b.ins().load(I64, flags, self.frame, base + 16);
-        let a = if ty == Ty::Float {
-            self.b.ins().bitcast(F64, MemFlagsData::new(), bits)
-        } else {
-            bits
-        };
-        V { ty, state, a, len }
+        self.read_bound(self.frame, index as i32 * BOUND_SIZE, ty)
     }
 
     /// The `Bound` a helper wrote to the result slot, as a `ty`.
     fn result(&mut self, ty: Ty) -> V {
-        let state = self.b.ins().stack_load(I64, I64, self.out, 0);
-        let bits = self.b.ins().stack_load(I64, I64, self.out, 8);
-        let len = self.b.ins().stack_load(I64, I64, self.out, 16);
+        let address = self.b.ins().stack_addr(I64, self.out, 0);
+        self.read_bound(address, 0, ty)
+    }
+
+    /// The `Bound` at `address + offset`, as a `ty`.
+    fn read_bound(&mut self, address: ir::Value, offset: i32, ty: Ty) -> V {
+        let flags = MemFlagsData::trusted();
+        let state = self.b.ins().load(I64, flags, address, offset);
+        let bits = self.b.ins().load(I64, flags, address, offset + 8);
+        let len = self.b.ins().load(I64, flags, address, offset + 16);
         let a = if ty == Ty::Float {
             self.b.ins().bitcast(F64, MemFlagsData::new(), bits)
         } else {
             bits
         };
-        V { ty, state, a, len }
+        V {
+            ty,
+            state,
+            a,
+            len,
+            known: None,
+        }
     }
 
     fn constant(&mut self, index: u32) -> Result<Item, Refusal> {
@@ -484,12 +496,12 @@ impl Lowering<'_, '_> {
 
     fn constant_value(&mut self, value: &Value) -> Result<V, Refusal> {
         let zero = self.zero;
-        let (ty, a, len) = match value {
-            Value::Bool(b) => (Ty::Bool, self.c(i64::from(*b)), zero),
-            Value::Int(n) => (Ty::Int, self.c(*n), zero),
-            Value::Timestamp(n) => (Ty::Timestamp, self.c(*n), zero),
-            Value::Duration(n) => (Ty::Duration, self.c(*n), zero),
-            Value::Float(x) => (Ty::Float, self.b.ins().f64const(*x), zero),
+        let (ty, a, len, known) = match value {
+            Value::Bool(b) => (Ty::Bool, self.c(i64::from(*b)), zero, None),
+            Value::Int(n) => (Ty::Int, self.c(*n), zero, None),
+            Value::Timestamp(n) => (Ty::Timestamp, self.c(*n), zero, None),
+            Value::Duration(n) => (Ty::Duration, self.c(*n), zero, None),
+            Value::Float(x) => (Ty::Float, self.b.ins().f64const(*x), zero, None),
             Value::Str(s) => {
                 let bytes: Box<[u8]> = s.as_bytes().into();
                 // The boxed bytes do not move when the box does: the address stays valid
@@ -497,7 +509,7 @@ impl Lowering<'_, '_> {
                 let address = self.c(bytes.as_ptr() as i64);
                 let len = self.c(bytes.len() as i64);
                 self.strings.push(bytes);
-                (Ty::Str, address, len)
+                (Ty::Str, address, len, Some(self.strings.len() - 1))
             }
             _ => return Err(Refusal::Unsupported("a constant record")),
         };
@@ -506,6 +518,7 @@ impl Lowering<'_, '_> {
             state: zero,
             a,
             len,
+            known,
         })
     }
 
@@ -533,6 +546,15 @@ impl Lowering<'_, '_> {
     }
 
     fn str_eq(&mut self, x: V, y: V) -> ir::Value {
+        match (x.known, y.known) {
+            (_, Some(k)) if self.strings[k].len() <= INLINE_COMPARE => {
+                return self.str_eq_known(x, k);
+            }
+            (Some(k), _) if self.strings[k].len() <= INLINE_COMPARE => {
+                return self.str_eq_known(y, k);
+            }
+            _ => {}
+        }
         let r = self.call(
             helpers::str_eq as *const (),
             &[I64, I64, I64, I64],
@@ -540,6 +562,56 @@ impl Lowering<'_, '_> {
             &[x.a, x.len, y.a, y.len],
         );
         self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0)
+    }
+
+    /// Whether string `x` equals constant `k`, compared inline: the lengths, then (only when
+    /// they agree, so no byte past `x`'s end is read) the bytes a word at a time.
+    fn str_eq_known(&mut self, x: V, k: usize) -> ir::Value {
+        let bytes = self.strings[k].clone();
+        let same_length = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, x.len, bytes.len() as i64);
+        let compare = self.b.create_block();
+        let done = self.b.create_block();
+        let answer = self.b.append_block_param(done, ir::types::I8);
+        let no = self.b.ins().iconst(ir::types::I8, 0);
+        self.b
+            .ins()
+            .brif(same_length, compare, &[], done, &[ir::BlockArg::Value(no)]);
+        self.b.switch_to_block(compare);
+        let mut equal = self.b.ins().iconst(ir::types::I8, 1);
+        let mut offset = 0usize;
+        for width in [8usize, 4, 2, 1] {
+            while bytes.len() - offset >= width {
+                let chunk = &bytes[offset..offset + width];
+                let (ty, want) = match width {
+                    8 => (
+                        I64,
+                        i64::from_ne_bytes(chunk.try_into().unwrap_or_default()),
+                    ),
+                    4 => (
+                        I32,
+                        i64::from(i32::from_ne_bytes(chunk.try_into().unwrap_or_default())),
+                    ),
+                    2 => (
+                        ir::types::I16,
+                        i64::from(i16::from_ne_bytes(chunk.try_into().unwrap_or_default())),
+                    ),
+                    _ => (ir::types::I8, i64::from(chunk[0] as i8)),
+                };
+                let got = self
+                    .b
+                    .ins()
+                    .load(ty, MemFlagsData::new(), x.a, offset as i32);
+                let same = self.b.ins().icmp_imm_s(IntCC::Equal, got, want);
+                equal = self.b.ins().band(equal, same);
+                offset += width;
+            }
+        }
+        self.b.ins().jump(done, &[ir::BlockArg::Value(equal)]);
+        self.b.switch_to_block(done);
+        answer
     }
 
     /// `eval::equal` of two present values: I8 1 or 0.
@@ -681,6 +753,7 @@ impl Lowering<'_, '_> {
                 state,
                 a,
                 len: self.zero,
+                known: None,
             };
         }
         match (op, k, x.ty, y.ty) {
@@ -707,6 +780,7 @@ impl Lowering<'_, '_> {
                     state,
                     a,
                     len: self.zero,
+                    known: None,
                 }
             }
             (Mul | Div, kind::DURATION_FLOAT, Duration, Float) => {

@@ -104,7 +104,7 @@ pub(crate) struct Load {
 /// bool (0 or 1), the integer, the float's bits, or a string's address. `len`: a string's
 /// length in bytes.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Bound {
     pub state: u64,
     pub bits: u64,
@@ -150,7 +150,7 @@ impl Bound {
         len: 0,
     };
 
-    fn absent() -> Bound {
+    pub(crate) fn absent() -> Bound {
         Bound {
             state: ABSENT,
             // A string read from an absent value is empty, never a null address.
