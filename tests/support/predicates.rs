@@ -25,6 +25,7 @@ event Probe {
   e: "a" | "bb" | "ccc"
   t: timestamp?
   d: duration?
+  l: list<int>?
 }
 
 profile {
@@ -36,12 +37,13 @@ profile {
   pt: timestamp?
   pd: duration?
   pn: int
+  tags: list<string>
 }
 
 journey j {
-  entry on Probe as p where b is set or i is set or f is set or s is set or e == "a" or t is set or d is set
-  audience profile.pb is set or profile.pi is set or profile.pf is set or profile.ps is set or profile.pe == "a" or profile.pt is set or profile.pd is set or profile.pn == 1
-  goal g: Probe where b == p.b and i == p.i and f == p.f and s == p.s and e == p.e and t == p.t and d == p.d
+  entry on Probe as p where b is set or i is set or f is set or s is set or e == "a" or t is set or d is set or 1 in l
+  audience profile.pb is set or profile.pi is set or profile.pf is set or profile.ps is set or profile.pe == "a" or profile.pt is set or profile.pd is set or profile.pn == 1 or "x" in profile.tags
+  goal g: Probe where b == p.b and i == p.i and f == p.f and s == p.s and e == p.e and t == p.t and d == p.d and 2 in p.l
   wait 1d
 }
 "#;
@@ -56,6 +58,9 @@ pub enum Kind {
     Enum,
     Timestamp,
     Duration,
+    /// Lists (never in `KINDS`: only loads give them, for `in` and `len`).
+    IntList,
+    StrList,
 }
 
 const KINDS: [Kind; 7] = [
@@ -79,7 +84,12 @@ fn kind_of(program: &Program, ty: u32) -> Option<Kind> {
         _ => match program.type_desc(ty)? {
             TypeDesc::Optional(inner) => kind_of(program, *inner),
             TypeDesc::Enum(_) => Some(Kind::Enum),
-            _ => None,
+            TypeDesc::List(item) => match kind_of(program, *item)? {
+                Kind::Int => Some(Kind::IntList),
+                Kind::Str | Kind::Enum => Some(Kind::StrList),
+                _ => None,
+            },
+            TypeDesc::Record(_) => None,
         },
     }
 }
@@ -343,6 +353,22 @@ pub fn random_value(choose: &mut dyn Choose, kind: Kind) -> Value {
         Kind::Duration => {
             Value::Duration([0, 1000, 3_600_000, -5, 86_400_000, i64::MAX, i64::MIN, 7][pick(8)])
         }
+        Kind::IntList | Kind::StrList => {
+            let item = if kind == Kind::IntList {
+                Kind::Int
+            } else {
+                Kind::Str
+            };
+            let items: Vec<Value> = (0..choose.below(4))
+                .map(|_| match choose.below(8) {
+                    // Now and then an item of another shape, or none.
+                    0 => random_value(choose, Kind::Float),
+                    1 => Value::Absent,
+                    _ => random_value(choose, item),
+                })
+                .collect();
+            Value::List(items.into())
+        }
     }
 }
 
@@ -395,6 +421,7 @@ impl Emitter<'_> {
         self.budget -= 1;
         let any = |e: &mut Self| KINDS[e.below(7) as usize];
         match kind {
+            Kind::IntList | Kind::StrList => self.list(),
             Kind::Bool => match self.below(12) {
                 0 => {
                     self.value(Kind::Bool);
@@ -441,6 +468,12 @@ impl Emitter<'_> {
                     self.value(x);
                     self.op(Opcode::IsSet, &[]);
                 }
+                8 if self.below(3) == 0 && self.has_lists() => {
+                    let x = any(self);
+                    self.value(x);
+                    self.list();
+                    self.op(Opcode::In, &[]);
+                }
                 8 => {
                     let x = any(self);
                     self.value(x);
@@ -474,6 +507,10 @@ impl Emitter<'_> {
                 2 => {
                     self.value(Kind::Int);
                     self.op(Opcode::Neg, &[kind::INT]);
+                }
+                3 if self.below(2) == 0 && self.has_lists() => {
+                    self.list();
+                    self.op(Opcode::Len, &[]);
                 }
                 3 => {
                     self.value(Kind::Str);
@@ -543,6 +580,38 @@ impl Emitter<'_> {
                 }
                 _ => self.coalesce(Kind::Duration),
             },
+        }
+    }
+
+    /// Every load of a list.
+    fn list_loads(&self) -> Vec<(Opcode, u32)> {
+        [
+            (Opcode::LoadEvent, &self.base.event),
+            (Opcode::LoadProfile, &self.base.profile),
+            (Opcode::LoadSlot, &self.base.slots),
+        ]
+        .into_iter()
+        .flat_map(|(op, fields)| {
+            fields
+                .iter()
+                .filter(|(_, k)| matches!(k, Kind::IntList | Kind::StrList))
+                .map(move |(i, _)| (op, *i))
+        })
+        .collect()
+    }
+
+    fn has_lists(&self) -> bool {
+        !self.list_loads().is_empty()
+    }
+
+    /// Emits a load of a list, or `a ?? b` of two loads of the same list type.
+    fn list(&mut self) {
+        let loads = self.list_loads();
+        let (op, index) = loads[self.below(loads.len() as u32) as usize];
+        self.op(op, &[index]);
+        if self.below(6) == 0 {
+            self.op(op, &[index]);
+            self.op(Opcode::Coalesce, &[]);
         }
     }
 

@@ -8,8 +8,9 @@
 
 use chrono::{Datelike, TimeZone, Timelike};
 
-use super::{Bound, Env, Ty, PRESENT};
+use super::{Bound, Env, Ty, ABSENT, PRESENT};
 use crate::eval::HistoryOp;
+use crate::value::Value;
 
 /// # Safety
 /// `ptr` and `len` describe a live UTF-8 string (a `Bound` string as described above).
@@ -108,6 +109,59 @@ pub(super) unsafe extern "C" fn history(env: *const Env, query: u32, op: u32, ou
         env.declined.set(true);
         Bound::absent()
     });
+}
+
+/// How `list_contains` is told an item's type.
+pub(super) fn ty_code(ty: Ty) -> u32 {
+    match ty {
+        Ty::Bool => 0,
+        Ty::Int => 1,
+        Ty::Float => 2,
+        Ty::Str => 3,
+        Ty::Timestamp => 4,
+        Ty::Duration => 5,
+        Ty::List => 6,
+    }
+}
+
+/// Whether the `len` values at `list` hold the item (`ty` its `ty_code`, then its `Bound`
+/// fields), by `eval::equal`'s rules: 1 or 0. An absent item is found only as an absent value.
+pub(super) unsafe extern "C" fn list_contains(
+    list: *const Value,
+    len: u64,
+    ty: u32,
+    state: u64,
+    bits: u64,
+    item_len: u64,
+) -> u32 {
+    if len == 0 {
+        return 0;
+    }
+    // SAFETY: `list` and `len` come from a `Bound` of a list: the items of a `Value::List`
+    // that lives across the call (a list is bound only when present; an absent one has length
+    // 0 and is not read).
+    let items = unsafe { std::slice::from_raw_parts(list, len as usize) };
+    let found = |v: &Value| -> bool {
+        if state == ABSENT {
+            return matches!(v, Value::Absent);
+        }
+        if state != PRESENT {
+            return false;
+        }
+        match (ty, v) {
+            (0, Value::Bool(b)) => u64::from(*b) == bits,
+            (1, Value::Int(n)) => *n == bits as i64,
+            (1, Value::Float(f)) => (bits as i64) as f64 == *f,
+            (2, Value::Float(f)) => *f == f64::from_bits(bits),
+            (2, Value::Int(n)) => *n as f64 == f64::from_bits(bits),
+            // SAFETY: a present string's `Bound` (module contract).
+            (3, Value::Str(s)) => s.as_bytes() == unsafe { bytes(bits as *const u8, item_len) },
+            (4, Value::Timestamp(t)) => *t == bits as i64,
+            (5, Value::Duration(d)) => *d == bits as i64,
+            _ => false,
+        }
+    };
+    u32::from(items.iter().any(found))
 }
 
 pub(super) const MUL: u32 = 0;

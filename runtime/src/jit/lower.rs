@@ -174,7 +174,7 @@ impl Lowering<'_, '_> {
                         .record_fields(program.profile)
                         .and_then(|f| f.get(a as usize))
                         .ok_or(Refusal::Unsupported("LoadProfile"))?;
-                    let ty = Ty::of(program, field.ty).ok_or(Refusal::Unsupported("a list"))?;
+                    let ty = Ty::of(program, field.ty).ok_or(Refusal::Unsupported("a record"))?;
                     Item::V(self.load(Source::Read(Read::Profile(a as u16)), ty))
                 }
                 LoadSlot => {
@@ -249,7 +249,7 @@ impl Lowering<'_, '_> {
                     })
                 }
                 IsSet => {
-                    let x = pop(&mut stack)?;
+                    let x = pop_any(&mut stack)?;
                     let missing = self
                         .b
                         .ins()
@@ -264,8 +264,8 @@ impl Lowering<'_, '_> {
                     Item::V(self.bool(state, a))
                 }
                 Coalesce => {
-                    let y = pop(&mut stack)?;
-                    let x = pop(&mut stack)?;
+                    let y = pop_any(&mut stack)?;
+                    let x = pop_any(&mut stack)?;
                     if x.ty != y.ty {
                         return Err(Refusal::Unsupported("Coalesce"));
                     }
@@ -284,13 +284,17 @@ impl Lowering<'_, '_> {
                         known: None,
                     })
                 }
-                In => {
-                    let Some(Item::List(items)) = stack.pop() else {
-                        return Err(Refusal::Unsupported("In"));
-                    };
-                    let x = pop(&mut stack)?;
-                    Item::V(self.member(x, &items)?)
-                }
+                In => match stack.pop() {
+                    Some(Item::List(items)) => {
+                        let x = pop(&mut stack)?;
+                        Item::V(self.member(x, &items)?)
+                    }
+                    Some(Item::V(list)) if list.ty == Ty::List => {
+                        let x = pop(&mut stack)?;
+                        Item::V(self.contains(x, list))
+                    }
+                    _ => return Err(Refusal::Unsupported("In")),
+                },
                 StartsWith | EndsWith | Contains => {
                     let p = pop(&mut stack)?;
                     let s = pop(&mut stack)?;
@@ -315,16 +319,18 @@ impl Lowering<'_, '_> {
                     })
                 }
                 Len => {
-                    let s = pop(&mut stack)?;
-                    if s.ty != Ty::Str {
-                        return Err(Refusal::Unsupported("Len"));
-                    }
-                    let a = self.call(
-                        helpers::str_len as *const (),
-                        &[I64, I64],
-                        Some(I64),
-                        &[s.a, s.len],
-                    );
+                    let s = pop_any(&mut stack)?;
+                    let a = match s.ty {
+                        // A list's length is bound with it.
+                        Ty::List => s.len,
+                        Ty::Str => self.call(
+                            helpers::str_len as *const (),
+                            &[I64, I64],
+                            Some(I64),
+                            &[s.a, s.len],
+                        ),
+                        _ => return Err(Refusal::Unsupported("Len")),
+                    };
                     Item::V(V {
                         ty: Ty::Int,
                         state: s.state,
@@ -690,6 +696,31 @@ impl Lowering<'_, '_> {
         Ok(self.bool(state, a))
     }
 
+    /// `x in list` over a list value: missing if either is, absent if the list is; the items
+    /// are compared by a helper (`eval::equal`'s rules).
+    fn contains(&mut self, x: V, list: V) -> V {
+        let x_missing = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
+        let two = self.c(MISSING as i64);
+        let from_x = self.b.ins().select(x_missing, two, self.zero);
+        let state = self.b.ins().umax(from_x, list.state);
+        let ty = self.b.ins().iconst(I32, i64::from(helpers::ty_code(x.ty)));
+        let bits = match x.ty {
+            Ty::Float => self.b.ins().bitcast(I64, MemFlagsData::new(), x.a),
+            _ => x.a,
+        };
+        let found = self.call(
+            helpers::list_contains as *const (),
+            &[I64, I64, I32, I64, I64, I64],
+            Some(I32),
+            &[list.a, list.len, ty, x.state, bits, x.len],
+        );
+        let a = self.b.ins().uextend(I64, found);
+        self.bool(state, a)
+    }
+
     fn order(&mut self, op: Opcode, k: u32, x: V, y: V) -> Result<V, Refusal> {
         let want = match k {
             kind::INT => Ty::Int,
@@ -823,7 +854,15 @@ impl Lowering<'_, '_> {
     }
 }
 
+/// Pops a scalar: only `IsSet`, `Coalesce`, `In` and `Len` take a list (`pop_any`).
 fn pop(stack: &mut Vec<Item>) -> Result<V, Refusal> {
+    match pop_any(stack)? {
+        V { ty: Ty::List, .. } => Err(Refusal::Unsupported("a list")),
+        v => Ok(v),
+    }
+}
+
+fn pop_any(stack: &mut Vec<Item>) -> Result<V, Refusal> {
     match stack.pop() {
         Some(Item::V(v)) => Ok(v),
         Some(Item::List(_)) => Err(Refusal::Unsupported("a list")),

@@ -4,11 +4,12 @@
 //! history filter: an expression block whose result is a bool) that has run `Policy::HotAfter`
 //! times is compiled once to a native function over a typed frame: every value the block loads
 //! (event and profile fields, slots, `now`, the entry time) is bound first as a `Bound` — a
-//! presence state, 64 bits of payload, and a length for strings — and the code computes the
-//! block's value with the interpreter's rules (`eval`): absent and missing propagate the same
-//! way, overflow and division by zero give absent, and so on. What the JIT does not compile
-//! (records, dynamic lists, `date`, `lower`/`upper`) stays with the interpreter, as does any
-//! evaluation whose inputs do not have the shapes the block's types promise.
+//! presence state, 64 bits of payload, and a length for strings and lists — and the code
+//! computes the block's value with the interpreter's rules (`eval`): absent and missing
+//! propagate the same way, overflow and division by zero give absent, and so on. What the JIT
+//! does not compile (records and `last`, lists built by `MakeList`, lists compared with `==`,
+//! `date`, `lower`/`upper`) stays with the interpreter, as does any evaluation whose inputs do
+//! not have the shapes the block's types promise.
 //!
 //! **Invariant:** for every verified program, block and context, a compiled predicate returns
 //! exactly what `eval::eval` returns, or declines (`None`) and the interpreter answers.
@@ -64,6 +65,8 @@ pub enum Ty {
     Str,
     Timestamp,
     Duration,
+    /// A list of any element type: only tested for presence, counted, or searched (`In`).
+    List,
 }
 
 impl Ty {
@@ -79,7 +82,8 @@ impl Ty {
             _ => match program.type_desc(id)? {
                 TypeDesc::Optional(inner) => Ty::of(program, *inner),
                 TypeDesc::Enum(_) => Some(Ty::Str),
-                TypeDesc::List(_) | TypeDesc::Record(_) => None,
+                TypeDesc::List(_) => Some(Ty::List),
+                TypeDesc::Record(_) => None,
             },
         }
     }
@@ -101,8 +105,8 @@ pub(crate) struct Load {
 }
 
 /// A value as the generated code sees it. `state`: 0 present, 1 absent, 2 missing. `bits`: the
-/// bool (0 or 1), the integer, the float's bits, or a string's address. `len`: a string's
-/// length in bytes.
+/// bool (0 or 1), the integer, the float's bits, a string's address, or a list's first item's.
+/// `len`: a string's length in bytes, a list's in items.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bound {
@@ -139,6 +143,11 @@ impl Bound {
                 state: PRESENT,
                 bits: s.as_bytes().as_ptr() as u64,
                 len: s.as_bytes().len() as u64,
+            },
+            (Value::List(items), Ty::List) => Bound {
+                state: PRESENT,
+                bits: items.as_ptr() as u64,
+                len: items.len() as u64,
             },
             _ => return None,
         })
