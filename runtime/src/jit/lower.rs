@@ -2,9 +2,10 @@
 //!
 //! Expression blocks are straight-line code over a stack (the verifier sees to it), so the
 //! lowering runs the block once over an abstract stack of `Item`s: each value is an SSA triple
-//! (state, payload, length) with a static `Ty`, and every rule of `eval` becomes branch-free
-//! arithmetic on the triple. Presence states are ordered present < absent < missing, so "missing
-//! wins over absent, which wins over a value" is an unsigned maximum.
+//! (state, payload, length) with a static `Ty`, and every rule of `eval` becomes arithmetic on
+//! the triple, without branches (but for comparing a string with a constant, whose bytes are
+//! read only once the lengths agree). Presence states are ordered present < absent < missing,
+//! so "missing wins over absent, which wins over a value" is an unsigned maximum.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F64, I32, I64};
@@ -57,9 +58,9 @@ struct V {
     ty: Ty,
     /// I64: `PRESENT`, `ABSENT` or `MISSING`.
     state: ir::Value,
-    /// F64 for floats, I64 otherwise (a bool is 0 or 1, a string its address).
+    /// F64 for floats, I64 otherwise (a bool is 0 or 1, a string or a list its address).
     a: ir::Value,
-    /// I64: a string's length in bytes (0 for other types).
+    /// I64: a string's length in bytes, a list's in items (0 for other types).
     len: ir::Value,
     /// A string constant's bytes (an index into `Lowering::strings`): compared inline.
     known: Option<usize>,
