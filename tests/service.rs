@@ -296,6 +296,10 @@ fn the_api_end_to_end() {
         metrics.contains("journey_inputs_refused_total 2"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("# TYPE journey_predicates_native gauge\njourney_predicates_native "),
+        "{metrics}"
+    );
 
     // A restart rebuilds the same state from the log and delivers nothing twice.
     let stats = service

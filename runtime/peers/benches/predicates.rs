@@ -382,7 +382,7 @@ fn main() {
 
         let mut native = |i: usize| (case.native)(black_box(&samples[i % n]));
         let mut jit =
-            |i: usize| predicate.run(black_box(&decoded[i % n])) == Some(Value::Bool(true));
+            |i: usize| matches!(predicate.run(black_box(&decoded[i % n])), Some(Value::Bool(true)));
         let mut interpreter =
             |i: usize| eval(&prepared, code, black_box(&decoded[i % n])).is_true();
         let mut cel = |i: usize| cel(black_box(&samples[i % n]));

@@ -218,6 +218,11 @@ impl Core {
         !self.interpret_only
     }
 
+    /// How many predicates the running engines run as native code.
+    pub fn compiled_predicates(&self) -> usize {
+        self.engines().map(Engine::compiled_predicates).sum()
+    }
+
     /// The engines still running, oldest first.
     fn engines(&self) -> impl Iterator<Item = &Engine<'static>> {
         self.deployments.iter().filter_map(|d| d.engine.as_ref())

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub commits: AtomicU64,
     pub commit_micros: AtomicU64,
     pub http_errors: AtomicU64,
+    /// Predicates the running engines run as native code (a gauge).
+    pub predicates_native: AtomicU64,
     /// Per sink: (name, delivered, failed attempts), in the order of the configuration.
     pub sinks: Mutex<Vec<(String, u64, u64)>>,
 }
@@ -78,6 +80,12 @@ impl Metrics {
             "journey_http_errors_total",
             "Requests answered with an error.",
             self.http_errors.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP journey_predicates_native Predicates the running engines run as native code.\n\
+             # TYPE journey_predicates_native gauge\njourney_predicates_native {}",
+            self.predicates_native.load(Relaxed)
         );
         if let Ok(sinks) = self.sinks.lock() {
             let _ = writeln!(out, "# HELP journey_delivered_total Actions delivered, per sink.\n# TYPE journey_delivered_total counter");

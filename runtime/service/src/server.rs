@@ -405,6 +405,9 @@ impl Runner {
             self.metrics
                 .actions
                 .fetch_add(batch.actions.len() as u64, Relaxed);
+            self.metrics
+                .predicates_native
+                .store(self.core.compiled_predicates() as u64, Relaxed);
         }
         for answer in batch.answers {
             answer(committed);
