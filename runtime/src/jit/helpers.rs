@@ -3,8 +3,9 @@
 //!
 //! Each takes raw pointers from the generated code. `lower` passes only what `Predicate::run`
 //! set up: string addresses and lengths from `Bound`s (into live values or the predicate's
-//! constants; an absent string is the empty string, never null), the `Env` of the call, and
-//! the address of a `Bound` in the generated function's own stack frame for results.
+//! constants; a string that is not present has length 0, and its address may be null, which
+//! `bytes` reads as the empty string), the `Env` of the call, and the address of a `Bound` in
+//! the generated function's own stack frame for results.
 
 use chrono::{Datelike, TimeZone, Timelike};
 
@@ -13,7 +14,7 @@ use crate::eval::HistoryOp;
 use crate::value::Value;
 
 /// # Safety
-/// `ptr` and `len` describe a live UTF-8 string (a `Bound` string as described above).
+/// `ptr` and `len` describe a live UTF-8 string, or `ptr` is null (a `Bound` string as above).
 unsafe fn bytes<'a>(ptr: *const u8, len: u64) -> &'a [u8] {
     if ptr.is_null() {
         return &[];
