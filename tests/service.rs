@@ -324,7 +324,8 @@ fn the_api_end_to_end() {
 
 /// The LANGUAGE.md §9 stream through the service (event clock) gives the same sends as
 /// `journeyc simulate` gives for it: thousands of random events for every example journey.
-/// With hot predicates compiled (the default) and without (`--jit off`).
+/// With every predicate compiled at its first evaluation (`--jit-after 0`) and with none
+/// (`--jit off`).
 #[test]
 fn the_service_and_simulate_agree() {
     for jit in ["on", "off"] {
@@ -343,7 +344,16 @@ fn the_service_and_simulate_agree_with(jit: &str) {
     let service = Service::start(
         &dir.join("data"),
         &[
-            "--deploy", &jbc_arg, "--clock", "event", "--sink", &sink_arg, "--jit", jit,
+            "--deploy",
+            &jbc_arg,
+            "--clock",
+            "event",
+            "--sink",
+            &sink_arg,
+            "--jit",
+            jit,
+            "--jit-after",
+            "0",
         ],
     );
     let lines = stream::random_stream(0x5E7_71CE, 2000, 30, 900);
@@ -394,6 +404,17 @@ fn the_service_and_simulate_agree_with(jit: &str) {
     }
     assert_eq!(delivered.len(), expected.len());
     assert_eq!(delivered, expected);
+    let metrics = service.request("GET", "/metrics", b"").1;
+    let native: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("journey_predicates_native "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(
+        native > 10,
+        jit == "on",
+        "{native} predicates native with --jit {jit}"
+    );
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

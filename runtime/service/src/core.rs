@@ -13,6 +13,7 @@
 //! applied commands are logged.
 
 use journey_runtime::bytecode::{self, Program};
+use journey_runtime::jit::Policy;
 use journey_runtime::vm::input::{self, Decoded};
 use journey_runtime::vm::output::record_json;
 use journey_runtime::vm::{Engine, Fact, JourneyState, JourneyStats, Outcome, RecordKind};
@@ -167,8 +168,8 @@ pub struct Core {
     retired_timers: u64,
     /// The command whose actions are being numbered, and how many it has had.
     numbering: (i64, usize),
-    /// Whether the engines run hot predicates as native code.
-    interpret_only: bool,
+    /// When the engines compile hot predicates to native code.
+    jit: Policy,
 }
 
 /// One line of a `kind::INPUT` command's body: the time the message was applied at, then the
@@ -205,17 +206,17 @@ pub enum When {
 }
 
 impl Core {
-    /// A core without deployments; `jit`: whether its engines compile hot predicates.
-    pub fn new(jit: bool) -> Core {
+    /// A core without deployments whose engines compile hot predicates as `jit` says.
+    pub fn new(jit: Policy) -> Core {
         Core {
-            interpret_only: !jit,
+            jit,
             ..Core::default()
         }
     }
 
-    /// Whether the engines compile hot predicates.
-    pub fn jit(&self) -> bool {
-        !self.interpret_only
+    /// When the engines compile hot predicates.
+    pub fn jit(&self) -> Policy {
+        self.jit
     }
 
     /// How many predicates the running engines run as native code.
@@ -314,9 +315,7 @@ impl Core {
         })?;
         let program: &'static Program = Box::leak(Box::new(program));
         let mut engine = Engine::new(program);
-        if self.interpret_only {
-            engine.set_jit(journey_runtime::jit::Policy::Off);
-        }
+        engine.set_jit(self.jit);
         for journey in 0..program.journeys.len() as u32 {
             // Cannot fail: the journey exists and nothing is archived yet.
             let _ = engine.set_state(journey, JourneyState::Closed);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use journey_runtime::jit::Policy;
 use journey_service::server::{self, Clock, Config, Jit};
 use journey_service::sinks::Sink;
 use journey_service::store::Sync;
@@ -61,6 +62,9 @@ enum Command {
         /// Whether hot predicates run as native code (the answers are the same either way).
         #[arg(long, value_enum, default_value = "on")]
         jit: Jit,
+        /// How many evaluations make a predicate hot (with `--jit on`).
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        jit_after: u32,
     },
 }
 
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             max_body,
             max_batch,
             jit,
+            jit_after,
         } => {
             let config = Config {
                 data,
@@ -91,7 +96,10 @@ fn main() -> ExitCode {
                 allow_hosts,
                 max_body,
                 max_batch: max_batch.max(1),
-                jit: jit == Jit::On,
+                jit: match jit {
+                    Jit::On => Policy::HotAfter(jit_after),
+                    Jit::Off => Policy::Off,
+                },
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

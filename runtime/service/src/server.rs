@@ -46,8 +46,8 @@ pub struct Config {
     pub max_body: usize,
     /// The most requests applied in one transaction.
     pub max_batch: usize,
-    /// Whether hot predicates run as native code.
-    pub jit: bool,
+    /// When hot predicates are compiled to native code.
+    pub jit: journey_runtime::jit::Policy,
 }
 
 /// `--jit`: whether hot predicates run as native code.
