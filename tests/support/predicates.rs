@@ -420,59 +420,51 @@ impl Emitter<'_> {
         }
         self.budget -= 1;
         let any = |e: &mut Self| KINDS[e.below(7) as usize];
+        use Kind::{Bool, Duration, Float, Int, Str, Timestamp};
+        use Opcode::*;
         match kind {
             Kind::IntList | Kind::StrList => self.list(),
-            Kind::Bool => match self.below(12) {
-                0 => {
-                    self.value(Kind::Bool);
-                    self.op(Opcode::Not, &[]);
-                }
+            Bool => match self.below(12) {
+                0 => self.apply(&[Bool], Not, &[]),
                 1 | 2 => {
-                    self.value(Kind::Bool);
-                    self.value(Kind::Bool);
-                    let op = [Opcode::And, Opcode::Or][self.below(2) as usize];
-                    self.op(op, &[]);
+                    let op = self.pick(&[And, Or]);
+                    self.apply(&[Bool, Bool], op, &[]);
                 }
                 3 | 4 => {
                     let x = any(self);
                     // Mostly a kind that compares with it; sometimes any other.
                     let y = match (x, self.below(4)) {
                         (_, 0) => any(self),
-                        (Kind::Int, 1) => Kind::Float,
-                        (Kind::Float, 1) => Kind::Int,
-                        (Kind::Str, 1) => Kind::Enum,
+                        (Int, 1) => Float,
+                        (Float, 1) => Int,
+                        (Str, 1) => Kind::Enum,
                         _ => x,
                     };
-                    self.value(x);
-                    self.value(y);
-                    let op = [Opcode::Eq, Opcode::Ne][self.below(2) as usize];
-                    self.op(op, &[]);
+                    let op = self.pick(&[Eq, Ne]);
+                    self.apply(&[x, y], op, &[]);
                 }
                 5 | 6 => {
                     let (x, k) = [
-                        (Kind::Int, kind::INT),
-                        (Kind::Float, kind::FLOAT),
-                        (Kind::Str, kind::STRING),
+                        (Int, kind::INT),
+                        (Float, kind::FLOAT),
+                        (Str, kind::STRING),
                         (Kind::Enum, kind::STRING),
-                        (Kind::Timestamp, kind::TIMESTAMP),
-                        (Kind::Duration, kind::DURATION),
+                        (Timestamp, kind::TIMESTAMP),
+                        (Duration, kind::DURATION),
                     ][self.below(6) as usize];
-                    self.value(x);
-                    self.value(if x == Kind::Enum { Kind::Str } else { x });
-                    let op =
-                        [Opcode::Lt, Opcode::Le, Opcode::Gt, Opcode::Ge][self.below(4) as usize];
-                    self.op(op, &[k]);
+                    let y = if x == Kind::Enum { Str } else { x };
+                    let op = self.pick(&[Lt, Le, Gt, Ge]);
+                    self.apply(&[x, y], op, &[k]);
                 }
                 7 => {
                     let x = any(self);
-                    self.value(x);
-                    self.op(Opcode::IsSet, &[]);
+                    self.apply(&[x], IsSet, &[]);
                 }
                 8 if self.below(3) == 0 && self.has_lists() => {
                     let x = any(self);
                     self.value(x);
                     self.list();
-                    self.op(Opcode::In, &[]);
+                    self.op(In, &[]);
                 }
                 8 => {
                     let x = any(self);
@@ -485,102 +477,76 @@ impl Emitter<'_> {
                         items.push(self.constant_of(&item));
                     }
                     let list = self.constant(Constant::List(items));
-                    self.op(Opcode::Const, &[list]);
-                    self.op(Opcode::In, &[]);
+                    self.op(Const, &[list]);
+                    self.op(In, &[]);
                 }
                 9 => {
-                    self.value(Kind::Str);
-                    self.value(Kind::Str);
-                    let op = [Opcode::StartsWith, Opcode::EndsWith, Opcode::Contains]
-                        [self.below(3) as usize];
-                    self.op(op, &[]);
+                    let op = self.pick(&[StartsWith, EndsWith, Contains]);
+                    self.apply(&[Str, Str], op, &[]);
                 }
-                _ => self.coalesce(Kind::Bool),
+                _ => self.apply(&[Bool, Bool], Coalesce, &[]),
             },
-            Kind::Int => match self.below(6) {
+            Int => match self.below(6) {
                 0 | 1 => {
-                    self.value(Kind::Int);
-                    self.value(Kind::Int);
-                    let op = [Opcode::Add, Opcode::Sub, Opcode::Mul][self.below(3) as usize];
-                    self.op(op, &[kind::INT]);
+                    let op = self.pick(&[Add, Sub, Mul]);
+                    self.apply(&[Int, Int], op, &[kind::INT]);
                 }
-                2 => {
-                    self.value(Kind::Int);
-                    self.op(Opcode::Neg, &[kind::INT]);
-                }
+                2 => self.apply(&[Int], Neg, &[kind::INT]),
                 3 if self.below(2) == 0 && self.has_lists() => {
                     self.list();
-                    self.op(Opcode::Len, &[]);
+                    self.op(Len, &[]);
                 }
-                3 => {
-                    self.value(Kind::Str);
-                    self.op(Opcode::Len, &[]);
-                }
-                4 => {
-                    self.value(Kind::Timestamp);
-                    self.op(Opcode::Hour, &[]);
-                }
-                _ => self.coalesce(Kind::Int),
+                3 => self.apply(&[Str], Len, &[]),
+                4 => self.apply(&[Timestamp], Hour, &[]),
+                _ => self.apply(&[Int, Int], Coalesce, &[]),
             },
-            Kind::Float => match self.below(5) {
+            Float => match self.below(5) {
                 0 | 1 => {
-                    self.value(Kind::Float);
-                    self.value(Kind::Float);
-                    let op = [Opcode::Add, Opcode::Sub, Opcode::Mul, Opcode::Div]
-                        [self.below(4) as usize];
-                    self.op(op, &[kind::FLOAT]);
+                    let op = self.pick(&[Add, Sub, Mul, Div]);
+                    self.apply(&[Float, Float], op, &[kind::FLOAT]);
                 }
-                2 => {
-                    self.value(Kind::Int);
-                    self.op(Opcode::ToFloat, &[]);
-                }
-                3 => {
-                    self.value(Kind::Float);
-                    self.op(Opcode::Neg, &[kind::FLOAT]);
-                }
-                _ => self.coalesce(Kind::Float),
+                2 => self.apply(&[Int], ToFloat, &[]),
+                3 => self.apply(&[Float], Neg, &[kind::FLOAT]),
+                _ => self.apply(&[Float, Float], Coalesce, &[]),
             },
-            Kind::Str | Kind::Enum => match self.below(2) {
-                0 => {
-                    self.value(Kind::Timestamp);
-                    self.op(Opcode::Weekday, &[]);
-                }
-                _ => self.coalesce(Kind::Str),
+            Str | Kind::Enum => match self.below(2) {
+                0 => self.apply(&[Timestamp], Weekday, &[]),
+                _ => self.apply(&[Str, Str], Coalesce, &[]),
             },
-            Kind::Timestamp => match self.below(3) {
+            Timestamp => match self.below(3) {
                 0 | 1 => {
-                    self.value(Kind::Timestamp);
-                    self.value(Kind::Duration);
-                    let op = [Opcode::Add, Opcode::Sub][self.below(2) as usize];
-                    self.op(op, &[kind::TIMESTAMP_DURATION]);
+                    let op = self.pick(&[Add, Sub]);
+                    self.apply(&[Timestamp, Duration], op, &[kind::TIMESTAMP_DURATION]);
                 }
-                _ => self.coalesce(Kind::Timestamp),
+                _ => self.apply(&[Timestamp, Timestamp], Coalesce, &[]),
             },
-            Kind::Duration => match self.below(6) {
-                0 => {
-                    self.value(Kind::Timestamp);
-                    self.value(Kind::Timestamp);
-                    self.op(Opcode::Sub, &[kind::TIMESTAMP_TIMESTAMP]);
-                }
+            Duration => match self.below(6) {
+                0 => self.apply(&[Timestamp, Timestamp], Sub, &[kind::TIMESTAMP_TIMESTAMP]),
                 1 | 2 => {
-                    self.value(Kind::Duration);
-                    self.value(Kind::Duration);
-                    let op = [Opcode::Add, Opcode::Sub][self.below(2) as usize];
-                    self.op(op, &[kind::DURATION]);
+                    let op = self.pick(&[Add, Sub]);
+                    self.apply(&[Duration, Duration], op, &[kind::DURATION]);
                 }
                 3 => {
-                    self.value(Kind::Duration);
-                    self.value(Kind::Float);
-                    let op = [Opcode::Mul, Opcode::Div][self.below(2) as usize];
-                    self.op(op, &[kind::DURATION_FLOAT]);
+                    let op = self.pick(&[Mul, Div]);
+                    self.apply(&[Duration, Float], op, &[kind::DURATION_FLOAT]);
                 }
-                4 => {
-                    self.value(Kind::Duration);
-                    self.op(Opcode::Neg, &[kind::DURATION]);
-                }
-                _ => self.coalesce(Kind::Duration),
+                4 => self.apply(&[Duration], Neg, &[kind::DURATION]),
+                _ => self.apply(&[Duration, Duration], Coalesce, &[]),
             },
         }
+    }
+
+    /// Emits values of `operands`, in order, then `op` with `immediates`.
+    fn apply(&mut self, operands: &[Kind], op: Opcode, immediates: &[u32]) {
+        for kind in operands {
+            self.value(*kind);
+        }
+        self.op(op, immediates);
+    }
+
+    /// One of `ops`.
+    fn pick(&mut self, ops: &[Opcode]) -> Opcode {
+        ops[self.below(ops.len() as u32) as usize]
     }
 
     /// Every load of a list.
@@ -613,12 +579,6 @@ impl Emitter<'_> {
             self.op(op, &[index]);
             self.op(Opcode::Coalesce, &[]);
         }
-    }
-
-    fn coalesce(&mut self, kind: Kind) {
-        self.value(kind);
-        self.value(kind);
-        self.op(Opcode::Coalesce, &[]);
     }
 
     /// Emits a load, a constant, `now`, the entry time or a history answer of `kind`.
