@@ -1007,3 +1007,26 @@ fn a_closed_stderr_does_not_stop_the_service() {
     service.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A client that never finishes its request does not hold a stop up: SIGTERM stops the
+/// service (exit 0) once the grace for open requests (10 s) is over.
+#[test]
+fn a_stalled_client_does_not_hold_a_stop_up() {
+    use std::io::Write as _;
+    let dir = scratch("stalled");
+    let service = Service::start(&dir.join("data"), &["--clock", "event"]);
+    let mut stalled = std::net::TcpStream::connect(&service.address).expect("connects");
+    stalled
+        .write_all(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"type\"")
+        .expect("writes");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    service.stop();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the stop took {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+    let _ = std::fs::remove_dir_all(&dir);
+}

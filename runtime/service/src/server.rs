@@ -492,7 +492,7 @@ fn run_core(
         if runner.commit(batch) {
             signals.committed.notify_waiters();
         }
-        if closed {
+        if closed || signals.core_stop.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
     }
@@ -562,12 +562,32 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     say!("journey-runtime: listening on http://{address}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("the HTTP server failed: {e}"))?;
+    // At the signal the server stops accepting and waits for open requests, for at most
+    // `STOP_GRACE`: a stop must not hang on a connection that never ends.
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let signalled = signalled.clone();
+        async move {
+            shutdown_signal().await;
+            signalled.notify_one();
+        }
+    });
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => {
+            served.map_err(|e| format!("the HTTP server failed: {e}"))?;
+        }
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => {
+            say!("journey-runtime: stopping: requests still open after {STOP_GRACE:?} are dropped");
+        }
+    }
     say!("journey-runtime: stopping: finishing the last commit and deliveries");
-    // The router (and so every sender) is gone: the core commits what it has and returns.
+    // The core commits what it has taken and returns (within a second: it wakes that often).
+    signals
+        .core_stop
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = tokio::task::spawn_blocking(move || core.join()).await;
     signals
         .stopping
@@ -631,6 +651,9 @@ fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), St
         .commit(&batch.commands, &batch.actions)
         .map_err(|e| format!("cannot store the deployment: {e}"))
 }
+
+/// How long a stop waits for open requests.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let interrupt = async {

@@ -208,6 +208,9 @@ fn drop_partial_line(path: &std::path::Path) -> Result<(), String> {
 pub struct Signals {
     pub committed: Notify,
     pub stopping: AtomicBool,
+    /// Set once the HTTP side has stopped: the core commits what it has taken and returns,
+    /// even if a request's sender were somehow still alive.
+    pub core_stop: AtomicBool,
 }
 
 /// Delivers the outbox to `sink` until the service stops (and the outbox is drained).
