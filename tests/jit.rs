@@ -7,23 +7,16 @@
 mod predicates;
 mod support;
 
-use journey_compiler::workspace::MemoryFiles;
 use journey_runtime::bytecode::{disasm, verify, BlockKind, Program};
 use journey_runtime::eval::{eval, Prepared};
 use journey_runtime::jit::{Compiler, Policy, Refusal};
 use predicates::{Base, Seeded};
 
-fn compile_source(source: &str) -> Program {
-    let mut files = MemoryFiles::new();
-    files.insert("base.journey", source.to_string());
-    let analysis = journey_compiler::analyse(&files, &["base.journey".into()]);
-    assert!(!analysis.diagnostics.iter().any(|d| d.is_error()));
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("checked"),
-    );
+/// `BASE` compiled and verified.
+fn base() -> Base {
+    let program = support::compile_inline(predicates::BASE);
     verify::verify(&program).expect("verifies");
-    program
+    Base::new(program)
 }
 
 /// Evaluates `block` both ways; `declined`: the JIT left it to the interpreter.
@@ -55,7 +48,7 @@ fn agree(
 
 #[test]
 fn random_predicates_agree_with_the_interpreter() {
-    let base = Base::new(compile_source(predicates::BASE));
+    let base = base();
     let compiler = Compiler::new().expect("cranelift supports this machine");
     let mut choose = Seeded(0x9E37_79B9_7F4A_7C15);
     let (programs, contexts) = (2_000u32, 60u32);
@@ -107,11 +100,7 @@ fn random_predicates_agree_with_the_interpreter() {
 
 #[test]
 fn the_examples_predicates_agree_with_the_interpreter() {
-    let mut paths = support::journey_files("examples");
-    let shop = support::repo_root().join("examples/shop.journey");
-    paths.retain(|p| *p != shop);
-    paths.insert(0, shop);
-    let analysis = support::analyse(&paths);
+    let analysis = support::analyse(&support::journey_files("examples"));
     let program = journey_compiler::lower::lower(
         &analysis.workspace,
         analysis.program.as_ref().expect("the examples check"),
@@ -157,7 +146,7 @@ fn the_examples_predicates_agree_with_the_interpreter() {
 
 #[test]
 fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
-    let base = Base::new(compile_source(predicates::BASE));
+    let base = base();
     let mut choose = Seeded(42);
     let (program, block) = base.predicate(&mut choose, 12);
     let mut prepared = Prepared::new(&program);

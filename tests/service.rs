@@ -58,6 +58,11 @@ fn added(user: &str, at: &str, cart: &str) -> String {
     )
 }
 
+/// Tracks `added(user, at, cart)`; the answer's status.
+fn track_added(service: &Service, user: &str, at: &str, cart: &str) -> u16 {
+    service.json("POST", "/v1/track", &added(user, at, cart)).0
+}
+
 #[test]
 fn the_api_end_to_end() {
     let dir = scratch("api");
@@ -135,13 +140,7 @@ fn the_api_end_to_end() {
         (200, json!({ "accepted": true }))
     );
     assert_eq!(
-        service
-            .json(
-                "POST",
-                "/v1/track",
-                &added("u1", "2026-01-01T09:00:00Z", "c0")
-            )
-            .0,
+        track_added(&service, "u1", "2026-01-01T09:00:00Z", "c0"),
         200
     );
     let (status, stats) = service.json("POST", "/v1/journeys/cart_abandonment/activate", "");
@@ -252,13 +251,7 @@ fn the_api_end_to_end() {
     );
     assert_eq!(service.json("POST", "/v1/journeys/nope/pause", "").0, 404);
     assert_eq!(
-        service
-            .json(
-                "POST",
-                "/v1/track",
-                &added("u1", "2026-01-10T10:00:00Z", "c9")
-            )
-            .0,
+        track_added(&service, "u1", "2026-01-10T10:00:00Z", "c9"),
         200
     );
     // c9 waits out its `unless` hour, then enters, is reminded, and waits a day when archived.
@@ -708,13 +701,7 @@ fn webhooks_retry_with_the_same_idempotency_key_and_only_allowed_hosts() {
         format!(r#"{{"userId":"u1","timestamp":"2026-01-01T00:00:00Z","traits":{{{PROFILE}}}}}"#);
     assert_eq!(service.json("POST", "/v1/identify", &identify).0, 200);
     assert_eq!(
-        service
-            .json(
-                "POST",
-                "/v1/track",
-                &added("u1", "2026-01-01T10:00:00Z", "c1")
-            )
-            .0,
+        track_added(&service, "u1", "2026-01-01T10:00:00Z", "c1"),
         200
     );
     let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-03T00:00:00Z"}"#);

@@ -109,24 +109,6 @@ fn example_timelines() {
     });
 }
 
-/// The engine counts entries, outcomes, steps reached and split arms per journey.
-/// Compiles one inline source, which must check.
-fn compile_inline(source: &str) -> journey_runtime::bytecode::Program {
-    use journey_compiler::workspace::MemoryFiles;
-    let mut files = MemoryFiles::new();
-    files.insert("inline.journey", source);
-    let analysis = journey_compiler::analyse(&files, &["inline.journey".into()]);
-    assert!(
-        !analysis.diagnostics.iter().any(|d| d.is_error()),
-        "{:?}",
-        analysis.diagnostics
-    );
-    journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("checked"),
-    )
-}
-
 /// Runs `lines` of JSON input (all valid) through `program`.
 fn run_lines<'p>(
     program: &'p journey_runtime::bytecode::Program,
@@ -144,6 +126,7 @@ fn run_lines<'p>(
     journey_compiler::simulate::run(program, inputs, until)
 }
 
+/// The engine counts entries, outcomes, steps reached and split arms per journey.
 #[test]
 fn stats_per_journey_step_outcome_and_split_arm() {
     use journey_runtime::vm::Outcome;
@@ -169,7 +152,7 @@ journey counted {
     ]
     .map(String::from)
     .into();
-    let program = compile_inline(source);
+    let program = support::compile_inline(source);
     let engine = run_lines(&program, &lines, None);
     let stats = &engine.stats[0];
     // u1's big order ends its instance with the goal (step 1 of §7.2) and, `reentry always`,
@@ -262,7 +245,7 @@ journey lapsed {
     lines.push(r#"{"type":"track","event":"Bought","userId":"u7","timestamp":"2026-01-01T01:00:00Z","properties":{"total":5.0}}"#.into());
     // 2026-01-31T00:00:00Z: ticks at 09:00 from 01-03 to 01-30 enter u7 (the purchase on 01-01
     // is within 30 days of each).
-    let program = compile_inline(source);
+    let program = support::compile_inline(source);
     let engine = run_lines(&program, &lines, Some(1_769_817_600_000));
     assert_eq!(engine.stats[0].entered, 28);
     assert_eq!(engine.timers_fired, 28);
@@ -299,7 +282,7 @@ journey follow_up {
     lines.push(format!(r#"{{"type":"track","event":"Reviewed","userId":"u1","timestamp":"{}","properties":{{"id":"o7"}}}}"#, at(120)));
     lines.push(order(121, "o7"));
     lines.push(order(122, "o50"));
-    let program = compile_inline(source);
+    let program = support::compile_inline(source);
     let engine = run_lines(&program, &lines, Some(1_767_312_000_000));
     assert_eq!(engine.stats[0].entered, 52);
     assert_eq!(
@@ -332,7 +315,7 @@ journey j {
   send email "tapped"
 }
 "#;
-    let program = compile_inline(source);
+    let program = support::compile_inline(source);
     let input = |event: &str, user: &str, minute: i64| -> Input {
         let line = format!(
             r#"{{"type":"track","event":"{event}","userId":"{user}","timestamp":"{}","properties":{{"n":1}}}}"#,

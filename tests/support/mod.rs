@@ -85,3 +85,19 @@ pub fn journey_files(dir: &str) -> Vec<PathBuf> {
     let root = repo_root().join(dir);
     workspace::expand_paths(&[root]).expect("the directory exists")
 }
+
+/// Compiles one inline source, which must check.
+pub fn compile_inline(source: &str) -> journey_runtime::bytecode::Program {
+    let mut files = workspace::MemoryFiles::new();
+    files.insert("inline.journey", source);
+    let analysis = journey_compiler::analyse(&files, &["inline.journey".into()]);
+    assert!(
+        !analysis.diagnostics.iter().any(|d| d.is_error()),
+        "{:?}",
+        analysis.diagnostics
+    );
+    journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("checked"),
+    )
+}

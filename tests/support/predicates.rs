@@ -549,8 +549,8 @@ impl Emitter<'_> {
         ops[self.below(ops.len() as u32) as usize]
     }
 
-    /// Every load of a list.
-    fn list_loads(&self) -> Vec<(Opcode, u32)> {
+    /// Every load (of the event, the profile or a slot) of a field whose kind `wanted` takes.
+    fn loads(&self, wanted: impl Fn(Kind) -> bool) -> Vec<(Opcode, u32)> {
         [
             (Opcode::LoadEvent, &self.base.event),
             (Opcode::LoadProfile, &self.base.profile),
@@ -560,10 +560,15 @@ impl Emitter<'_> {
         .flat_map(|(op, fields)| {
             fields
                 .iter()
-                .filter(|(_, k)| matches!(k, Kind::IntList | Kind::StrList))
+                .filter(|(_, k)| wanted(*k))
                 .map(move |(i, _)| (op, *i))
+                .collect::<Vec<_>>()
         })
         .collect()
+    }
+
+    fn list_loads(&self) -> Vec<(Opcode, u32)> {
+        self.loads(|k| matches!(k, Kind::IntList | Kind::StrList))
     }
 
     fn has_lists(&self) -> bool {
@@ -583,19 +588,7 @@ impl Emitter<'_> {
 
     /// Emits a load, a constant, `now`, the entry time or a history answer of `kind`.
     fn leaf(&mut self, kind: Kind) {
-        let loads: Vec<(Opcode, u32)> = [
-            (Opcode::LoadEvent, &self.base.event),
-            (Opcode::LoadProfile, &self.base.profile),
-            (Opcode::LoadSlot, &self.base.slots),
-        ]
-        .into_iter()
-        .flat_map(|(op, fields)| {
-            fields
-                .iter()
-                .filter(|(_, k)| *k == kind || (kind == Kind::Str && *k == Kind::Enum))
-                .map(move |(i, _)| (op, *i))
-        })
-        .collect();
+        let loads = self.loads(|k| k == kind || (kind == Kind::Str && k == Kind::Enum));
         let (count, sum) = (
             self.first_query + COUNT_QUERY as u32,
             self.first_query + SUM_QUERY as u32,

@@ -74,12 +74,12 @@ pub(super) unsafe extern "C" fn calendar(env: *const Env, op: u32, ms: i64, out:
     let zone = env.context.zone();
     *out = match zone.timestamp_millis_opt(ms).single() {
         None => Bound::absent(),
-        Some(local) if op == HOUR => present(i64::from(local.hour()) as u64, 0),
+        Some(local) if op == HOUR => Bound::present(i64::from(local.hour()) as u64, 0),
         Some(local) => {
             let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
                 [local.weekday().num_days_from_monday() as usize];
             // A static string: its address outlives everything.
-            present(day.as_ptr() as u64, day.len() as u64)
+            Bound::present(day.as_ptr() as u64, day.len() as u64)
         }
     };
 }
@@ -179,17 +179,9 @@ pub(super) unsafe extern "C" fn duration_float(op: u32, x: i64, y: f64, out: *mu
         (y != 0.0).then(|| x as f64 / y)
     };
     *out = match ms.filter(|ms| ms.is_finite() && ms.abs() < 9.0e15) {
-        Some(ms) => present(ms.round() as i64 as u64, 0),
+        Some(ms) => Bound::present(ms.round() as i64 as u64, 0),
         None => Bound::absent(),
     };
-}
-
-fn present(bits: u64, len: u64) -> Bound {
-    Bound {
-        state: PRESENT,
-        bits,
-        len,
-    }
 }
 
 #[cfg(test)]

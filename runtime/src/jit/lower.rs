@@ -332,13 +332,7 @@ impl Lowering<'_, '_> {
                         ),
                         _ => return Err(Refusal::Unsupported("Len")),
                     };
-                    Item::V(V {
-                        ty: Ty::Int,
-                        state: s.state,
-                        a,
-                        len: self.zero,
-                        known: None,
-                    })
+                    Item::V(self.scalar(Ty::Int, s.state, a))
                 }
                 Count | Did | Sum => {
                     let (op, ty) = match ins.opcode {
@@ -407,14 +401,19 @@ impl Lowering<'_, '_> {
         self.b.ins().iconst(I64, n)
     }
 
-    fn bool(&mut self, state: ir::Value, a: ir::Value) -> V {
+    /// A computed value that is not a string or a list (length 0, no known bytes).
+    fn scalar(&self, ty: Ty, state: ir::Value, a: ir::Value) -> V {
         V {
-            ty: Ty::Bool,
+            ty,
             state,
             a,
             len: self.zero,
             known: None,
         }
+    }
+
+    fn bool(&self, state: ir::Value, a: ir::Value) -> V {
+        self.scalar(Ty::Bool, state, a)
     }
 
     /// A value that cannot be present (its operands have the wrong shape): missing if an
@@ -426,13 +425,7 @@ impl Lowering<'_, '_> {
             Ty::Float => self.b.ins().f64const(0.0),
             _ => self.zero,
         };
-        V {
-            ty,
-            state,
-            a,
-            len: self.zero,
-            known: None,
-        }
+        self.scalar(ty, state, a)
     }
 
     /// `state`, made absent where `bad` holds and it was present.
@@ -780,13 +773,7 @@ impl Lowering<'_, '_> {
                 _ => self.b.ins().smul_overflow(x.a, y.a),
             };
             let state = self.absent_if(overflow, state);
-            return V {
-                ty,
-                state,
-                a,
-                len: self.zero,
-                known: None,
-            };
+            return self.scalar(ty, state, a);
         }
         match (op, k, x.ty, y.ty) {
             (Add | Sub | Mul | Div, kind::FLOAT, Float, Float) => {
@@ -807,13 +794,7 @@ impl Lowering<'_, '_> {
                     bad = self.b.ins().bor(bad, by_zero);
                 }
                 let state = self.absent_if(bad, state);
-                V {
-                    ty: Float,
-                    state,
-                    a,
-                    len: self.zero,
-                    known: None,
-                }
+                self.scalar(Float, state, a)
             }
             (Mul | Div, kind::DURATION_FLOAT, Duration, Float) => {
                 let op = if op == Mul {

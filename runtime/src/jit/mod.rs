@@ -123,11 +123,7 @@ impl Bound {
     /// `value` bound as a `ty`; `None` when it has another shape (then the interpreter runs).
     /// A string's address points into `value`, which must outlive the call.
     fn of(value: &Value, ty: Ty) -> Option<Bound> {
-        let present = |bits: u64| Bound {
-            state: PRESENT,
-            bits,
-            len: 0,
-        };
+        let present = |bits: u64| Bound::present(bits, 0);
         Some(match (value, ty) {
             (Value::Absent, _) => Bound::absent(),
             (Value::Missing, _) => Bound {
@@ -139,18 +135,22 @@ impl Bound {
             | (Value::Timestamp(n), Ty::Timestamp)
             | (Value::Duration(n), Ty::Duration) => present(*n as u64),
             (Value::Float(x), Ty::Float) => present(x.to_bits()),
-            (Value::Str(s), Ty::Str) => Bound {
-                state: PRESENT,
-                bits: s.as_bytes().as_ptr() as u64,
-                len: s.as_bytes().len() as u64,
-            },
-            (Value::List(items), Ty::List) => Bound {
-                state: PRESENT,
-                bits: items.as_ptr() as u64,
-                len: items.len() as u64,
-            },
+            (Value::Str(s), Ty::Str) => {
+                Bound::present(s.as_bytes().as_ptr() as u64, s.as_bytes().len() as u64)
+            }
+            (Value::List(items), Ty::List) => {
+                Bound::present(items.as_ptr() as u64, items.len() as u64)
+            }
             _ => return None,
         })
+    }
+
+    pub(crate) fn present(bits: u64, len: u64) -> Bound {
+        Bound {
+            state: PRESENT,
+            bits,
+            len,
+        }
     }
 
     const EMPTY: Bound = Bound {
