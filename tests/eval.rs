@@ -1,5 +1,6 @@
 //! The expression evaluator against the rules of LANGUAGE.md §3–§4: each case compiles a
-//! condition as a journey's audience and evaluates it over a profile.
+//! condition as a journey's audience and evaluates it over a profile, with both interpreters
+//! (`eval::eval` and the block's `tree::Tree`).
 
 use std::collections::HashMap;
 
@@ -88,7 +89,17 @@ fn evaluate(condition: &str, traits: &[(&'static str, Value)]) -> Value {
         prepared: &prepared,
         traits: traits.iter().cloned().collect(),
     };
-    eval(&prepared, &block, &context)
+    // Both interpreters follow the rules: the stack one and the tree the VM runs.
+    let by_stack = eval(&prepared, &block, &context);
+    let by_tree = prepared
+        .tree(audience as u32)
+        .map(|tree| tree.eval(&context));
+    assert_eq!(
+        format!("{by_tree:?}"),
+        format!("{:?}", Some(&by_stack)),
+        "`{condition}`: the tree and the stack disagree"
+    );
+    by_stack
 }
 
 /// 2026-01-01T09:00:00Z: noon in Istanbul, a Thursday.

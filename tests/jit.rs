@@ -98,6 +98,68 @@ fn random_predicates_agree_with_the_interpreter() {
     }
 }
 
+/// The interpreter's two forms: every random expression, of every kind, has a tree, and the
+/// tree gives what the stack interpreter gives.
+#[test]
+fn random_expressions_as_trees_agree_with_the_stack_interpreter() {
+    let base = base();
+    let mut choose = Seeded(0x2545_F491_4F6C_DD1D);
+    let (mut cases, mut kinds) = (0u64, std::collections::BTreeMap::new());
+    for p in 0..2_000u32 {
+        let kind = predicates::KINDS[(p % 7) as usize];
+        let (program, block) = base.expression(&mut choose, 1 + p % 24, kind);
+        if let Err(e) = verify::verify(&program) {
+            panic!("{e}\n{}", disasm::disassemble(&program));
+        }
+        let prepared = Prepared::new(&program);
+        let tree = prepared
+            .tree(block)
+            .unwrap_or_else(|| panic!("no tree\n{}", disasm::disassemble(&program)));
+        for c in 0..30 {
+            let context = base.context(&mut choose, c % 4 == 0);
+            let want = eval(&prepared, &program.blocks[block as usize], &context);
+            let got = tree.eval(&context);
+            // Compared as printed: a NaN equals itself there.
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{want:?}"),
+                "block {block} ({kind:?})\nevent {:?}\nprofile {:?}\nslots {:?}\n{}",
+                context.event,
+                context.profile,
+                context.slots,
+                disasm::disassemble(&program)
+            );
+            *kinds
+                .entry(format!("{kind:?} {}", variant(&want)))
+                .or_insert(0u64) += 1;
+            cases += 1;
+        }
+    }
+    assert!(cases >= 60_000, "{cases} cases");
+    // Each kind gives values of its own and absent ones.
+    for kind in predicates::KINDS {
+        for answer in ["value", "absent"] {
+            assert!(
+                kinds
+                    .get(&format!("{kind:?} {answer}"))
+                    .copied()
+                    .unwrap_or(0)
+                    > 100,
+                "{kinds:?}"
+            );
+        }
+    }
+}
+
+fn variant(value: &journey_runtime::value::Value) -> &'static str {
+    use journey_runtime::value::Value;
+    match value {
+        Value::Absent => "absent",
+        Value::Missing => "missing",
+        _ => "value",
+    }
+}
+
 #[test]
 fn the_examples_predicates_agree_with_the_interpreter() {
     let analysis = support::analyse(&support::journey_files("examples"));

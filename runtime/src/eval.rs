@@ -19,6 +19,7 @@ use smallvec::SmallVec;
 use crate::bytecode::opcode::{decode, Instruction, Opcode};
 use crate::bytecode::verify::kind;
 use crate::bytecode::{Block, Constant, Program};
+use crate::tree::Tree;
 use crate::value::{Str, Value};
 
 /// An expression's operand stack: on the machine stack unless the block nests deeply.
@@ -39,6 +40,9 @@ pub struct Prepared<'p> {
     reads_zone: Vec<bool>,
     /// The program's string constants, shared by the inputs equal to them (see `intern`).
     strings: FxHashSet<Arc<str>>,
+    /// By block: the block as a tree, the form it is interpreted in (`None`: not an
+    /// expression, or too deep; `eval` runs it).
+    trees: Vec<Option<Tree>>,
     /// Hot predicates as native code.
     #[cfg(feature = "jit")]
     hot: crate::jit::Hot,
@@ -80,6 +84,7 @@ impl<'p> Prepared<'p> {
             program,
             instructions,
             reads_zone: Vec::new(),
+            trees: Vec::new(),
             strings,
             constants,
             unset_profile: (0..profile_fields as u32)
@@ -91,11 +96,16 @@ impl<'p> Prepared<'p> {
         prepared.reads_zone = (0..program.blocks.len() as u32)
             .map(|b| prepared.block_reads_zone(b, 0))
             .collect();
+        prepared.trees = program
+            .blocks
+            .iter()
+            .map(|block| Tree::build(&prepared, block))
+            .collect();
         prepared
     }
 
     /// Evaluates block `block`: as native code once it is a hot predicate (the `jit` feature),
-    /// else by the interpreter (`eval`). Both give the same value.
+    /// else by the interpreter (its tree, else `eval`). All give the same value.
     #[inline]
     pub fn run(&self, block: u32, context: &dyn Context) -> Value {
         let Some(b) = self.program.blocks.get(block as usize) else {
@@ -105,7 +115,15 @@ impl<'p> Prepared<'p> {
         if let Some(value) = self.hot.run(self, block, context) {
             return value;
         }
-        eval(self, b, context)
+        match self.trees.get(block as usize) {
+            Some(Some(tree)) => tree.eval(context),
+            _ => eval(self, b, context),
+        }
+    }
+
+    /// Block `block` as a tree (`None`: `eval` runs it).
+    pub fn tree(&self, block: u32) -> Option<&Tree> {
+        self.trees.get(block as usize)?.as_ref()
     }
 
     /// When hot predicates are compiled (by default after 1,000 evaluations).
@@ -315,150 +333,32 @@ pub fn step(
     context: &dyn Context,
 ) -> Flow {
     let [a, _] = operands;
-    let ins_opcode = opcode;
     use Opcode::*;
-    match ins_opcode {
+    match opcode {
         Const => stack.push(prepared.constant(a)),
         LoadEvent => stack.push(context.event_field(a as u16)),
         LoadProfile => stack.push(context.profile_field(a as u16)),
         LoadSlot => stack.push(context.slot(a as u16)),
         Now => stack.push(Value::Timestamp(context.now())),
         EnteredAt => stack.push(Value::Timestamp(context.entered_at())),
-        GetField => {
-            let record = pop(stack);
-            stack.push(match record {
-                Value::Record(fields) => fields.get(a as usize).cloned().unwrap_or(Value::Absent),
-                Value::Missing => Value::Missing,
-                _ => Value::Absent,
-            });
-        }
         MakeList => {
             let at = stack.len().saturating_sub(a as usize);
-            let list = match stack[at..].iter().find(|v| matches!(v, Value::Missing)) {
-                Some(_) => Value::Missing,
-                None => Value::List(stack[at..].iter().cloned().collect()),
-            };
+            let list = make_list(&stack[at..]);
             stack.truncate(at);
             stack.push(list);
-        }
-        Add | Sub | Mul | Div => {
-            let b = pop(stack);
-            let a_value = pop(stack);
-            stack.push(arithmetic(ins_opcode, a, a_value, b));
-        }
-        Neg => {
-            let v = pop(stack);
-            stack.push(match v {
-                Value::Int(n) => n.checked_neg().map_or(Value::Absent, Value::Int),
-                Value::Float(n) => Value::Float(-n),
-                Value::Duration(n) => n.checked_neg().map_or(Value::Absent, Value::Duration),
-                other => passthrough(other),
-            });
-        }
-        ToFloat => {
-            let v = pop(stack);
-            stack.push(match v {
-                Value::Int(n) => Value::Float(n as f64),
-                other => other,
-            });
-        }
-        Eq | Ne => {
-            let b = pop(stack);
-            let a_value = pop(stack);
-            stack.push(match (&a_value, &b) {
-                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                _ => Value::Bool(equal(&a_value, &b) == (ins_opcode == Eq)),
-            });
-        }
-        Lt | Le | Gt | Ge => {
-            let b = pop(stack);
-            let a_value = pop(stack);
-            stack.push(order(ins_opcode, a, &a_value, &b));
-        }
-        Not => {
-            let v = pop(stack);
-            stack.push(match v {
-                Value::Bool(b) => Value::Bool(!b),
-                other => passthrough(other),
-            });
-        }
-        And | Or => {
-            let b = pop(stack);
-            let a_value = pop(stack);
-            stack.push(match (a_value, b) {
-                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                (Value::Bool(x), Value::Bool(y)) => {
-                    Value::Bool(if ins_opcode == And { x && y } else { x || y })
-                }
-                _ => Value::Absent,
-            });
-        }
-        IsSet => {
-            let v = pop(stack);
-            stack.push(match v {
-                Value::Missing => Value::Missing,
-                other => Value::Bool(other.is_present()),
-            });
-        }
-        Coalesce => {
-            let b = pop(stack);
-            let a_value = pop(stack);
-            stack.push(match a_value {
-                Value::Absent => b,
-                other => other,
-            });
-        }
-        In => {
-            let list = pop(stack);
-            let item = pop(stack);
-            stack.push(match (&item, &list) {
-                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                (_, Value::List(items)) => Value::Bool(items.iter().any(|v| equal(v, &item))),
-                _ => Value::Absent,
-            });
         }
         Count => stack.push(context.history(a as u16, HistoryOp::Count)),
         Did => stack.push(context.history(a as u16, HistoryOp::Did)),
         Last => stack.push(context.history(a as u16, HistoryOp::Last)),
         Sum => stack.push(context.history(a as u16, HistoryOp::Sum)),
-        Hour | Weekday | Date => {
+        op if arity(op) == Some(1) => {
             let v = pop(stack);
-            stack.push(match v {
-                Value::Timestamp(ms) => calendar(ins_opcode, ms, context.zone()),
-                other => passthrough(other),
-            });
+            stack.push(unary(op, a, &v, context));
         }
-        Lower | Upper => {
-            let v = pop(stack);
-            stack.push(match v {
-                Value::Str(s) => Value::str(&if ins_opcode == Lower {
-                    s.to_lowercase()
-                } else {
-                    s.to_uppercase()
-                }),
-                other => passthrough(other),
-            });
-        }
-        StartsWith | EndsWith | Contains => {
-            let p = pop(stack);
-            let s = pop(stack);
-            stack.push(match (&s, &p) {
-                (Value::Missing, _) | (_, Value::Missing) => Value::Missing,
-                (Value::Str(s), Value::Str(p)) => Value::Bool(match ins_opcode {
-                    StartsWith => s.starts_with(&**p),
-                    EndsWith => s.ends_with(&**p),
-                    _ => s.contains(&**p),
-                }),
-                _ => Value::Absent,
-            });
-        }
-        Len => {
-            let v = pop(stack);
-            stack.push(match v {
-                Value::Str(s) => Value::Int(s.chars().count() as i64),
-                Value::List(items) => Value::Int(items.len() as i64),
-                other => passthrough(other),
-            });
+        op if arity(op) == Some(2) => {
+            let b = pop(stack);
+            let a_value = pop(stack);
+            stack.push(binary(op, a, &a_value, &b));
         }
         Return => return Flow::Return(pop(stack)),
         _ => return Flow::NotAnExpression,
@@ -466,16 +366,184 @@ pub fn step(
     Flow::Next
 }
 
-fn pop(stack: &mut Stack) -> Value {
-    stack.pop().unwrap_or(Value::Absent)
+/// How many operands an operation pops (`None`: it is not an operation on popped values —
+/// a load, a constant, a history query, `MakeList`, control or a step).
+pub(crate) fn arity(opcode: Opcode) -> Option<usize> {
+    use Opcode::*;
+    match opcode {
+        GetField | Neg | ToFloat | Not | IsSet | Hour | Weekday | Date | Lower | Upper | Len => {
+            Some(1)
+        }
+        Add | Sub | Mul | Div | Eq | Ne | Lt | Le | Gt | Ge | And | Or | Coalesce | In
+        | StartsWith | EndsWith | Contains => Some(2),
+        _ => None,
+    }
 }
 
-/// Absent and missing pass through an operation unchanged; any other surprise is absent.
-fn passthrough(value: Value) -> Value {
-    match value {
-        Value::Missing => Value::Missing,
+/// The value of a one-operand operation (`arity` 1) with operand `a` on `v`.
+pub(crate) fn unary(opcode: Opcode, a: u32, v: &Value, context: &dyn Context) -> Value {
+    use Opcode::*;
+    match (opcode, v) {
+        (_, Value::Missing) => Value::Missing,
+        (GetField, Value::Record(fields)) => {
+            fields.get(a as usize).cloned().unwrap_or(Value::Absent)
+        }
+        (Neg, Value::Int(n)) => n.checked_neg().map_or(Value::Absent, Value::Int),
+        (Neg, Value::Float(n)) => Value::Float(-n),
+        (Neg, Value::Duration(n)) => n.checked_neg().map_or(Value::Absent, Value::Duration),
+        (ToFloat, Value::Int(n)) => Value::Float(*n as f64),
+        (ToFloat, other) => other.clone(),
+        (Not | IsSet, _) => truth_of_unary(opcode, v).into(),
+        (Hour | Weekday | Date, Value::Timestamp(ms)) => calendar(opcode, *ms, context.zone()),
+        (Lower, Value::Str(s)) => Value::str(&s.to_lowercase()),
+        (Upper, Value::Str(s)) => Value::str(&s.to_uppercase()),
+        (Len, Value::Str(s)) => Value::Int(s.chars().count() as i64),
+        (Len, Value::List(items)) => Value::Int(items.len() as i64),
         _ => Value::Absent,
     }
+}
+
+/// The value of a two-operand operation (`arity` 2) with operand `k` on `a` and `b`.
+pub(crate) fn binary(opcode: Opcode, k: u32, a: &Value, b: &Value) -> Value {
+    use Opcode::*;
+    match opcode {
+        Add | Sub | Mul | Div => arithmetic(opcode, k, a, b),
+        Coalesce => match a {
+            Value::Absent => b.clone(),
+            other => other.clone(),
+        },
+        _ => truth_of_binary(opcode, k, a, b).into(),
+    }
+}
+
+/// The outcome of a condition: a bool, or why there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    False,
+    True,
+    /// An operand was absent, or not of the operation's type.
+    Absent,
+    /// An operand was a missing profile read (LANGUAGE.md §3.1).
+    Missing,
+}
+
+impl Truth {
+    /// A value read as a condition: `Bool`, `Missing`, else `Absent`.
+    pub fn of(value: &Value) -> Truth {
+        match value {
+            Value::Bool(b) => Truth::from(*b),
+            Value::Missing => Truth::Missing,
+            _ => Truth::Absent,
+        }
+    }
+}
+
+impl From<bool> for Truth {
+    fn from(b: bool) -> Truth {
+        if b {
+            Truth::True
+        } else {
+            Truth::False
+        }
+    }
+}
+
+impl From<Truth> for Value {
+    fn from(t: Truth) -> Value {
+        match t {
+            Truth::False => Value::Bool(false),
+            Truth::True => Value::Bool(true),
+            Truth::Absent => Value::Absent,
+            Truth::Missing => Value::Missing,
+        }
+    }
+}
+
+/// Whether `opcode` gives a condition (`truth_of_unary`, `truth_of_binary`).
+pub(crate) fn gives_truth(opcode: Opcode) -> bool {
+    use Opcode::*;
+    matches!(
+        opcode,
+        Not | IsSet
+            | Eq
+            | Ne
+            | Lt
+            | Le
+            | Gt
+            | Ge
+            | And
+            | Or
+            | In
+            | StartsWith
+            | EndsWith
+            | Contains
+    )
+}
+
+/// `Not` or `IsSet` on `v`.
+pub(crate) fn truth_of_unary(opcode: Opcode, v: &Value) -> Truth {
+    match (opcode, v) {
+        (_, Value::Missing) => Truth::Missing,
+        (Opcode::IsSet, other) => Truth::from(other.is_present()),
+        (Opcode::Not, Value::Bool(b)) => Truth::from(!b),
+        _ => Truth::Absent,
+    }
+}
+
+/// `And` or `Or` on two conditions (both evaluated: a missing read on either side makes the
+/// whole missing).
+pub(crate) fn logic(opcode: Opcode, a: Truth, b: Truth) -> Truth {
+    match (a, b) {
+        (Truth::Missing, _) | (_, Truth::Missing) => Truth::Missing,
+        (Truth::Absent, _) | (_, Truth::Absent) => Truth::Absent,
+        (x, y) => {
+            let (x, y) = (x == Truth::True, y == Truth::True);
+            Truth::from(if opcode == Opcode::And {
+                x && y
+            } else {
+                x || y
+            })
+        }
+    }
+}
+
+/// A comparison, `And`/`Or`, `In` or a string test on `a` and `b` (operand `k`).
+pub(crate) fn truth_of_binary(opcode: Opcode, k: u32, a: &Value, b: &Value) -> Truth {
+    use Opcode::*;
+    if matches!(a, Value::Missing) || matches!(b, Value::Missing) {
+        return Truth::Missing;
+    }
+    match opcode {
+        Eq | Ne => Truth::from(equal(a, b) == (opcode == Eq)),
+        Lt | Le | Gt | Ge => order(opcode, k, a, b),
+        And | Or => logic(opcode, Truth::of(a), Truth::of(b)),
+        In => match b {
+            Value::List(items) => Truth::from(items.iter().any(|v| equal(v, a))),
+            _ => Truth::Absent,
+        },
+        StartsWith | EndsWith | Contains => match (a, b) {
+            (Value::Str(s), Value::Str(p)) => Truth::from(match opcode {
+                StartsWith => s.starts_with(&**p),
+                EndsWith => s.ends_with(&**p),
+                _ => s.contains(&**p),
+            }),
+            _ => Truth::Absent,
+        },
+        _ => Truth::Absent,
+    }
+}
+
+/// `MakeList` over `items`: missing if any item is.
+pub(crate) fn make_list(items: &[Value]) -> Value {
+    if items.iter().any(|v| matches!(v, Value::Missing)) {
+        Value::Missing
+    } else {
+        Value::List(items.iter().cloned().collect())
+    }
+}
+
+fn pop(stack: &mut Stack) -> Value {
+    stack.pop().unwrap_or(Value::Absent)
 }
 
 /// The value of a profile field the user's traits do not set: its default, else absent for an
@@ -523,36 +591,36 @@ pub fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn arithmetic(op: Opcode, k: u32, a: Value, b: Value) -> Value {
+fn arithmetic(op: Opcode, k: u32, a: &Value, b: &Value) -> Value {
     use Value::*;
-    match (&a, &b) {
+    match (a, b) {
         (Missing, _) | (_, Missing) => return Missing,
         (Absent, _) | (_, Absent) => return Absent,
         _ => {}
     }
     let result = match (op, k, a, b) {
-        (Opcode::Add, kind::INT, Int(x), Int(y)) => x.checked_add(y).map(Int),
-        (Opcode::Sub, kind::INT, Int(x), Int(y)) => x.checked_sub(y).map(Int),
-        (Opcode::Mul, kind::INT, Int(x), Int(y)) => x.checked_mul(y).map(Int),
-        (Opcode::Add, kind::FLOAT, Float(x), Float(y)) => Some(Float(x + y)),
-        (Opcode::Sub, kind::FLOAT, Float(x), Float(y)) => Some(Float(x - y)),
-        (Opcode::Mul, kind::FLOAT, Float(x), Float(y)) => Some(Float(x * y)),
-        (Opcode::Div, kind::FLOAT, Float(x), Float(y)) => (y != 0.0).then(|| Float(x / y)),
-        (Opcode::Add, kind::DURATION, Duration(x), Duration(y)) => x.checked_add(y).map(Duration),
-        (Opcode::Sub, kind::DURATION, Duration(x), Duration(y)) => x.checked_sub(y).map(Duration),
-        (Opcode::Add, kind::TIMESTAMP_DURATION, Timestamp(x), Duration(y)) => {
+        (Opcode::Add, kind::INT, &Int(x), &Int(y)) => x.checked_add(y).map(Int),
+        (Opcode::Sub, kind::INT, &Int(x), &Int(y)) => x.checked_sub(y).map(Int),
+        (Opcode::Mul, kind::INT, &Int(x), &Int(y)) => x.checked_mul(y).map(Int),
+        (Opcode::Add, kind::FLOAT, &Float(x), &Float(y)) => Some(Float(x + y)),
+        (Opcode::Sub, kind::FLOAT, &Float(x), &Float(y)) => Some(Float(x - y)),
+        (Opcode::Mul, kind::FLOAT, &Float(x), &Float(y)) => Some(Float(x * y)),
+        (Opcode::Div, kind::FLOAT, &Float(x), &Float(y)) => (y != 0.0).then(|| Float(x / y)),
+        (Opcode::Add, kind::DURATION, &Duration(x), &Duration(y)) => x.checked_add(y).map(Duration),
+        (Opcode::Sub, kind::DURATION, &Duration(x), &Duration(y)) => x.checked_sub(y).map(Duration),
+        (Opcode::Add, kind::TIMESTAMP_DURATION, &Timestamp(x), &Duration(y)) => {
             x.checked_add(y).map(Timestamp)
         }
-        (Opcode::Sub, kind::TIMESTAMP_DURATION, Timestamp(x), Duration(y)) => {
+        (Opcode::Sub, kind::TIMESTAMP_DURATION, &Timestamp(x), &Duration(y)) => {
             x.checked_sub(y).map(Timestamp)
         }
-        (Opcode::Sub, kind::TIMESTAMP_TIMESTAMP, Timestamp(x), Timestamp(y)) => {
+        (Opcode::Sub, kind::TIMESTAMP_TIMESTAMP, &Timestamp(x), &Timestamp(y)) => {
             x.checked_sub(y).map(Duration)
         }
-        (Opcode::Mul, kind::DURATION_FLOAT, Duration(x), Float(y)) => {
+        (Opcode::Mul, kind::DURATION_FLOAT, &Duration(x), &Float(y)) => {
             finite_ms(x as f64 * y).map(Duration)
         }
-        (Opcode::Div, kind::DURATION_FLOAT, Duration(x), Float(y)) => (y != 0.0)
+        (Opcode::Div, kind::DURATION_FLOAT, &Duration(x), &Float(y)) => (y != 0.0)
             .then(|| finite_ms(x as f64 / y))
             .flatten()
             .map(Duration),
@@ -567,21 +635,21 @@ fn finite_ms(ms: f64) -> Option<i64> {
     (ms.is_finite() && ms.abs() < 9.0e15).then(|| ms.round() as i64)
 }
 
-fn order(op: Opcode, k: u32, a: &Value, b: &Value) -> Value {
+fn order(op: Opcode, k: u32, a: &Value, b: &Value) -> Truth {
     use std::cmp::Ordering;
     let ordering = match (a, b) {
-        (Value::Missing, _) | (_, Value::Missing) => return Value::Missing,
+        (Value::Missing, _) | (_, Value::Missing) => return Truth::Missing,
         (Value::Int(x), Value::Int(y)) if k == kind::INT => x.cmp(y),
         (Value::Float(x), Value::Float(y)) if k == kind::FLOAT => match x.partial_cmp(y) {
             Some(o) => o,
-            None => return Value::Absent,
+            None => return Truth::Absent,
         },
         (Value::Str(x), Value::Str(y)) if k == kind::STRING => x.cmp(y),
         (Value::Timestamp(x), Value::Timestamp(y)) if k == kind::TIMESTAMP => x.cmp(y),
         (Value::Duration(x), Value::Duration(y)) if k == kind::DURATION => x.cmp(y),
-        _ => return Value::Absent,
+        _ => return Truth::Absent,
     };
-    Value::Bool(match op {
+    Truth::from(match op {
         Opcode::Lt => ordering == Ordering::Less,
         Opcode::Le => ordering != Ordering::Greater,
         Opcode::Gt => ordering == Ordering::Greater,

@@ -8,5 +8,6 @@ pub mod bytecode;
 pub mod eval;
 #[cfg(feature = "jit")]
 pub mod jit;
+pub mod tree;
 pub mod value;
 pub mod vm;

@@ -63,7 +63,7 @@ pub enum Kind {
     StrList,
 }
 
-const KINDS: [Kind; 7] = [
+pub const KINDS: [Kind; 7] = [
     Kind::Bool,
     Kind::Int,
     Kind::Float,
@@ -167,6 +167,11 @@ impl Base {
     /// The base program with one more block, a random predicate of about `size` operations
     /// over the event and the journey; returns it with the block's index.
     pub fn predicate(&self, choose: &mut dyn Choose, size: u32) -> (Program, u32) {
+        self.expression(choose, size, Kind::Bool)
+    }
+
+    /// As `predicate`, for an expression of any kind in `KINDS`.
+    pub fn expression(&self, choose: &mut dyn Choose, size: u32, kind: Kind) -> (Program, u32) {
         let mut program = self.program.clone();
         let first_query = program.history.len();
         let f = self
@@ -194,12 +199,21 @@ impl Base {
             first_query: first_query as u32,
             budget: size,
         };
-        emitter.value(Kind::Bool);
+        emitter.value(kind);
         encode(&mut emitter.program.code, Opcode::Return, &[]);
+        let result = match kind {
+            Kind::Bool => types::BOOL,
+            Kind::Int => types::INT,
+            Kind::Float => types::FLOAT,
+            Kind::Str | Kind::Enum => types::STRING,
+            Kind::Timestamp => types::TIMESTAMP,
+            Kind::Duration => types::DURATION,
+            Kind::IntList | Kind::StrList => panic!("{kind:?} blocks are not generated"),
+        };
         let length = program.code.len() as u32 - offset;
         program.blocks.push(Block {
             kind: BlockKind::Expression {
-                result: types::BOOL,
+                result,
                 event: 0,
                 journey: 0,
             },
