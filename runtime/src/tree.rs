@@ -142,7 +142,7 @@ fn truth(node: &Node, context: &dyn Context) -> Truth {
     match node {
         Node::Unary(op, _, arg) if gives_truth(*op) => match arg.gives_truth() {
             true => truth_of_unary(*op, &truth(arg, context).into()),
-            false => truth_of_unary(*op, &get(arg, context)),
+            false => truth_of_unary(*op, &operand(arg, context)),
         },
         Node::Binary(op @ (Opcode::And | Opcode::Or), _, args) => {
             let [left, right] = &**args;
@@ -150,9 +150,30 @@ fn truth(node: &Node, context: &dyn Context) -> Truth {
         }
         Node::Binary(op, k, args) if gives_truth(*op) => {
             let [left, right] = &**args;
-            truth_of_binary(*op, *k, &get(left, context), &get(right, context))
+            truth_of_binary(*op, *k, &operand(left, context), &operand(right, context))
         }
-        other => Truth::of(&get(other, context)),
+        other => Truth::of(&operand(other, context)),
+    }
+}
+
+/// `get`, with constants and loads (most operands) taken here rather than by a call.
+#[inline(always)]
+fn operand<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
+    match node {
+        Node::Const(v) => Got::Lent(v),
+        Node::Load(read) => load(*read, context),
+        other => get(other, context),
+    }
+}
+
+fn load(read: Read, context: &dyn Context) -> Got<'_> {
+    match context.lend(read) {
+        Some(v) => Got::Lent(v),
+        None => Got::Made(match read {
+            Read::Event(f) => context.event_field(f),
+            Read::Profile(f) => context.profile_field(f),
+            Read::Slot(s) => context.slot(s),
+        }),
     }
 }
 
@@ -162,21 +183,19 @@ fn get<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
     }
     match node {
         Node::Const(v) => Got::Lent(v),
-        Node::Load(read) => match context.lend(*read) {
-            Some(v) => Got::Lent(v),
-            None => Got::Made(match *read {
-                Read::Event(f) => context.event_field(f),
-                Read::Profile(f) => context.profile_field(f),
-                Read::Slot(s) => context.slot(s),
-            }),
-        },
+        Node::Load(read) => load(*read, context),
         Node::Now => Got::Made(Value::Timestamp(context.now())),
         Node::EnteredAt => Got::Made(Value::Timestamp(context.entered_at())),
         Node::History(query, op) => Got::Made(context.history(*query, *op)),
-        Node::Unary(op, a, arg) => Got::Made(unary(*op, *a, &get(arg, context), context)),
+        Node::Unary(op, a, arg) => Got::Made(unary(*op, *a, &operand(arg, context), context)),
         Node::Binary(op, k, args) => {
             let [left, right] = &**args;
-            Got::Made(binary(*op, *k, &get(left, context), &get(right, context)))
+            Got::Made(binary(
+                *op,
+                *k,
+                &operand(left, context),
+                &operand(right, context),
+            ))
         }
         Node::List(items) => {
             let items: Vec<Value> = items.iter().map(|n| get(n, context).clone()).collect();

@@ -180,6 +180,11 @@ impl std::ops::Deref for Str {
 impl PartialEq for Str {
     fn eq(&self, other: &Str) -> bool {
         match (&self.0, &other.0) {
+            // Word compares, no `memcmp` call: in-place bytes past the length are zero
+            // (`Str::new`), so equal strings have equal arrays.
+            (Repr::Inline(a), Repr::Inline(b)) => {
+                a.len as u8 == b.len as u8 && a.bytes.0 == b.bytes.0
+            }
             (Repr::Shared(a), Repr::Shared(b)) if Arc::ptr_eq(a, b) => true,
             _ => self.as_bytes() == other.as_bytes(),
         }

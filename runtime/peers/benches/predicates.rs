@@ -3,7 +3,8 @@
 //! event; then compile time per predicate.
 //!
 //! `cargo bench --manifest-path runtime/peers/Cargo.toml` (`PEERS_EVALS` sets the evaluations
-//! per timing, 200,000 by default; each timing is taken 7 times and the median printed).
+//! per timing, 200,000 by default; each timing is taken 7 times and the median printed;
+//! `PEERS_ONLY=native|jit|interpreter|stack|cel|rhai|evalexpr` times one engine alone).
 //!
 //! Every engine starts from the same decoded event: a `[Value]` as the VM holds it (short
 //! strings in place, no allocation). Binding is what each engine needs before it can evaluate:
@@ -257,12 +258,15 @@ fn time(evals: usize, mut evaluate: impl FnMut(usize) -> bool) -> f64 {
 
 /// Median ns per evaluation of each engine: 7 rounds, each engine timed once a round in turn
 /// (so that a machine slowing down mid-run slows every engine alike). An engine is its timing
-/// loop: `time` over its evaluation.
-fn time_engines(engines: &mut [&mut dyn FnMut() -> f64]) -> Vec<f64> {
+/// loop: `time` over its evaluation. With `PEERS_ONLY=name` only that engine runs (for
+/// profiling it); the others show NaN.
+fn time_engines(engines: &mut [(&str, &mut dyn FnMut() -> f64)]) -> Vec<f64> {
+    let only = std::env::var("PEERS_ONLY").ok();
     let mut timings = vec![Vec::new(); engines.len()];
     for _ in 0..7 {
-        for (i, engine) in engines.iter_mut().enumerate() {
-            timings[i].push(engine());
+        for (i, (name, engine)) in engines.iter_mut().enumerate() {
+            let runs = only.as_deref().is_none_or(|only| only == *name);
+            timings[i].push(if runs { engine() } else { f64::NAN });
         }
     }
     timings
@@ -402,13 +406,13 @@ fn main() {
         let mut evalexpr = |i: usize| evalexpr(black_box(&samples[i % SAMPLES]));
         let peers = evals / 10;
         let ns = time_engines(&mut [
-            &mut || time(evals, &mut native),
-            &mut || time(evals, &mut jit),
-            &mut || time(evals, &mut interpreter),
-            &mut || time(evals, &mut stack),
-            &mut || time(peers, &mut cel),
-            &mut || time(peers, &mut rhai),
-            &mut || time(peers, &mut evalexpr),
+            ("native", &mut || time(evals, &mut native)),
+            ("jit", &mut || time(evals, &mut jit)),
+            ("interpreter", &mut || time(evals, &mut interpreter)),
+            ("stack", &mut || time(evals, &mut stack)),
+            ("cel", &mut || time(peers, &mut cel)),
+            ("rhai", &mut || time(peers, &mut rhai)),
+            ("evalexpr", &mut || time(peers, &mut evalexpr)),
         ]);
         let [native, jit, interpreter, stack, cel_ns, rhai_ns, evalexpr_ns] = ns[..] else {
             unreachable!("seven engines");
