@@ -279,6 +279,9 @@ impl Predicate {
         if self.loads.len() > INLINE_LOADS {
             return self.run_copied(context);
         }
+        if self.loads.is_empty() {
+            return self.call(context, &[]);
+        }
         // The common case: a few values, bound in place where the context lends them.
         let mut bound = [Bound::EMPTY; INLINE_LOADS];
         for (slot, load) in bound.iter_mut().zip(self.loads.iter()) {
