@@ -321,6 +321,73 @@ fn navigation_rename_and_hover() {
     client.stop();
 }
 
+/// While one journey of a file has a syntax error (since the server started), the declarations
+/// that parse can still be navigated, hovered, completed and hinted, and the file reports only
+/// the syntax error (nothing that names the broken journey is reported unknown).
+#[test]
+fn navigation_while_a_file_does_not_parse() {
+    let schema = "/// Someone looked at a page.\nevent Seen { page: string }\n";
+    let text = "journey broken {\n  entry on Seen where page ==\n}\n\njourney ok {\n  entry on Seen as v where v.page == \"/\"\n  start broken\n  wait 1d\n}\n";
+    let folder = workspace(
+        "partial",
+        &[("schema.journey", schema), ("j.journey", text)],
+    );
+    let (schema_uri, file) = (
+        uri(&folder.join("schema.journey")),
+        uri(&folder.join("j.journey")),
+    );
+    let mut client = start();
+    initialize(&mut client, &folder);
+    let published = client.diagnostics_for(&file);
+    let diagnostics = published["diagnostics"].as_array().expect("a list");
+    assert_eq!(diagnostics.len(), 1, "{published}");
+    assert_eq!(diagnostics[0]["code"], "E0101", "{published}");
+
+    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } });
+    // `Seen` in the journey that parses → its declaration in the other file.
+    let definition = client.request("textDocument/definition", at(5, 12));
+    assert_eq!(definition["uri"], schema_uri, "{definition}");
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 1, "character": 6 })
+    );
+    // The binding `v`: declared once, read once.
+    let mut params = at(5, 20);
+    params["context"] = json!({ "includeDeclaration": true });
+    let references = client.request("textDocument/references", params);
+    assert_eq!(references.as_array().map(Vec::len), Some(2), "{references}");
+    let hover = client.request("textDocument/hover", at(5, 12));
+    let hover_text = hover["contents"]["value"].as_str().unwrap_or("");
+    assert!(hover_text.contains("Someone looked at a page."), "{hover}");
+    // Nothing is found inside the journey that does not parse.
+    let inside = client.request("textDocument/definition", at(1, 12));
+    assert_eq!(inside, Value::Null, "{inside}");
+    // The journey that parses shows its steps' timing.
+    let hints = client.request(
+        "textDocument/inlayHint",
+        json!({
+            "textDocument": { "uri": file },
+            "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 9, "character": 0 } },
+        }),
+    );
+    let shown: Vec<(u64, &str)> = hints
+        .as_array()
+        .expect("hints")
+        .iter()
+        .map(|h| {
+            (
+                h["position"]["line"].as_u64().unwrap_or(99),
+                h["label"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(shown, [(6, "+0s"), (7, "+0s")], "{hints}");
+    // No analysis ever had every file parse; completion takes the names that parse now.
+    let events = client.request("textDocument/completion", at(1, 11));
+    assert_eq!(events[0]["label"], "Seen", "{events}");
+    client.stop();
+}
+
 /// Completion while the file is being typed (it does not parse): event names after `on`, from
 /// the last analysis in which the files parsed; profile fields after `profile.`.
 #[test]

@@ -42,9 +42,14 @@ pub fn analyse_with(
     let mut loaded = workspace::load_with(provider, roots, cache);
     if loaded.has_errors() {
         let diagnostics = std::mem::take(&mut loaded.diagnostics);
+        // The items that parsed are checked all the same, for an editor to navigate; what the
+        // check finds is left out, since everything naming an item that did not parse would
+        // be reported as unknown.
+        let (partial, _) = check::check(&loaded);
         return Analysis {
             workspace: loaded,
             program: None,
+            partial: Some(partial),
             diagnostics,
         };
     }
@@ -55,6 +60,7 @@ pub fn analyse_with(
     Analysis {
         workspace: loaded,
         program: Some(program),
+        partial: None,
         diagnostics,
     }
 }
@@ -65,7 +71,17 @@ pub struct Analysis {
     pub workspace: workspace::Workspace,
     /// The checked program, when every file parsed.
     pub program: Option<check::Program>,
+    /// Otherwise, the program checked from the items that did parse (an item with a syntax
+    /// error is left out): what an editor navigates while someone types. Never compiled.
+    pub partial: Option<check::Program>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Analysis {
+    /// The program to look names up in: the checked one, else the partial one.
+    pub fn navigable(&self) -> Option<&check::Program> {
+        self.program.as_ref().or(self.partial.as_ref())
+    }
 }
 pub use diagnostic::{Diagnostic, Label, Severity};
 pub use source::{FileId, SourceMap, Span};

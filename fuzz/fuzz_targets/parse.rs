@@ -1,7 +1,7 @@
-//! Any bytes → decode, split, parse, check (when it parses) and render every diagnostic in every
-//! format: nothing may panic, and every label must point inside its file. A program that checks
-//! without errors is compiled: its bytecode must verify, survive writing and reading back, and
-//! run on a few inputs.
+//! Any bytes → decode, split, parse, check (the items that parse, even when others do not) and
+//! render every diagnostic in every format: nothing may panic, and every label must point inside
+//! its file. A program that checks without errors is compiled: its bytecode must verify, survive
+//! writing and reading back, and run on a few inputs.
 #![no_main]
 
 #[path = "../../tests/support/exercise.rs"]

@@ -1,7 +1,8 @@
 //! The text before the cursor + the last checked program → completions.
 //!
 //! The context is read from the text itself, not the tree: while someone types, the file seldom
-//! parses. Names come from the last analysis in which every file parsed.
+//! parses. Names come from the last analysis in which every file parsed, else (a file was broken
+//! from the start) from the items that parse.
 
 use journey_compiler::check::{Program, RecordType, Type};
 use tower_lsp_server::ls_types::{CompletionItem, CompletionItemKind};

@@ -34,8 +34,8 @@ struct State {
     documents: Documents,
     /// The files parsed so far: only changed files are parsed again.
     parses: journey_compiler::workspace::ParseCache,
-    /// The analysis of the newest texts (timing facts for inlay hints) and its name index
-    /// (when every file parsed).
+    /// The analysis of the newest texts (timing facts for inlay hints) and its name index (of
+    /// the items that parsed, while a file does not).
     analysis: Option<journey_compiler::Analysis>,
     index: Option<journey_compiler::index::Index>,
     /// While a file does not parse: the last analysis in which every file did (completion
@@ -89,9 +89,9 @@ impl Backend {
             .filter(|(_, d, _)| !d.is_empty())
             .map(|(p, _, _)| p.clone())
             .collect();
+        // While a file does not parse, names are looked up among the items that did.
         state.index = analysis
-            .program
-            .as_ref()
+            .navigable()
             .map(|program| journey_compiler::index::Index::build(&analysis.workspace, program));
         if analysis.program.is_some() {
             state.last_good = None;
@@ -120,7 +120,8 @@ impl Backend {
         self.state.lock().await
     }
 
-    /// Runs `ask` on the workspace's index at a position (`None` while a file does not parse).
+    /// Runs `ask` on the workspace's index at a position (while a file does not parse, the
+    /// index holds the items that did).
     async fn navigate<T>(
         &self,
         uri: &Uri,
@@ -340,11 +341,14 @@ impl LanguageServer for Backend {
         };
         let offset = LineIndex::new(&text).offset(&text, at.position);
         let state = self.analysed().await;
+        // The names of the newest complete check, else of the last one (it still has the item
+        // being typed), else of the items that parse now (a file was broken from the start).
         let program = state
             .analysis
             .as_ref()
             .and_then(|a| a.program.as_ref())
-            .or_else(|| state.last_good.as_ref().and_then(|a| a.program.as_ref()));
+            .or_else(|| state.last_good.as_ref().and_then(|a| a.program.as_ref()))
+            .or_else(|| state.analysis.as_ref().and_then(|a| a.partial.as_ref()));
         Ok(Some(CompletionResponse::Array(complete::complete(
             &text, offset, program,
         ))))
@@ -445,7 +449,7 @@ impl LanguageServer for Backend {
             return Ok(None);
         };
         let (Some(program), Some(file)) = (
-            &analysis.program,
+            analysis.navigable(),
             analysis
                 .workspace
                 .sources

@@ -148,8 +148,7 @@ impl<'a> Navigator<'a> {
     fn expression(&self, file: FileId, offset: u32) -> Option<(String, Span)> {
         let (_, span, ty) = self
             .analysis
-            .program
-            .as_ref()?
+            .navigable()?
             .expression_types
             .iter()
             .filter(|(f, s, _)| *f == file && s.start <= offset && offset <= s.end)
@@ -159,7 +158,7 @@ impl<'a> Navigator<'a> {
 
     /// The innermost step around `offset` and when it can be reached after entry.
     fn step(&self, file: FileId, offset: u32) -> Option<(String, Span)> {
-        let program = self.analysis.program.as_ref()?;
+        let program = self.analysis.navigable()?;
         let step = program
             .journeys
             .iter()
@@ -199,7 +198,7 @@ impl<'a> Navigator<'a> {
     }
 
     fn describe(&self, symbol: &Symbol) -> Option<String> {
-        let program = self.analysis.program.as_ref()?;
+        let program = self.analysis.navigable()?;
         let code = |s: String| format!("```journey\n{s}\n```");
         let doc = |d: &Option<String>| d.as_ref().map(|d| format!("\n\n{d}")).unwrap_or_default();
         Some(match symbol {
