@@ -277,17 +277,7 @@ fn navigation_rename_and_hover() {
     );
     let mut params = at(4, 8);
     params["newName"] = json!("journey");
-    client.next_id += 1;
-    let id = client.next_id;
-    client.send(
-        json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/rename", "params": params }),
-    );
-    let refused = loop {
-        let message = client.next_message();
-        if message["id"] == json!(id) {
-            break message;
-        }
-    };
+    let refused = client.answer("textDocument/rename", params);
     assert!(
         refused["error"]["message"]
             .as_str()
@@ -322,8 +312,9 @@ fn navigation_rename_and_hover() {
 }
 
 /// While one journey of a file has a syntax error (since the server started), the declarations
-/// that parse can still be navigated, hovered, completed and hinted, and the file reports only
-/// the syntax error (nothing that names the broken journey is reported unknown).
+/// that parse can still be navigated, hovered, completed and hinted (but not renamed: the uses
+/// in the broken journey would be missed), and the file reports only the syntax error (nothing
+/// that names the broken journey is reported unknown).
 #[test]
 fn navigation_while_a_file_does_not_parse() {
     let schema = "/// Someone looked at a page.\nevent Seen { page: string }\n";
@@ -359,6 +350,16 @@ fn navigation_while_a_file_does_not_parse() {
     let hover = client.request("textDocument/hover", at(5, 12));
     let hover_text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(hover_text.contains("Someone looked at a page."), "{hover}");
+    // A rename would miss the uses inside the journey that does not parse: refused.
+    let mut params = at(5, 12);
+    params["newName"] = json!("Viewed");
+    let refused = client.answer("textDocument/rename", params);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("syntax error")),
+        "{refused}"
+    );
     // Nothing is found inside the journey that does not parse.
     let inside = client.request("textDocument/definition", at(1, 12));
     assert_eq!(inside, Value::Null, "{inside}");

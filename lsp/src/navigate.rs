@@ -72,6 +72,15 @@ impl<'a> Navigator<'a> {
             .index
             .at(file, offset)
             .ok_or("there is no name here to rename")?;
+        if self.analysis.program.is_none() {
+            // The index holds only the items that parse: a rename now would miss the uses
+            // inside the others.
+            return Err(
+                "a file has a syntax error: fix it first, or the rename would miss the \
+                        names inside it"
+                    .to_string(),
+            );
+        }
         let valid = new_name
             .chars()
             .next()
