@@ -53,10 +53,12 @@ pub fn next_time_of_day(
 
 /// The local minute of the day of an instant.
 pub fn local_minute(zone: Tz, ms: i64) -> Option<u16> {
-    use chrono::Timelike;
-    zone.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| (t.hour() * 60 + t.minute()) as u16)
+    // The offset in force, then arithmetic: a local date and time is not needed, and making
+    // one costs more than the offset's lookup (this runs for every send under quiet hours).
+    let utc = chrono::DateTime::from_timestamp_millis(ms)?.naive_utc();
+    let offset = i64::from(zone.offset_from_utc_datetime(&utc).fix().local_minus_utc());
+    let local_seconds = ms.div_euclid(1000) + offset;
+    Some((local_seconds.rem_euclid(86_400) / 60) as u16)
 }
 
 /// Whether `minute` lies in the half-open window `[start, end)`, which may wrap midnight.
@@ -105,5 +107,33 @@ mod tests {
             Some(utc("2026-01-12T08:00:00Z"))
         );
         assert!(in_window(23 * 60, 21 * 60, 9 * 60) && !in_window(12 * 60, 21 * 60, 9 * 60));
+    }
+
+    #[test]
+    fn local_minute_is_the_local_clock_reading() {
+        use chrono::Timelike;
+        let zones = [
+            chrono_tz::UTC,
+            chrono_tz::Europe::Berlin,
+            chrono_tz::America::New_York,
+            chrono_tz::Asia::Kolkata,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::Pacific::Apia,
+        ];
+        // Every 7 minutes and 13 seconds over two years around DST changes, and before 1970.
+        let start = utc("2025-01-01T00:00:00Z");
+        for zone in zones {
+            for ms in (0..145_000i64).map(|i| start + i * 433_000).chain([
+                -1,
+                -86_400_001,
+                -2_208_988_800_000,
+            ]) {
+                let want = zone
+                    .timestamp_millis_opt(ms)
+                    .single()
+                    .map(|t| (t.hour() * 60 + t.minute()) as u16);
+                assert_eq!(local_minute(zone, ms), want, "{zone} {ms}");
+            }
+        }
     }
 }

@@ -26,7 +26,8 @@ impl UserIds {
     /// The id of `name`, whose hash is `hash`.
     pub(super) fn get(&self, hash: u64, name: &str) -> Option<UserId> {
         self.table
-            .find(hash, |(n, _)| n.as_str() == name)
+            // Bytes, not `as_str`: that would check the UTF-8 of every name compared.
+            .find(hash, |(n, _)| n.as_bytes() == name.as_bytes())
             .map(|(_, id)| *id)
     }
 
