@@ -6,9 +6,11 @@
 //! program has few) gets a lane, a FIFO queue that needs no sorting; timers due at a computed
 //! moment (`Due::At`: times of day, the end of quiet hours, scheduled entries) go to a binary
 //! heap. The next timer is the earliest among the lane heads and the heap's top: a scan over a
-//! handful of lanes instead of a heap of every timer.
+//! handful of lanes instead of a heap of every timer, done only when a timer is taken (a new
+//! timer is compared with the earliest as it is set).
 //!
 //! **Invariant:** within a lane, `(at, sequence)` increases from front to back.
+//! **Invariant:** `earliest` is the earliest of the lane fronts and the heap's top.
 
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -73,6 +75,9 @@ pub(crate) struct TimerQueue<T> {
     lanes: Vec<VecDeque<Scheduled<T>>>,
     lane_of_delay: FxHashMap<i64, usize>,
     heap: BinaryHeap<Scheduled<T>>,
+    /// Where the earliest timer is, and its key: the engine asks before every input, most
+    /// often to learn that nothing is due, so the lanes are scanned only when it changes.
+    earliest: Option<(Source, (i64, u64))>,
     sequence: u64,
     len: usize,
 }
@@ -83,6 +88,7 @@ impl<T> Default for TimerQueue<T> {
             lanes: Vec::new(),
             lane_of_delay: FxHashMap::default(),
             heap: BinaryHeap::new(),
+            earliest: None,
             sequence: 0,
             len: 0,
         }
@@ -112,16 +118,27 @@ impl<T> TimerQueue<T> {
             }
             _ => None,
         };
-        match lane.and_then(|l| self.lanes.get_mut(l)) {
+        let key = scheduled.key();
+        let source = match lane.and_then(|l| Some((l, self.lanes.get_mut(l)?))) {
             // A lane takes the timer only in order (always, while `now` does not go back).
-            Some(queue) if queue.back().is_none_or(|last| last.key() < scheduled.key()) => {
-                queue.push_back(scheduled)
+            Some((l, queue)) if queue.back().is_none_or(|last| last.key() < key) => {
+                queue.push_back(scheduled);
+                Source::Lane(l)
             }
-            _ => self.heap.push(scheduled),
+            _ => {
+                self.heap.push(scheduled);
+                Source::Heap
+            }
+        };
+        // A timer earlier than every other is at the front of its lane (a lane's front is never
+        // later than its back) or the heap's top.
+        if self.earliest.is_none_or(|(_, earliest)| key < earliest) {
+            self.earliest = Some((source, key));
         }
     }
 
-    fn next(&self) -> Option<(Source, i64)> {
+    /// The earliest timer, found by looking at every lane's front and the heap's top.
+    fn scan(&self) -> Option<(Source, (i64, u64))> {
         let mut best: Option<(Source, (i64, u64))> =
             self.heap.peek().map(|s| (Source::Heap, s.key()));
         for (i, lane) in self.lanes.iter().enumerate() {
@@ -131,7 +148,11 @@ impl<T> TimerQueue<T> {
                 }
             }
         }
-        best.map(|(source, (at, _))| (source, at))
+        best
+    }
+
+    fn next(&self) -> Option<(Source, i64)> {
+        self.earliest.map(|(source, (at, _))| (source, at))
     }
 
     /// When the next timer is due.
@@ -147,6 +168,7 @@ impl<T> TimerQueue<T> {
             Source::Heap => self.heap.pop(),
         }?;
         self.len -= 1;
+        self.earliest = self.scan();
         Some((at, scheduled.timer))
     }
 
