@@ -399,7 +399,7 @@ pub struct Engine<'p> {
     free: Vec<usize>,
     /// The arguments of sends deferred by quiet hours, by instance slot (rare, so kept out of
     /// the instance record).
-    deferred: FxHashMap<usize, Vec<Value>>,
+    deferred: FxHashMap<usize, Vec<(u32, Value)>>,
     next_token: u32,
     /// Timers set, due earliest (then first set) first.
     timers: TimerQueue<Timer>,
@@ -1899,11 +1899,13 @@ impl<'p> Engine<'p> {
                     return;
                 }
                 Opcode::Send => {
-                    let count = self.program.journeys[journey as usize].sends[a as usize]
-                        .args
-                        .len();
-                    let args: Vec<Value> =
-                        stack.drain(stack.len().saturating_sub(count)..).collect();
+                    // Named as the timeline records them, in one allocation.
+                    let names = &self.program.journeys[journey as usize].sends[a as usize].args;
+                    let args: Vec<(u32, Value)> = names
+                        .iter()
+                        .copied()
+                        .zip(stack.drain(stack.len().saturating_sub(names.len())..))
+                        .collect();
                     self.set_pc(index, next);
                     if let Some(defer_until) = self.quiet_deferral(index, a as u16) {
                         self.set_waiting(index, Waiting::Send { send: a as u16 });
@@ -2015,8 +2017,9 @@ impl<'p> Engine<'p> {
         clock::next_time_of_day(instance.zone, self.now, quiet.end_minute, |_| true)
     }
 
-    /// Emits a send, or records it as skipped (quiet hours with `skip`, or a cap).
-    fn deliver(&mut self, index: usize, send: u16, args: Vec<Value>) {
+    /// Emits a send with its arguments `(name, value)`, or records it as skipped (quiet hours
+    /// with `skip`, or a cap).
+    fn deliver(&mut self, index: usize, send: u16, args: Vec<(u32, Value)>) {
         let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
             return;
         };
@@ -2097,7 +2100,7 @@ impl<'p> Engine<'p> {
             template: Some(s.template).filter(|t| *t != NONE),
             id: Some(s.id).filter(|i| *i != NONE),
             step,
-            args: s.args.iter().copied().zip(args).collect(),
+            args,
         };
         self.timeline.push(Record {
             at: now,
