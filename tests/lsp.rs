@@ -50,6 +50,21 @@ fn initialize(client: &mut Client, folder: &Path) {
     client.notify("initialized", json!({}));
 }
 
+/// A server on a fresh folder of `schema.journey` and `j.journey`: the client and the two
+/// files' URIs.
+fn serve_schema_and_journey(name: &str, schema: &str, journey: &str) -> (Client, String, String) {
+    let folder = workspace(name, &[("schema.journey", schema), ("j.journey", journey)]);
+    let mut client = start();
+    initialize(&mut client, &folder);
+    let schema_uri = uri(&folder.join("schema.journey"));
+    (client, schema_uri, uri(&folder.join("j.journey")))
+}
+
+/// The parameters of a request at `line`, `character` of `file`.
+fn position(file: &str, line: u32, character: u32) -> Value {
+    json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } })
+}
+
 const SCHEMA: &str = "event Seen { page: string }\n";
 
 /// Diagnostics come for the files on disk at start, at the right UTF-16 column past non-ASCII
@@ -239,17 +254,8 @@ fn inlay_hints_give_step_timing_and_blocks_fold() {
 fn navigation_rename_and_hover() {
     let schema = "/// Someone looked at a page.\nevent Seen { page: string }\nprofile { visits: int = 0 }\ntemplate note: email { text: string }\n";
     let journey = "/// Greets visitors.\njourney j {\n  entry on Seen as s where s.page == \"/\"\n\n  send note { text: s.page }\n  set profile.visits = profile.visits + 1\n  wait 1d12h\n}\n";
-    let folder = workspace(
-        "navigate",
-        &[("schema.journey", schema), ("j.journey", journey)],
-    );
-    let (schema_uri, file) = (
-        uri(&folder.join("schema.journey")),
-        uri(&folder.join("j.journey")),
-    );
-    let mut client = start();
-    initialize(&mut client, &folder);
-    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } });
+    let (mut client, schema_uri, file) = serve_schema_and_journey("navigate", schema, journey);
+    let at = |line, character| position(&file, line, character);
 
     // `Seen` in `entry on Seen` → its declaration in the other file.
     let definition = client.request("textDocument/definition", at(2, 12));
@@ -319,22 +325,13 @@ fn navigation_rename_and_hover() {
 fn navigation_while_a_file_does_not_parse() {
     let schema = "/// Someone looked at a page.\nevent Seen { page: string }\n";
     let text = "journey broken {\n  entry on Seen where page ==\n}\n\njourney ok {\n  entry on Seen as v where v.page == \"/\"\n  start broken\n  wait 1d\n}\n";
-    let folder = workspace(
-        "partial",
-        &[("schema.journey", schema), ("j.journey", text)],
-    );
-    let (schema_uri, file) = (
-        uri(&folder.join("schema.journey")),
-        uri(&folder.join("j.journey")),
-    );
-    let mut client = start();
-    initialize(&mut client, &folder);
+    let (mut client, schema_uri, file) = serve_schema_and_journey("partial", schema, text);
     let published = client.diagnostics_for(&file);
     let diagnostics = published["diagnostics"].as_array().expect("a list");
     assert_eq!(diagnostics.len(), 1, "{published}");
     assert_eq!(diagnostics[0]["code"], "E0101", "{published}");
 
-    let at = |line: u32, character: u32| json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } });
+    let at = |line, character| position(&file, line, character);
     // `Seen` in the journey that parses → its declaration in the other file.
     let definition = client.request("textDocument/definition", at(5, 12));
     assert_eq!(definition["uri"], schema_uri, "{definition}");
