@@ -287,6 +287,15 @@ pub trait Context {
     fn lend(&self, _source: Read) -> Option<&Value> {
         None
     }
+
+    /// The value `read` names, copied (`event_field`, `profile_field` or `slot`).
+    fn read(&self, read: Read) -> Value {
+        match read {
+            Read::Event(f) => self.event_field(f),
+            Read::Profile(f) => self.profile_field(f),
+            Read::Slot(s) => self.slot(s),
+        }
+    }
 }
 
 /// A value an expression reads from its context (`Context::lend`).

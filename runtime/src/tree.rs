@@ -169,11 +169,7 @@ fn operand<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
 fn load(read: Read, context: &dyn Context) -> Got<'_> {
     match context.lend(read) {
         Some(v) => Got::Lent(v),
-        None => Got::Made(match read {
-            Read::Event(f) => context.event_field(f),
-            Read::Profile(f) => context.profile_field(f),
-            Read::Slot(s) => context.slot(s),
-        }),
+        None => Got::Made(context.read(read)),
     }
 }
 

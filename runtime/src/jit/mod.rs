@@ -303,9 +303,7 @@ impl Predicate {
             .loads
             .iter()
             .map(|load| match load.source {
-                Source::Read(Read::Event(f)) => context.event_field(f),
-                Source::Read(Read::Profile(f)) => context.profile_field(f),
-                Source::Read(Read::Slot(s)) => context.slot(s),
+                Source::Read(read) => context.read(read),
                 Source::Now => Value::Timestamp(context.now()),
                 Source::EnteredAt => Value::Timestamp(context.entered_at()),
             })
