@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --manifest-path runtime/peers/Cargo.toml` (`PEERS_EVALS` sets the evaluations
 //! per timing, 200,000 by default; each timing is taken 7 times and the median printed;
-//! `PEERS_ONLY=native|jit|interpreter|stack|cel|rhai|evalexpr` times one engine alone).
+//! `PEERS_ONLY=native|jit|interpreter|stack|cel|rhai|evalexpr` times one engine alone and
+//! `PEERS_CASE=text` only the predicates whose name contains it, for profiling).
 //!
 //! Every engine starts from the same decoded event: a `[Value]` as the VM holds it (short
 //! strings in place, no allocation). Binding is what each engine needs before it can evaluate:
@@ -307,7 +308,11 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut compile_rows = Vec::new();
+    let only_case = std::env::var("PEERS_CASE").ok();
     for case in cases() {
+        if only_case.as_deref().is_some_and(|c| !case.name.contains(c)) {
+            continue;
+        }
         let program = compile(case.journey);
         let block = predicate_block(&program);
         let prepared = Prepared::new(&program);

@@ -88,21 +88,20 @@ pub(super) const COUNT: u32 = 0;
 pub(super) const DID: u32 = 1;
 pub(super) const SUM: u32 = 2;
 
-/// History query `query` asked as `count` (int), `did` (bool) or `sum` (float), into `out`. A
-/// value of another shape declines the evaluation.
-pub(super) unsafe extern "C" fn history(env: *const Env, query: u32, op: u32, out: *mut Bound) {
+/// History query `query` asked as `count` (int), `did` (bool) or `sum` (float) — `OP` is
+/// `COUNT`, `DID` or `SUM` — into `out`. A value of another shape declines the evaluation. One
+/// function per question, so that the conversion of its answer is compiled for its type.
+pub(super) unsafe extern "C" fn history<const OP: u32>(
+    env: *const Env,
+    query: u32,
+    out: *mut Bound,
+) {
     // SAFETY: `env` is the `Env` of the running call; `out` a `Bound` in the caller's frame.
     let (env, out) = unsafe { (&*env, &mut *out) };
-    let (op, ty) = match op {
+    let (op, ty) = match OP {
         COUNT => (HistoryOp::Count, Ty::Int),
         DID => (HistoryOp::Did, Ty::Bool),
-        SUM => (HistoryOp::Sum, Ty::Float),
-        _ => {
-            // `lower` passes no other: decline rather than leave `out` unwritten.
-            env.declined.set(true);
-            *out = Bound::absent();
-            return;
-        }
+        _ => (HistoryOp::Sum, Ty::Float),
     };
     let value = env.context.history(query as u16, op);
     // Not a string: `value` may drop when this returns.

@@ -335,20 +335,14 @@ impl Lowering<'_, '_> {
                     Item::V(self.scalar(Ty::Int, s.state, a))
                 }
                 Count | Did | Sum => {
-                    let (op, ty) = match ins.opcode {
-                        Count => (helpers::COUNT, Ty::Int),
-                        Did => (helpers::DID, Ty::Bool),
-                        _ => (helpers::SUM, Ty::Float),
+                    let (helper, ty) = match ins.opcode {
+                        Count => (helpers::history::<{ helpers::COUNT }> as *const (), Ty::Int),
+                        Did => (helpers::history::<{ helpers::DID }> as *const (), Ty::Bool),
+                        _ => (helpers::history::<{ helpers::SUM }> as *const (), Ty::Float),
                     };
                     let query = self.b.ins().iconst(I32, i64::from(a));
-                    let op = self.b.ins().iconst(I32, i64::from(op));
                     let out = self.b.ins().stack_addr(I64, self.out, 0);
-                    self.call(
-                        helpers::history as *const (),
-                        &[I64, I32, I32, I64],
-                        None,
-                        &[self.env, query, op, out],
-                    );
+                    self.call(helper, &[I64, I32, I64], None, &[self.env, query, out]);
                     Item::V(self.result(ty))
                 }
                 Hour | Weekday => {

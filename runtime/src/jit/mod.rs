@@ -122,6 +122,7 @@ pub(crate) const MISSING: u64 = 2;
 impl Bound {
     /// `value` bound as a `ty`; `None` when it has another shape (then the interpreter runs).
     /// A string's address points into `value`, which must outlive the call.
+    #[inline]
     fn of(value: &Value, ty: Ty) -> Option<Bound> {
         let present = |bits: u64| Bound::present(bits, 0);
         Some(match (value, ty) {
