@@ -1,4 +1,6 @@
-//! Expression blocks → values: the interpreter of the VM's expression code.
+//! Expression blocks → values: what each expression operation means (`unary`, `binary` and the
+//! `Truth`-valued functions, shared with the tree interpreter in `tree`), and the stack
+//! interpreter that runs them for journey bodies (`step`) and for blocks without a tree (`eval`).
 //!
 //! It runs only verified programs, so operands are in range and the stack never underflows;
 //! where a value has an unexpected shape anyway it yields `Absent` rather than failing. No clock

@@ -6,8 +6,9 @@
 //! reads its operands where they are — constants inside the tree, event, profile and slot
 //! values where the context holds them (`Context::lend`) — and makes a value only for what it
 //! computes. The operations themselves are `eval`'s (`eval::unary`, `eval::binary`,
-//! `eval::make_list`), so the two interpreters cannot disagree on what an operation means;
-//! tests/jit.rs checks that they agree on random blocks.
+//! `eval::make_list` and, for conditions, `truth_of_unary`, `truth_of_binary` and `logic`), so
+//! the two interpreters cannot disagree on what an operation means; tests/jit.rs checks that
+//! they agree on random blocks.
 //!
 //! **Invariant:** a block has a tree only if it is a pure expression (no jump, no step) of at
 //! most `MAX_DEPTH` levels; every other block is run by `eval::eval`.
