@@ -10,6 +10,7 @@ mod support;
 use journey_runtime::bytecode::{disasm, verify, BlockKind, Program};
 use journey_runtime::eval::{eval, Prepared};
 use journey_runtime::jit::{Compiler, Policy, Refusal};
+use journey_runtime::value::Value;
 use predicates::{Base, Seeded};
 
 /// `BASE` compiled and verified.
@@ -151,8 +152,7 @@ fn random_expressions_as_trees_agree_with_the_stack_interpreter() {
     }
 }
 
-fn variant(value: &journey_runtime::value::Value) -> &'static str {
-    use journey_runtime::value::Value;
+fn variant(value: &Value) -> &'static str {
     match value {
         Value::Absent => "absent",
         Value::Missing => "missing",
@@ -204,6 +204,47 @@ fn the_examples_predicates_agree_with_the_interpreter() {
     // The examples' predicates are what the JIT is for: all of them compile.
     assert!(compiled >= 20, "{compiled} compiled");
     assert!(refused.is_empty(), "refused: {refused:?}");
+}
+
+/// A block deeper than a tree is built for has none: the stack interpreter runs it, with the
+/// answers the language gives.
+#[test]
+fn a_block_too_deep_for_a_tree_runs_on_the_stack() {
+    // `a + 1 + 1 + …`: one level per `+`, a hundred levels.
+    let ones = vec!["1"; 100].join(" + ");
+    let program = support::compile_inline(&format!(
+        "event E {{ a: int }}\njourney j {{ entry on E where a + {ones} > 150 }}\n"
+    ));
+    verify::verify(&program).expect("verifies");
+    let block = match program.journeys[0].entry {
+        journey_runtime::bytecode::Entry::On { filter, .. } => filter,
+        _ => unreachable!("an entry on an event"),
+    };
+    let mut prepared = Prepared::new(&program);
+    prepared.set_jit(Policy::Off);
+    assert!(prepared.tree(block).is_none(), "a tree 100 levels deep");
+    for (a, want) in [
+        (Some(50), "false"),
+        (Some(51), "true"),
+        (Some(i64::MAX), "absent"),
+        (None, "absent"),
+    ] {
+        let context = predicates::Probe {
+            event: vec![a.map_or(Value::Absent, Value::Int)],
+            profile: Vec::new(),
+            slots: Vec::new(),
+            now: 0,
+            entered_at: 0,
+            history: [Value::Absent, Value::Absent, Value::Absent],
+            zone: chrono_tz::UTC,
+            lends: true,
+        };
+        assert_eq!(
+            format!("{:?}", prepared.run(block, &context)),
+            want,
+            "a = {a:?}"
+        );
+    }
 }
 
 #[test]
