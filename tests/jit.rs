@@ -162,11 +162,7 @@ fn variant(value: &Value) -> &'static str {
 
 #[test]
 fn the_examples_predicates_agree_with_the_interpreter() {
-    let analysis = support::analyse(&support::journey_files("examples"));
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("the examples check"),
-    );
+    let program = support::compile_examples();
     let prepared = Prepared::new(&program);
     let compiler = Compiler::new().expect("cranelift supports this machine");
     let mut choose = Seeded(7);

@@ -171,11 +171,7 @@ journey counted {
 #[test]
 fn random_streams_are_deterministic() {
     use journey_compiler::simulate::{decode_lines, record_json, run};
-    let analysis = support::analyse(&support::journey_files("examples"));
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("checked"),
-    );
+    let program = support::compile_examples();
     let lines = stream::random_stream(0x0DD_BA11, 3000, 40, 600);
     let text = lines.join("\n");
     let until = 1_767_225_600_000 + 40 * 86_400_000;
@@ -403,11 +399,7 @@ journey j {
 fn decoding_text_agrees_with_decoding_json() {
     use journey_runtime::vm::input::{decode, decode_direct, decode_text};
     use serde_json::{json, Value};
-    let analysis = support::analyse(&support::journey_files("examples"));
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("checked"),
-    );
+    let program = support::compile_examples();
     let valid = [
         r#"{"type":"track","event":"ProductAdded","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"product_id":"p1","cart_id":"c1","name":"Sh\u00f6e \"x\"","price":20,"product":{"sku":"s1","brand":null}}}"#,
         r#"{"type":"track","event":"OrderCompleted","userId":42,"timestamp":"2026-01-01T00:00:00+03:00","properties":{"order_id":"o1","cart_id":"c1","total":20.5,"currency":"USD"},"context":{"ip":"1"}}"#,

@@ -86,6 +86,15 @@ pub fn journey_files(dir: &str) -> Vec<PathBuf> {
     workspace::expand_paths(&[root]).expect("the directory exists")
 }
 
+/// Compiles the bundled examples, which must check.
+pub fn compile_examples() -> journey_runtime::bytecode::Program {
+    let analysis = analyse(&journey_files("examples"));
+    journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("the examples check"),
+    )
+}
+
 /// Compiles one inline source, which must check.
 pub fn compile_inline(source: &str) -> journey_runtime::bytecode::Program {
     let mut files = workspace::MemoryFiles::new();

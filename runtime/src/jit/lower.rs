@@ -341,9 +341,7 @@ impl Lowering<'_, '_> {
                         _ => (helpers::history::<{ helpers::SUM }> as *const (), Ty::Float),
                     };
                     let query = self.b.ins().iconst(I32, i64::from(a));
-                    let out = self.b.ins().stack_addr(I64, self.out, 0);
-                    self.call(helper, &[I64, I32, I64], None, &[self.env, query, out]);
-                    Item::V(self.result(ty))
+                    Item::V(self.call_out(helper, &[I64, I32], &[self.env, query], ty))
                 }
                 Hour | Weekday => {
                     let x = pop(&mut stack)?;
@@ -355,19 +353,15 @@ impl Lowering<'_, '_> {
                             helpers::WEEKDAY
                         };
                         let op = self.b.ins().iconst(I32, i64::from(op));
-                        let out = self.b.ins().stack_addr(I64, self.out, 0);
-                        self.call(
+                        let r = self.call_out(
                             helpers::calendar as *const (),
-                            &[I64, I32, I64, I64],
-                            None,
-                            &[self.env, op, x.a, out],
+                            &[I64, I32, I64],
+                            &[self.env, op, x.a],
+                            ty,
                         );
-                        let r = self.result(ty);
                         // Absent and missing pass through; a time without a single local
                         // reading is absent.
-                        let present = self.b.ins().icmp_imm_s(IntCC::Equal, x.state, 0);
-                        let state = self.b.ins().select(present, r.state, x.state);
-                        V { state, ..r }
+                        self.where_present(x.state, r)
                     } else {
                         self.never_present(ty, x.state)
                     })
@@ -455,10 +449,22 @@ impl Lowering<'_, '_> {
         self.read_bound(self.frame, index as i32 * BOUND_SIZE, ty)
     }
 
-    /// The `Bound` a helper wrote to the result slot, as a `ty`.
-    fn result(&mut self, ty: Ty) -> V {
-        let address = self.b.ins().stack_addr(I64, self.out, 0);
-        self.read_bound(address, 0, ty)
+    /// Calls helper `f` with `args` (of types `params`) and, last, the address of the result
+    /// slot; returns the `Bound` it wrote there, as a `ty`.
+    fn call_out(&mut self, f: *const (), params: &[ir::Type], args: &[ir::Value], ty: Ty) -> V {
+        let out = self.b.ins().stack_addr(I64, self.out, 0);
+        let params: Vec<ir::Type> = params.iter().copied().chain([I64]).collect();
+        let args: Vec<ir::Value> = args.iter().copied().chain([out]).collect();
+        self.call(f, &params, None, &args);
+        self.read_bound(out, 0, ty)
+    }
+
+    /// `r` where the operands' `state` is present; else that state (absent or missing passes
+    /// through a helper's result).
+    fn where_present(&mut self, state: ir::Value, r: V) -> V {
+        let present = self.b.ins().icmp_imm_s(IntCC::Equal, state, 0);
+        let state = self.b.ins().select(present, r.state, state);
+        V { state, ..r }
     }
 
     /// The `Bound` at `address + offset`, as a `ty`.
@@ -797,17 +803,13 @@ impl Lowering<'_, '_> {
                     helpers::DIV
                 };
                 let op = self.b.ins().iconst(I32, i64::from(op));
-                let out = self.b.ins().stack_addr(I64, self.out, 0);
-                self.call(
+                let r = self.call_out(
                     helpers::duration_float as *const (),
-                    &[I32, I64, F64, I64],
-                    None,
-                    &[op, x.a, y.a, out],
+                    &[I32, I64, F64],
+                    &[op, x.a, y.a],
+                    Duration,
                 );
-                let r = self.result(Duration);
-                let present = self.b.ins().icmp_imm_s(IntCC::Equal, state, 0);
-                let state = self.b.ins().select(present, r.state, state);
-                V { state, ..r }
+                self.where_present(state, r)
             }
             _ => self.never_present(x.ty, state),
         }
