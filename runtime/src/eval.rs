@@ -364,7 +364,7 @@ pub fn step(
         Sum => stack.push(context.history(a as u16, HistoryOp::Sum)),
         op if arity(op) == Some(1) => {
             let v = pop(stack);
-            stack.push(unary(op, a, &v, context));
+            stack.push(unary(op, a, &v, || context.zone()));
         }
         op if arity(op) == Some(2) => {
             let b = pop(stack);
@@ -392,7 +392,7 @@ pub(crate) fn arity(opcode: Opcode) -> Option<usize> {
 }
 
 /// The value of a one-operand operation (`arity` 1) with operand `a` on `v`.
-pub(crate) fn unary(opcode: Opcode, a: u32, v: &Value, context: &dyn Context) -> Value {
+pub(crate) fn unary(opcode: Opcode, a: u32, v: &Value, zone: impl Fn() -> chrono_tz::Tz) -> Value {
     use Opcode::*;
     match (opcode, v) {
         (_, Value::Missing) => Value::Missing,
@@ -405,12 +405,22 @@ pub(crate) fn unary(opcode: Opcode, a: u32, v: &Value, context: &dyn Context) ->
         (ToFloat, Value::Int(n)) => Value::Float(*n as f64),
         (ToFloat, other) => other.clone(),
         (Not | IsSet, _) => truth_of_unary(opcode, v).into(),
-        (Hour | Weekday | Date, Value::Timestamp(ms)) => calendar(opcode, *ms, context.zone()),
+        (Hour | Weekday | Date, Value::Timestamp(ms)) => calendar(opcode, *ms, zone()),
         (Lower, Value::Str(s)) => Value::str(&s.to_lowercase()),
         (Upper, Value::Str(s)) => Value::str(&s.to_uppercase()),
         (Len, Value::Str(s)) => Value::Int(s.chars().count() as i64),
         (Len, Value::List(items)) => Value::Int(items.len() as i64),
         _ => Value::Absent,
+    }
+}
+
+/// `unary` on a constant, computed once: for the operations that read nothing else (all but
+/// the calendar ones, which read the context's zone).
+pub(crate) fn unary_of_constant(opcode: Opcode, a: u32, v: &Value) -> Option<Value> {
+    use Opcode::*;
+    match opcode {
+        Hour | Weekday | Date => None,
+        _ => Some(unary(opcode, a, v, || chrono_tz::UTC)),
     }
 }
 
@@ -427,8 +437,10 @@ pub(crate) fn binary(opcode: Opcode, k: u32, a: &Value, b: &Value) -> Value {
     }
 }
 
-/// The outcome of a condition: a bool, or why there is none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The outcome of a condition: a bool, or why there is none. (Ordered so that `logic` can
+/// combine them as numbers: the bools first, then absent below missing, which dominates.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Truth {
     False,
     True,
@@ -503,18 +515,15 @@ pub(crate) fn truth_of_unary(opcode: Opcode, v: &Value) -> Truth {
 
 /// `And` or `Or` on two conditions (both evaluated: a missing read on either side makes the
 /// whole missing).
+#[inline]
 pub(crate) fn logic(opcode: Opcode, a: Truth, b: Truth) -> Truth {
-    match (a, b) {
-        (Truth::Missing, _) | (_, Truth::Missing) => Truth::Missing,
-        (Truth::Absent, _) | (_, Truth::Absent) => Truth::Absent,
-        (x, y) => {
-            let (x, y) = (x == Truth::True, y == Truth::True);
-            Truth::from(if opcode == Opcode::And {
-                x && y
-            } else {
-                x || y
-            })
-        }
+    // Missing over absent over the bools (`Truth`'s order).
+    if a.max(b) >= Truth::Absent {
+        return a.max(b);
+    }
+    match opcode {
+        Opcode::And => a.min(b),
+        _ => a.max(b),
     }
 }
 

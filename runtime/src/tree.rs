@@ -5,19 +5,30 @@
 //! load, each constant, each intermediate result is an owned `Value` pushed and popped. A tree
 //! reads its operands where they are — constants inside the tree, event, profile and slot
 //! values where the context holds them (`Context::lend`) — and makes a value only for what it
-//! computes. The operations themselves are `eval`'s (`eval::unary`, `eval::binary`,
-//! `eval::make_list` and, for conditions, `truth_of_unary`, `truth_of_binary` and `logic`), so
-//! the two interpreters cannot disagree on what an operation means; tests/jit.rs checks that
-//! they agree on random blocks.
+//! computes.
+//!
+//! Conditions — comparisons, `and`, `or`, `not`, `is set`, `in`: most of what runs — are built
+//! into closures, each made for its node's shape: `cart.price > 10` becomes one closure that
+//! borrows the price and, when it is a float, compares it with 10.0 at once. A constant
+//! operand of a pure operation is computed when the tree is built (`Const 100, ToFloat`).
+//!
+//! The operations themselves are `eval`'s (`eval::unary`, `eval::binary`, `eval::make_list`
+//! and, for conditions, `truth_of_unary`, `truth_of_binary` and `logic`); the closures decide
+//! only the same-type comparisons themselves and pass every other pair to `truth_of_binary`.
+//! tests/jit.rs checks that the two interpreters agree on random blocks, half of whose
+//! comparisons are with a constant.
 //!
 //! **Invariant:** a block has a tree only if it is a pure expression (no jump, no step) of at
 //! most `MAX_DEPTH` levels; every other block is run by `eval::eval`.
 
+use std::cmp::Ordering;
+
 use crate::bytecode::opcode::Opcode;
+use crate::bytecode::verify::kind;
 use crate::bytecode::Block;
 use crate::eval::{
-    arity, binary, gives_truth, logic, make_list, truth_of_binary, truth_of_unary, unary, Context,
-    HistoryOp, Prepared, Read, Truth,
+    arity, binary, gives_truth, logic, make_list, truth_of_binary, truth_of_unary, unary,
+    unary_of_constant, Context, HistoryOp, Prepared, Read, Truth,
 };
 use crate::value::Value;
 
@@ -32,11 +43,25 @@ enum Node {
     Now,
     EnteredAt,
     History(u16, HistoryOp),
-    /// An operation of `eval::arity` 1, with its instruction operand.
+    /// An operation of `eval::arity` 1 that gives a value, with its instruction operand.
     Unary(Opcode, u32, Box<Node>),
-    /// An operation of `eval::arity` 2, with its instruction operand.
+    /// An operation of `eval::arity` 2 that gives a value, with its instruction operand.
     Binary(Opcode, u32, Box<[Node; 2]>),
     List(Box<[Node]>),
+    /// An operation that gives a truth (a comparison, `and`, `not`, `is set`, …), as a closure
+    /// made for its shape when the tree is built (`unary_node`, `binary_node`).
+    Condition(Condition),
+}
+
+/// A condition compiled to a closure. Conditions are most of what runs; a closure made for
+/// each one's shape (a load compared with an int, `and` of two conditions, …) does only that
+/// shape's work, where walking the tree paid for the general case at every node.
+struct Condition(Test);
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Condition")
+    }
 }
 
 /// The deepest tree built: evaluation recurses once per level, so deeper blocks (which no
@@ -80,12 +105,12 @@ impl Tree {
                 op => match arity(op)? {
                     1 => {
                         let (arg, depth) = stack.pop()?;
-                        Some((Node::Unary(op, a, Box::new(arg)), depth + 1))
+                        Some((unary_node(op, a, arg), depth + 1))
                     }
                     _ => {
                         let (right, rd) = stack.pop()?;
                         let (left, ld) = stack.pop()?;
-                        Some((Node::Binary(op, a, Box::new([left, right])), ld.max(rd) + 1))
+                        Some((binary_node(op, a, left, right), ld.max(rd) + 1))
                     }
                 },
             };
@@ -101,8 +126,8 @@ impl Tree {
 
     /// The block's value: what `eval::eval` gives.
     pub fn eval(&self, context: &dyn Context) -> Value {
-        if self.0.gives_truth() {
-            return truth(&self.0, context).into();
+        if let Node::Condition(Condition(test)) = &self.0 {
+            return test(context).into();
         }
         match get(&self.0, context) {
             Got::Lent(v) => v.clone(),
@@ -111,12 +136,140 @@ impl Tree {
     }
 }
 
-impl Node {
-    fn gives_truth(&self) -> bool {
-        match self {
-            Node::Unary(op, ..) | Node::Binary(op, ..) => gives_truth(*op),
-            _ => false,
+/// The node of operation `op` (operand `a`) on `arg`.
+fn unary_node(op: Opcode, a: u32, arg: Node) -> Node {
+    // (`Const 100, ToFloat` is how `price > 100` reads for a float price.)
+    if let Node::Const(v) = &arg {
+        if let Some(folded) = unary_of_constant(op, a, v) {
+            return Node::Const(folded);
         }
+    }
+    if !gives_truth(op) {
+        return Node::Unary(op, a, Box::new(arg));
+    }
+    condition(match arg {
+        Node::Condition(Condition(arg)) => Box::new(move |cx| truth_of_unary(op, &arg(cx).into())),
+        arg => on_value(arg, move |v| truth_of_unary(op, v)),
+    })
+}
+
+/// The node of operation `op` (operand `k`) on `left` and `right`.
+fn binary_node(op: Opcode, k: u32, left: Node, right: Node) -> Node {
+    use Opcode::*;
+    if !gives_truth(op) {
+        return Node::Binary(op, k, Box::new([left, right]));
+    }
+    condition(match (left, right) {
+        (left, right) if matches!(op, And | Or) => {
+            let (l, r) = (as_test(left), as_test(right));
+            Box::new(move |cx| logic(op, l(cx), r(cx)))
+        }
+        (left, Node::Const(c)) if matches!(op, Eq | Ne | Lt | Le | Gt | Ge) => {
+            compare_with(op, k, left, c)
+        }
+        (left, Node::Const(c)) => on_value(left, move |v| truth_of_binary(op, k, v, &c)),
+        (left, right) => {
+            Box::new(move |cx| truth_of_binary(op, k, &operand(&left, cx), &operand(&right, cx)))
+        }
+    })
+}
+
+fn condition(test: Test) -> Node {
+    Node::Condition(Condition(test))
+}
+
+type Test = Box<dyn Fn(&dyn Context) -> Truth + Send + Sync>;
+
+/// `node` read as a condition (an operand of `and`, `or`).
+fn as_test(node: Node) -> Test {
+    match node {
+        Node::Condition(Condition(test)) => test,
+        Node::History(query, op) => Box::new(move |cx| Truth::of(&cx.history(query, op))),
+        node => on_value(node, Truth::of),
+    }
+}
+
+/// A test of `node`'s value. A load's value is tested where the context holds it.
+fn on_value<T>(node: Node, test: T) -> Test
+where
+    T: Fn(&Value) -> Truth + Send + Sync + 'static,
+{
+    match node {
+        Node::Load(read) => Box::new(move |cx| match cx.lend(read) {
+            Some(v) => test(v),
+            None => test(&cx.read(read)),
+        }),
+        node => Box::new(move |cx| test(&operand(&node, cx))),
+    }
+}
+
+/// `left op constant` for a comparison, the commonest condition (`cart.price > 10`,
+/// `profile.plan != "free"`, `count(…) >= 2`). The closure is made for the constant's type and
+/// the operation, so that an operand of that type is compared at once; any other goes to
+/// `eval::truth_of_binary`.
+fn compare_with(op: Opcode, k: u32, left: Node, constant: Value) -> Test {
+    use Opcode::*;
+    // An ordering compares only the kind its operand names; equality any two values.
+    let for_kind = |of: u32| !matches!(op, Lt | Le | Gt | Ge) || k == of;
+    match constant {
+        Value::Int(c) if for_kind(kind::INT) => by_order(op, k, left, constant, move |v| match v {
+            Value::Int(x) => Some(x.cmp(&c)),
+            _ => None,
+        }),
+        Value::Float(c) if for_kind(kind::FLOAT) => {
+            // (NaN has no order: `eval::truth_of_binary` decides.)
+            by_order(op, k, left, constant, move |v| match v {
+                Value::Float(x) => x.partial_cmp(&c),
+                _ => None,
+            })
+        }
+        Value::Timestamp(c) if for_kind(kind::TIMESTAMP) => {
+            by_order(op, k, left, constant, move |v| match v {
+                Value::Timestamp(x) => Some(x.cmp(&c)),
+                _ => None,
+            })
+        }
+        Value::Duration(c) if for_kind(kind::DURATION) => {
+            by_order(op, k, left, constant, move |v| match v {
+                Value::Duration(x) => Some(x.cmp(&c)),
+                _ => None,
+            })
+        }
+        Value::Str(ref c) if matches!(op, Eq | Ne) => {
+            let c = c.clone();
+            by_order(op, k, left, constant, move |v| match v {
+                Value::Str(x) if *x == c => Some(Ordering::Equal),
+                Value::Str(_) => Some(Ordering::Less),
+                _ => None,
+            })
+        }
+        constant => on_value(left, move |v| truth_of_binary(op, k, v, &constant)),
+    }
+}
+
+/// `compare_with` for a constant of a type `order` compares: one closure per operation.
+fn by_order<O>(op: Opcode, k: u32, left: Node, constant: Value, order: O) -> Test
+where
+    O: Fn(&Value) -> Option<Ordering> + Send + Sync + 'static,
+{
+    fn tested<O, H>(op: Opcode, k: u32, left: Node, constant: Value, order: O, holds: H) -> Test
+    where
+        O: Fn(&Value) -> Option<Ordering> + Send + Sync + 'static,
+        H: Fn(Ordering) -> bool + Send + Sync + 'static,
+    {
+        on_value(left, move |v| match order(v) {
+            Some(ordering) => Truth::from(holds(ordering)),
+            // (Not inlined: every other pair of operands, rare in a block of these types.)
+            None => truth_of_binary(op, k, v, &constant),
+        })
+    }
+    match op {
+        Opcode::Eq => tested(op, k, left, constant, order, Ordering::is_eq),
+        Opcode::Ne => tested(op, k, left, constant, order, Ordering::is_ne),
+        Opcode::Lt => tested(op, k, left, constant, order, Ordering::is_lt),
+        Opcode::Le => tested(op, k, left, constant, order, Ordering::is_le),
+        Opcode::Gt => tested(op, k, left, constant, order, Ordering::is_gt),
+        _ => tested(op, k, left, constant, order, Ordering::is_ge),
     }
 }
 
@@ -133,27 +286,6 @@ impl std::ops::Deref for Got<'_> {
             Got::Lent(v) => v,
             Got::Made(v) => v,
         }
-    }
-}
-
-/// A condition's outcome, without making a `Value` of it: conditions are most of what runs,
-/// and a `Value` made only to be read back costs more than the comparison (its bytes, stored
-/// one by one, are then reloaded as words, which stalls store forwarding).
-fn truth(node: &Node, context: &dyn Context) -> Truth {
-    match node {
-        Node::Unary(op, _, arg) if gives_truth(*op) => match arg.gives_truth() {
-            true => truth_of_unary(*op, &truth(arg, context).into()),
-            false => truth_of_unary(*op, &operand(arg, context)),
-        },
-        Node::Binary(op @ (Opcode::And | Opcode::Or), _, args) => {
-            let [left, right] = &**args;
-            logic(*op, truth(left, context), truth(right, context))
-        }
-        Node::Binary(op, k, args) if gives_truth(*op) => {
-            let [left, right] = &**args;
-            truth_of_binary(*op, *k, &operand(left, context), &operand(right, context))
-        }
-        other => Truth::of(&operand(other, context)),
     }
 }
 
@@ -175,16 +307,15 @@ fn load(read: Read, context: &dyn Context) -> Got<'_> {
 }
 
 fn get<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
-    if node.gives_truth() {
-        return Got::Made(truth(node, context).into());
-    }
     match node {
         Node::Const(v) => Got::Lent(v),
         Node::Load(read) => load(*read, context),
         Node::Now => Got::Made(Value::Timestamp(context.now())),
         Node::EnteredAt => Got::Made(Value::Timestamp(context.entered_at())),
         Node::History(query, op) => Got::Made(context.history(*query, *op)),
-        Node::Unary(op, a, arg) => Got::Made(unary(*op, *a, &operand(arg, context), context)),
+        Node::Unary(op, a, arg) => {
+            Got::Made(unary(*op, *a, &operand(arg, context), || context.zone()))
+        }
         Node::Binary(op, k, args) => {
             let [left, right] = &**args;
             Got::Made(binary(
@@ -198,5 +329,6 @@ fn get<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
             let items: Vec<Value> = items.iter().map(|n| get(n, context).clone()).collect();
             Got::Made(make_list(&items))
         }
+        Node::Condition(Condition(test)) => Got::Made(test(context).into()),
     }
 }

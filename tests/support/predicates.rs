@@ -455,7 +455,7 @@ impl Emitter<'_> {
                         _ => x,
                     };
                     let op = self.pick(&[Eq, Ne]);
-                    self.apply(&[x, y], op, &[]);
+                    self.compare(x, y, op, &[]);
                 }
                 5 | 6 => {
                     let (x, k) = [
@@ -468,7 +468,7 @@ impl Emitter<'_> {
                     ][self.below(6) as usize];
                     let y = if x == Kind::Enum { Str } else { x };
                     let op = self.pick(&[Lt, Le, Gt, Ge]);
-                    self.apply(&[x, y], op, &[k]);
+                    self.compare(x, y, op, &[k]);
                 }
                 7 => {
                     let x = any(self);
@@ -555,6 +555,19 @@ impl Emitter<'_> {
         for kind in operands {
             self.value(*kind);
         }
+        self.op(op, immediates);
+    }
+
+    /// `x op y`; in half of them `y` is a constant, the commonest comparison in journeys
+    /// (`cart.price > 10`), which the tree evaluates by a path of its own.
+    fn compare(&mut self, x: Kind, y: Kind, op: Opcode, immediates: &[u32]) {
+        if self.below(2) == 0 {
+            return self.apply(&[x, y], op, immediates);
+        }
+        self.value(x);
+        let value = random_value(self.choose, y);
+        let constant = self.constant_of(&value);
+        self.op(Opcode::Const, &[constant]);
         self.op(op, immediates);
     }
 

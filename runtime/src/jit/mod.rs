@@ -26,6 +26,7 @@ mod helpers;
 mod lower;
 
 use std::cell::{Cell, OnceCell};
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use cranelift_codegen::settings::{self, Configurable};
@@ -125,23 +126,25 @@ impl Bound {
     #[inline]
     fn of(value: &Value, ty: Ty) -> Option<Bound> {
         let present = |bits: u64| Bound::present(bits, 0);
-        Some(match (value, ty) {
-            (Value::Absent, _) => Bound::absent(),
-            (Value::Missing, _) => Bound {
+        // (By the type first: it is the same at every evaluation of a load, so the branch on
+        // it is predicted; the value's variant then is mostly the one expected.)
+        Some(match (ty, value) {
+            (Ty::Int, Value::Int(n))
+            | (Ty::Timestamp, Value::Timestamp(n))
+            | (Ty::Duration, Value::Duration(n)) => present(*n as u64),
+            (Ty::Str, Value::Str(s)) => {
+                Bound::present(s.as_bytes().as_ptr() as u64, s.as_bytes().len() as u64)
+            }
+            (Ty::Float, Value::Float(x)) => present(x.to_bits()),
+            (Ty::Bool, Value::Bool(b)) => present(u64::from(*b)),
+            (Ty::List, Value::List(items)) => {
+                Bound::present(items.as_ptr() as u64, items.len() as u64)
+            }
+            (_, Value::Absent) => Bound::absent(),
+            (_, Value::Missing) => Bound {
                 state: MISSING,
                 ..Bound::absent()
             },
-            (Value::Bool(b), Ty::Bool) => present(u64::from(*b)),
-            (Value::Int(n), Ty::Int)
-            | (Value::Timestamp(n), Ty::Timestamp)
-            | (Value::Duration(n), Ty::Duration) => present(*n as u64),
-            (Value::Float(x), Ty::Float) => present(x.to_bits()),
-            (Value::Str(s), Ty::Str) => {
-                Bound::present(s.as_bytes().as_ptr() as u64, s.as_bytes().len() as u64)
-            }
-            (Value::List(items), Ty::List) => {
-                Bound::present(items.as_ptr() as u64, items.len() as u64)
-            }
             _ => return None,
         })
     }
@@ -153,12 +156,6 @@ impl Bound {
             len,
         }
     }
-
-    const EMPTY: Bound = Bound {
-        state: ABSENT,
-        bits: 0,
-        len: 0,
-    };
 
     pub(crate) fn absent() -> Bound {
         Bound {
@@ -283,19 +280,25 @@ impl Predicate {
         if self.loads.is_empty() {
             return self.call(context, &[]);
         }
-        // The common case: a few values, bound in place where the context lends them.
-        let mut bound = [Bound::EMPTY; INLINE_LOADS];
+        // The common case: a few values, bound in place where the context lends them. (Only
+        // the slots the code reads are written: clearing all of them cost more than the rest.)
+        let mut bound = [const { MaybeUninit::<Bound>::uninit() }; INLINE_LOADS];
         for (slot, load) in bound.iter_mut().zip(self.loads.iter()) {
-            *slot = match load.source {
+            slot.write(match load.source {
                 Source::Read(read) => match context.lend(read) {
                     Some(value) => Bound::of(value, load.ty)?,
                     None => return self.run_copied(context),
                 },
                 Source::Now => Bound::of(&Value::Timestamp(context.now()), load.ty)?,
                 Source::EnteredAt => Bound::of(&Value::Timestamp(context.entered_at()), load.ty)?,
-            };
+            });
         }
-        self.call(context, &bound[..self.loads.len()])
+        let bound = &bound[..self.loads.len()];
+        // SAFETY: the loop above wrote the first `loads.len()` slots (it returns early
+        // otherwise): `zip` stops at the shorter, and `loads.len() <= INLINE_LOADS` here.
+        // `MaybeUninit<Bound>` has `Bound`'s layout.
+        let bound = unsafe { &*(bound as *const [MaybeUninit<Bound>] as *const [Bound]) };
+        self.call(context, bound)
     }
 
     /// `run` for contexts that do not lend their values, and for predicates reading many.
