@@ -181,6 +181,45 @@ fn damage_with_a_valid_checksum_never_panics() {
     );
 }
 
+/// Where section `kind` starts in a file, read from its section table.
+fn section_offset(bytes: &[u8], kind: u32) -> Option<usize> {
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    (0..word(16) as usize)
+        .map(|i| 20 + 12 * i)
+        .find(|at| word(*at) == kind)
+        .map(|at| word(at + 4) as usize)
+}
+
+#[test]
+fn send_argument_types_are_checked_and_optional() {
+    let program = compile(&inputs(
+        &support::repo_root().join("examples/cart_abandonment.journey"),
+    ));
+    let send = &program.journeys[0].sends[0];
+    assert_eq!(send.args.len(), 2, "cart_reminder's two arguments");
+    assert_eq!(send.arg_types.len(), 2);
+    // A file of format 1.0 has no section 11: it loads, its sends without argument types.
+    let mut older = program.clone();
+    for send in older.journeys.iter_mut().flat_map(|j| &mut j.sends) {
+        send.arg_types.clear();
+    }
+    let bytes = bytecode::write(&older);
+    assert_eq!(section_offset(&bytes, 11), None);
+    let read = bytecode::read(&bytes).expect("a file without argument types loads");
+    assert!(read.journeys[0].sends[0].arg_types.is_empty());
+    verify::verify(&read).expect("and verifies");
+    // A section 11 that disagrees with the sends is refused, naming where.
+    let mut bytes = bytecode::write(&program);
+    let at = section_offset(&bytes, 11).expect("section 11");
+    bytes[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+    let error = bytecode::read(&reseal(bytes)).expect_err("one type for two arguments");
+    assert!(
+        error.message.contains("2 arguments but 1 argument types"),
+        "{error}"
+    );
+    assert_eq!(error.offset, at);
+}
+
 #[test]
 fn the_verifier_names_what_is_wrong() {
     let program = compile(&inputs(
@@ -221,6 +260,14 @@ fn the_verifier_names_what_is_wrong() {
         "negative window",
     );
     check(&|p| p.caps[0].window_ms = -1, "negative window");
+    check(
+        &|p| p.journeys[0].sends[0].arg_types.push(bytecode::types::BOOL),
+        "argument types",
+    );
+    check(
+        &|p| p.journeys[0].sends[0].arg_types[0] = 9999,
+        "type 9999, which does not exist",
+    );
     // A jump backwards would loop.
     let jump = (block.offset..block.offset + block.length).find(|pc| {
         program.code[*pc as usize] == Opcode::Jump as u8
@@ -239,7 +286,9 @@ fn the_verifier_names_what_is_wrong() {
     newer[8] = 9;
     let error = bytecode::read(&reseal(newer)).expect_err("a newer major version");
     assert!(
-        error.message.contains("version 9.0 is not supported"),
+        error
+            .message
+            .contains(&format!("version 9.{} is not supported", bytecode::MINOR)),
         "{error}"
     );
 }

@@ -1421,10 +1421,13 @@ impl Lowering<'_> {
                     }
                 };
                 let mut args = names;
+                let mut arg_types = Vec::new();
                 if let Some(record) = &send.args {
                     for entry in &record.entries {
                         self.expr(&entry.value, code, scope);
                         args.push(self.string(&entry.key.name));
+                        let ty = self.expr_type(scope, &entry.value);
+                        arg_types.push(self.type_id(&ty));
                     }
                 }
                 let state = self.journey_state(scope);
@@ -1435,6 +1438,7 @@ impl Lowering<'_> {
                     id,
                     transactional: send.transactional,
                     args,
+                    arg_types,
                 });
                 code.op(Opcode::Send, &[s]);
             }

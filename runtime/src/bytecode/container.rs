@@ -18,6 +18,8 @@ const SECTION_HISTORY: u32 = 7;
 const SECTION_BLOCKS: u32 = 8;
 const SECTION_JOURNEYS: u32 = 9;
 const SECTION_CODE: u32 = 10;
+/// Format 1.1: the type of each send's arguments.
+const SECTION_SEND_TYPES: u32 = 11;
 /// Source positions; may be removed (`strip_debug`) without invalidating the file.
 const SECTION_DEBUG: u32 = 100;
 
@@ -556,6 +558,8 @@ impl Codec for SendDesc {
             id: r.u32()?,
             transactional: r.bool()?,
             args: r.list()?,
+            // (Section 11.)
+            arg_types: Vec::new(),
         })
     }
 }
@@ -841,6 +845,15 @@ pub fn write(program: &Program) -> Vec<u8> {
     section(SECTION_BLOCKS, &|w| w.list(&program.blocks));
     section(SECTION_JOURNEYS, &|w| w.list(&program.journeys));
     section(SECTION_CODE, &|w| w.bytes.extend_from_slice(&program.code));
+    // (Left out when some send lacks its types, as a program of format 1.0 read back does.)
+    let sends = || program.journeys.iter().flat_map(|j| &j.sends);
+    if sends().all(|s| s.arg_types.len() == s.args.len()) {
+        section(SECTION_SEND_TYPES, &|w| {
+            for send in sends() {
+                w.list(&send.arg_types);
+            }
+        });
+    }
     if let Some(debug) = &program.debug {
         section(SECTION_DEBUG, &|w| {
             w.list(&debug.files);
@@ -979,6 +992,24 @@ pub fn read(bytes: &[u8]) -> Result<Program> {
     program.journeys = r.list()?;
     r.done("journeys")?;
     program.code = section(SECTION_CODE, "code")?.bytes.to_vec();
+    // Absent from files of format 1.0, whose sends then have no argument types.
+    if let Ok(mut r) = section(SECTION_SEND_TYPES, "send argument types") {
+        for send in program.journeys.iter_mut().flat_map(|j| &mut j.sends) {
+            let at = r.base + r.at;
+            send.arg_types = r.list()?;
+            if send.arg_types.len() != send.args.len() {
+                return Err(LoadError {
+                    offset: at,
+                    message: format!(
+                        "a send has {} arguments but {} argument types",
+                        send.args.len(),
+                        send.arg_types.len()
+                    ),
+                });
+            }
+        }
+        r.done("send argument types")?;
+    }
     if let Ok(mut r) = section(SECTION_DEBUG, "debug") {
         let files = r.list()?;
         let lines = r.list()?;

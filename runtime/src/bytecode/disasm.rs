@@ -381,7 +381,16 @@ pub fn disassemble(p: &Program) -> String {
                     .map_or(NONE, |t| t.name);
                 format!("{} ({})", n.s(name), s.channel.name())
             };
-            let args: Vec<String> = s.args.iter().map(|a| n.s(*a)).collect();
+            // `name: type` (format 1.1), or the name alone (1.0).
+            let args: Vec<String> = s
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| match s.arg_types.get(i) {
+                    Some(ty) => format!("{}: {}", n.s(*a), n.ty(*ty)),
+                    None => n.s(*a),
+                })
+                .collect();
             let transactional = if s.transactional {
                 " transactional"
             } else {

@@ -16,7 +16,7 @@ pub use opcode::{Instruction, Opcode};
 pub const NONE: u32 = u32::MAX;
 /// The format version this build writes and reads. A newer major version is refused.
 pub const MAJOR: u16 = 1;
-pub const MINOR: u16 = 0;
+pub const MINOR: u16 = 1;
 pub const MAGIC: [u8; 8] = *b"JRNYBC\r\n";
 
 /// Built-in type ids; the schema's own types follow them in `Program::types`.
@@ -268,6 +268,9 @@ pub struct SendDesc {
     pub transactional: bool,
     /// The argument names (string indices), in the order `Send` pops their values.
     pub args: Vec<u32>,
+    /// The arguments' type ids, in the order of `args` (section 11, format 1.1), so that a
+    /// record prints with its field names. Empty for a file of format 1.0.
+    pub arg_types: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

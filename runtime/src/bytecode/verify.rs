@@ -402,6 +402,16 @@ impl Verifier<'_> {
             for arg in &send.args {
                 self.string(*arg, &what)?;
             }
+            if !send.arg_types.is_empty() && send.arg_types.len() != send.args.len() {
+                return fail(format!(
+                    "{what} has {} arguments but {} argument types",
+                    send.args.len(),
+                    send.arg_types.len()
+                ));
+            }
+            for ty in &send.arg_types {
+                self.type_id(*ty, &what)?;
+            }
         }
         for (s, arms) in journey.splits.iter().enumerate() {
             let total: u32 = arms.iter().map(|a| u32::from(a.tenths)).sum();

@@ -55,6 +55,8 @@ pub enum RecordKind {
         template: Option<u32>,
         id: Option<u32>,
         step: u32,
+        /// The send's index in its journey's table (`JourneyDesc::sends`).
+        send: u16,
         args: Vec<(u32, Value)>,
     },
     Skipped {
@@ -2100,6 +2102,7 @@ impl<'p> Engine<'p> {
             template: Some(s.template).filter(|t| *t != NONE),
             id: Some(s.id).filter(|i| *i != NONE),
             step,
+            send,
             args,
         };
         self.timeline.push(Record {

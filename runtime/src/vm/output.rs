@@ -89,6 +89,7 @@ pub fn record_json(engine: &Engine, record: &Record) -> Json {
             template,
             id,
             step,
+            send,
             args,
         } => {
             object.insert("kind".into(), json!("send"));
@@ -103,15 +104,25 @@ pub fn record_json(engine: &Engine, record: &Record) -> Json {
             };
             object.insert("template".into(), json!(name));
             object.insert("step".into(), json!(step_name(program, record, *step)));
-            // A template's parameters give the arguments' types (untemplated sends have none).
+            // The arguments' types, so that records print with their field names: the send's
+            // own (format 1.1), else its template's parameters (a file of format 1.0).
+            let types = program
+                .journeys
+                .get(record.journey as usize)
+                .and_then(|j| j.sends.get(usize::from(*send)))
+                .map_or(&[][..], |s| s.arg_types.as_slice());
             let params = template
                 .and_then(|t| program.templates.get(t as usize))
                 .and_then(|t| program.record_fields(t.params))
                 .unwrap_or_default();
             let args: Map<String, Json> = args
                 .iter()
-                .map(|(k, v)| {
-                    let ty = params.iter().find(|p| p.name == *k).map(|p| p.ty);
+                .enumerate()
+                .map(|(i, (k, v))| {
+                    let ty = types
+                        .get(i)
+                        .copied()
+                        .or_else(|| params.iter().find(|p| p.name == *k).map(|p| p.ty));
                     (program.string(*k).to_string(), value_json(program, v, ty))
                 })
                 .collect();
