@@ -983,6 +983,53 @@ fn mangled_requests_are_refused_and_nothing_breaks() {
 
 /// A stderr nobody reads any more loses the service's lines, not the service: it still
 /// answers, and a SIGTERM still stops it cleanly (exit 0, checked by `stop`).
+/// The `stdout` sink: each action one JSON line on the service's stdout, nothing else there
+/// (the service's own messages go to stderr).
+#[test]
+fn the_stdout_sink_prints_one_line_per_action() {
+    let dir = scratch("stdout-sink");
+    let service =
+        Service::start_with_stdout(&dir.join("data"), &["--clock", "event", "--sink", "stdout"]);
+    assert_eq!(
+        service
+            .request("PUT", "/v1/journeys", &versioned(1, "1h"))
+            .0,
+        200
+    );
+    assert_eq!(service.json("POST", "/v1/journeys/j/activate", "").0, 200);
+    for (user, at) in [("u1", "00:00"), ("u2", "00:30"), ("u1", "03:00")] {
+        let body = format!(
+            r#"{{"event":"Go","userId":"{user}","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
+        );
+        assert_eq!(service.json("POST", "/v1/track", &body).0, 200);
+    }
+    // A stop drains the outbox into the sink first.
+    let stdout = service.stop_with_stdout();
+    let sends: Vec<(String, String, String)> = stdout
+        .lines()
+        .map(|line| {
+            let action: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{stdout}"));
+            let field = |k: &str| action[k].as_str().unwrap_or_default().to_string();
+            (field("user"), field("template"), field("at"))
+        })
+        .collect();
+    // The first sends at 00:00 and 00:30; the 03:00 input first fires the waits that ended at
+    // 01:00 and 01:30 (event clock), then u1 enters again.
+    let has = |user: &str, template: &str, at: &str| {
+        sends
+            .iter()
+            .any(|s| s == &(user.to_string(), template.to_string(), at.to_string()))
+    };
+    assert!(has("u1", "v1-first", "2026-01-01T00:00:00Z"), "{stdout}");
+    assert!(has("u1", "v1-second", "2026-01-01T01:00:00Z"), "{stdout}");
+    assert!(has("u2", "v1-first", "2026-01-01T00:30:00Z"), "{stdout}");
+    assert!(has("u2", "v1-second", "2026-01-01T01:30:00Z"), "{stdout}");
+    assert!(has("u1", "v1-first", "2026-01-01T03:00:00Z"), "{stdout}");
+    assert_eq!(sends.len(), 5, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_closed_stderr_does_not_stop_the_service() {
     let dir = scratch("stderr");

@@ -12,11 +12,23 @@ pub struct Service {
     pub token: Option<String>,
     /// The lines the service wrote to stderr after its start line (read on demand).
     stderr: Option<BufReader<std::process::ChildStderr>>,
+    /// Its stdout, when started by `start_with_stdout` (read by `stop`).
+    stdout: Option<std::process::ChildStdout>,
 }
 
 impl Service {
     /// Starts the service on a free port with `args` after `serve --data DIR --listen …`.
     pub fn start(data: &Path, args: &[&str]) -> Service {
+        Service::spawn(data, args, Stdio::null())
+    }
+
+    /// `start`, keeping what the service writes to stdout for `stop_with_stdout` (a test of
+    /// the `stdout` sink; the output must stay small enough for the pipe).
+    pub fn start_with_stdout(data: &Path, args: &[&str]) -> Service {
+        Service::spawn(data, args, Stdio::piped())
+    }
+
+    fn spawn(data: &Path, args: &[&str], stdout: Stdio) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_journey-runtime"))
             .arg("serve")
             .arg("--data")
@@ -24,10 +36,11 @@ impl Service {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("JOURNEY_TOKEN")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("journey-runtime starts");
+        let stdout = child.stdout.take();
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let mut seen = String::new();
         let address = loop {
@@ -54,6 +67,7 @@ impl Service {
             address,
             token,
             stderr: Some(stderr),
+            stdout,
         }
     }
 
@@ -86,6 +100,17 @@ impl Service {
             let _ = stderr.read_to_string(&mut rest);
         }
         rest
+    }
+
+    /// `stop`, returning what it wrote to stdout (started by `start_with_stdout`).
+    pub fn stop_with_stdout(mut self) -> String {
+        let stdout = self.stdout.take();
+        self.stop();
+        let mut text = String::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_string(&mut text);
+        }
+        text
     }
 
     /// Closes the pipe of its stderr, as an operator's log shipper that went away would.
