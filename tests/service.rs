@@ -742,6 +742,21 @@ fn webhooks_retry_with_the_same_idempotency_key_and_only_allowed_hosts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Tracks a `Go` (the event of `versioned`'s journey) of `user` at `at` (HH:MM on 2026-01-01).
+fn track_go(service: &Service, user: &str, at: &str) {
+    let body = format!(
+        r#"{{"event":"Go","userId":"{user}","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
+    );
+    let (status, answer) = service.json("POST", "/v1/track", &body);
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Deploys `versioned(version, wait)`.
+fn deploy_version(service: &Service, version: u32, wait: &str) {
+    let (status, body) = service.request("PUT", "/v1/journeys", &versioned(version, wait));
+    assert_eq!(status, 200, "{body}");
+}
+
 /// A journey's source in two versions (the sends name the version).
 fn versioned(version: u32, wait: &str) -> Vec<u8> {
     let source = format!(
@@ -779,34 +794,13 @@ fn versions_run_side_by_side() {
     let sink_arg = format!("jsonl:{}", sink.display());
     let args = ["--clock", "event", "--sink", sink_arg.as_str()];
     let service = Service::start(&dir.join("data"), &args);
-    let go = |user: &str, at: &str| {
-        let body = format!(
-            r#"{{"event":"Go","userId":"{user}","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
-        );
-        let (status, answer) = service.json("POST", "/v1/track", &body);
-        assert_eq!(status, 200, "{answer}");
-    };
-    assert_eq!(
-        service
-            .request("PUT", "/v1/journeys", &versioned(1, "1h"))
-            .0,
-        200
-    );
+    let go = |user: &str, at: &str| track_go(&service, user, at);
+    deploy_version(&service, 1, "1h");
     assert_eq!(service.json("POST", "/v1/journeys/j/activate", "").0, 200);
     go("u1", "00:00");
-    assert_eq!(
-        service
-            .request("PUT", "/v1/journeys", &versioned(2, "2h"))
-            .0,
-        200
-    );
+    deploy_version(&service, 2, "2h");
     // The same bytes again change nothing.
-    assert_eq!(
-        service
-            .request("PUT", "/v1/journeys", &versioned(2, "2h"))
-            .0,
-        200
-    );
+    deploy_version(&service, 2, "2h");
     let (_, journeys) = service.json("GET", "/v1/journeys", "");
     assert_eq!(
         journeys["journeys"][0]["versions"],
@@ -831,12 +825,7 @@ fn versions_run_side_by_side() {
     go("u1", "03:10"); // u1's version-1 instance ended at 01:00: version 2 now
                        // A third version catches up on the two before it: u2's two emails count once each, so
                        // its third still goes.
-    assert_eq!(
-        service
-            .request("PUT", "/v1/journeys", &versioned(3, "3h"))
-            .0,
-        200
-    );
+    deploy_version(&service, 3, "3h");
     assert_eq!(service.json("POST", "/v1/journeys/j/activate", "").0, 200);
     go("u2", "03:20");
     let (_, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T06:00:00Z"}"#);
@@ -990,18 +979,10 @@ fn the_stdout_sink_prints_one_line_per_action() {
     let dir = scratch("stdout-sink");
     let service =
         Service::start_with_stdout(&dir.join("data"), &["--clock", "event", "--sink", "stdout"]);
-    assert_eq!(
-        service
-            .request("PUT", "/v1/journeys", &versioned(1, "1h"))
-            .0,
-        200
-    );
+    deploy_version(&service, 1, "1h");
     assert_eq!(service.json("POST", "/v1/journeys/j/activate", "").0, 200);
     for (user, at) in [("u1", "00:00"), ("u2", "00:30"), ("u1", "03:00")] {
-        let body = format!(
-            r#"{{"event":"Go","userId":"{user}","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
-        );
-        assert_eq!(service.json("POST", "/v1/track", &body).0, 200);
+        track_go(&service, user, at);
     }
     // A stop drains the outbox into the sink first.
     let stdout = service.stop_with_stdout();
