@@ -495,3 +495,58 @@ fn decoding_text_agrees_with_decoding_json() {
     assert!(decode_direct(&program, untimed, Some(7)).is_some());
     assert!(decode_text(&program, untimed, None).is_err());
 }
+
+/// A profile update one engine makes is seen by another engine's conditions at once, as the
+/// same engine's would be (LANGUAGE.md §7: `when` goals and exits are re-evaluated when what
+/// they read changes), not at the user's next input: the service runs one engine per
+/// deployment, and a journey's versions and other journeys can sit in different ones.
+#[test]
+fn a_mirrored_profile_update_is_seen_at_once() {
+    use journey_runtime::vm::input::{decode, Decoded, Input};
+    use journey_runtime::vm::output::record_json;
+    use journey_runtime::vm::Engine;
+    let schema = "event Go { n: int }\nprofile { plan: string? }\n";
+    let upgrader = support::compile_inline(&format!(
+        "{schema}journey upgrader {{\n  entry on Go\n  set profile.plan = \"paid\"\n}}\n"
+    ));
+    let nag = support::compile_inline(&format!(
+        "{schema}journey nag {{\n  entry on Go\n  exit upgraded: when profile.plan == \"paid\"\n  \
+         wait 1h\n  send email \"nag\"\n}}\n"
+    ));
+    let go = |program: &journey_runtime::bytecode::Program, minute: i64| -> Input {
+        let line = format!(
+            r#"{{"type":"track","event":"Go","userId":"u1","timestamp":"{}","properties":{{"n":1}}}}"#,
+            journey_runtime::vm::output::rfc3339(1_767_225_600_000 + minute * 60_000)
+        );
+        match decode(program, &serde_json::from_str(&line).expect("json")) {
+            Ok(Decoded::Input(input)) => input,
+            other => panic!("{other:?}"),
+        }
+    };
+    let (mut first, mut second) = (Engine::new(&nag), Engine::new(&upgrader));
+    first.report_facts(true);
+    second.report_facts(true);
+    // As the service does: the input to every engine, then each one's facts to the others.
+    first.push(go(&nag, 0));
+    second.push(go(&upgrader, 0));
+    for fact in second.take_facts() {
+        first.mirror(&fact);
+    }
+    let lines: Vec<String> = first
+        .timeline
+        .iter()
+        .map(|r| record_json(&first, r).to_string())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].contains(r#""kind":"entered""#), "{lines:#?}");
+    assert!(
+        lines[1].contains(r#""outcome":"exited""#)
+            && lines[1].contains(r#""name":"upgraded""#)
+            && lines[1].contains(r#""at":"2026-01-01T00:00:00Z""#),
+        "{lines:#?}"
+    );
+    // Nothing is left to send later.
+    first.timeline.clear();
+    first.finish(None);
+    assert!(first.timeline.is_empty(), "{:?}", first.timeline);
+}

@@ -163,13 +163,18 @@ impl Engine<'_> {
                     return;
                 }
                 let user = self.user_named(user);
-                if let Some(slot) = self
+                let Some(slot) = self
                     .users
                     .get_mut(user as usize)
                     .and_then(|u| u.traits.get_mut(index))
-                {
-                    *slot = Some(value.clone());
-                }
+                else {
+                    return;
+                };
+                *slot = Some(value.clone());
+                // Seen at once, as this engine's own update would be (`update_profile`): the
+                // `when` goals and exits and condition waits that read the profile are
+                // evaluated again.
+                self.reevaluate(user, None);
             }
             Fact::Start { user, journey } => {
                 if let Some(journey) = self.journey_named(journey) {
