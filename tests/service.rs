@@ -774,14 +774,68 @@ journey j {{
 }}
 "#
     );
+    bytecode_of(&source)
+}
+
+/// `source` (one file that checks) compiled to bytecode.
+fn bytecode_of(source: &str) -> Vec<u8> {
     let mut files = journey_compiler::workspace::MemoryFiles::new();
-    files.insert("j.journey", source.as_str());
+    files.insert("j.journey", source);
     let analysis = journey_compiler::analyse(&files, &["j.journey".into()]);
     let program = journey_compiler::lower::lower(
         &analysis.workspace,
         analysis.program.as_ref().expect("checks"),
     );
     journey_runtime::bytecode::write(&program)
+}
+
+/// Timers of different deployments due at the same instant fire in the order they were set
+/// (LANGUAGE.md §7.1), not deployment by deployment: here the later deployment's timer, set
+/// an hour earlier, fires first, and so takes the one send a shared cap allows.
+#[test]
+fn timers_of_different_deployments_fire_in_the_order_they_were_set() {
+    let dir = scratch("timer-order");
+    let sink = dir.join("actions.jsonl");
+    let sink_arg = format!("jsonl:{}", sink.display());
+    let service = Service::start(
+        &dir.join("data"),
+        &["--clock", "event", "--sink", sink_arg.as_str()],
+    );
+    let program = |journey: &str, event: &str, wait: &str| {
+        bytecode_of(&format!(
+            "event Go {{ n: int }}\nevent Come {{ n: int }}\ncap email 1 per 1d\n\
+             journey {journey} {{\n  entry on {event}\n  wait {wait}\n  send email \"{journey}\"\n}}\n"
+        ))
+    };
+    for (journey, event, wait) in [("early", "Go", "1h"), ("late", "Come", "2h")] {
+        let (status, body) = service.request("PUT", "/v1/journeys", &program(journey, event, wait));
+        assert_eq!(status, 200, "{body}");
+        let path = format!("/v1/journeys/{journey}/activate");
+        assert_eq!(service.json("POST", &path, "").0, 200);
+    }
+    let track = |event: &str, at: &str| {
+        let body = format!(
+            r#"{{"event":"{event}","userId":"u1","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
+        );
+        assert_eq!(service.json("POST", "/v1/track", &body).0, 200);
+    };
+    // `late` (second deployment) sets its timer for 12:00 at 10:00; `early` (first
+    // deployment) sets its own for 12:00 at 11:00.
+    track("Come", "10:00");
+    track("Go", "11:00");
+    let (status, _) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T13:00:00Z"}"#);
+    assert_eq!(status, 200);
+    service.stop();
+    let sent: Vec<String> = jsonl(&sink, 0)
+        .iter()
+        .map(|a| a["template"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        sent,
+        ["late"],
+        "the cap lets one send through: the first set's"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Versions side by side: instances in flight stay on the version they entered on, new

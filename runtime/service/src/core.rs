@@ -7,10 +7,14 @@
 //! to their end on the version they entered on. Every engine sees every input (oldest
 //! deployment first) and keeps the profile and history its program reads; the rules that span
 //! versions travel between engines as facts (`journey_runtime::vm::facts`), and timers of all
-//! engines fire in one time order.
+//! engines fire in one order: by due time, then by the order they were set in, counted across
+//! engines.
 //!
 //! **Invariant:** `apply` either refuses a command and changes nothing, or applies it; only
 //! applied commands are logged.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use journey_runtime::bytecode::{self, Program};
 use journey_runtime::jit::Policy;
@@ -170,6 +174,9 @@ pub struct Core {
     numbering: (i64, usize),
     /// When the engines compile hot predicates to native code.
     jit: Policy,
+    /// The order timers are set in, shared by every engine: timers due at the same instant
+    /// fire in it, whichever engine set them (LANGUAGE.md §7.1).
+    timer_order: Arc<AtomicU64>,
 }
 
 /// One line of a `kind::INPUT` command's body: the time the message was applied at, then the
@@ -316,6 +323,7 @@ impl Core {
         let program: &'static Program = Box::leak(Box::new(program));
         let mut engine = Engine::new(program);
         engine.set_jit(self.jit);
+        engine.share_timer_order(self.timer_order.clone());
         for journey in 0..program.journeys.len() as u32 {
             // Cannot fail: the journey exists and nothing is archived yet.
             let _ = engine.set_state(journey, JourneyState::Closed);
@@ -599,8 +607,9 @@ impl Core {
         }
     }
 
-    /// Fires every engine's timers due by `until` in one time order (an earlier deployment
-    /// first at the same moment), the facts of each settled before the next.
+    /// Fires every engine's timers due by `until` in one order — by due time, then by the
+    /// order they were set in, which the engines share — the facts of each settled before the
+    /// next.
     fn fire_until(&mut self, until: i64) {
         if self.engines().count() == 1 {
             if let Some(engine) = self.deployments.iter_mut().find_map(|d| d.engine.as_mut()) {
@@ -614,11 +623,11 @@ impl Core {
                 .iter()
                 .enumerate()
                 .filter_map(|(d, deployment)| {
-                    let due = deployment.engine.as_ref()?.next_timer_at()?;
-                    Some((due, d)).filter(|_| due <= until)
+                    let (due, set) = deployment.engine.as_ref()?.next_timer()?;
+                    Some((due, set, d)).filter(|_| due <= until)
                 })
                 .min();
-            let Some((_, d)) = next else {
+            let Some((_, _, d)) = next else {
                 return;
             };
             if let Some(engine) = self.deployments[d].engine.as_mut() {

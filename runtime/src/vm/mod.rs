@@ -966,6 +966,19 @@ impl<'p> Engine<'p> {
         self.timers.next_at()
     }
 
+    /// The next timer's due time and its place in the order timers were set: engines that
+    /// share that order (`share_timer_order`) fire their timers in one order by it.
+    pub fn next_timer(&self) -> Option<(i64, u64)> {
+        self.timers.next_key()
+    }
+
+    /// Numbers this engine's timers from `order`, a count shared with other engines, so that
+    /// timers due at the same instant fire in the order they were set across all of them
+    /// (LANGUAGE.md §7.1). Call it before any timer is set.
+    pub fn share_timer_order(&mut self, order: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.timers.share_order(order);
+    }
+
     /// The id of the user called `name`, creating the user (and its schedules) when new.
     fn ensure_user(&mut self, name: &Arc<str>, hash: u64) -> UserId {
         if let Some(id) = self.user_ids.get(hash, name) {

@@ -13,6 +13,8 @@
 //! **Invariant:** `earliest` is the earliest of the lane fronts and the heap's top.
 
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -78,8 +80,30 @@ pub(crate) struct TimerQueue<T> {
     /// Where the earliest timer is, and its key: the engine asks before every input, most
     /// often to learn that nothing is due, so the lanes are scanned only when it changes.
     earliest: Option<(Source, (i64, u64))>,
-    sequence: u64,
+    sequence: Sequence,
     len: usize,
+}
+
+/// The order timers are set in: the queue's own count, or a count shared by the engines of a
+/// service, so that timers due at the same instant fire in the order they were set whichever
+/// engine set them (LANGUAGE.md §7.1).
+#[derive(Debug)]
+enum Sequence {
+    Own(u64),
+    Shared(Arc<AtomicU64>),
+}
+
+impl Sequence {
+    fn next(&mut self) -> u64 {
+        match self {
+            Sequence::Own(n) => {
+                *n += 1;
+                *n
+            }
+            // (One thread sets timers at a time: the order is the service's command order.)
+            Sequence::Shared(n) => n.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
 }
 
 impl<T> Default for TimerQueue<T> {
@@ -89,7 +113,7 @@ impl<T> Default for TimerQueue<T> {
             lane_of_delay: FxHashMap::default(),
             heap: BinaryHeap::new(),
             earliest: None,
-            sequence: 0,
+            sequence: Sequence::Own(0),
             len: 0,
         }
     }
@@ -98,7 +122,7 @@ impl<T> Default for TimerQueue<T> {
 impl<T> TimerQueue<T> {
     /// Sets `timer` due as `due` says; `now` is the current moment, which never goes back.
     pub fn push(&mut self, now: i64, due: Due, timer: T) {
-        self.sequence += 1;
+        let sequence = self.sequence.next();
         self.len += 1;
         let (at, delay) = match due {
             Due::At(at) => (at, None),
@@ -106,7 +130,7 @@ impl<T> TimerQueue<T> {
         };
         let scheduled = Scheduled {
             at,
-            sequence: self.sequence,
+            sequence,
             timer,
         };
         let lane = match delay.map(|d| (d, self.lane_of_delay.get(&d).copied())) {
@@ -158,6 +182,18 @@ impl<T> TimerQueue<T> {
     /// When the next timer is due.
     pub fn next_at(&self) -> Option<i64> {
         self.next().map(|(_, at)| at)
+    }
+
+    /// The next timer's (due time, place in the order timers were set).
+    pub fn next_key(&self) -> Option<(i64, u64)> {
+        self.earliest.map(|(_, key)| key)
+    }
+
+    /// Numbers the timers set from now on from `order`, shared with other queues. (Timers
+    /// already set keep their numbers; a lane that would then be out of order passes a timer
+    /// to the heap.)
+    pub fn share_order(&mut self, order: Arc<AtomicU64>) {
+        self.sequence = Sequence::Shared(order);
     }
 
     /// Takes the next timer if it is due at or before `until`.
