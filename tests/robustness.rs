@@ -1,27 +1,14 @@
 //! The parser never panics, never overflows the stack and always points inside the file:
 //! thousands of mutated examples, and the pathological inputs named in the brief.
 
+#[path = "support/rng.rs"]
+mod rng;
 mod support;
 
 use journey_compiler::render::{self, Format};
 use journey_compiler::workspace::{self, MemoryFiles, Workspace};
 use journey_compiler::Code;
-
-/// A small deterministic generator (xorshift64*), so failures replay exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use rng::Rng;
 
 const FRAGMENTS: &[&str] = &[
     "{",

@@ -13,29 +13,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use journey_compiler::workspace::FileSystem;
 use journey_runtime::value::Value;
 use journey_runtime::vm::input::Input;
 use journey_runtime::vm::Engine;
 
+#[path = "../../tests/support/wcart.rs"]
+mod wcart;
+
 /// The allocator journeyc runs the VM with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -63,22 +50,7 @@ fn main() {
     // `WCART_JIT=off`: every predicate interpreted (by default hot ones run as native code).
     let jit = std::env::var("WCART_JIT").map_or(true, |v| v != "off");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let files: Vec<PathBuf> = [
-        "shop",
-        "cart_abandonment",
-        "winback",
-        "onboarding",
-        "trial_to_paid",
-        "post_purchase",
-    ]
-    .iter()
-    .map(|f| root.join("examples").join(format!("{f}.journey")))
-    .collect();
-    let analysis = journey_compiler::analyse(&FileSystem, &files);
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("the examples check"),
-    );
+    let program = wcart::program(&root);
     journey_runtime::bytecode::verify::verify(&program).expect("verifies");
     let event = |name: &str| {
         program
@@ -100,7 +72,7 @@ fn main() {
             .expect("field") as u32
     };
 
-    let start = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z
+    let start = wcart::START_MS;
     let names: Vec<Arc<str>> = (0..users)
         .map(|u| Arc::from(format!("u{u}").as_str()))
         .collect();
@@ -125,31 +97,22 @@ fn main() {
     }
     let identify_time = identify_started.elapsed();
 
-    let mut rng = Rng(0x5EED_CA27);
-    let span = 30 * 86_400_000i64;
-    let step = (span / events as i64).max(1);
     let currency = Value::str("USD");
     let before_timers = engine.pending_timers();
     let fired_before = engine.timers_fired;
     let started = Instant::now();
+    let mut stream = wcart::stream(users, events).peekable();
     let mut chunk: Vec<Input> = Vec::with_capacity(100_000);
     let mut generating = std::time::Duration::ZERO;
-    let mut i = 0;
     let mut sends = 0;
     engine.timeline.clear();
-    while i < events {
+    while stream.peek().is_some() {
         let generate = Instant::now();
         chunk.clear();
-        for _ in 0..100_000.min(events - i) {
-            // Log-uniform rank: a Zipf-like skew towards the first users.
-            let rank = ((users as f64).powf(rng.unit()) as usize).min(users) - 1;
-            let user = names[rank].clone();
-            let time = start + i as i64 * step;
-            let cart = Value::str(&format!("c{rank}-{}", i / 50_000));
-            let kind = rng.next() % 10;
-            let (event, fields): (u32, Vec<Value>) = if kind < 6 {
-                let price = 5.0 + (rng.next() % 9500) as f64 / 100.0;
-                (
+        for tracked in stream.by_ref().take(100_000) {
+            let cart = Value::str(&format!("c{}-{}", tracked.rank, tracked.cart));
+            let (event, fields): (u32, Vec<Value>) = match tracked.kind {
+                wcart::Kind::Added { price } => (
                     added,
                     vec![
                         Value::str("p1"),
@@ -158,37 +121,34 @@ fn main() {
                         Value::Float(price),
                         Value::Record(vec![Value::str("s1"), Value::Absent].into()),
                     ],
-                )
-            } else if kind < 9 {
-                (
+                ),
+                wcart::Kind::Viewed { from_ads } => (
                     viewed,
                     vec![
                         Value::str("/shop"),
-                        if kind == 8 {
+                        if from_ads {
                             Value::str("ads")
                         } else {
                             Value::Absent
                         },
                     ],
-                )
-            } else {
-                (
+                ),
+                wcart::Kind::Completed => (
                     completed,
                     vec![
-                        Value::str(&format!("o{i}")),
+                        Value::str(&format!("o{}", tracked.index)),
                         cart,
                         Value::Float(20.0),
                         currency.clone(),
                     ],
-                )
+                ),
             };
             chunk.push(Input::Track {
-                user,
-                time,
+                user: names[tracked.rank].clone(),
+                time: tracked.at_ms,
                 event,
                 fields: fields.into(),
             });
-            i += 1;
         }
         generating += generate.elapsed();
         if one_by_one {

@@ -14,26 +14,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../../tests/support/wcart.rs"]
+mod wcart;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 fn post(address: &str, path: &str, body: &[u8]) -> String {
@@ -147,22 +135,7 @@ fn main() {
     let batch = env("INGEST_BATCH", 1_000);
     let clients = env("INGEST_CLIENTS", 2).max(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let files: Vec<PathBuf> = [
-        "shop",
-        "cart_abandonment",
-        "winback",
-        "onboarding",
-        "trial_to_paid",
-        "post_purchase",
-    ]
-    .iter()
-    .map(|f| root.join("examples").join(format!("{f}.journey")))
-    .collect();
-    let analysis = journey_compiler::analyse(&journey_compiler::workspace::FileSystem, &files);
-    let program = journey_compiler::lower::lower(
-        &analysis.workspace,
-        analysis.program.as_ref().expect("the examples check"),
-    );
+    let program = wcart::program(&root);
     let dir = std::env::temp_dir().join(format!("journey-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch");
@@ -170,27 +143,25 @@ fn main() {
     std::fs::write(&jbc, journey_runtime::bytecode::write(&program)).expect("writes");
 
     // Bodies first: identifies, then tracks over 30 days of event time.
-    let start = 1_767_225_600i64; // 2026-01-01T00:00:00Z
-    let time = |s: i64| {
-        chrono::DateTime::from_timestamp(s, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_default()
     };
+    let start = time(wcart::START_MS);
     let identifies: Vec<String> = (0..users)
-        .map(|u| format!(r#"{{"type":"identify","userId":"u{u}","timestamp":"{}","traits":{{"plan":"paid","country":"US","lifetime_value":250.0,"signed_up_at":"{}","tags":[],"timezone":"America/New_York"}}}}"#, time(start), time(start)))
+        .map(|u| format!(r#"{{"type":"identify","userId":"u{u}","timestamp":"{start}","traits":{{"plan":"paid","country":"US","lifetime_value":250.0,"signed_up_at":"{start}","tags":[],"timezone":"America/New_York"}}}}"#))
         .collect();
     let events = users * 3;
-    let mut rng = Rng(0x5EED_CA27);
-    let step = (30 * 86_400 / events as i64).max(1);
-    let tracks: Vec<String> = (0..events)
-        .map(|i| {
-            let rank = ((users as f64).powf(rng.unit()) as usize).min(users) - 1;
-            let at = time(start + i as i64 * step);
-            let cart = format!("c{rank}-{}", i / 50_000);
-            match rng.next() % 10 {
-                0..=5 => format!(r#"{{"type":"track","event":"ProductAdded","userId":"u{rank}","timestamp":"{at}","properties":{{"product_id":"p1","cart_id":"{cart}","name":"Shoe","price":{:.2},"product":{{"sku":"s1"}}}}}}"#, 5.0 + (rng.next() % 9500) as f64 / 100.0),
-                6..=8 => format!(r#"{{"type":"track","event":"PageViewed","userId":"u{rank}","timestamp":"{at}","properties":{{"url":"/shop","utm_source":"ads"}}}}"#),
-                _ => format!(r#"{{"type":"track","event":"OrderCompleted","userId":"u{rank}","timestamp":"{at}","properties":{{"order_id":"o{i}","cart_id":"{cart}","total":20.0,"currency":"USD"}}}}"#),
+    let tracks: Vec<String> = wcart::stream(users, events)
+        .map(|t| {
+            let (i, rank, at) = (t.index, t.rank, time(t.at_ms));
+            let cart = format!("c{rank}-{}", t.cart);
+            match t.kind {
+                wcart::Kind::Added { price } => format!(r#"{{"type":"track","event":"ProductAdded","userId":"u{rank}","timestamp":"{at}","properties":{{"product_id":"p1","cart_id":"{cart}","name":"Shoe","price":{price:.2},"product":{{"sku":"s1"}}}}}}"#),
+                wcart::Kind::Viewed { from_ads: true } => format!(r#"{{"type":"track","event":"PageViewed","userId":"u{rank}","timestamp":"{at}","properties":{{"url":"/shop","utm_source":"ads"}}}}"#),
+                wcart::Kind::Viewed { from_ads: false } => format!(r#"{{"type":"track","event":"PageViewed","userId":"u{rank}","timestamp":"{at}","properties":{{"url":"/shop"}}}}"#),
+                wcart::Kind::Completed => format!(r#"{{"type":"track","event":"OrderCompleted","userId":"u{rank}","timestamp":"{at}","properties":{{"order_id":"o{i}","cart_id":"{cart}","total":20.0,"currency":"USD"}}}}"#),
             }
         })
         .collect();
@@ -245,7 +216,11 @@ fn main() {
     post(
         &address,
         "/v1/clock",
-        format!(r#"{{"until":"{}"}}"#, time(start + 90 * 86_400)).as_bytes(),
+        format!(
+            r#"{{"until":"{}"}}"#,
+            time(wcart::START_MS + 90 * 86_400_000)
+        )
+        .as_bytes(),
     );
     let wall = started.elapsed();
     let timer_cpu = cpu_seconds(&child) - cpu;

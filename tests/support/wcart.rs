@@ -1,0 +1,86 @@
+//! W-cart's workload, shared by the engine's bench (`compiler/benches/wcart.rs`) and the
+//! service's (`runtime/service/benches/ingest.rs`): the journeys it runs and the events it
+//! tracks. Each bench renders the events its own way (decoded values, or JSON for HTTP).
+
+use std::path::{Path, PathBuf};
+
+#[path = "rng.rs"]
+mod rng;
+
+use rng::Rng;
+
+/// The shop's schema and W-cart's five journeys, as `examples/` files under `root`.
+pub fn files(root: &Path) -> Vec<PathBuf> {
+    [
+        "shop",
+        "cart_abandonment",
+        "winback",
+        "onboarding",
+        "trial_to_paid",
+        "post_purchase",
+    ]
+    .iter()
+    .map(|f| root.join("examples").join(format!("{f}.journey")))
+    .collect()
+}
+
+/// W-cart's journeys (`files`) compiled.
+pub fn program(root: &Path) -> journey_runtime::bytecode::Program {
+    let analysis =
+        journey_compiler::analyse(&journey_compiler::workspace::FileSystem, &files(root));
+    journey_compiler::lower::lower(
+        &analysis.workspace,
+        analysis.program.as_ref().expect("the examples check"),
+    )
+}
+
+/// The first moment of the stream: 2026-01-01T00:00:00Z, in milliseconds.
+pub const START_MS: i64 = 1_767_225_600_000;
+
+/// The stream spans 30 days of event time.
+pub const SPAN_MS: i64 = 30 * 86_400_000;
+
+/// What a tracked event is: 60% ProductAdded, 30% PageViewed (a third of them from ads), 10%
+/// OrderCompleted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Added { price: f64 },
+    Viewed { from_ads: bool },
+    Completed,
+}
+
+/// One tracked event: the `index`-th of the stream, of user `u{rank}`, at `at_ms`, for the
+/// cart `c{rank}-{cart}`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tracked {
+    pub index: usize,
+    pub rank: usize,
+    pub at_ms: i64,
+    pub cart: usize,
+    pub kind: Kind,
+}
+
+/// `events` tracked events of `users` users, spread evenly over `SPAN_MS`; the user is drawn
+/// from a Zipf-like (log-uniform rank) distribution, so a few users are very active. The same
+/// arguments give the same stream.
+pub fn stream(users: usize, events: usize) -> impl Iterator<Item = Tracked> {
+    let mut rng = Rng(0x5EED_CA27);
+    let step = (SPAN_MS / events.max(1) as i64).max(1);
+    (0..events).map(move |index| {
+        let rank = ((users as f64).powf(rng.unit()) as usize).min(users) - 1;
+        let kind = match rng.next() % 10 {
+            0..=5 => Kind::Added {
+                price: 5.0 + (rng.next() % 9500) as f64 / 100.0,
+            },
+            k @ 6..=8 => Kind::Viewed { from_ads: k == 8 },
+            _ => Kind::Completed,
+        };
+        Tracked {
+            index,
+            rank,
+            at_ms: START_MS + index as i64 * step,
+            cart: index / 50_000,
+            kind,
+        }
+    })
+}
