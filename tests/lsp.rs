@@ -65,6 +65,37 @@ fn position(file: &str, line: u32, character: u32) -> Value {
     json!({ "textDocument": { "uri": file }, "position": { "line": line, "character": character } })
 }
 
+/// Asserts that go-to-definition at `params` lands in `uri` at (`line`, `character`).
+fn assert_definition(client: &mut Client, params: Value, uri: &str, line: u32, character: u32) {
+    let definition = client.request("textDocument/definition", params);
+    assert_eq!(definition["uri"], uri, "{definition}");
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": line, "character": character }),
+        "{definition}"
+    );
+}
+
+/// The error message of a rename to `new_name` at `params` that the server refuses.
+fn refused_rename(client: &mut Client, mut params: Value, new_name: &str) -> String {
+    params["newName"] = json!(new_name);
+    let refused = client.answer("textDocument/rename", params);
+    refused["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the rename should be refused: {refused}"))
+        .to_string()
+}
+
+/// How many references `textDocument/references` finds at `params`.
+fn reference_count(client: &mut Client, mut params: Value, include_declaration: bool) -> usize {
+    params["context"] = json!({ "includeDeclaration": include_declaration });
+    let references = client.request("textDocument/references", params);
+    references
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_else(|| panic!("references: {references}"))
+}
+
 const SCHEMA: &str = "event Seen { page: string }\n";
 
 /// Diagnostics come for the files on disk at start, at the right UTF-16 column past non-ASCII
@@ -258,18 +289,10 @@ fn navigation_rename_and_hover() {
     let at = |line, character| position(&file, line, character);
 
     // `Seen` in `entry on Seen` → its declaration in the other file.
-    let definition = client.request("textDocument/definition", at(2, 12));
-    assert_eq!(definition["uri"], schema_uri, "{definition}");
-    assert_eq!(
-        definition["range"]["start"],
-        json!({ "line": 1, "character": 6 })
-    );
+    assert_definition(&mut client, at(2, 12), &schema_uri, 1, 6);
 
     // The binding `s`: declared once, read twice.
-    let mut params = at(2, 20);
-    params["context"] = json!({ "includeDeclaration": false });
-    let references = client.request("textDocument/references", params);
-    assert_eq!(references.as_array().map(Vec::len), Some(2), "{references}");
+    assert_eq!(reference_count(&mut client, at(2, 20), false), 2);
 
     // Renaming the template from its use renames its declaration too.
     let mut params = at(4, 8);
@@ -281,15 +304,8 @@ fn navigation_rename_and_hover() {
         changes[&schema_uri][0]["range"]["start"],
         json!({ "line": 3, "character": 9 })
     );
-    let mut params = at(4, 8);
-    params["newName"] = json!("journey");
-    let refused = client.answer("textDocument/rename", params);
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("reserved")),
-        "{refused}"
-    );
+    let refused = refused_rename(&mut client, at(4, 8), "journey");
+    assert!(refused.contains("reserved"), "{refused}");
 
     // Hover: a profile field's type, an event with its doc, an expression's type.
     let hover = client.request("textDocument/hover", at(5, 16));
@@ -333,30 +349,15 @@ fn navigation_while_a_file_does_not_parse() {
 
     let at = |line, character| position(&file, line, character);
     // `Seen` in the journey that parses → its declaration in the other file.
-    let definition = client.request("textDocument/definition", at(5, 12));
-    assert_eq!(definition["uri"], schema_uri, "{definition}");
-    assert_eq!(
-        definition["range"]["start"],
-        json!({ "line": 1, "character": 6 })
-    );
+    assert_definition(&mut client, at(5, 12), &schema_uri, 1, 6);
     // The binding `v`: declared once, read once.
-    let mut params = at(5, 20);
-    params["context"] = json!({ "includeDeclaration": true });
-    let references = client.request("textDocument/references", params);
-    assert_eq!(references.as_array().map(Vec::len), Some(2), "{references}");
+    assert_eq!(reference_count(&mut client, at(5, 20), true), 2);
     let hover = client.request("textDocument/hover", at(5, 12));
     let hover_text = hover["contents"]["value"].as_str().unwrap_or("");
     assert!(hover_text.contains("Someone looked at a page."), "{hover}");
     // A rename would miss the uses inside the journey that does not parse: refused.
-    let mut params = at(5, 12);
-    params["newName"] = json!("Viewed");
-    let refused = client.answer("textDocument/rename", params);
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("syntax error")),
-        "{refused}"
-    );
+    let refused = refused_rename(&mut client, at(5, 12), "Viewed");
+    assert!(refused.contains("syntax error"), "{refused}");
     // Nothing is found inside the journey that does not parse.
     let inside = client.request("textDocument/definition", at(1, 12));
     assert_eq!(inside, Value::Null, "{inside}");

@@ -744,8 +744,13 @@ fn webhooks_retry_with_the_same_idempotency_key_and_only_allowed_hosts() {
 
 /// Tracks a `Go` (the event of `versioned`'s journey) of `user` at `at` (HH:MM on 2026-01-01).
 fn track_go(service: &Service, user: &str, at: &str) {
+    track_event(service, "Go", user, at);
+}
+
+/// Tracks `event` (whose one field is `n: int`) of `user` at `at` (HH:MM on 2026-01-01).
+fn track_event(service: &Service, event: &str, user: &str, at: &str) {
     let body = format!(
-        r#"{{"event":"Go","userId":"{user}","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
+        r#"{{"event":"{event}","userId":"{user}","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
     );
     let (status, answer) = service.json("POST", "/v1/track", &body);
     assert_eq!(status, 200, "{answer}");
@@ -813,12 +818,7 @@ fn timers_of_different_deployments_fire_in_the_order_they_were_set() {
         let path = format!("/v1/journeys/{journey}/activate");
         assert_eq!(service.json("POST", &path, "").0, 200);
     }
-    let track = |event: &str, at: &str| {
-        let body = format!(
-            r#"{{"event":"{event}","userId":"u1","timestamp":"2026-01-01T{at}:00Z","properties":{{"n":1}}}}"#
-        );
-        assert_eq!(service.json("POST", "/v1/track", &body).0, 200);
-    };
+    let track = |event: &str, at: &str| track_event(&service, event, "u1", at);
     // `late` (second deployment) sets its timer for 12:00 at 10:00; `early` (first
     // deployment) sets its own for 12:00 at 11:00.
     track("Come", "10:00");

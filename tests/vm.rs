@@ -291,9 +291,27 @@ journey follow_up {
 /// The lifecycle states the service drives: a closed journey takes no entries but its
 /// instances run on; a paused one holds their timers (fired in order when it goes on) and lets
 /// `wait for` events pass; goals still end paused instances; archiving ends them all.
+/// A tracked `event` (whose one field is `n: int`) of `user`, `minute` minutes after
+/// 2026-01-01T00:00Z, decoded for `program`.
+fn track(
+    program: &journey_runtime::bytecode::Program,
+    event: &str,
+    user: &str,
+    minute: i64,
+) -> journey_runtime::vm::input::Input {
+    use journey_runtime::vm::input::{decode, Decoded};
+    let line = format!(
+        r#"{{"type":"track","event":"{event}","userId":"{user}","timestamp":"{}","properties":{{"n":1}}}}"#,
+        journey_runtime::vm::output::rfc3339(1_767_225_600_000 + minute * 60_000)
+    );
+    match decode(program, &serde_json::from_str(&line).expect("json")) {
+        Ok(Decoded::Input(input)) => input,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn lifecycle_states_close_pause_and_archive() {
-    use journey_runtime::vm::input::{decode, Decoded, Input};
     use journey_runtime::vm::output::record_json;
     use journey_runtime::vm::{Engine, JourneyState};
     let source = r#"
@@ -312,16 +330,7 @@ journey j {
 }
 "#;
     let program = support::compile_inline(source);
-    let input = |event: &str, user: &str, minute: i64| -> Input {
-        let line = format!(
-            r#"{{"type":"track","event":"{event}","userId":"{user}","timestamp":"{}","properties":{{"n":1}}}}"#,
-            journey_runtime::vm::output::rfc3339(1_767_225_600_000 + minute * 60_000)
-        );
-        match decode(&program, &serde_json::from_str(&line).expect("json")) {
-            Ok(Decoded::Input(input)) => input,
-            other => panic!("{other:?}"),
-        }
-    };
+    let input = |event: &str, user: &str, minute: i64| track(&program, event, user, minute);
     let mut engine = Engine::new(&program);
     let mut lines = Vec::new();
     let mut take = |engine: &mut Engine| {
@@ -502,7 +511,6 @@ fn decoding_text_agrees_with_decoding_json() {
 /// deployment, and a journey's versions and other journeys can sit in different ones.
 #[test]
 fn a_mirrored_profile_update_is_seen_at_once() {
-    use journey_runtime::vm::input::{decode, Decoded, Input};
     use journey_runtime::vm::output::record_json;
     use journey_runtime::vm::Engine;
     let schema = "event Go { n: int }\nprofile { plan: string? }\n";
@@ -513,16 +521,7 @@ fn a_mirrored_profile_update_is_seen_at_once() {
         "{schema}journey nag {{\n  entry on Go\n  exit upgraded: when profile.plan == \"paid\"\n  \
          wait 1h\n  send email \"nag\"\n}}\n"
     ));
-    let go = |program: &journey_runtime::bytecode::Program, minute: i64| -> Input {
-        let line = format!(
-            r#"{{"type":"track","event":"Go","userId":"u1","timestamp":"{}","properties":{{"n":1}}}}"#,
-            journey_runtime::vm::output::rfc3339(1_767_225_600_000 + minute * 60_000)
-        );
-        match decode(program, &serde_json::from_str(&line).expect("json")) {
-            Ok(Decoded::Input(input)) => input,
-            other => panic!("{other:?}"),
-        }
-    };
+    let go = |program, minute| track(program, "Go", "u1", minute);
     let (mut first, mut second) = (Engine::new(&nag), Engine::new(&upgrader));
     first.report_facts(true);
     second.report_facts(true);
