@@ -186,11 +186,13 @@ fn the_examples_predicates_agree_with_the_interpreter() {
             .map(|e| predicates::record_kinds(&program, e.record))
             .unwrap_or_default();
         let profile_kinds = predicates::record_kinds(&program, program.profile);
+        let defaults = predicates::profile_defaults(&program);
         let slot_kinds = predicates::slot_kinds(&program, journey);
         for c in 0..500 {
             let context = predicates::random_context(
                 &mut choose,
                 [&event_kinds, &profile_kinds, &slot_kinds],
+                &defaults,
                 c % 4 == 0,
             );
             agree(&program, &prepared, &predicate, index as u32, &context)
@@ -228,6 +230,7 @@ fn a_block_too_deep_for_a_tree_runs_on_the_stack() {
         let context = predicates::Probe {
             event: vec![a.map_or(Value::Absent, Value::Int)],
             profile: Vec::new(),
+            traits: Vec::new(),
             slots: Vec::new(),
             now: 0,
             entered_at: 0,

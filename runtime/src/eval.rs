@@ -22,7 +22,7 @@ use crate::bytecode::opcode::{decode, Instruction, Opcode};
 use crate::bytecode::verify::kind;
 use crate::bytecode::{Block, Constant, Program};
 use crate::tree::Tree;
-use crate::value::{Str, Value};
+use crate::value::Value;
 
 /// An expression's operand stack: on the machine stack unless the block nests deeply.
 pub type Stack = SmallVec<[Value; 16]>;
@@ -77,8 +77,8 @@ impl<'p> Prepared<'p> {
                 single => std::slice::from_ref(single),
             };
             for item in items {
-                if let Value::Str(s) = item {
-                    strings.extend(s.shared().cloned());
+                if let Value::Long(s) = item {
+                    strings.insert(s.clone());
                 }
             }
         }
@@ -237,11 +237,11 @@ impl<'p> Prepared<'p> {
     /// Makes a long input string that equals a constant of the program share the constant's
     /// storage. Such strings are the ones code compares (`plan == "enterprise-annual"`):
     /// shared, they compare by pointer, and millions of users' copies become one. (Short
-    /// strings are kept in place, `value::Str`, and need no sharing.)
+    /// strings are kept in place, `Value::Short`, and need no sharing.)
     pub fn intern(&self, value: &mut Value) {
-        if let Value::Str(s) = value {
-            if let Some(shared) = s.shared().and_then(|long| self.strings.get(&**long)) {
-                *s = Str::from(shared.clone());
+        if let Value::Long(s) = value {
+            if let Some(shared) = self.strings.get(&**s) {
+                *s = shared.clone();
             }
         }
     }
@@ -290,6 +290,12 @@ pub trait Context {
         None
     }
 
+    /// The values the context holds in place, for compiled predicates to read without a call
+    /// per value (`None`: they ask `read`).
+    fn frame(&self) -> Option<Frame<'_>> {
+        None
+    }
+
     /// The value `read` names, copied (`event_field`, `profile_field` or `slot`).
     fn read(&self, read: Read) -> Value {
         match read {
@@ -298,6 +304,17 @@ pub trait Context {
             Read::Slot(s) => self.slot(s),
         }
     }
+}
+
+/// What a context holds in place (`Context::frame`): the values `event_field`, `slot` and
+/// `profile_field` give, as slices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Frame<'a> {
+    pub event: &'a [Value],
+    pub slots: &'a [Value],
+    /// The user's profile traits by field; `None` where unset (the program's default, else
+    /// `Value::Missing`, applies: `Prepared::unset_profile`).
+    pub traits: &'a [Option<Value>],
 }
 
 /// A value an expression reads from its context (`Context::lend`).
@@ -406,9 +423,9 @@ pub(crate) fn unary(opcode: Opcode, a: u32, v: &Value, zone: impl Fn() -> chrono
         (ToFloat, other) => other.clone(),
         (Not | IsSet, _) => truth_of_unary(opcode, v).into(),
         (Hour | Weekday | Date, Value::Timestamp(ms)) => calendar(opcode, *ms, zone()),
-        (Lower, Value::Str(s)) => Value::str(&s.to_lowercase()),
-        (Upper, Value::Str(s)) => Value::str(&s.to_uppercase()),
-        (Len, Value::Str(s)) => Value::Int(s.chars().count() as i64),
+        (Lower, Value::Short { .. } | Value::Long(_)) => Value::str(&text(v).to_lowercase()),
+        (Upper, Value::Short { .. } | Value::Long(_)) => Value::str(&text(v).to_uppercase()),
+        (Len, Value::Short { .. } | Value::Long(_)) => Value::Int(text(v).chars().count() as i64),
         (Len, Value::List(items)) => Value::Int(items.len() as i64),
         _ => Value::Absent,
     }
@@ -416,6 +433,11 @@ pub(crate) fn unary(opcode: Opcode, a: u32, v: &Value, zone: impl Fn() -> chrono
 
 /// `unary` on a constant, computed once: for the operations that read nothing else (all but
 /// the calendar ones, which read the context's zone).
+/// The string `v` is; empty when it is none (callers have matched a string first).
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
 pub(crate) fn unary_of_constant(opcode: Opcode, a: u32, v: &Value) -> Option<Value> {
     use Opcode::*;
     match opcode {
@@ -541,11 +563,11 @@ pub(crate) fn truth_of_binary(opcode: Opcode, k: u32, a: &Value, b: &Value) -> T
             Value::List(items) => Truth::from(items.iter().any(|v| equal(v, a))),
             _ => Truth::Absent,
         },
-        StartsWith | EndsWith | Contains => match (a, b) {
-            (Value::Str(s), Value::Str(p)) => Truth::from(match opcode {
-                StartsWith => s.starts_with(&**p),
-                EndsWith => s.ends_with(&**p),
-                _ => s.contains(&**p),
+        StartsWith | EndsWith | Contains => match (a.as_str(), b.as_str()) {
+            (Some(s), Some(p)) => Truth::from(match opcode {
+                StartsWith => s.starts_with(p),
+                EndsWith => s.ends_with(p),
+                _ => s.contains(p),
             }),
             _ => Truth::Absent,
         },
@@ -664,7 +686,11 @@ fn order(op: Opcode, k: u32, a: &Value, b: &Value) -> Truth {
             Some(o) => o,
             None => return Truth::Absent,
         },
-        (Value::Str(x), Value::Str(y)) if k == kind::STRING => x.cmp(y),
+        (Value::Short { .. } | Value::Long(_), Value::Short { .. } | Value::Long(_))
+            if k == kind::STRING =>
+        {
+            text(a).cmp(text(b))
+        }
         (Value::Timestamp(x), Value::Timestamp(y)) if k == kind::TIMESTAMP => x.cmp(y),
         (Value::Duration(x), Value::Duration(y)) if k == kind::DURATION => x.cmp(y),
         _ => return Truth::Absent,

@@ -235,11 +235,23 @@ fn compare_with(op: Opcode, k: u32, left: Node, constant: Value) -> Test {
                 _ => None,
             })
         }
-        Value::Str(ref c) if matches!(op, Eq | Ne) => {
+        // (Strings only for `==` and `!=`: "unequal" is told as `Less`. A short string never
+        // equals a long one, `Value`'s invariant.)
+        Value::Short {
+            len: c_len,
+            bytes: c_bytes,
+        } if matches!(op, Eq | Ne) => by_order(op, k, left, constant, move |v| match v {
+            Value::Short { len, bytes } if *len == c_len && *bytes == c_bytes => {
+                Some(Ordering::Equal)
+            }
+            Value::Short { .. } | Value::Long(_) => Some(Ordering::Less),
+            _ => None,
+        }),
+        Value::Long(ref c) if matches!(op, Eq | Ne) => {
             let c = c.clone();
             by_order(op, k, left, constant, move |v| match v {
-                Value::Str(x) if *x == c => Some(Ordering::Equal),
-                Value::Str(_) => Some(Ordering::Less),
+                Value::Long(x) if *x == c => Some(Ordering::Equal),
+                Value::Short { .. } | Value::Long(_) => Some(Ordering::Less),
                 _ => None,
             })
         }

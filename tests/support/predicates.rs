@@ -12,7 +12,7 @@ use journey_runtime::bytecode::verify::kind;
 use journey_runtime::bytecode::{
     types, Block, BlockKind, Constant, HistoryQuery, Program, TypeDesc, Window, NONE,
 };
-use journey_runtime::eval::{Context, HistoryOp, Read};
+use journey_runtime::eval::{Context, Frame, HistoryOp, Prepared, Read};
 use journey_runtime::value::Value;
 
 /// An event, a profile and a journey with slots, a field of each scalar type in each.
@@ -127,6 +127,8 @@ impl Choose for Bytes<'_> {
 /// `BASE` compiled, with what its loads give.
 pub struct Base {
     pub program: Program,
+    /// The program's profile defaults, by field (`Prepared::unset_profile`).
+    pub defaults: Vec<Value>,
     /// (field index, kind) of the event's, the profile's and the journey's slots.
     pub event: Vec<(u32, Kind)>,
     pub profile: Vec<(u32, Kind)>,
@@ -157,6 +159,7 @@ impl Base {
             .filter_map(|(i, ty)| Some((i as u32, kind_of(&program, *ty)?)))
             .collect();
         Base {
+            defaults: profile_defaults(&program),
             event,
             profile,
             slots,
@@ -235,9 +238,19 @@ impl Base {
                 &kinds(&self.profile),
                 &kinds(&self.slots),
             ],
+            &self.defaults,
             odd,
         )
     }
+}
+
+/// What each profile field of `program` is while unset (`Prepared::unset_profile`).
+pub fn profile_defaults(program: &Program) -> Vec<Value> {
+    let prepared = Prepared::new(program);
+    let fields = program.record_fields(program.profile).unwrap_or_default();
+    (0..fields.len() as u32)
+        .map(|f| prepared.unset_profile(f))
+        .collect()
 }
 
 /// The kind of each field of record type `record` (`None`: not a scalar).
@@ -261,8 +274,15 @@ pub fn slot_kinds(program: &Program, journey: u32) -> Vec<Option<Kind>> {
 
 /// A random context whose event fields, profile fields and slots have the given kinds: values
 /// of those kinds (absent often, missing sometimes in the profile), or with `odd` set, now and
-/// then one of another shape. Fields that are not scalars are absent.
-pub fn random_context(choose: &mut dyn Choose, kinds: [&[Option<Kind>]; 3], odd: bool) -> Probe {
+/// then one of another shape. Fields that are not scalars are absent. A profile field is unset
+/// now and then: it has its default then (`defaults`, the program's by field; missing past
+/// them).
+pub fn random_context(
+    choose: &mut dyn Choose,
+    kinds: [&[Option<Kind>]; 3],
+    defaults: &[Value],
+    odd: bool,
+) -> Probe {
     let mut value = |kind: Option<Kind>, profile: bool| -> Value {
         let Some(kind) = kind else {
             return Value::Absent;
@@ -279,8 +299,20 @@ pub fn random_context(choose: &mut dyn Choose, kinds: [&[Option<Kind>]; 3], odd:
     };
     let [event, profile, slots] = kinds;
     let event = event.iter().map(|k| value(*k, false)).collect();
-    let profile = profile.iter().map(|k| value(*k, true)).collect();
+    let traits: Vec<Option<Value>> = profile.iter().map(|k| value(*k, true)).map(Some).collect();
     let slots = slots.iter().map(|k| value(*k, false)).collect();
+    let traits: Vec<Option<Value>> = traits
+        .into_iter()
+        .map(|t| if choose.below(5) == 0 { None } else { t })
+        .collect();
+    let profile = traits
+        .iter()
+        .enumerate()
+        .map(|(f, t)| match t {
+            Some(v) => v.clone(),
+            None => defaults.get(f).cloned().unwrap_or(Value::Missing),
+        })
+        .collect();
     let history = [
         Value::Int(i64::from(choose.below(5))),
         Value::Bool(choose.below(2) == 1),
@@ -289,6 +321,7 @@ pub fn random_context(choose: &mut dyn Choose, kinds: [&[Option<Kind>]; 3], odd:
     Probe {
         event,
         profile,
+        traits,
         slots,
         now: timestamp(choose),
         entered_at: timestamp(choose),
@@ -360,7 +393,10 @@ pub fn random_value(choose: &mut dyn Choose, kind: Kind) -> Value {
                 "a string longer than twenty-two bytes",
                 "a string longer than twenty-two bytes!",
                 "ğr",
-            ][pick(10)],
+                // The longest string kept in place, and the shortest shared one.
+                "exactly sixteen!",
+                "seventeen bytes!!",
+            ][pick(12)],
         ),
         Kind::Enum => Value::str(["a", "bb", "ccc"][pick(3)]),
         Kind::Timestamp => Value::Timestamp(timestamp(choose)),
@@ -416,8 +452,9 @@ impl Emitter<'_> {
             // Constants are finite: the compiler writes no others.
             Value::Float(x) if x.is_finite() => Constant::Float(*x),
             Value::Float(_) => Constant::Float(3.5),
-            Value::Str(s) => {
-                self.program.strings.push(s.as_str().to_string());
+            Value::Short { .. } | Value::Long(_) => {
+                let s = value.as_str().unwrap_or_default();
+                self.program.strings.push(s.to_string());
                 Constant::String(self.program.strings.len() as u32 - 1)
             }
             Value::Timestamp(t) => Constant::Timestamp(*t),
@@ -647,14 +684,19 @@ impl Emitter<'_> {
 /// A context with every value given.
 pub struct Probe {
     pub event: Vec<Value>,
+    /// The profile's fields as `Context::profile_field` gives them: the trait if it is set,
+    /// else the program's default.
     pub profile: Vec<Value>,
+    /// The traits set (`None`: unset), as a frame holds them (`Context::frame`).
+    pub traits: Vec<Option<Value>>,
     pub slots: Vec<Value>,
     pub now: i64,
     pub entered_at: i64,
     /// Answers of `count`, `did` and `sum`.
     pub history: [Value; 3],
     pub zone: chrono_tz::Tz,
-    /// Whether it lends its values (`Context::lend`), as the VM does, or only copies them.
+    /// Whether it holds its values in place (`Context::frame`, `Context::lend`), as the VM
+    /// does, or only copies them.
     pub lends: bool,
 }
 
@@ -693,6 +735,13 @@ impl Context for Probe {
     }
     fn zone(&self) -> chrono_tz::Tz {
         self.zone
+    }
+    fn frame(&self) -> Option<Frame<'_>> {
+        self.lends.then_some(Frame {
+            event: &self.event,
+            slots: &self.slots,
+            traits: &self.traits,
+        })
     }
     fn lend(&self, read: Read) -> Option<&Value> {
         if !self.lends {

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use journey_compiler::workspace::MemoryFiles;
 use journey_runtime::bytecode::{verify, Entry, Program, Window};
-use journey_runtime::eval::{eval, Context, HistoryOp, Prepared, Read};
+use journey_runtime::eval::{eval, Context, Frame, HistoryOp, Prepared, Read};
 use journey_runtime::jit::Compiler;
 use journey_runtime::value::Value;
 
@@ -63,10 +63,7 @@ fn samples() -> Vec<Sample> {
 }
 
 fn text(value: &Value) -> &str {
-    match value {
-        Value::Str(s) => s.as_str(),
-        _ => "",
-    }
+    value.as_str().unwrap_or_default()
 }
 
 /// A predicate, as each engine writes it.
@@ -158,7 +155,8 @@ fn predicate_block(program: &Program) -> u32 {
 /// records, history answers by query.
 struct Decoded {
     event: Vec<Value>,
-    profile: Vec<Value>,
+    /// The profile's traits, all set.
+    profile: Vec<Option<Value>>,
     history: Vec<Value>,
 }
 
@@ -198,7 +196,7 @@ impl Decoded {
             .collect();
         Decoded {
             event,
-            profile: record(program.profile),
+            profile: record(program.profile).into_iter().map(Some).collect(),
             history,
         }
     }
@@ -215,6 +213,7 @@ impl Context for Decoded {
         self.profile
             .get(usize::from(field))
             .cloned()
+            .flatten()
             .unwrap_or(Value::Missing)
     }
     fn slot(&self, _: u16) -> Value {
@@ -235,11 +234,18 @@ impl Context for Decoded {
     fn zone(&self) -> chrono_tz::Tz {
         chrono_tz::UTC
     }
-    /// Lends its values, as the VM's contexts do.
+    /// Holds its values in place, as the VM's contexts do.
+    fn frame(&self) -> Option<Frame<'_>> {
+        Some(Frame {
+            event: &self.event,
+            slots: &[],
+            traits: &self.profile,
+        })
+    }
     fn lend(&self, read: Read) -> Option<&Value> {
         match read {
             Read::Event(f) => self.event.get(usize::from(f)),
-            Read::Profile(f) => self.profile.get(usize::from(f)),
+            Read::Profile(f) => self.profile.get(usize::from(f))?.as_ref(),
             Read::Slot(_) => None,
         }
     }

@@ -2,10 +2,10 @@
 //! history queries, local time, and duration × float (which rounds as `f64::round` does).
 //!
 //! Each takes raw pointers from the generated code. `lower` passes only what `Predicate::run`
-//! set up: string addresses and lengths from `Bound`s (into live values or the predicate's
-//! constants; a string that is not present has length 0, and its address may be null, which
-//! `bytes` reads as the empty string), the `Env` of the call, and the address of a `Bound` in
-//! the generated function's own stack frame for results.
+//! set up: string addresses and lengths (into live values or the predicate's constants; a
+//! string that is not present has length 0, and its address may be null, which `bytes` reads
+//! as the empty string), the `Env` of the call, and the address of a `Bound` in the generated
+//! function's own stack frame for results.
 
 use chrono::{Datelike, TimeZone, Timelike};
 
@@ -155,7 +155,10 @@ pub(super) unsafe extern "C" fn list_contains(
             (2, Value::Float(f)) => *f == f64::from_bits(bits),
             (2, Value::Int(n)) => *n as f64 == f64::from_bits(bits),
             // SAFETY: a present string's `Bound` (module contract).
-            (3, Value::Str(s)) => s.as_bytes() == unsafe { bytes(bits as *const u8, item_len) },
+            (3, Value::Short { .. } | Value::Long(_)) => {
+                v.as_str().unwrap_or_default().as_bytes()
+                    == unsafe { bytes(bits as *const u8, item_len) }
+            }
             (4, Value::Timestamp(t)) => *t == bits as i64,
             (5, Value::Duration(d)) => *d == bits as i64,
             _ => false,

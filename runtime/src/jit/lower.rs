@@ -17,12 +17,14 @@ use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Module};
 
 use super::helpers;
-use super::{Bound, Load, Source, Ty, ABSENT, MISSING, PRESENT};
+use std::mem::offset_of;
+
+use super::{Bound, Load, Raw, Source, Ty, ABSENT, MISSING, PRESENT};
 use crate::bytecode::opcode::Opcode;
 use crate::bytecode::verify::kind;
 use crate::bytecode::{Block, BlockKind};
 use crate::eval::{Prepared, Read};
-use crate::value::Value;
+use crate::value::{self, Str, Value};
 
 /// Why a block stays with the interpreter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,10 @@ struct V {
     len: ir::Value,
     /// A string constant's bytes (an index into `Lowering::strings`): compared inline.
     known: Option<usize>,
+    /// Whether 16 bytes can be read at a string's address, zero past its length if it is
+    /// that short: a string read in place (`Value::Short`'s bytes, a longer string's, or an
+    /// empty payload).
+    wide: bool,
 }
 
 enum Item {
@@ -73,6 +79,19 @@ enum Item {
 }
 
 const BOUND_SIZE: i32 = std::mem::size_of::<Bound>() as i32;
+const VALUE_SIZE: i64 = std::mem::size_of::<Value>() as i64;
+const RAW_EVENT: i32 = offset_of!(Raw, event) as i32;
+const RAW_SLOTS: i32 = offset_of!(Raw, slots) as i32;
+const RAW_TRAITS: i32 = offset_of!(Raw, traits) as i32;
+const RAW_DEFAULTS: i32 = offset_of!(Raw, defaults) as i32;
+
+/// The answer of code that met a value of another shape than it was compiled for.
+pub(super) const DECLINED: i64 = 4;
+
+// A value's tag, plus one, is its state when it is absent or missing (`value_at`).
+const _: () = assert!(value::tag::ABSENT as u64 + 1 == ABSENT);
+const _: () = assert!(value::tag::MISSING as u64 + 1 == MISSING);
+const _: () = assert!(value::tag::BOOL == 2);
 
 /// String constants up to this long are compared inline rather than by a helper.
 const INLINE_COMPARE: usize = 32;
@@ -109,11 +128,14 @@ pub(super) fn lower(
             3,
         ));
         let zero = builder.ins().iconst(I64, 0);
+        let declines = builder.ins().iconst(I64, 0);
         let mut lowering = Lowering {
             b: builder,
             prepared,
             block,
             frame,
+            declines,
+            bases: Vec::new(),
             env,
             out,
             zero,
@@ -142,8 +164,13 @@ struct Lowering<'p, 'f> {
     b: FunctionBuilder<'f>,
     prepared: &'p Prepared<'p>,
     block: &'p Block,
-    /// The `Bound`s of the loads (first parameter).
+    /// The `Raw` frame (first parameter).
     frame: ir::Value,
+    /// I64 whose lowest bit is set when a value loaded so far has another shape than its
+    /// type's (then the answer is `DECLINED`).
+    declines: ir::Value,
+    /// The frame's addresses read so far, by offset (`base`).
+    bases: Vec<(i32, ir::Value)>,
     /// The `Env` (second parameter), passed on to helpers.
     env: ir::Value,
     /// Where helpers write a `Bound` result.
@@ -167,7 +194,7 @@ impl Lowering<'_, '_> {
                 Const => self.constant(a)?,
                 LoadEvent => {
                     let ty = self.event_field_ty(a)?;
-                    Item::V(self.load(Source::Read(Read::Event(a as u16)), ty))
+                    Item::V(self.load(Source::Read(Read::Event(a as u16)), ty)?)
                 }
                 LoadProfile => {
                     let program = self.prepared.program;
@@ -176,7 +203,7 @@ impl Lowering<'_, '_> {
                         .and_then(|f| f.get(a as usize))
                         .ok_or(Refusal::Unsupported("LoadProfile"))?;
                     let ty = Ty::of(program, field.ty).ok_or(Refusal::Unsupported("a record"))?;
-                    Item::V(self.load(Source::Read(Read::Profile(a as u16)), ty))
+                    Item::V(self.load(Source::Read(Read::Profile(a as u16)), ty)?)
                 }
                 LoadSlot => {
                     let BlockKind::Expression { journey, .. } = self.block.kind else {
@@ -189,10 +216,10 @@ impl Lowering<'_, '_> {
                         .and_then(|j| j.slots.get(a as usize))
                         .and_then(|ty| Ty::of(program, *ty))
                         .ok_or(Refusal::Unsupported("LoadSlot"))?;
-                    Item::V(self.load(Source::Read(Read::Slot(a as u16)), ty))
+                    Item::V(self.load(Source::Read(Read::Slot(a as u16)), ty)?)
                 }
-                Now => Item::V(self.load(Source::Now, Ty::Timestamp)),
-                EnteredAt => Item::V(self.load(Source::EnteredAt, Ty::Timestamp)),
+                Now => Item::V(self.load(Source::Now, Ty::Timestamp)?),
+                EnteredAt => Item::V(self.load(Source::EnteredAt, Ty::Timestamp)?),
                 Add | Sub | Mul | Div => {
                     let y = pop(&mut stack)?;
                     let x = pop(&mut stack)?;
@@ -237,7 +264,7 @@ impl Lowering<'_, '_> {
                 And | Or => {
                     let y = pop(&mut stack)?;
                     let x = pop(&mut stack)?;
-                    let state = self.b.ins().umax(x.state, y.state);
+                    let state = self.max_state(x.state, y.state);
                     Item::V(if x.ty == Ty::Bool && y.ty == Ty::Bool {
                         let a = if ins.opcode == And {
                             self.b.ins().band(x.a, y.a)
@@ -283,6 +310,7 @@ impl Lowering<'_, '_> {
                         a,
                         len,
                         known: None,
+                        wide: x.wide && y.wide,
                     })
                 }
                 In => match stack.pop() {
@@ -299,7 +327,7 @@ impl Lowering<'_, '_> {
                 StartsWith | EndsWith | Contains => {
                     let p = pop(&mut stack)?;
                     let s = pop(&mut stack)?;
-                    let state = self.b.ins().umax(s.state, p.state);
+                    let state = self.max_state(s.state, p.state);
                     Item::V(if s.ty == Ty::Str && p.ty == Ty::Str {
                         let op = match ins.opcode {
                             StartsWith => helpers::STARTS_WITH,
@@ -375,6 +403,9 @@ impl Lowering<'_, '_> {
                     let present = self.b.ins().icmp_imm_s(IntCC::Equal, x.state, 0);
                     let shifted = self.b.ins().iadd_imm_s(x.state, 1);
                     let answer = self.b.ins().select(present, x.a, shifted);
+                    let declined = self.c(DECLINED);
+                    let declines = self.b.ins().band_imm_s(self.declines, 1);
+                    let answer = self.b.ins().select(declines, declined, answer);
                     return Ok(self.b.ins().ireduce(I32, answer));
                 }
                 other => return Err(Refusal::Unsupported(other.name())),
@@ -397,6 +428,7 @@ impl Lowering<'_, '_> {
             a,
             len: self.zero,
             known: None,
+            wide: false,
         }
     }
 
@@ -414,6 +446,18 @@ impl Lowering<'_, '_> {
             _ => self.zero,
         };
         self.scalar(ty, state, a)
+    }
+
+    /// The greater of two states (missing over absent over present), without an instruction
+    /// when one is a constant's (present).
+    fn max_state(&mut self, x: ir::Value, y: ir::Value) -> ir::Value {
+        if x == self.zero {
+            y
+        } else if y == self.zero {
+            x
+        } else {
+            self.b.ins().umax(x, y)
+        }
     }
 
     /// `state`, made absent where `bad` holds and it was present.
@@ -437,16 +481,150 @@ impl Lowering<'_, '_> {
             .ok_or(Refusal::Unsupported("LoadEvent"))
     }
 
-    /// Reads the bound value of `source` (bound once however often the block reads it).
-    fn load(&mut self, source: Source, ty: Ty) -> V {
-        let index = match self.loads.iter().position(|l| l.source == source) {
-            Some(i) => i,
-            None => {
-                self.loads.push(Load { source, ty });
-                self.loads.len() - 1
+    /// The value of `source` as a `ty`, read in place from the frame (`Raw`).
+    fn load(&mut self, source: Source, ty: Ty) -> Result<V, Refusal> {
+        if !self.loads.iter().any(|l| l.source == source) {
+            self.loads.push(Load { source, ty });
+        }
+        let flags = MemFlagsData::trusted();
+        let at = |index: u16| i64::from(index) * VALUE_SIZE;
+        let address = match source {
+            Source::Now | Source::EnteredAt => {
+                let offset = if source == Source::Now {
+                    offset_of!(Raw, now)
+                } else {
+                    offset_of!(Raw, entered_at)
+                };
+                let a = self.b.ins().load(I64, flags, self.frame, offset as i32);
+                return Ok(self.scalar(Ty::Timestamp, self.zero, a));
+            }
+            Source::Read(Read::Event(f)) => {
+                let values = self.base(RAW_EVENT);
+                self.b.ins().iadd_imm_s(values, at(f))
+            }
+            Source::Read(Read::Slot(s)) => {
+                let values = self.base(RAW_SLOTS);
+                self.b.ins().iadd_imm_s(values, at(s))
+            }
+            Source::Read(Read::Profile(f)) => {
+                if !super::traits_in_place() {
+                    return Err(Refusal::Unsupported("profile fields in this build"));
+                }
+                // The trait if it is set, else the program's default.
+                let traits = self.base(RAW_TRAITS);
+                let set = self.b.ins().iadd_imm_s(traits, at(f));
+                let defaults = self.base(RAW_DEFAULTS);
+                let default = self.b.ins().iadd_imm_s(defaults, at(f));
+                let tag = self.b.ins().uload8(I64, flags, set, 0);
+                let unset = self.b.ins().icmp_imm_s(
+                    IntCC::UnsignedGreaterThan,
+                    tag,
+                    i64::from(value::tag::LAST),
+                );
+                self.b.ins().select(unset, default, set)
             }
         };
-        self.read_bound(self.frame, index as i32 * BOUND_SIZE, ty)
+        self.value_at(address, ty)
+    }
+
+    /// The address at `offset` in the frame (`RAW_EVENT` and the like), read once. (Loads are
+    /// lowered on the main line of the code, so the first read dominates every later use.)
+    fn base(&mut self, offset: i32) -> ir::Value {
+        if let Some((_, address)) = self.bases.iter().find(|(o, _)| *o == offset) {
+            return *address;
+        }
+        let address = self
+            .b
+            .ins()
+            .load(I64, MemFlagsData::trusted(), self.frame, offset);
+        self.bases.push((offset, address));
+        address
+    }
+
+    /// The `Value` at `address`, as a `ty`. Its state is its tag's (absent, missing, else
+    /// present); a tag of another type declines the evaluation (`declines`). The payload is
+    /// read whatever the tag: where the value is not present it is never used, but for a
+    /// string's, which is then empty at a valid address.
+    fn value_at(&mut self, address: ir::Value, ty: Ty) -> Result<V, Refusal> {
+        let flags = MemFlagsData::trusted();
+        let tag = self.b.ins().uload8(I64, flags, address, 0);
+        // The state, from two bits per tag: absent (tag 0) → 1, missing (1) → 2, else 0.
+        let twice = self.b.ins().iadd(tag, tag);
+        let states = self.c(0b10_01);
+        let states = self.b.ins().ushr(states, twice);
+        let state = self.b.ins().band_imm_s(states, 3);
+        // Bit `tag` of `wrong` is set for the tags a `ty` cannot have.
+        let allowed = |tag: u8| 1u64 << tag;
+        let mut fine = allowed(value::tag::ABSENT) | allowed(value::tag::MISSING);
+        fine |= match ty {
+            Ty::Bool => allowed(value::tag::BOOL),
+            Ty::Int => allowed(value::tag::INT),
+            Ty::Float => allowed(value::tag::FLOAT),
+            Ty::Str => allowed(value::tag::SHORT) | allowed(value::tag::LONG),
+            Ty::Timestamp => allowed(value::tag::TIMESTAMP),
+            Ty::Duration => allowed(value::tag::DURATION),
+            Ty::List => allowed(value::tag::LIST),
+        };
+        let wrong = self.c(!fine as i64);
+        let wrong = self.b.ins().ushr(wrong, tag);
+        self.declines = self.b.ins().bor(self.declines, wrong);
+        let (a, len) = match ty {
+            Ty::Bool => (self.b.ins().uload8(I64, flags, address, 1), self.zero),
+            Ty::Float => (self.b.ins().load(F64, flags, address, 8), self.zero),
+            Ty::Int | Ty::Timestamp | Ty::Duration => {
+                (self.b.ins().load(I64, flags, address, 8), self.zero)
+            }
+            Ty::Str => self.shared_at(address, tag, value::tag::SHORT)?,
+            Ty::List => self.shared_at(address, tag, value::tag::LIST)?,
+        };
+        Ok(V {
+            ty,
+            state,
+            a,
+            len,
+            known: None,
+            wide: ty == Ty::Str,
+        })
+    }
+
+    /// The address and length of the string (`item` `tag::SHORT`) or list (`tag::LIST`) at
+    /// `address` with tag `tag`: a short string's bytes in place, a long string's or a list's
+    /// where its `Arc` points (`shared_layout`). Any other value is empty, at the address of
+    /// its payload (16 readable bytes).
+    fn shared_at(
+        &mut self,
+        address: ir::Value,
+        tag: ir::Value,
+        item: u8,
+    ) -> Result<(ir::Value, ir::Value), Refusal> {
+        let layout = super::shared_layout().ok_or(Refusal::Unsupported("strings in this build"))?;
+        let flags = MemFlagsData::trusted();
+        let payload = self.b.ins().iadd_imm_s(address, 8);
+        let (mut a, mut len) = (payload, self.zero);
+        if item == value::tag::SHORT {
+            let short = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::Equal, tag, i64::from(value::tag::SHORT));
+            let length = self.b.ins().uload8(I64, flags, address, 1);
+            len = self.b.ins().select(short, length, self.zero);
+        }
+        let shared_tag = if item == value::tag::SHORT {
+            value::tag::LONG
+        } else {
+            item
+        };
+        let shared = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, tag, i64::from(shared_tag));
+        // (Read whatever the tag: the words are only used where it is `shared_tag`.)
+        let start = self.b.ins().load(I64, flags, address, 8 + layout.address);
+        let data = self.b.ins().iadd_imm_s(start, layout.data);
+        let count = self.b.ins().load(I64, flags, address, 8 + layout.length);
+        a = self.b.ins().select(shared, data, a);
+        len = self.b.ins().select(shared, count, len);
+        Ok((a, len))
     }
 
     /// Calls helper `f` with `args` (of types `params`) and, last, the address of the result
@@ -484,6 +662,7 @@ impl Lowering<'_, '_> {
             a,
             len,
             known: None,
+            wide: false,
         }
     }
 
@@ -502,8 +681,8 @@ impl Lowering<'_, '_> {
             Value::Timestamp(n) => (Ty::Timestamp, self.c(*n), zero, None),
             Value::Duration(n) => (Ty::Duration, self.c(*n), zero, None),
             Value::Float(x) => (Ty::Float, self.b.ins().f64const(*x), zero, None),
-            Value::Str(s) => {
-                let bytes: Box<[u8]> = s.as_bytes().into();
+            Value::Short { .. } | Value::Long(_) => {
+                let bytes: Box<[u8]> = value.as_str().unwrap_or_default().as_bytes().into();
                 // The boxed bytes do not move when the box does: the address stays valid
                 // while the `Predicate` that owns them lives.
                 let address = self.c(bytes.as_ptr() as i64);
@@ -519,6 +698,7 @@ impl Lowering<'_, '_> {
             a,
             len,
             known,
+            wide: false,
         })
     }
 
@@ -568,6 +748,9 @@ impl Lowering<'_, '_> {
     /// they agree, so no byte past `x`'s end is read) the bytes a word at a time.
     fn str_eq_known(&mut self, x: V, k: usize) -> ir::Value {
         let bytes = self.strings[k].clone();
+        if x.wide && bytes.len() <= Str::INLINE {
+            return self.str_eq_wide(x, &bytes);
+        }
         let same_length = self
             .b
             .ins()
@@ -614,6 +797,29 @@ impl Lowering<'_, '_> {
         answer
     }
 
+    /// Whether wide string `x` equals `bytes` (at most 16), without a branch: its length, and
+    /// its bytes a word at a time, past the length too (zero there in `x` if it is as short).
+    fn str_eq_wide(&mut self, x: V, bytes: &[u8]) -> ir::Value {
+        let mut padded = [0u8; Str::INLINE];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        let mut equal = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, x.len, bytes.len() as i64);
+        // (A string of up to 8 bytes has zeros in the second word: its length decides.)
+        let words = if bytes.len() <= 8 { 1 } else { 2 };
+        for (i, word) in padded.chunks_exact(8).take(words).enumerate() {
+            let want = i64::from_ne_bytes(word.try_into().unwrap_or_default());
+            let got = self
+                .b
+                .ins()
+                .load(I64, MemFlagsData::trusted(), x.a, i as i32 * 8);
+            let same = self.b.ins().icmp_imm_s(IntCC::Equal, got, want);
+            equal = self.b.ins().band(equal, same);
+        }
+        equal
+    }
+
     /// `eval::equal` of two present values: I8 1 or 0.
     fn present_equal(&mut self, x: V, y: V) -> ir::Value {
         match (x.ty, y.ty) {
@@ -634,8 +840,31 @@ impl Lowering<'_, '_> {
 
     /// `==` (or `!=`): missing if either is; otherwise absent equals only absent.
     fn equality(&mut self, eq: bool, x: V, y: V) -> V {
+        // Against a constant (present): equal only if present and the values are.
+        let (x, y) = if x.state == self.zero { (y, x) } else { (x, y) };
+        if y.state == self.zero {
+            let missing = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
+            let two = self.c(MISSING as i64);
+            let state = self.b.ins().select(missing, two, self.zero);
+            let present = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+            let values_equal = self.present_equal(x, y);
+            let equal = self.b.ins().band(present, values_equal);
+            let equal = if eq {
+                equal
+            } else {
+                self.b.ins().bxor_imm_s(equal, 1)
+            };
+            let a = self.b.ins().uextend(I64, equal);
+            return self.bool(state, a);
+        }
         let either_missing = {
-            let top = self.b.ins().umax(x.state, y.state);
+            let top = self.max_state(x.state, y.state);
             self.b.ins().icmp_imm_s(IntCC::Equal, top, MISSING as i64)
         };
         let two = self.c(MISSING as i64);
@@ -699,7 +928,7 @@ impl Lowering<'_, '_> {
             .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
         let two = self.c(MISSING as i64);
         let from_x = self.b.ins().select(x_missing, two, self.zero);
-        let state = self.b.ins().umax(from_x, list.state);
+        let state = self.max_state(from_x, list.state);
         let ty = self.b.ins().iconst(I32, i64::from(helpers::ty_code(x.ty)));
         let bits = match x.ty {
             Ty::Float => self.b.ins().bitcast(I64, MemFlagsData::new(), x.a),
@@ -724,7 +953,7 @@ impl Lowering<'_, '_> {
             kind::DURATION => Ty::Duration,
             _ => return Err(Refusal::Unsupported("an ordering kind")),
         };
-        let state = self.b.ins().umax(x.state, y.state);
+        let state = self.max_state(x.state, y.state);
         if x.ty != want || y.ty != want {
             return Ok(self.never_present(Ty::Bool, state));
         }
@@ -758,7 +987,7 @@ impl Lowering<'_, '_> {
     fn arithmetic(&mut self, op: Opcode, k: u32, x: V, y: V) -> V {
         use Opcode::{Add, Div, Mul, Sub};
         use Ty::{Duration, Float, Int, Timestamp};
-        let state = self.b.ins().umax(x.state, y.state);
+        let state = self.max_state(x.state, y.state);
         let checked = match (op, k, x.ty, y.ty) {
             (Add | Sub | Mul, kind::INT, Int, Int) => Some(Int),
             (Add | Sub, kind::DURATION, Duration, Duration) => Some(Duration),

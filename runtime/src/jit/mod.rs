@@ -26,16 +26,15 @@ mod helpers;
 mod lower;
 
 use std::cell::{Cell, OnceCell};
-use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::default_libcall_names;
 
 use crate::bytecode::{types, BlockKind, TypeDesc};
-use crate::eval::{Context, Prepared, Read};
-use crate::value::Value;
+use crate::eval::{Context, Frame, Prepared, Read};
+use crate::value::{tag, Value};
 
 pub use lower::Refusal;
 
@@ -132,8 +131,9 @@ impl Bound {
             (Ty::Int, Value::Int(n))
             | (Ty::Timestamp, Value::Timestamp(n))
             | (Ty::Duration, Value::Duration(n)) => present(*n as u64),
-            (Ty::Str, Value::Str(s)) => {
-                Bound::present(s.as_bytes().as_ptr() as u64, s.as_bytes().len() as u64)
+            (Ty::Str, Value::Short { .. } | Value::Long(_)) => {
+                let bytes = value.str_bytes().unwrap_or_default();
+                Bound::present(bytes.as_ptr() as u64, bytes.len() as u64)
             }
             (Ty::Float, Value::Float(x)) => present(x.to_bits()),
             (Ty::Bool, Value::Bool(b)) => present(u64::from(*b)),
@@ -174,9 +174,9 @@ pub(crate) struct Env<'c> {
     pub declined: Cell<bool>,
 }
 
-/// The signature of generated code: the bound values and the environment in; 0 false, 1 true,
-/// 2 absent, 3 missing out.
-type Code = unsafe extern "C" fn(*const Bound, *const Env) -> u32;
+/// The signature of generated code: the frame and the environment in; 0 false, 1 true, 2
+/// absent, 3 missing out, or 4 when a value had another shape than the code was compiled for.
+type Code = unsafe extern "C" fn(*const Raw, *const Env) -> u32;
 
 /// The memory the generated code lives in, freed when the last predicate compiled into it is
 /// dropped.
@@ -197,10 +197,122 @@ pub struct Compiler {
     memory: Arc<Mutex<CodeMemory>>,
 }
 
+/// What the generated code reads values from (its first parameter): the context's `Frame` as
+/// addresses, the program's profile defaults, and the clock. Values are read in place by
+/// `Value`'s defined layout; `Reach` bounds every index the code reads, and `Predicate::run`
+/// checks the frame against it.
+#[repr(C)]
+pub(crate) struct Raw {
+    pub event: *const Value,
+    pub slots: *const Value,
+    pub traits: *const Option<Value>,
+    /// `Prepared::unset_profile` of every profile field.
+    pub defaults: *const Value,
+    pub now: i64,
+    pub entered_at: i64,
+}
+
+/// How far into a frame a predicate reads: one past the greatest event field, slot and trait
+/// it loads, and whether it reads the clock.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reach {
+    event: usize,
+    slots: usize,
+    traits: usize,
+    now: bool,
+    entered_at: bool,
+}
+
+impl Reach {
+    fn of(loads: &[Load]) -> Reach {
+        let mut reach = Reach::default();
+        for load in loads {
+            match load.source {
+                Source::Read(Read::Event(f)) => reach.event = reach.event.max(usize::from(f) + 1),
+                Source::Read(Read::Slot(s)) => reach.slots = reach.slots.max(usize::from(s) + 1),
+                Source::Read(Read::Profile(f)) => {
+                    reach.traits = reach.traits.max(usize::from(f) + 1)
+                }
+                Source::Now => reach.now = true,
+                Source::EnteredAt => reach.entered_at = true,
+            }
+        }
+        reach
+    }
+
+    /// Whether the code reads nothing from a frame.
+    fn is_empty(&self) -> bool {
+        self.event == 0 && self.slots == 0 && self.traits == 0
+    }
+
+    fn within(&self, frame: &Frame) -> bool {
+        frame.event.len() >= self.event
+            && frame.slots.len() >= self.slots
+            && frame.traits.len() >= self.traits
+    }
+}
+
+/// Whether an `Option<Value>` holds its value in place and its `None` is a tag byte above
+/// `tag::LAST`, as generated code reading profile traits assumes. Rust lays it out so (the
+/// tag's unused values are the option's niche) but does not promise it: were it otherwise,
+/// predicates that read the profile would stay interpreted (`lower`).
+pub(crate) fn traits_in_place() -> bool {
+    let none: Option<Value> = None;
+    std::mem::size_of::<Option<Value>>() == std::mem::size_of::<Value>()
+        // SAFETY: of the same size as a `Value`, the option keeps `None` in the tag byte at
+        // offset 0 (a niche is a value's invalid bit pattern), so that byte is initialised.
+        && unsafe { *(&none as *const Option<Value> as *const u8) } > tag::LAST
+}
+
+/// Where generated code finds a long string's bytes or a list's items: an `Arc` of an unsized
+/// type is two words, an address and a length, at offsets `address` and `length` of the
+/// value's payload, and the data lies `data` bytes past the address. Rust promises none of
+/// this; it is read off two probes once (`shared_layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SharedLayout {
+    pub address: i32,
+    pub length: i32,
+    pub data: i64,
+}
+
+/// The layout of this build's `Arc<str>` and `Arc<[Value]>`, if both have the one
+/// `SharedLayout` expects. Otherwise predicates reading strings or lists stay interpreted.
+pub(crate) fn shared_layout() -> Option<SharedLayout> {
+    static LAYOUT: OnceLock<Option<SharedLayout>> = OnceLock::new();
+    *LAYOUT.get_or_init(|| {
+        let text: Arc<str> = Arc::from("a probe of the layout");
+        let items: Arc<[Value]> = Arc::from(vec![Value::Absent; 3]);
+        let of_text = probe(&text, text.as_ptr() as usize, text.len());
+        let of_items = probe(&items, items.as_ptr() as usize, items.len());
+        of_text.filter(|_| of_text == of_items)
+    })
+}
+
+/// `SharedLayout` of `arc`, whose data is at address `data` and `len` long.
+fn probe<T: ?Sized>(arc: &Arc<T>, data: usize, len: usize) -> Option<SharedLayout> {
+    if std::mem::size_of::<Arc<T>>() != std::mem::size_of::<[usize; 2]>() {
+        return None;
+    }
+    // SAFETY: the sizes agree (checked above), and a pointer to an unsized type is two
+    // initialised words: reading them as integers is sound.
+    let words: [usize; 2] = unsafe { std::mem::transmute_copy(arc) };
+    [(0, 1), (1, 0)].into_iter().find_map(|(address, length)| {
+        let data = data.checked_sub(words[address])?;
+        (words[length] == len && data <= 64).then_some(SharedLayout {
+            address: address as i32 * 8,
+            length: length as i32 * 8,
+            data: data as i64,
+        })
+    })
+}
+
 /// A predicate compiled to native code.
 pub struct Predicate {
     code: Code,
     loads: Box<[Load]>,
+    reach: Reach,
+    /// The program's profile defaults, by field (`Raw::defaults`).
+    defaults: Box<[Value]>,
     /// String constants the code compares with, by address (kept here so they live as long).
     _strings: Box<[Box<[u8]>]>,
     _memory: Arc<Mutex<CodeMemory>>,
@@ -261,8 +373,15 @@ impl Compiler {
         // `lower` gives it — (pointer, pointer) → u32 in the host's C convention — which is
         // `Code`. It stays valid while `self.memory` lives, which `Predicate` holds.
         let code = unsafe { std::mem::transmute::<*const u8, Code>(address) };
+        let profile_fields = program
+            .record_fields(program.profile)
+            .map_or(0, |fields| fields.len() as u32);
         Ok(Predicate {
             code,
+            reach: Reach::of(&lowered.loads),
+            defaults: (0..profile_fields)
+                .map(|f| prepared.unset_profile(f))
+                .collect(),
             loads: lowered.loads.into_boxed_slice(),
             _strings: lowered.strings.into_boxed_slice(),
             _memory: self.memory.clone(),
@@ -274,67 +393,74 @@ impl Predicate {
     /// Evaluates the predicate over `context`: what `eval::eval` would return, or `None` when
     /// an input does not have the shape the code was compiled for (the interpreter answers).
     pub fn run(&self, context: &dyn Context) -> Option<Value> {
-        if self.loads.len() > INLINE_LOADS {
-            return self.run_copied(context);
+        if self.reach.is_empty() {
+            return self.call(context, Frame::default());
         }
-        if self.loads.is_empty() {
-            return self.call(context, &[]);
+        match context.frame() {
+            Some(frame) if self.reach.within(&frame) => self.call(context, frame),
+            _ => self.run_copied(context),
         }
-        // The common case: a few values, bound in place where the context lends them. (Only
-        // the slots the code reads are written: clearing all of them cost more than the rest.)
-        let mut bound = [const { MaybeUninit::<Bound>::uninit() }; INLINE_LOADS];
-        for (slot, load) in bound.iter_mut().zip(self.loads.iter()) {
-            slot.write(match load.source {
-                Source::Read(read) => match context.lend(read) {
-                    Some(value) => Bound::of(value, load.ty)?,
-                    None => return self.run_copied(context),
-                },
-                Source::Now => Bound::of(&Value::Timestamp(context.now()), load.ty)?,
-                Source::EnteredAt => Bound::of(&Value::Timestamp(context.entered_at()), load.ty)?,
-            });
-        }
-        let bound = &bound[..self.loads.len()];
-        // SAFETY: the loop above wrote the first `loads.len()` slots (it returns early
-        // otherwise): `zip` stops at the shorter, and `loads.len() <= INLINE_LOADS` here.
-        // `MaybeUninit<Bound>` has `Bound`'s layout.
-        let bound = unsafe { &*(bound as *const [MaybeUninit<Bound>] as *const [Bound]) };
-        self.call(context, bound)
     }
 
-    /// `run` for contexts that do not lend their values, and for predicates reading many.
+    /// `run` for contexts that do not hold their values in place: the values the code loads
+    /// are copied into a frame of their own.
     fn run_copied(&self, context: &dyn Context) -> Option<Value> {
-        let values: Vec<Value> = self
-            .loads
-            .iter()
-            .map(|load| match load.source {
-                Source::Read(read) => context.read(read),
-                Source::Now => Value::Timestamp(context.now()),
-                Source::EnteredAt => Value::Timestamp(context.entered_at()),
-            })
-            .collect();
-        // The values stay here, borrowed by their bindings, until the call returns.
-        let bound = values
-            .iter()
-            .zip(self.loads.iter())
-            .map(|(value, load)| Bound::of(value, load.ty))
-            .collect::<Option<Vec<Bound>>>()?;
-        self.call(context, &bound)
+        let mut event = vec![Value::Absent; self.reach.event];
+        let mut slots = vec![Value::Absent; self.reach.slots];
+        let mut traits = vec![None; self.reach.traits];
+        for load in self.loads.iter() {
+            let Source::Read(read) = load.source else {
+                continue;
+            };
+            let value = context.read(read);
+            let place = match read {
+                Read::Event(f) => event.get_mut(usize::from(f)),
+                Read::Slot(s) => slots.get_mut(usize::from(s)),
+                Read::Profile(f) => match traits.get_mut(usize::from(f)) {
+                    Some(trait_) => {
+                        *trait_ = Some(value);
+                        continue;
+                    }
+                    None => None,
+                },
+            };
+            *place? = value;
+        }
+        let frame = Frame {
+            event: &event,
+            slots: &slots,
+            traits: &traits,
+        };
+        self.call(context, frame)
     }
 
-    /// Calls the code on `bound`, the values of `loads`.
+    /// Calls the code on `frame`, which `reach` fits.
     #[inline]
-    fn call(&self, context: &dyn Context, bound: &[Bound]) -> Option<Value> {
-        debug_assert_eq!(bound.len(), self.loads.len());
+    fn call(&self, context: &dyn Context, frame: Frame) -> Option<Value> {
+        debug_assert!(self.reach.within(&frame));
+        let raw = Raw {
+            event: frame.event.as_ptr(),
+            slots: frame.slots.as_ptr(),
+            traits: frame.traits.as_ptr(),
+            defaults: self.defaults.as_ptr(),
+            now: if self.reach.now { context.now() } else { 0 },
+            entered_at: if self.reach.entered_at {
+                context.entered_at()
+            } else {
+                0
+            },
+        };
         let env = Env {
             context,
             declined: Cell::new(false),
         };
-        // SAFETY: `code` was compiled by `lower` for exactly these loads: it reads
-        // `loads.len()` `Bound`s from the first pointer (`bound` has that many), and its helpers
-        // dereference the second only as the `Env` it is. String addresses in `bound` point
-        // into values the context or the caller holds across this call, or the predicate's own
-        // constants; absent strings are empty.
-        let answer = unsafe { (self.code)(bound.as_ptr(), &env) };
+        // SAFETY: `code` was compiled by `lower` for exactly these loads: it reads the values
+        // of `frame` at indices below `reach` (checked above) and the defaults of the profile
+        // fields it loads (`defaults` has one per field), each as a `Value`, whose layout is
+        // defined, or an `Option<Value>` where `traits_in_place` holds (`lower` checked). Its
+        // helpers dereference the second pointer only as the `Env` it is. Everything pointed
+        // at lives across the call: the frame's slices, the predicate's own constants.
+        let answer = unsafe { (self.code)(&raw, &env) };
         if env.declined.get() {
             return None;
         }
@@ -342,13 +468,12 @@ impl Predicate {
             0 => Value::Bool(false),
             1 => Value::Bool(true),
             2 => Value::Absent,
-            _ => Value::Missing,
+            3 => Value::Missing,
+            // A value of another shape than the code was compiled for (`lower::DECLINED`).
+            _ => return None,
         })
     }
 }
-
-/// Predicates reading up to this many values bind them on the stack.
-const INLINE_LOADS: usize = 8;
 
 /// The predicates of one program as it runs: each counted until hot, then compiled once.
 pub(crate) struct Hot {

@@ -211,7 +211,7 @@ impl Engine<'_> {
                     .instances
                     .get(*slot as usize)
                     .and_then(Option::as_ref)
-                    .and_then(|i| self.key(i).cloned());
+                    .and_then(|i| self.owned_key(i));
                 facts.push(Fact::Running {
                     user: user.clone(),
                     journey: self.journey_name(*journey),
@@ -326,7 +326,7 @@ fn fits(program: &crate::bytecode::Program, ty: u32, value: &Value) -> bool {
         (types::BOOL, Value::Bool(_))
         | (types::INT, Value::Int(_))
         | (types::FLOAT, Value::Float(_))
-        | (types::STRING, Value::Str(_))
+        | (types::STRING, Value::Short { .. } | Value::Long(_))
         | (types::TIMESTAMP, Value::Timestamp(_))
         | (types::DURATION, Value::Duration(_)) => true,
         (types::BOOL | types::INT | types::FLOAT | types::STRING, _)
@@ -334,9 +334,9 @@ fn fits(program: &crate::bytecode::Program, ty: u32, value: &Value) -> bool {
         _ => match (program.type_desc(ty), value) {
             (Some(TypeDesc::Optional(_)), Value::Absent) => true,
             (Some(TypeDesc::Optional(inner)), v) => fits(program, *inner, v),
-            (Some(TypeDesc::Enum(values)), Value::Str(s)) => {
-                values.iter().any(|v| program.string(*v) == s.as_str())
-            }
+            (Some(TypeDesc::Enum(values)), Value::Short { .. } | Value::Long(_)) => values
+                .iter()
+                .any(|v| Some(program.string(*v)) == value.as_str()),
             (Some(TypeDesc::List(item)), Value::List(items)) => {
                 items.iter().all(|v| fits(program, *item, v))
             }

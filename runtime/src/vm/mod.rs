@@ -927,7 +927,7 @@ impl<'p> Engine<'p> {
                 journey: i.journey,
                 entered_at: i.entered_at,
                 step: (i.step != u16::MAX).then_some(u32::from(i.step)),
-                key: self.key(i).cloned(),
+                key: self.owned_key(i),
                 waiting: match i.waiting {
                     Waiting::Nothing => "timer",
                     Waiting::Event { .. } => "event",
@@ -1371,16 +1371,17 @@ impl<'p> Engine<'p> {
         let key = if desc.correlate == NONE {
             None
         } else {
-            match self.eval_block(
+            let key = self.eval_block(
                 desc.correlate,
                 user,
                 None,
                 Some((journey, &slots, now)),
                 zone,
-            ) {
-                Value::Str(s) => Some(s),
+            );
+            match key.to_str() {
+                Some(key) => Some(key),
                 // No key, no instance: a correlated journey needs one.
-                _ => return,
+                None => return,
             }
         };
         // Reentry before the audience: both only read, and for a user already in the journey
@@ -1442,7 +1443,7 @@ impl<'p> Engine<'p> {
             self.instances
                 .get(slot as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|inst| inst.journey == journey && self.key(inst) == key.as_ref())
+                .is_some_and(|inst| inst.journey == journey && self.key(inst) == key.as_deref())
         };
         let running = match &u.running {
             Some(index) => index
@@ -1507,7 +1508,7 @@ impl<'p> Engine<'p> {
         if let (Some(at), Some(key)) = (self.key_slots[journey as usize], &key) {
             if at >= slots.len() {
                 slots.resize(at + 1, Value::Absent);
-                slots[at] = Value::Str(key.clone());
+                slots[at] = Value::from(key.clone());
             }
         }
         let instance = Instance {
@@ -1592,15 +1593,15 @@ impl<'p> Engine<'p> {
         if block == NONE {
             return chrono_tz::UTC;
         }
-        let name = match self.eval_block(
+        let name = self.eval_block(
             block,
             user,
             None,
             Some((journey, slots, self.now)),
             chrono_tz::UTC,
-        ) {
-            Value::Str(name) => name,
-            _ => return chrono_tz::UTC,
+        );
+        let Some(name) = name.to_str() else {
+            return chrono_tz::UTC;
         };
         if let Some(zone) = self.zones.get(&name) {
             return *zone;
@@ -1780,7 +1781,7 @@ impl<'p> Engine<'p> {
                 }
             }
         }
-        let key = self.key(&instance).cloned();
+        let key = self.owned_key(&instance);
         self.report_running(instance.user, instance.journey, &key, -1);
         *self.stats[instance.journey as usize]
             .outcomes
@@ -2041,7 +2042,7 @@ impl<'p> Engine<'p> {
         let (journey, user, key, step, zone) = (
             instance.journey,
             instance.user,
-            self.key(instance).cloned(),
+            self.owned_key(instance),
             if instance.step == u16::MAX {
                 NONE
             } else {
@@ -2202,12 +2203,18 @@ impl<'p> Engine<'p> {
     }
 
     /// An instance's correlation key (`key_slot`).
-    fn key<'i>(&self, instance: &'i Instance) -> Option<&'i Str> {
+    fn key<'i>(&self, instance: &'i Instance) -> Option<&'i str> {
+        self.key_value(instance)?.as_str()
+    }
+
+    /// `key`, kept apart from the instance.
+    fn owned_key(&self, instance: &Instance) -> Option<Str> {
+        self.key_value(instance)?.to_str()
+    }
+
+    fn key_value<'i>(&self, instance: &'i Instance) -> Option<&'i Value> {
         let at = (*self.key_slots.get(instance.journey as usize)?)?;
-        match instance.slots.get(at)? {
-            Value::Str(key) => Some(key),
-            _ => None,
-        }
+        instance.slots.get(at)
     }
 
     /// The split arm for an instance: a hash of (user, key, journey, step), so a replay agrees.
@@ -2225,7 +2232,7 @@ impl<'p> Engine<'p> {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         };
         feed(self.user_name(instance.user).as_bytes());
-        feed(self.key(instance).map_or(&[][..], Str::as_bytes));
+        feed(self.key(instance).map_or(&[][..], str::as_bytes));
         feed(
             self.program
                 .string(self.program.journeys[instance.journey as usize].name)
@@ -2376,6 +2383,17 @@ impl Context for Reader<'_, '_> {
     }
     fn zone(&self) -> chrono_tz::Tz {
         self.zone
+    }
+    fn frame(&self) -> Option<eval::Frame<'_>> {
+        Some(eval::Frame {
+            event: self.event.unwrap_or_default(),
+            slots: self.instance.map_or(&[][..], |(_, slots, _)| slots),
+            traits: self
+                .engine
+                .users
+                .get(self.user as usize)
+                .map_or(&[][..], |u| &u.traits[..]),
+        })
     }
     fn lend(&self, source: eval::Read) -> Option<&Value> {
         match source {

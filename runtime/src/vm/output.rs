@@ -27,7 +27,7 @@ pub fn value_json(program: &Program, value: &Value, ty: Option<u32>) -> Json {
         Value::Bool(b) => json!(b),
         Value::Int(n) => json!(n),
         Value::Float(n) => json!(n),
-        Value::Str(s) => json!(&**s),
+        Value::Short { .. } | Value::Long(_) => json!(value.as_str()),
         Value::Timestamp(ms) => json!(rfc3339(*ms)),
         Value::Duration(ms) => json!(disasm::duration(*ms)),
         Value::List(items) => {
