@@ -187,11 +187,17 @@ fn the_examples_predicates_agree_with_the_interpreter() {
             .unwrap_or_default();
         let profile_kinds = predicates::record_kinds(&program, program.profile);
         let defaults = predicates::profile_defaults(&program);
+        let required = program
+            .events
+            .get(event as usize)
+            .map(|e| predicates::record_required(&program, e.record))
+            .unwrap_or_default();
         let slot_kinds = predicates::slot_kinds(&program, journey);
         for c in 0..500 {
             let context = predicates::random_context(
                 &mut choose,
                 [&event_kinds, &profile_kinds, &slot_kinds],
+                &required,
                 &defaults,
                 c % 4 == 0,
             );

@@ -129,6 +129,8 @@ pub struct Base {
     pub program: Program,
     /// The program's profile defaults, by field (`Prepared::unset_profile`).
     pub defaults: Vec<Value>,
+    /// Whether each field of the event is required (`record_required`).
+    pub required: Vec<bool>,
     /// (field index, kind) of the event's, the profile's and the journey's slots.
     pub event: Vec<(u32, Kind)>,
     pub profile: Vec<(u32, Kind)>,
@@ -160,6 +162,7 @@ impl Base {
             .collect();
         Base {
             defaults: profile_defaults(&program),
+            required: record_required(&program, program.events[0].record),
             event,
             profile,
             slots,
@@ -238,10 +241,21 @@ impl Base {
                 &kinds(&self.profile),
                 &kinds(&self.slots),
             ],
+            &self.required,
             &self.defaults,
             odd,
         )
     }
+}
+
+/// Whether each field of record type `record` is required (its type is not optional).
+pub fn record_required(program: &Program, record: u32) -> Vec<bool> {
+    program
+        .record_fields(record)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| !matches!(program.type_desc(f.ty), Some(TypeDesc::Optional(_))))
+        .collect()
 }
 
 /// What each profile field of `program` is while unset (`Prepared::unset_profile`).
@@ -274,21 +288,23 @@ pub fn slot_kinds(program: &Program, journey: u32) -> Vec<Option<Kind>> {
 
 /// A random context whose event fields, profile fields and slots have the given kinds: values
 /// of those kinds (absent often, missing sometimes in the profile), or with `odd` set, now and
-/// then one of another shape. Fields that are not scalars are absent. A profile field is unset
-/// now and then: it has its default then (`defaults`, the program's by field; missing past
-/// them).
+/// then one of another shape. Fields that are not scalars are absent; so is, with `odd`, now
+/// and then an event field that `required` says the schema requires (an event always has
+/// those). A profile field is unset now and then: it has its default then (`defaults`, the
+/// program's by field; missing past them).
 pub fn random_context(
     choose: &mut dyn Choose,
     kinds: [&[Option<Kind>]; 3],
+    required: &[bool],
     defaults: &[Value],
     odd: bool,
 ) -> Probe {
-    let mut value = |kind: Option<Kind>, profile: bool| -> Value {
+    let mut value = |kind: Option<Kind>, profile: bool, required: bool| -> Value {
         let Some(kind) = kind else {
             return Value::Absent;
         };
         match choose.below(24) {
-            0..=3 => Value::Absent,
+            0..=3 if !required || odd => Value::Absent,
             4 if profile => Value::Missing,
             5 if odd => {
                 let other = KINDS[choose.below(7) as usize];
@@ -298,9 +314,17 @@ pub fn random_context(
         }
     };
     let [event, profile, slots] = kinds;
-    let event = event.iter().map(|k| value(*k, false)).collect();
-    let traits: Vec<Option<Value>> = profile.iter().map(|k| value(*k, true)).map(Some).collect();
-    let slots = slots.iter().map(|k| value(*k, false)).collect();
+    let event = event
+        .iter()
+        .enumerate()
+        .map(|(f, k)| value(*k, false, required.get(f) == Some(&true)))
+        .collect();
+    let traits: Vec<Option<Value>> = profile
+        .iter()
+        .map(|k| value(*k, true, false))
+        .map(Some)
+        .collect();
+    let slots = slots.iter().map(|k| value(*k, false, false)).collect();
     let traits: Vec<Option<Value>> = traits
         .into_iter()
         .map(|t| if choose.below(5) == 0 { None } else { t })

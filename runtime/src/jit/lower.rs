@@ -22,7 +22,7 @@ use std::mem::offset_of;
 use super::{Bound, Load, Raw, Source, Ty, ABSENT, MISSING, PRESENT};
 use crate::bytecode::opcode::Opcode;
 use crate::bytecode::verify::kind;
-use crate::bytecode::{Block, BlockKind};
+use crate::bytecode::{Block, BlockKind, TypeDesc};
 use crate::eval::{Prepared, Read};
 use crate::value::{self, Str, Value};
 
@@ -193,8 +193,8 @@ impl Lowering<'_, '_> {
             let pushed = match ins.opcode {
                 Const => self.constant(a)?,
                 LoadEvent => {
-                    let ty = self.event_field_ty(a)?;
-                    Item::V(self.load(Source::Read(Read::Event(a as u16)), ty)?)
+                    let (ty, required) = self.event_field_ty(a)?;
+                    Item::V(self.load(Source::Read(Read::Event(a as u16)), ty, required)?)
                 }
                 LoadProfile => {
                     let program = self.prepared.program;
@@ -203,7 +203,7 @@ impl Lowering<'_, '_> {
                         .and_then(|f| f.get(a as usize))
                         .ok_or(Refusal::Unsupported("LoadProfile"))?;
                     let ty = Ty::of(program, field.ty).ok_or(Refusal::Unsupported("a record"))?;
-                    Item::V(self.load(Source::Read(Read::Profile(a as u16)), ty)?)
+                    Item::V(self.load(Source::Read(Read::Profile(a as u16)), ty, false)?)
                 }
                 LoadSlot => {
                     let BlockKind::Expression { journey, .. } = self.block.kind else {
@@ -216,10 +216,10 @@ impl Lowering<'_, '_> {
                         .and_then(|j| j.slots.get(a as usize))
                         .and_then(|ty| Ty::of(program, *ty))
                         .ok_or(Refusal::Unsupported("LoadSlot"))?;
-                    Item::V(self.load(Source::Read(Read::Slot(a as u16)), ty)?)
+                    Item::V(self.load(Source::Read(Read::Slot(a as u16)), ty, false)?)
                 }
-                Now => Item::V(self.load(Source::Now, Ty::Timestamp)?),
-                EnteredAt => Item::V(self.load(Source::EnteredAt, Ty::Timestamp)?),
+                Now => Item::V(self.load(Source::Now, Ty::Timestamp, true)?),
+                EnteredAt => Item::V(self.load(Source::EnteredAt, Ty::Timestamp, true)?),
                 Add | Sub | Mul | Div => {
                     let y = pop(&mut stack)?;
                     let x = pop(&mut stack)?;
@@ -467,22 +467,30 @@ impl Lowering<'_, '_> {
         self.b.ins().select(bad, at_least_absent, state)
     }
 
-    fn event_field_ty(&self, field: u32) -> Result<Ty, Refusal> {
+    /// The type of field `field` of the block's event, and whether the field is required
+    /// (not optional: an event that matches its schema always has it).
+    fn event_field_ty(&self, field: u32) -> Result<(Ty, bool), Refusal> {
         let BlockKind::Expression { event, .. } = self.block.kind else {
             return Err(Refusal::NotAPredicate);
         };
         let program = self.prepared.program;
-        program
+        let ty = program
             .events
             .get(event as usize)
             .and_then(|e| program.record_fields(e.record))
             .and_then(|fields| fields.get(field as usize))
-            .and_then(|f| Ty::of(program, f.ty))
-            .ok_or(Refusal::Unsupported("LoadEvent"))
+            .map(|f| f.ty)
+            .ok_or(Refusal::Unsupported("LoadEvent"))?;
+        let required = !matches!(program.type_desc(ty), Some(TypeDesc::Optional(_)));
+        Ok((
+            Ty::of(program, ty).ok_or(Refusal::Unsupported("LoadEvent"))?,
+            required,
+        ))
     }
 
-    /// The value of `source` as a `ty`, read in place from the frame (`Raw`).
-    fn load(&mut self, source: Source, ty: Ty) -> Result<V, Refusal> {
+    /// The value of `source` as a `ty`, read in place from the frame (`Raw`); `required`: it
+    /// is present whenever it has its type's shape.
+    fn load(&mut self, source: Source, ty: Ty, required: bool) -> Result<V, Refusal> {
         if !self.loads.iter().any(|l| l.source == source) {
             self.loads.push(Load { source, ty });
         }
@@ -524,7 +532,7 @@ impl Lowering<'_, '_> {
                 self.b.ins().select(unset, default, set)
             }
         };
-        self.value_at(address, ty)
+        self.value_at(address, ty, required)
     }
 
     /// The address at `offset` in the frame (`RAW_EVENT` and the like), read once. (Loads are
@@ -545,17 +553,25 @@ impl Lowering<'_, '_> {
     /// present); a tag of another type declines the evaluation (`declines`). The payload is
     /// read whatever the tag: where the value is not present it is never used, but for a
     /// string's, which is then empty at a valid address.
-    fn value_at(&mut self, address: ir::Value, ty: Ty) -> Result<V, Refusal> {
+    fn value_at(&mut self, address: ir::Value, ty: Ty, required: bool) -> Result<V, Refusal> {
         let flags = MemFlagsData::trusted();
         let tag = self.b.ins().uload8(I64, flags, address, 0);
-        // The state, from two bits per tag: absent (tag 0) → 1, missing (1) → 2, else 0.
-        let twice = self.b.ins().iadd(tag, tag);
-        let states = self.c(0b10_01);
-        let states = self.b.ins().ushr(states, twice);
-        let state = self.b.ins().band_imm_s(states, 3);
-        // Bit `tag` of `wrong` is set for the tags a `ty` cannot have.
         let allowed = |tag: u8| 1u64 << tag;
-        let mut fine = allowed(value::tag::ABSENT) | allowed(value::tag::MISSING);
+        let (state, mut fine) = if required {
+            // Present, as a constant: what it takes part in is folded (`max_state`).
+            (self.zero, 0)
+        } else {
+            // The state, from two bits per tag: absent (tag 0) → 1, missing (1) → 2, else 0.
+            let twice = self.b.ins().iadd(tag, tag);
+            let states = self.c(0b10_01);
+            let states = self.b.ins().ushr(states, twice);
+            let state = self.b.ins().band_imm_s(states, 3);
+            (
+                state,
+                allowed(value::tag::ABSENT) | allowed(value::tag::MISSING),
+            )
+        };
+        // Bit `tag` of `wrong` is set for the tags a `ty` cannot have.
         fine |= match ty {
             Ty::Bool => allowed(value::tag::BOOL),
             Ty::Int => allowed(value::tag::INT),
