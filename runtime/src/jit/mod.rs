@@ -2,23 +2,27 @@
 //!
 //! A predicate (an entry `where`, an audience, a goal or exit condition, a branch condition, a
 //! history filter: an expression block whose result is a bool) that has run `Policy::HotAfter`
-//! times is compiled once to a native function over a typed frame: every value the block loads
-//! (event and profile fields, slots, `now`, the entry time) is bound first as a `Bound` — a
-//! presence state, 64 bits of payload, and a length for strings and lists — and the code
+//! times is compiled once to a native function over the context's values where it holds them
+//! (`Context::frame`, passed as `Raw`): the code reads each value the block loads (event and
+//! profile fields, slots, `now`, the entry time) in place, by `Value`'s defined layout — its
+//! tag gives a presence state, its payload 64 bits and a length for strings and lists — and
 //! computes the block's value with the interpreter's rules (`eval`): absent and missing
 //! propagate the same way, overflow and division by zero give absent, and so on. What the JIT
 //! does not compile (records and `last`, lists built by `MakeList`, lists compared with `==`,
 //! `date`, `lower`/`upper`) stays with the interpreter, as does any evaluation whose inputs do
-//! not have the shapes the block's types promise.
+//! not have the shapes the block's types promise (a tag the type does not allow, or an absent
+//! value where the schema requires the field: the code answers `DECLINED`).
 //!
 //! **Invariant:** for every verified program, block and context, a compiled predicate returns
 //! exactly what `eval::eval` returns, or declines (`None`) and the interpreter answers.
 //! `tests/jit.rs` checks it on random well-typed blocks; `fuzz/fuzz_targets/jit.rs` on random
 //! verified ones.
 //!
-//! This module is the only place in the workspace with `unsafe` code. It is needed twice: to
-//! call the generated code (a function pointer cranelift hands back as a raw address), and in
-//! the helpers that code calls, which receive raw pointers. The reasoning sits next to each.
+//! This module is the only place in the workspace with `unsafe` code. It is needed to call the
+//! generated code (a function pointer cranelift hands back as a raw address), in the helpers
+//! that code calls, which receive raw pointers, and to read off two layouts Rust does not
+//! promise (`traits_in_place`, `shared_layout`: checked once, and where they differ the
+//! predicates that would rely on them stay interpreted). The reasoning sits next to each.
 
 #![allow(unsafe_code)]
 
@@ -104,9 +108,9 @@ pub(crate) struct Load {
     pub ty: Ty,
 }
 
-/// A value as the generated code sees it. `state`: 0 present, 1 absent, 2 missing. `bits`: the
-/// bool (0 or 1), the integer, the float's bits, a string's address, or a list's first item's.
-/// `len`: a string's length in bytes, a list's in items.
+/// A value as a helper hands it to the generated code. `state`: 0 present, 1 absent, 2
+/// missing. `bits`: the bool (0 or 1), the integer, the float's bits, or a string's address.
+/// `len`: a string's length in bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bound {
@@ -120,26 +124,14 @@ pub(crate) const ABSENT: u64 = 1;
 pub(crate) const MISSING: u64 = 2;
 
 impl Bound {
-    /// `value` bound as a `ty`; `None` when it has another shape (then the interpreter runs).
-    /// A string's address points into `value`, which must outlive the call.
+    /// A history answer as a `ty` (`Int`, `Bool` or `Float`: `count`, `did`, `sum`); `None`
+    /// when it has another shape (then the interpreter runs).
     #[inline]
     fn of(value: &Value, ty: Ty) -> Option<Bound> {
-        let present = |bits: u64| Bound::present(bits, 0);
-        // (By the type first: it is the same at every evaluation of a load, so the branch on
-        // it is predicted; the value's variant then is mostly the one expected.)
         Some(match (ty, value) {
-            (Ty::Int, Value::Int(n))
-            | (Ty::Timestamp, Value::Timestamp(n))
-            | (Ty::Duration, Value::Duration(n)) => present(*n as u64),
-            (Ty::Str, Value::Short { .. } | Value::Long(_)) => {
-                let bytes = value.str_bytes().unwrap_or_default();
-                Bound::present(bytes.as_ptr() as u64, bytes.len() as u64)
-            }
-            (Ty::Float, Value::Float(x)) => present(x.to_bits()),
-            (Ty::Bool, Value::Bool(b)) => present(u64::from(*b)),
-            (Ty::List, Value::List(items)) => {
-                Bound::present(items.as_ptr() as u64, items.len() as u64)
-            }
+            (Ty::Int, Value::Int(n)) => Bound::present(*n as u64, 0),
+            (Ty::Float, Value::Float(x)) => Bound::present(x.to_bits(), 0),
+            (Ty::Bool, Value::Bool(b)) => Bound::present(u64::from(*b), 0),
             (_, Value::Absent) => Bound::absent(),
             (_, Value::Missing) => Bound {
                 state: MISSING,
