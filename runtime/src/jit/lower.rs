@@ -278,16 +278,8 @@ impl Lowering<'_, '_> {
                 }
                 IsSet => {
                     let x = pop_any(&mut stack)?;
-                    let missing = self
-                        .b
-                        .ins()
-                        .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
-                    let two = self.c(MISSING as i64);
-                    let state = self.b.ins().select(missing, two, self.zero);
-                    let set = self
-                        .b
-                        .ins()
-                        .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+                    let state = self.missing_else_present(x.state);
+                    let set = self.is_present(x.state);
                     let a = self.b.ins().uextend(I64, set);
                     Item::V(self.bool(state, a))
                 }
@@ -446,6 +438,19 @@ impl Lowering<'_, '_> {
             _ => self.zero,
         };
         self.scalar(ty, state, a)
+    }
+
+    /// I8: whether `state` is present.
+    fn is_present(&mut self, state: ir::Value) -> ir::Value {
+        self.b.ins().icmp_imm_s(IntCC::Equal, state, PRESENT as i64)
+    }
+
+    /// The state of a bool that an absent operand makes false: missing if `state` is, else
+    /// present.
+    fn missing_else_present(&mut self, state: ir::Value) -> ir::Value {
+        let missing = self.b.ins().icmp_imm_s(IntCC::Equal, state, MISSING as i64);
+        let two = self.c(MISSING as i64);
+        self.b.ins().select(missing, two, self.zero)
     }
 
     /// The greater of two states (missing over absent over present), without an instruction
@@ -656,7 +661,7 @@ impl Lowering<'_, '_> {
     /// `r` where the operands' `state` is present; else that state (absent or missing passes
     /// through a helper's result).
     fn where_present(&mut self, state: ir::Value, r: V) -> V {
-        let present = self.b.ins().icmp_imm_s(IntCC::Equal, state, 0);
+        let present = self.is_present(state);
         let state = self.b.ins().select(present, r.state, state);
         V { state, ..r }
     }
@@ -859,16 +864,8 @@ impl Lowering<'_, '_> {
         // Against a constant (present): equal only if present and the values are.
         let (x, y) = if x.state == self.zero { (y, x) } else { (x, y) };
         if y.state == self.zero {
-            let missing = self
-                .b
-                .ins()
-                .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
-            let two = self.c(MISSING as i64);
-            let state = self.b.ins().select(missing, two, self.zero);
-            let present = self
-                .b
-                .ins()
-                .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+            let state = self.missing_else_present(x.state);
+            let present = self.is_present(x.state);
             let values_equal = self.present_equal(x, y);
             let equal = self.b.ins().band(present, values_equal);
             let equal = if eq {
@@ -894,10 +891,7 @@ impl Lowering<'_, '_> {
             self.b.ins().band(same_state, x_absent)
         };
         let both_present = {
-            let x_present = self
-                .b
-                .ins()
-                .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+            let x_present = self.is_present(x.state);
             self.b.ins().band(same_state, x_present)
         };
         let values_equal = self.present_equal(x, y);
@@ -920,17 +914,9 @@ impl Lowering<'_, '_> {
             let equal = self.present_equal(x, y);
             found = self.b.ins().bor(found, equal);
         }
-        let present = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::Equal, x.state, PRESENT as i64);
+        let present = self.is_present(x.state);
         let found = self.b.ins().band(found, present);
-        let missing = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
-        let two = self.c(MISSING as i64);
-        let state = self.b.ins().select(missing, two, self.zero);
+        let state = self.missing_else_present(x.state);
         let a = self.b.ins().uextend(I64, found);
         Ok(self.bool(state, a))
     }
@@ -938,12 +924,7 @@ impl Lowering<'_, '_> {
     /// `x in list` over a list value: missing if either is, absent if the list is; the items
     /// are compared by a helper (`eval::equal`'s rules).
     fn contains(&mut self, x: V, list: V) -> V {
-        let x_missing = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::Equal, x.state, MISSING as i64);
-        let two = self.c(MISSING as i64);
-        let from_x = self.b.ins().select(x_missing, two, self.zero);
+        let from_x = self.missing_else_present(x.state);
         let state = self.max_state(from_x, list.state);
         let ty = self.b.ins().iconst(I32, i64::from(helpers::ty_code(x.ty)));
         let bits = match x.ty {
