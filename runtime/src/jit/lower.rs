@@ -861,42 +861,28 @@ impl Lowering<'_, '_> {
 
     /// `==` (or `!=`): missing if either is; otherwise absent equals only absent.
     fn equality(&mut self, eq: bool, x: V, y: V) -> V {
-        // Against a constant (present): equal only if present and the values are.
         let (x, y) = if x.state == self.zero { (y, x) } else { (x, y) };
-        if y.state == self.zero {
-            let state = self.missing_else_present(x.state);
+        let (state, equal) = if y.state == self.zero {
+            // Against a constant (present): equal only if present and the values are.
             let present = self.is_present(x.state);
             let values_equal = self.present_equal(x, y);
             let equal = self.b.ins().band(present, values_equal);
-            let equal = if eq {
-                equal
-            } else {
-                self.b.ins().bxor_imm_s(equal, 1)
-            };
-            let a = self.b.ins().uextend(I64, equal);
-            return self.bool(state, a);
-        }
-        let either_missing = {
+            (self.missing_else_present(x.state), equal)
+        } else {
             let top = self.max_state(x.state, y.state);
-            self.b.ins().icmp_imm_s(IntCC::Equal, top, MISSING as i64)
-        };
-        let two = self.c(MISSING as i64);
-        let state = self.b.ins().select(either_missing, two, self.zero);
-        let same_state = self.b.ins().icmp(IntCC::Equal, x.state, y.state);
-        let both_absent = {
+            let state = self.missing_else_present(top);
+            let same_state = self.b.ins().icmp(IntCC::Equal, x.state, y.state);
             let x_absent = self
                 .b
                 .ins()
                 .icmp_imm_s(IntCC::Equal, x.state, ABSENT as i64);
-            self.b.ins().band(same_state, x_absent)
-        };
-        let both_present = {
+            let both_absent = self.b.ins().band(same_state, x_absent);
             let x_present = self.is_present(x.state);
-            self.b.ins().band(same_state, x_present)
+            let both_present = self.b.ins().band(same_state, x_present);
+            let values_equal = self.present_equal(x, y);
+            let present_equal = self.b.ins().band(both_present, values_equal);
+            (state, self.b.ins().bor(both_absent, present_equal))
         };
-        let values_equal = self.present_equal(x, y);
-        let present_equal = self.b.ins().band(both_present, values_equal);
-        let equal = self.b.ins().bor(both_absent, present_equal);
         let equal = if eq {
             equal
         } else {
