@@ -26,7 +26,7 @@ pub enum Value {
     /// A string of up to `Str::INLINE` bytes, in place: the first `len` of `bytes`, the rest
     /// zero (so that equal strings have equal words).
     Short {
-        len: u8,
+        len: Len,
         bytes: Inline,
     } = tag::SHORT,
     /// A string longer than `Str::INLINE` bytes, shared.
@@ -65,28 +65,47 @@ pub mod tag {
 #[repr(align(8))]
 pub struct Inline([u8; Str::INLINE]);
 
-/// How `s` is held: in place (`len`, bytes) when it is short, else shared.
-fn hold(s: &str) -> Result<(u8, Inline), Arc<str>> {
-    if s.len() <= Str::INLINE {
-        let mut bytes = [0; Str::INLINE];
-        bytes[..s.len()].copy_from_slice(s.as_bytes());
-        Ok((s.len() as u8, Inline(bytes)))
-    } else {
-        Err(Arc::from(s))
+/// A short string's length, 0 to `Str::INLINE`: a type that holds no other, so that no
+/// `Value::Short`, however made, claims more bytes than it has (compiled predicates read that
+/// many from its place).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+#[rustfmt::skip]
+pub enum Len {
+    L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16,
+}
+
+impl Len {
+    const ALL: [Len; Str::INLINE + 1] = {
+        use Len::*;
+        [
+            L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16,
+        ]
+    };
+}
+
+/// How `s` is held: in place (length, bytes) when it is short, else shared.
+fn hold(s: &str) -> Result<(Len, Inline), Arc<str>> {
+    match Len::ALL.get(s.len()) {
+        Some(len) => {
+            let mut bytes = [0; Str::INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Ok((*len, Inline(bytes)))
+        }
+        None => Err(Arc::from(s)),
     }
 }
 
-/// The first `len` of `bytes`; a length past them (only a hand-made `Short` has one) reads as
-/// empty.
+/// The first `len` of `bytes`.
 #[inline]
-fn inline_bytes(len: u8, bytes: &Inline) -> &[u8] {
-    bytes.0.get(..usize::from(len)).unwrap_or_default()
+fn inline_bytes(len: Len, bytes: &Inline) -> &[u8] {
+    bytes.0.get(..len as usize).unwrap_or_default()
 }
 
 /// `inline_bytes` as a string. Always valid UTF-8: the bytes were copied from a `str`
 /// (`hold`). (Checked all the same, which costs: callers that only compare or hash take
 /// `inline_bytes`.)
-fn inline_str(len: u8, bytes: &Inline) -> &str {
+fn inline_str(len: Len, bytes: &Inline) -> &str {
     std::str::from_utf8(inline_bytes(len, bytes)).unwrap_or_default()
 }
 
@@ -182,7 +201,7 @@ pub struct Str(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline(u8, Inline),
+    Inline(Len, Inline),
     Shared(Arc<str>),
 }
 
