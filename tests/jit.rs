@@ -273,3 +273,45 @@ fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
     }
     assert_eq!(off.compiled_predicates(), 0);
 }
+
+/// Values made by hand rather than by `Value::str` — a short string kept as a shared one —
+/// are read safely in place: the code compares them with a constant of up to 16 bytes without
+/// reading past the string, and agrees with the interpreter (or declines).
+#[test]
+fn strings_made_by_hand_are_read_within_their_bytes() {
+    let program = support::compile_inline(
+        "event E { b: string }\njourney j { entry on E where b == \"x\" or b == \"a longer one, shared\" }\n",
+    );
+    verify::verify(&program).expect("verifies");
+    let block = match program.journeys[0].entry {
+        journey_runtime::bytecode::Entry::On { filter, .. } => filter,
+        _ => unreachable!("an entry on an event"),
+    };
+    let prepared = Prepared::new(&program);
+    let compiler = Compiler::new().expect("cranelift supports this machine");
+    let predicate = compiler.compile(&prepared, block).expect("compiles");
+    for b in [
+        Value::str("x"),
+        Value::Long(std::sync::Arc::from("x")),
+        Value::Long(std::sync::Arc::from("")),
+        Value::str("a longer one, shared"),
+        Value::Long(std::sync::Arc::from("a longer one, shared")),
+        Value::str("y"),
+    ] {
+        let context = predicates::Probe {
+            event: vec![b.clone()],
+            profile: Vec::new(),
+            traits: Vec::new(),
+            slots: Vec::new(),
+            now: 0,
+            entered_at: 0,
+            history: [Value::Absent, Value::Absent, Value::Absent],
+            zone: chrono_tz::UTC,
+            lends: true,
+        };
+        let want = eval(&prepared, &program.blocks[block as usize], &context);
+        if let Some(got) = predicate.run(&context) {
+            assert_eq!(got, want, "b = {b:?}");
+        }
+    }
+}

@@ -66,10 +66,16 @@ struct V {
     len: ir::Value,
     /// A string constant's bytes (an index into `Lowering::strings`): compared inline.
     known: Option<usize>,
-    /// Whether 16 bytes can be read at a string's address, zero past its length if it is
-    /// that short: a string read in place (`Value::Short`'s bytes, a longer string's, or an
-    /// empty payload).
-    wide: bool,
+    /// A string read in place: where its value's payload is (`InPlace`).
+    in_place: Option<InPlace>,
+}
+
+/// Where a string value read in place keeps its 16 payload bytes (I64), and whether they are
+/// the string (I8: it is a `Value::Short`, so its bytes past its length are zero).
+#[derive(Clone, Copy)]
+struct InPlace {
+    payload: ir::Value,
+    short: ir::Value,
 }
 
 enum Item {
@@ -296,13 +302,20 @@ impl Lowering<'_, '_> {
                     let state = self.b.ins().select(take_y, y.state, x.state);
                     let a = self.b.ins().select(take_y, y.a, x.a);
                     let len = self.b.ins().select(take_y, y.len, x.len);
+                    let in_place = match (x.in_place, y.in_place) {
+                        (Some(x), Some(y)) => Some(InPlace {
+                            payload: self.b.ins().select(take_y, y.payload, x.payload),
+                            short: self.b.ins().select(take_y, y.short, x.short),
+                        }),
+                        _ => None,
+                    };
                     Item::V(V {
                         ty: x.ty,
                         state,
                         a,
                         len,
                         known: None,
-                        wide: x.wide && y.wide,
+                        in_place,
                     })
                 }
                 In => match stack.pop() {
@@ -420,7 +433,7 @@ impl Lowering<'_, '_> {
             a,
             len: self.zero,
             known: None,
-            wide: false,
+            in_place: None,
         }
     }
 
@@ -589,14 +602,26 @@ impl Lowering<'_, '_> {
         let wrong = self.c(!fine as i64);
         let wrong = self.b.ins().ushr(wrong, tag);
         self.declines = self.b.ins().bor(self.declines, wrong);
-        let (a, len) = match ty {
-            Ty::Bool => (self.b.ins().uload8(I64, flags, address, 1), self.zero),
-            Ty::Float => (self.b.ins().load(F64, flags, address, 8), self.zero),
+        let (a, len, in_place) = match ty {
+            Ty::Bool => (self.b.ins().uload8(I64, flags, address, 1), self.zero, None),
+            Ty::Float => (self.b.ins().load(F64, flags, address, 8), self.zero, None),
             Ty::Int | Ty::Timestamp | Ty::Duration => {
-                (self.b.ins().load(I64, flags, address, 8), self.zero)
+                (self.b.ins().load(I64, flags, address, 8), self.zero, None)
             }
-            Ty::Str => self.shared_at(address, tag, value::tag::SHORT)?,
-            Ty::List => self.shared_at(address, tag, value::tag::LIST)?,
+            Ty::Str => {
+                let payload = self.b.ins().iadd_imm_s(address, 8);
+                let short =
+                    self.b
+                        .ins()
+                        .icmp_imm_s(IntCC::Equal, tag, i64::from(value::tag::SHORT));
+                let in_place = InPlace { payload, short };
+                let (a, len) = self.shared_at(address, tag, Some(in_place))?;
+                (a, len, Some(in_place))
+            }
+            Ty::List => {
+                let (a, len) = self.shared_at(address, tag, None)?;
+                (a, len, None)
+            }
         };
         Ok(V {
             ty,
@@ -604,11 +629,11 @@ impl Lowering<'_, '_> {
             a,
             len,
             known: None,
-            wide: ty == Ty::Str,
+            in_place,
         })
     }
 
-    /// The address and length of the string (`item` `tag::SHORT`) or list (`tag::LIST`) at
+    /// The address and length of the string (`string`: where it is in place) or the list at
     /// `address` with tag `tag`: a short string's bytes in place, a long string's or a list's
     /// where its `Arc` points (`shared_layout`). Any other value is empty, at the address of
     /// its payload (16 readable bytes).
@@ -616,24 +641,20 @@ impl Lowering<'_, '_> {
         &mut self,
         address: ir::Value,
         tag: ir::Value,
-        item: u8,
+        string: Option<InPlace>,
     ) -> Result<(ir::Value, ir::Value), Refusal> {
         let layout = super::shared_layout().ok_or(Refusal::Unsupported("strings in this build"))?;
         let flags = MemFlagsData::trusted();
-        let payload = self.b.ins().iadd_imm_s(address, 8);
-        let (mut a, mut len) = (payload, self.zero);
-        if item == value::tag::SHORT {
-            let short = self
-                .b
-                .ins()
-                .icmp_imm_s(IntCC::Equal, tag, i64::from(value::tag::SHORT));
-            let length = self.b.ins().uload8(I64, flags, address, 1);
-            len = self.b.ins().select(short, length, self.zero);
-        }
-        let shared_tag = if item == value::tag::SHORT {
-            value::tag::LONG
-        } else {
-            item
+        let (a, len, shared_tag) = match string {
+            Some(InPlace { payload, short }) => {
+                let length = self.b.ins().uload8(I64, flags, address, 1);
+                let length = self.b.ins().select(short, length, self.zero);
+                (payload, length, value::tag::LONG)
+            }
+            None => {
+                let payload = self.b.ins().iadd_imm_s(address, 8);
+                (payload, self.zero, value::tag::LIST)
+            }
         };
         let shared = self
             .b
@@ -643,8 +664,8 @@ impl Lowering<'_, '_> {
         let start = self.b.ins().load(I64, flags, address, 8 + layout.address);
         let data = self.b.ins().iadd_imm_s(start, layout.data);
         let count = self.b.ins().load(I64, flags, address, 8 + layout.length);
-        a = self.b.ins().select(shared, data, a);
-        len = self.b.ins().select(shared, count, len);
+        let a = self.b.ins().select(shared, data, a);
+        let len = self.b.ins().select(shared, count, len);
         Ok((a, len))
     }
 
@@ -683,7 +704,7 @@ impl Lowering<'_, '_> {
             a,
             len,
             known: None,
-            wide: false,
+            in_place: None,
         }
     }
 
@@ -719,7 +740,7 @@ impl Lowering<'_, '_> {
             a,
             len,
             known,
-            wide: false,
+            in_place: None,
         })
     }
 
@@ -769,8 +790,8 @@ impl Lowering<'_, '_> {
     /// they agree, so no byte past `x`'s end is read) the bytes a word at a time.
     fn str_eq_known(&mut self, x: V, k: usize) -> ir::Value {
         let bytes = self.strings[k].clone();
-        if x.wide && bytes.len() <= Str::INLINE {
-            return self.str_eq_wide(x, &bytes);
+        if let Some(in_place) = x.in_place.filter(|_| bytes.len() <= Str::INLINE) {
+            return self.str_eq_in_place(x, in_place, &bytes);
         }
         let same_length = self
             .b
@@ -818,23 +839,25 @@ impl Lowering<'_, '_> {
         answer
     }
 
-    /// Whether wide string `x` equals `bytes` (at most 16), without a branch: its length, and
-    /// its bytes a word at a time, past the length too (zero there in `x` if it is as short).
-    fn str_eq_wide(&mut self, x: V, bytes: &[u8]) -> ir::Value {
+    /// Whether string `x`, read in place, equals `bytes` (at most 16), without a branch: it is
+    /// a short string (a long one is longer, `Value`'s invariant), of the same length, and
+    /// its payload's words are those of `bytes` padded with zeros.
+    fn str_eq_in_place(&mut self, x: V, in_place: InPlace, bytes: &[u8]) -> ir::Value {
         let mut padded = [0u8; Str::INLINE];
         padded[..bytes.len()].copy_from_slice(bytes);
-        let mut equal = self
+        let same_length = self
             .b
             .ins()
             .icmp_imm_s(IntCC::Equal, x.len, bytes.len() as i64);
+        let mut equal = self.b.ins().band(in_place.short, same_length);
         // (A string of up to 8 bytes has zeros in the second word: its length decides.)
         let words = if bytes.len() <= 8 { 1 } else { 2 };
         for (i, word) in padded.chunks_exact(8).take(words).enumerate() {
             let want = i64::from_ne_bytes(word.try_into().unwrap_or_default());
-            let got = self
-                .b
-                .ins()
-                .load(I64, MemFlagsData::trusted(), x.a, i as i32 * 8);
+            let got =
+                self.b
+                    .ins()
+                    .load(I64, MemFlagsData::trusted(), in_place.payload, i as i32 * 8);
             let same = self.b.ins().icmp_imm_s(IntCC::Equal, got, want);
             equal = self.b.ins().band(equal, same);
         }
