@@ -2,9 +2,10 @@
 //! history queries, local time, and duration × float (which rounds as `f64::round` does).
 //!
 //! Each takes raw pointers from the generated code. `lower` passes only what `Predicate::run`
-//! set up: string addresses and lengths (into live values or the predicate's constants; a
-//! string that is not present has length 0, and its address may be null, which `bytes` reads
-//! as the empty string), the `Env` of the call, and the address of a `Bound` in the generated
+//! set up: string addresses and lengths (into live values — a short string's bytes in its
+//! value, a long one's behind its `Arc` — or the predicate's constants; a string that is not
+//! present has length 0, and its address may be null, which `bytes` reads as the empty
+//! string), the `Env` of the call, and the address of a `Bound` in the generated
 //! function's own stack frame for results.
 
 use chrono::{Datelike, TimeZone, Timelike};
@@ -14,7 +15,7 @@ use crate::eval::HistoryOp;
 use crate::value::Value;
 
 /// # Safety
-/// `ptr` and `len` describe a live UTF-8 string, or `ptr` is null (a `Bound` string as above).
+/// `ptr` and `len` describe a live UTF-8 string, or `ptr` is null (a string as above).
 unsafe fn bytes<'a>(ptr: *const u8, len: u64) -> &'a [u8] {
     if ptr.is_null() {
         return &[];
@@ -25,13 +26,13 @@ unsafe fn bytes<'a>(ptr: *const u8, len: u64) -> &'a [u8] {
 
 /// Byte-wise equality of two strings: 1 or 0.
 pub(super) unsafe extern "C" fn str_eq(a: *const u8, a_len: u64, b: *const u8, b_len: u64) -> u32 {
-    // SAFETY: both are `Bound` strings (module contract).
+    // SAFETY: both are strings as the module's contract describes.
     u32::from(unsafe { bytes(a, a_len) == bytes(b, b_len) })
 }
 
 /// The order of two strings (UTF-8 byte order is character order): −1, 0 or 1.
 pub(super) unsafe extern "C" fn str_cmp(a: *const u8, a_len: u64, b: *const u8, b_len: u64) -> i32 {
-    // SAFETY: both are `Bound` strings (module contract).
+    // SAFETY: both are strings as the module's contract describes.
     unsafe { bytes(a, a_len).cmp(bytes(b, b_len)) as i32 }
 }
 
@@ -47,7 +48,7 @@ pub(super) unsafe extern "C" fn str_test(
     p: *const u8,
     p_len: u64,
 ) -> u32 {
-    // SAFETY: both are `Bound` strings (module contract).
+    // SAFETY: both are strings as the module's contract describes.
     let (s, p) = unsafe { (bytes(s, s_len), bytes(p, p_len)) };
     u32::from(match op {
         STARTS_WITH => s.starts_with(p),
@@ -59,7 +60,7 @@ pub(super) unsafe extern "C" fn str_test(
 
 /// The length of a string in characters, as `len` counts it.
 pub(super) unsafe extern "C" fn str_len(s: *const u8, s_len: u64) -> i64 {
-    // SAFETY: a `Bound` string (module contract).
+    // SAFETY: a string as the module's contract describes.
     let s = unsafe { bytes(s, s_len) };
     s.iter().filter(|b| (**b & 0xC0) != 0x80).count() as i64
 }
@@ -124,8 +125,9 @@ pub(super) fn ty_code(ty: Ty) -> u32 {
     }
 }
 
-/// Whether the `len` values at `list` hold the item (`ty` its `ty_code`, then its `Bound`
-/// fields), by `eval::equal`'s rules: 1 or 0. An absent item is found only as an absent value.
+/// Whether the `len` values at `list` hold the item (`ty` its `ty_code`, then its state,
+/// payload and length), by `eval::equal`'s rules: 1 or 0. An absent item is found only as an
+/// absent value.
 pub(super) unsafe extern "C" fn list_contains(
     list: *const Value,
     len: u64,
@@ -137,9 +139,9 @@ pub(super) unsafe extern "C" fn list_contains(
     if len == 0 {
         return 0;
     }
-    // SAFETY: `list` and `len` come from a `Bound` of a list: the items of a `Value::List`
-    // that lives across the call (a list is bound only when present; an absent one has length
-    // 0 and is not read).
+    // SAFETY: `list` and `len` are the items of a `Value::List` read in place, which lives
+    // across the call (`lower::shared_at`: a value that is not a list has length 0 and is not
+    // read).
     let items = unsafe { std::slice::from_raw_parts(list, len as usize) };
     let found = |v: &Value| -> bool {
         if state == ABSENT {
@@ -154,7 +156,7 @@ pub(super) unsafe extern "C" fn list_contains(
             (1, Value::Float(f)) => (bits as i64) as f64 == *f,
             (2, Value::Float(f)) => *f == f64::from_bits(bits),
             (2, Value::Int(n)) => *n as f64 == f64::from_bits(bits),
-            // SAFETY: a present string's `Bound` (module contract).
+            // SAFETY: a present string, as the module's contract describes.
             (3, Value::Short { .. } | Value::Long(_)) => {
                 v.as_str().unwrap_or_default().as_bytes()
                     == unsafe { bytes(bits as *const u8, item_len) }
