@@ -210,20 +210,26 @@ fn the_examples_predicates_agree_with_the_interpreter() {
     assert!(refused.is_empty(), "refused: {refused:?}");
 }
 
+/// `source` compiled and verified, and its first journey's entry filter.
+fn entry_filter(source: &str) -> (Program, u32) {
+    let program = support::compile_inline(source);
+    verify::verify(&program).expect("verifies");
+    let block = match program.journeys[0].entry {
+        journey_runtime::bytecode::Entry::On { filter, .. } => filter,
+        _ => unreachable!("an entry on an event"),
+    };
+    (program, block)
+}
+
 /// A block deeper than a tree is built for has none: the stack interpreter runs it, with the
 /// answers the language gives.
 #[test]
 fn a_block_too_deep_for_a_tree_runs_on_the_stack() {
     // `a + 1 + 1 + …`: one level per `+`, a hundred levels.
     let ones = vec!["1"; 100].join(" + ");
-    let program = support::compile_inline(&format!(
+    let (program, block) = entry_filter(&format!(
         "event E {{ a: int }}\njourney j {{ entry on E where a + {ones} > 150 }}\n"
     ));
-    verify::verify(&program).expect("verifies");
-    let block = match program.journeys[0].entry {
-        journey_runtime::bytecode::Entry::On { filter, .. } => filter,
-        _ => unreachable!("an entry on an event"),
-    };
     let mut prepared = Prepared::new(&program);
     prepared.set_jit(Policy::Off);
     assert!(prepared.tree(block).is_none(), "a tree 100 levels deep");
@@ -233,17 +239,7 @@ fn a_block_too_deep_for_a_tree_runs_on_the_stack() {
         (Some(i64::MAX), "absent"),
         (None, "absent"),
     ] {
-        let context = predicates::Probe {
-            event: vec![a.map_or(Value::Absent, Value::Int)],
-            profile: Vec::new(),
-            traits: Vec::new(),
-            slots: Vec::new(),
-            now: 0,
-            entered_at: 0,
-            history: [Value::Absent, Value::Absent, Value::Absent],
-            zone: chrono_tz::UTC,
-            lends: true,
-        };
+        let context = predicates::Probe::of_event(vec![a.map_or(Value::Absent, Value::Int)]);
         assert_eq!(
             format!("{:?}", prepared.run(block, &context)),
             want,
@@ -279,14 +275,9 @@ fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
 /// reading past the string, and agrees with the interpreter (or declines).
 #[test]
 fn strings_made_by_hand_are_read_within_their_bytes() {
-    let program = support::compile_inline(
+    let (program, block) = entry_filter(
         "event E { b: string }\njourney j { entry on E where b == \"x\" or b == \"a longer one, shared\" }\n",
     );
-    verify::verify(&program).expect("verifies");
-    let block = match program.journeys[0].entry {
-        journey_runtime::bytecode::Entry::On { filter, .. } => filter,
-        _ => unreachable!("an entry on an event"),
-    };
     let prepared = Prepared::new(&program);
     let compiler = Compiler::new().expect("cranelift supports this machine");
     let predicate = compiler.compile(&prepared, block).expect("compiles");
@@ -298,17 +289,7 @@ fn strings_made_by_hand_are_read_within_their_bytes() {
         Value::Long(std::sync::Arc::from("a longer one, shared")),
         Value::str("y"),
     ] {
-        let context = predicates::Probe {
-            event: vec![b.clone()],
-            profile: Vec::new(),
-            traits: Vec::new(),
-            slots: Vec::new(),
-            now: 0,
-            entered_at: 0,
-            history: [Value::Absent, Value::Absent, Value::Absent],
-            zone: chrono_tz::UTC,
-            lends: true,
-        };
+        let context = predicates::Probe::of_event(vec![b.clone()]);
         let want = eval(&prepared, &program.blocks[block as usize], &context);
         if let Some(got) = predicate.run(&context) {
             assert_eq!(got, want, "b = {b:?}");

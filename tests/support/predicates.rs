@@ -724,6 +724,23 @@ pub struct Probe {
     pub lends: bool,
 }
 
+impl Probe {
+    /// A context of just an event's fields, held in place; nothing else is set.
+    pub fn of_event(event: Vec<Value>) -> Probe {
+        Probe {
+            event,
+            profile: Vec::new(),
+            traits: Vec::new(),
+            slots: Vec::new(),
+            now: 0,
+            entered_at: 0,
+            history: [Value::Absent, Value::Absent, Value::Absent],
+            zone: chrono_tz::UTC,
+            lends: true,
+        }
+    }
+}
+
 impl Context for Probe {
     fn event_field(&self, field: u16) -> Value {
         self.event
