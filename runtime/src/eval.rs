@@ -431,13 +431,13 @@ pub(crate) fn unary(opcode: Opcode, a: u32, v: &Value, zone: impl Fn() -> chrono
     }
 }
 
-/// `unary` on a constant, computed once: for the operations that read nothing else (all but
-/// the calendar ones, which read the context's zone).
 /// The string `v` is; empty when it is none (callers have matched a string first).
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
+/// `unary` on a constant, computed once: for the operations that read nothing else (all but
+/// the calendar ones, which read the context's zone).
 pub(crate) fn unary_of_constant(opcode: Opcode, a: u32, v: &Value) -> Option<Value> {
     use Opcode::*;
     match opcode {
@@ -686,10 +686,11 @@ fn order(op: Opcode, k: u32, a: &Value, b: &Value) -> Truth {
             Some(o) => o,
             None => return Truth::Absent,
         },
+        // (UTF-8 byte order is the order of the characters.)
         (Value::Short { .. } | Value::Long(_), Value::Short { .. } | Value::Long(_))
             if k == kind::STRING =>
         {
-            text(a).cmp(text(b))
+            a.str_bytes().cmp(&b.str_bytes())
         }
         (Value::Timestamp(x), Value::Timestamp(y)) if k == kind::TIMESTAMP => x.cmp(y),
         (Value::Duration(x), Value::Duration(y)) if k == kind::DURATION => x.cmp(y),

@@ -94,10 +94,11 @@ const RAW_DEFAULTS: i32 = offset_of!(Raw, defaults) as i32;
 /// The answer of code that met a value of another shape than it was compiled for.
 pub(super) const DECLINED: i64 = 4;
 
-// A value's tag, plus one, is its state when it is absent or missing (`value_at`).
+// `value_at` takes a state from two bits per tag (absent's tag 0 → 1, missing's 1 → 2) and a
+// decline from one bit per tag, both shifted out of a 64-bit constant.
 const _: () = assert!(value::tag::ABSENT as u64 + 1 == ABSENT);
 const _: () = assert!(value::tag::MISSING as u64 + 1 == MISSING);
-const _: () = assert!(value::tag::BOOL == 2);
+const _: () = assert!(value::tag::LAST < 32);
 
 /// String constants up to this long are compared inline rather than by a helper.
 const INLINE_COMPARE: usize = 32;

@@ -404,19 +404,13 @@ impl Predicate {
             let Source::Read(read) = load.source else {
                 continue;
             };
+            // (Every index is below `reach`, which sized the frame.)
             let value = context.read(read);
-            let place = match read {
-                Read::Event(f) => event.get_mut(usize::from(f)),
-                Read::Slot(s) => slots.get_mut(usize::from(s)),
-                Read::Profile(f) => match traits.get_mut(usize::from(f)) {
-                    Some(trait_) => {
-                        *trait_ = Some(value);
-                        continue;
-                    }
-                    None => None,
-                },
-            };
-            *place? = value;
+            match read {
+                Read::Event(f) => *event.get_mut(usize::from(f))? = value,
+                Read::Slot(s) => *slots.get_mut(usize::from(s))? = value,
+                Read::Profile(f) => *traits.get_mut(usize::from(f))? = Some(value),
+            }
         }
         let frame = Frame {
             event: &event,
@@ -447,7 +441,8 @@ impl Predicate {
             declined: Cell::new(false),
         };
         // SAFETY: `code` was compiled by `lower` for exactly these loads: it reads the values
-        // of `frame` at indices below `reach` (checked above) and the defaults of the profile
+        // of `frame` at indices below `reach` (`run` checked the frame against it, or built it
+        // that large) and the defaults of the profile
         // fields it loads (`defaults` has one per field), each as a `Value`, whose layout is
         // defined, or an `Option<Value>` where `traits_in_place` holds (`lower` checked). The
         // bytes it reads through a value are its own 16 payload bytes (a short string's length
