@@ -4,6 +4,61 @@
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
 use chrono_tz::Tz;
+use rustc_hash::FxHashMap;
+
+/// `at_local` remembered: the same few local times (a daily entry's, a wait's, the end of quiet
+/// hours) are asked for on the same few dates by every user in a zone, and the zone's lookup
+/// costs some hundreds of instructions each time. `at_local` is a pure function of its
+/// arguments, so an answer remembered is the answer.
+#[derive(Default)]
+pub struct LocalTimes {
+    answers: FxHashMap<(Tz, i32, u16), Option<i64>>,
+    /// The last `local_minute` asked and its answer: timers due at one instant (the end of
+    /// quiet hours, a daily entry) ask it for many users at once.
+    last_minute: Option<(Tz, i64, Option<u16>)>,
+}
+
+/// How many answers `LocalTimes` keeps before it starts again (a few hundred KiB at most).
+const REMEMBERED: usize = 1 << 14;
+
+impl LocalTimes {
+    /// `at_local(zone, date, minute)`.
+    pub fn at(&mut self, zone: Tz, date: NaiveDate, minute: u16) -> Option<i64> {
+        let key = (zone, date.num_days_from_ce(), minute);
+        if let Some(answer) = self.answers.get(&key) {
+            return *answer;
+        }
+        if self.answers.len() >= REMEMBERED {
+            self.answers.clear();
+        }
+        let answer = at_local(zone, date, minute);
+        self.answers.insert(key, answer);
+        answer
+    }
+
+    /// `local_minute(zone, ms)`.
+    pub fn minute(&mut self, zone: Tz, ms: i64) -> Option<u16> {
+        match self.last_minute {
+            Some((z, t, answer)) if z == zone && t == ms => answer,
+            _ => {
+                let answer = local_minute(zone, ms);
+                self.last_minute = Some((zone, ms, answer));
+                answer
+            }
+        }
+    }
+
+    /// `next_time_of_day`, with the local times remembered.
+    pub fn next_time_of_day(
+        &mut self,
+        zone: Tz,
+        now: i64,
+        minute: u16,
+        accept: impl Fn(u32) -> bool,
+    ) -> Option<i64> {
+        next_time_of_day_with(zone, now, accept, |date| self.at(zone, date, minute))
+    }
+}
 
 /// The instant of `minute` (of the day) on `date` in `zone`.
 pub fn at_local(zone: Tz, date: NaiveDate, minute: u16) -> Option<i64> {
@@ -39,10 +94,20 @@ pub fn next_time_of_day(
     minute: u16,
     accept: impl Fn(u32) -> bool,
 ) -> Option<i64> {
+    next_time_of_day_with(zone, now, accept, |date| at_local(zone, date, minute))
+}
+
+/// `next_time_of_day`, with `local(date)` giving the instant of the minute on `date`.
+fn next_time_of_day_with(
+    zone: Tz,
+    now: i64,
+    accept: impl Fn(u32) -> bool,
+    mut local: impl FnMut(NaiveDate) -> Option<i64>,
+) -> Option<i64> {
     let mut date = local_date(zone, now)?.pred_opt()?;
     for _ in 0..16 {
         if accept(date.weekday().num_days_from_monday()) {
-            if let Some(t) = at_local(zone, date, minute).filter(|t| *t > now) {
+            if let Some(t) = local(date).filter(|t| *t > now) {
                 return Some(t);
             }
         }
@@ -107,6 +172,39 @@ mod tests {
             Some(utc("2026-01-12T08:00:00Z"))
         );
         assert!(in_window(23 * 60, 21 * 60, 9 * 60) && !in_window(12 * 60, 21 * 60, 9 * 60));
+    }
+
+    #[test]
+    fn remembered_local_times_are_the_local_times() {
+        let mut remembered = LocalTimes::default();
+        let zones = [
+            chrono_tz::Europe::Berlin,
+            chrono_tz::America::New_York,
+            chrono_tz::Australia::Lord_Howe,
+            chrono_tz::Pacific::Apia,
+        ];
+        // Twice over (the second time from memory), across both of 2026's DST changes, at
+        // minutes inside and outside the skipped and repeated hours.
+        let start = utc("2026-01-01T00:00:00Z");
+        for _ in 0..2 {
+            for zone in zones {
+                for i in 0..2_000i64 {
+                    let now = start + i * 15_731_000;
+                    for minute in [0, 90, 150, 570, 1439] {
+                        assert_eq!(
+                            remembered.next_time_of_day(zone, now, minute, |_| true),
+                            next_time_of_day(zone, now, minute, |_| true),
+                            "{zone} {now} {minute}"
+                        );
+                        assert_eq!(
+                            remembered.next_time_of_day(zone, now, minute, |d| d == 6),
+                            next_time_of_day(zone, now, minute, |d| d == 6),
+                            "{zone} {now} {minute} Sundays"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

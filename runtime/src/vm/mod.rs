@@ -422,6 +422,8 @@ pub struct Engine<'p> {
     /// Zones parsed so far, by name.
     /// (Fx hashing: only valid zone names are kept, a set no input can grow.)
     zones: FxHashMap<Str, chrono_tz::Tz>,
+    /// Local times of day already found (daily entries, waits, quiet hours).
+    local_times: clock::LocalTimes,
     /// Per journey: which inputs can concern its instances.
     interests: Vec<Interest>,
     /// Per correlated journey: the slot of its instances that holds the key (`key_slot`).
@@ -545,6 +547,7 @@ impl<'p> Engine<'p> {
             prepared,
             scratch: Vec::new(),
             zones: FxHashMap::default(),
+            local_times: clock::LocalTimes::default(),
             history_slots: {
                 let mut next = 0;
                 keep.iter()
@@ -1093,11 +1096,13 @@ impl<'p> Engine<'p> {
         let next = match &desc.entry {
             bc::Entry::EveryDay { minute } => {
                 let zone = self.zone(journey, user, &[]);
-                clock::next_time_of_day(zone, after, *minute, |_| true)
+                self.local_times
+                    .next_time_of_day(zone, after, *minute, |_| true)
             }
             bc::Entry::EveryWeekday { weekday, minute } => {
                 let zone = self.zone(journey, user, &[]);
-                clock::next_time_of_day(zone, after, *minute, |d| d == u32::from(*weekday))
+                self.local_times
+                    .next_time_of_day(zone, after, *minute, |d| d == u32::from(*weekday))
             }
             bc::Entry::Every { period_ms } => Some(*period_ms).filter(|p| *p > 0).and_then(|p| {
                 after
@@ -1801,35 +1806,51 @@ impl<'p> Engine<'p> {
     /// Runs an instance from its `pc` until it sleeps or ends.
     fn run(&mut self, index: usize) {
         let mut stack = eval::Stack::new();
-        for _ in 0..MAX_RUN {
+        let mut budget = MAX_RUN;
+        while budget > 0 {
             let Some(instance) = self.instances.get(index).and_then(Option::as_ref) else {
                 return;
             };
             let journey = instance.journey;
             let body = self.program.blocks[self.program.journeys[journey as usize].body as usize];
             let end = body.offset.saturating_add(body.length);
-            let Some(ins) = self.prepared.instruction(instance.pc, end) else {
-                return self.end(index, Outcome::Completed, None);
+            // Expression instructions run here, the instance read once for all of them; the
+            // loop leaves at the first that acts on the engine (or the body's end).
+            let mut pc = instance.pc;
+            let acting = {
+                let Some(context) = self.reader(index, None) else {
+                    return;
+                };
+                loop {
+                    budget -= 1;
+                    let Some(ins) = self.prepared.instruction(pc, end) else {
+                        break None;
+                    };
+                    match eval::step(
+                        &self.prepared,
+                        ins.opcode,
+                        ins.operands,
+                        &mut stack,
+                        &context,
+                    ) {
+                        Flow::Next if budget > 0 => pc = ins.next,
+                        Flow::Next => {
+                            pc = ins.next;
+                            break Some(None);
+                        }
+                        Flow::Return(_) => break None,
+                        Flow::NotAnExpression => break Some(Some(ins)),
+                    }
+                }
+            };
+            self.set_pc(index, pc);
+            let ins = match acting {
+                Some(Some(ins)) => ins,
+                Some(None) => return,
+                None => return self.end(index, Outcome::Completed, None),
             };
             let next = ins.next;
             let [a, b] = ins.operands;
-            let Some(context) = self.reader(index, None) else {
-                return;
-            };
-            match eval::step(
-                &self.prepared,
-                ins.opcode,
-                ins.operands,
-                &mut stack,
-                &context,
-            ) {
-                Flow::Next => {
-                    self.set_pc(index, next);
-                    continue;
-                }
-                Flow::Return(_) => return self.end(index, Outcome::Completed, None),
-                Flow::NotAnExpression => {}
-            }
             let now = self.now;
             match ins.opcode {
                 Opcode::Step => {
@@ -1867,7 +1888,10 @@ impl<'p> Engine<'p> {
                     } else {
                         chrono_tz::UTC
                     };
-                    let at = clock::next_time_of_day(zone, now, a as u16, |_| true).unwrap_or(now);
+                    let at = self
+                        .local_times
+                        .next_time_of_day(zone, now, a as u16, |_| true)
+                        .unwrap_or(now);
                     return self.sleep(index, next, Due::At(at));
                 }
                 Opcode::WaitUntil => match stack.pop() {
@@ -2019,18 +2043,20 @@ impl<'p> Engine<'p> {
     }
 
     /// Quiet hours: when a send must wait, the moment the window ends.
-    fn quiet_deferral(&self, index: usize, send: u16) -> Option<i64> {
+    fn quiet_deferral(&mut self, index: usize, send: u16) -> Option<i64> {
         let instance = self.instances.get(index)?.as_ref()?;
         let desc = &self.program.journeys[instance.journey as usize];
         let quiet = desc.quiet?;
         if desc.sends.get(usize::from(send))?.transactional || quiet.skip {
             return None;
         }
-        let minute = clock::local_minute(instance.zone, self.now)?;
+        let zone = instance.zone;
+        let minute = self.local_times.minute(zone, self.now)?;
         if !clock::in_window(minute, quiet.start_minute, quiet.end_minute) {
             return None;
         }
-        clock::next_time_of_day(instance.zone, self.now, quiet.end_minute, |_| true)
+        self.local_times
+            .next_time_of_day(zone, self.now, quiet.end_minute, |_| true)
     }
 
     /// Emits a send with its arguments `(name, value)`, or records it as skipped (quiet hours
@@ -2064,7 +2090,9 @@ impl<'p> Engine<'p> {
         };
         if !s.transactional {
             if let Some(quiet) = desc.quiet.filter(|q| q.skip) {
-                if clock::local_minute(zone, now)
+                if self
+                    .local_times
+                    .minute(zone, now)
                     .is_some_and(|m| clock::in_window(m, quiet.start_minute, quiet.end_minute))
                 {
                     self.timeline.push(skip("quiet_hours"));
