@@ -157,7 +157,15 @@ struct Decoded {
     event: Vec<Value>,
     /// The profile's traits, all set.
     profile: Vec<Option<Value>>,
-    history: Vec<Value>,
+    history: Vec<Answer>,
+}
+
+/// A history answer, made into a `Value` when asked, as the VM's context makes its answers
+/// (it counts; it does not clone a stored value).
+#[derive(Clone, Copy)]
+enum Answer {
+    Count(i64),
+    Did(bool),
 }
 
 impl Decoded {
@@ -189,9 +197,9 @@ impl Decoded {
             .history
             .iter()
             .map(|q| match q.window {
-                Window::Within(ms) if ms == 30 * 86_400_000 => Value::Int(s.orders_30d),
-                Window::Within(ms) if ms == 365 * 86_400_000 => Value::Bool(s.did_365),
-                _ => Value::Bool(s.did_60),
+                Window::Within(ms) if ms == 30 * 86_400_000 => Answer::Count(s.orders_30d),
+                Window::Within(ms) if ms == 365 * 86_400_000 => Answer::Did(s.did_365),
+                _ => Answer::Did(s.did_60),
             })
             .collect();
         Decoded {
@@ -226,10 +234,11 @@ impl Context for Decoded {
         self.now()
     }
     fn history(&self, query: u16, _: HistoryOp) -> Value {
-        self.history
-            .get(usize::from(query))
-            .cloned()
-            .unwrap_or(Value::Absent)
+        match self.history.get(usize::from(query)) {
+            Some(Answer::Count(n)) => Value::Int(*n),
+            Some(Answer::Did(b)) => Value::Bool(*b),
+            None => Value::Absent,
+        }
     }
     fn zone(&self) -> chrono_tz::Tz {
         chrono_tz::UTC

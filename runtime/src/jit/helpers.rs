@@ -89,16 +89,20 @@ pub(super) const COUNT: u32 = 0;
 pub(super) const DID: u32 = 1;
 pub(super) const SUM: u32 = 2;
 
+/// A history answer as `history` hands it back: a `Bound` without a length, two words, which
+/// the C convention returns in two registers (`lower::call_pair` declares it so).
+#[repr(C)]
+pub(super) struct Pair {
+    pub state: u64,
+    pub bits: u64,
+}
+
 /// History query `query` asked as `count` (int), `did` (bool) or `sum` (float) — `OP` is
-/// `COUNT`, `DID` or `SUM` — into `out`. A value of another shape declines the evaluation. One
-/// function per question, so that the conversion of its answer is compiled for its type.
-pub(super) unsafe extern "C" fn history<const OP: u32>(
-    env: *const Env,
-    query: u32,
-    out: *mut Bound,
-) {
-    // SAFETY: `env` is the `Env` of the running call; `out` a `Bound` in the caller's frame.
-    let (env, out) = unsafe { (&*env, &mut *out) };
+/// `COUNT`, `DID` or `SUM`. A value of another shape declines the evaluation. One function per
+/// question, so that the conversion of its answer is compiled for its type.
+pub(super) unsafe extern "C" fn history<const OP: u32>(env: *const Env, query: u32) -> Pair {
+    // SAFETY: `env` is the `Env` of the running call.
+    let env = unsafe { &*env };
     let (op, ty) = match OP {
         COUNT => (HistoryOp::Count, Ty::Int),
         DID => (HistoryOp::Did, Ty::Bool),
@@ -106,10 +110,14 @@ pub(super) unsafe extern "C" fn history<const OP: u32>(
     };
     let value = env.context.history(query as u16, op);
     // Not a string: `value` may drop when this returns.
-    *out = Bound::of(&value, ty).unwrap_or_else(|| {
+    let bound = Bound::of(&value, ty).unwrap_or_else(|| {
         env.declined.set(true);
         Bound::absent()
     });
+    Pair {
+        state: bound.state,
+        bits: bound.bits,
+    }
 }
 
 /// How `list_contains` is told an item's type.

@@ -384,7 +384,7 @@ impl Lowering<'_, '_> {
                         _ => (helpers::history::<{ helpers::SUM }> as *const (), Ty::Float),
                     };
                     let query = self.b.ins().iconst(I32, i64::from(a));
-                    Item::V(self.call_out(helper, &[I64, I32], &[self.env, query], ty))
+                    Item::V(self.call_pair(helper, &[self.env, query], ty))
                 }
                 Hour | Weekday => {
                     let x = pop(&mut stack)?;
@@ -687,6 +687,38 @@ impl Lowering<'_, '_> {
         let args: Vec<ir::Value> = args.iter().copied().chain([out]).collect();
         self.call(f, &params, None, &args);
         self.read_bound(out, 0, ty)
+    }
+
+    /// Calls a history helper with the environment and the query: its answer comes back as a
+    /// `helpers::Pair` in two registers, not through memory.
+    fn call_pair(&mut self, f: *const (), args: &[ir::Value], ty: Ty) -> V {
+        let mut signature = Signature::new(self.call_conv);
+        signature
+            .params
+            .extend([AbiParam::new(I64), AbiParam::new(I32)]);
+        signature
+            .returns
+            .extend([AbiParam::new(I64), AbiParam::new(I64)]);
+        let signature = self.b.import_signature(signature);
+        let callee = self.c(f as i64);
+        let call = self.b.ins().call_indirect(signature, callee, args);
+        let (state, bits) = match self.b.inst_results(call) {
+            [state, bits] => (*state, *bits),
+            _ => (self.c(ABSENT as i64), self.zero),
+        };
+        let a = if ty == Ty::Float {
+            self.b.ins().bitcast(F64, MemFlagsData::new(), bits)
+        } else {
+            bits
+        };
+        V {
+            ty,
+            state,
+            a,
+            len: self.zero,
+            known: None,
+            in_place: None,
+        }
     }
 
     /// `r` where the operands' `state` is present; else that state (absent or missing passes
