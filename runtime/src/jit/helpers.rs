@@ -6,7 +6,8 @@
 //! value, a long one's behind its `Arc` — or the predicate's constants; a string that is not
 //! present has length 0, and its address may be null, which `bytes` reads as the empty
 //! string), the `Env` of the call, and the address of a `Bound` in the generated
-//! function's own stack frame for results.
+//! function's own stack frame for results (the history helpers return theirs, a `Pair`, in two
+//! registers instead).
 
 use chrono::{Datelike, TimeZone, Timelike};
 
