@@ -156,18 +156,9 @@ pub(super) fn lower(
         lowering.b.finalize(module.target_config());
         (lowering.loads, lowering.strings)
     };
-    if std::env::var_os("JIT_DISASM").is_some() {
-        context.set_disasm(true);
-        eprintln!("{}", context.func.display());
-    }
     module
         .define_function(function, &mut context)
         .map_err(|_| Refusal::Backend)?;
-    if std::env::var_os("JIT_DISASM").is_some() {
-        if let Some(c) = context.compiled_code() {
-            eprintln!("{}", c.vcode.clone().unwrap_or_default());
-        }
-    }
     module.clear_context(&mut context);
     Ok(Lowered {
         function,

@@ -208,6 +208,26 @@ mod tests {
     }
 
     #[test]
+    fn local_times_are_remembered_within_bounds() {
+        let mut remembered = LocalTimes::default();
+        let berlin = chrono_tz::Europe::Berlin;
+        let start = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default();
+        // More answers than are kept: the memory starts again, and stays right.
+        for (date, minute) in start
+            .iter_days()
+            .take(REMEMBERED / 3 + 7)
+            .flat_map(|date| [0, 150, 1439].map(|minute| (date, minute)))
+        {
+            assert_eq!(
+                remembered.at(berlin, date, minute),
+                at_local(berlin, date, minute)
+            );
+            assert!(remembered.answers.len() <= REMEMBERED);
+        }
+        assert!(remembered.answers.len() < REMEMBERED);
+    }
+
+    #[test]
     fn local_minute_is_the_local_clock_reading() {
         use chrono::Timelike;
         let zones = [

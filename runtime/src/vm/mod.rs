@@ -24,7 +24,7 @@ use self::timers::{Due, TimerQueue};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::bytecode::opcode::Opcode;
+use crate::bytecode::opcode::{Instruction, Opcode};
 use crate::bytecode::{self as bc, Channel, Program, NONE};
 use crate::eval::{self, Context, Flow, HistoryOp, Prepared};
 use crate::value::{Str, Value};
@@ -1805,6 +1805,15 @@ impl<'p> Engine<'p> {
 
     /// Runs an instance from its `pc` until it sleeps or ends.
     fn run(&mut self, index: usize) {
+        /// Why the expression instructions stopped.
+        enum Stop {
+            /// At an instruction that acts on the engine.
+            Acts(Instruction),
+            /// At the body's end or its `Return`.
+            Ended,
+            /// After `MAX_RUN` instructions.
+            OutOfBudget,
+        }
         let mut stack = eval::Stack::new();
         let mut budget = MAX_RUN;
         while budget > 0 {
@@ -1817,14 +1826,14 @@ impl<'p> Engine<'p> {
             // Expression instructions run here, the instance read once for all of them; the
             // loop leaves at the first that acts on the engine (or the body's end).
             let mut pc = instance.pc;
-            let acting = {
+            let stop = {
                 let Some(context) = self.reader(index, None) else {
                     return;
                 };
                 loop {
                     budget -= 1;
                     let Some(ins) = self.prepared.instruction(pc, end) else {
-                        break None;
+                        break Stop::Ended;
                     };
                     match eval::step(
                         &self.prepared,
@@ -1836,18 +1845,18 @@ impl<'p> Engine<'p> {
                         Flow::Next if budget > 0 => pc = ins.next,
                         Flow::Next => {
                             pc = ins.next;
-                            break Some(None);
+                            break Stop::OutOfBudget;
                         }
-                        Flow::Return(_) => break None,
-                        Flow::NotAnExpression => break Some(Some(ins)),
+                        Flow::Return(_) => break Stop::Ended,
+                        Flow::NotAnExpression => break Stop::Acts(ins),
                     }
                 }
             };
             self.set_pc(index, pc);
-            let ins = match acting {
-                Some(Some(ins)) => ins,
-                Some(None) => return,
-                None => return self.end(index, Outcome::Completed, None),
+            let ins = match stop {
+                Stop::Acts(ins) => ins,
+                Stop::OutOfBudget => return,
+                Stop::Ended => return self.end(index, Outcome::Completed, None),
             };
             let next = ins.next;
             let [a, b] = ins.operands;
