@@ -697,6 +697,12 @@ impl Lowering<'_, '_> {
             [state, bits] => (*state, *bits),
             _ => (self.c(ABSENT as i64), self.zero),
         };
+        let len = self.zero;
+        self.helper_answer(ty, state, bits, len)
+    }
+
+    /// A helper's answer (a `Bound`'s words) as a `ty`.
+    fn helper_answer(&mut self, ty: Ty, state: ir::Value, bits: ir::Value, len: ir::Value) -> V {
         let a = if ty == Ty::Float {
             self.b.ins().bitcast(F64, MemFlagsData::new(), bits)
         } else {
@@ -706,7 +712,7 @@ impl Lowering<'_, '_> {
             ty,
             state,
             a,
-            len: self.zero,
+            len,
             known: None,
             in_place: None,
         }
@@ -726,19 +732,7 @@ impl Lowering<'_, '_> {
         let state = self.b.ins().load(I64, flags, address, offset);
         let bits = self.b.ins().load(I64, flags, address, offset + 8);
         let len = self.b.ins().load(I64, flags, address, offset + 16);
-        let a = if ty == Ty::Float {
-            self.b.ins().bitcast(F64, MemFlagsData::new(), bits)
-        } else {
-            bits
-        };
-        V {
-            ty,
-            state,
-            a,
-            len,
-            known: None,
-            in_place: None,
-        }
+        self.helper_answer(ty, state, bits, len)
     }
 
     fn constant(&mut self, index: u32) -> Result<Item, Refusal> {
