@@ -590,7 +590,7 @@ impl Lowering<'_, '_> {
                 allowed(value::tag::ABSENT) | allowed(value::tag::MISSING),
             )
         };
-        // Bit `tag` of `wrong` is set for the tags a `ty` cannot have.
+        // The tags a `ty` may have, a bit each; `wrong`'s bit `tag` is set for the others.
         fine |= match ty {
             Ty::Bool => allowed(value::tag::BOOL),
             Ty::Int => allowed(value::tag::INT),
@@ -697,8 +697,7 @@ impl Lowering<'_, '_> {
             [state, bits] => (*state, *bits),
             _ => (self.c(ABSENT as i64), self.zero),
         };
-        let len = self.zero;
-        self.helper_answer(ty, state, bits, len)
+        self.helper_answer(ty, state, bits, self.zero)
     }
 
     /// A helper's answer (a `Bound`'s words) as a `ty`.

@@ -442,9 +442,9 @@ impl Predicate {
         };
         // SAFETY: `code` was compiled by `lower` for exactly these loads: it reads the values
         // of `frame` at indices below `reach` (`run` checked the frame against it, or built it
-        // that large) and the defaults of the profile
-        // fields it loads (`defaults` has one per field), each as a `Value`, whose layout is
-        // defined, or an `Option<Value>` where `traits_in_place` holds (`lower` checked). The
+        // that large) and the defaults of the profile fields it loads (`defaults` has one per
+        // field), each as a `Value`, whose layout is defined, or an `Option<Value>` where
+        // `traits_in_place` holds (`lower` checked). The
         // bytes it reads through a value are its own 16 payload bytes (a short string's length
         // is a `value::Len`, at most 16) or an `Arc`'s data within its length (`shared_layout`
         // checked). Its helpers dereference the second pointer only as the `Env` it is.

@@ -1450,7 +1450,9 @@ impl<'p> Engine<'p> {
             self.instances
                 .get(slot as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|inst| inst.journey == journey && self.key(inst) == key.as_deref())
+                .is_some_and(|inst| {
+                    inst.journey == journey && self.key(inst) == key.as_ref().map(Str::as_bytes)
+                })
         };
         let running = match &u.running {
             Some(index) => index
@@ -2241,9 +2243,10 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// An instance's correlation key (`key_slot`).
-    fn key<'i>(&self, instance: &'i Instance) -> Option<&'i str> {
-        self.key_value(instance)?.as_str()
+    /// An instance's correlation key (`key_slot`), as bytes: what comparing and hashing need
+    /// (without the UTF-8 check of `Value::as_str`).
+    fn key<'i>(&self, instance: &'i Instance) -> Option<&'i [u8]> {
+        self.key_value(instance)?.str_bytes()
     }
 
     /// `key`, kept apart from the instance.
@@ -2271,7 +2274,7 @@ impl<'p> Engine<'p> {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         };
         feed(self.user_name(instance.user).as_bytes());
-        feed(self.key(instance).map_or(&[][..], str::as_bytes));
+        feed(self.key(instance).unwrap_or_default());
         feed(
             self.program
                 .string(self.program.journeys[instance.journey as usize].name)
