@@ -100,7 +100,7 @@ fn random_predicates_agree_with_the_interpreter() {
 }
 
 /// The interpreter's two forms: every random expression, of every kind, has a tree, and the
-/// tree gives what the stack interpreter gives.
+/// tree gives what the stack interpreter gives (and holds where that is `true`).
 #[test]
 fn random_expressions_as_trees_agree_with_the_stack_interpreter() {
     let base = base();
@@ -128,6 +128,12 @@ fn random_expressions_as_trees_agree_with_the_stack_interpreter() {
                 context.event,
                 context.profile,
                 context.slots,
+                disasm::disassemble(&program)
+            );
+            assert_eq!(
+                tree.holds(&context),
+                want.is_true(),
+                "holds: block {block} ({kind:?})\n{}",
                 disasm::disassemble(&program)
             );
             *kinds

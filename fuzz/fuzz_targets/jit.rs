@@ -1,7 +1,7 @@
 //! Any bytes → a random well-typed predicate and contexts (the bytes make every choice of
 //! tests/support/predicates.rs) → the JIT's value must equal the interpreter's, or the JIT must
 //! decline a context whose values do not have their types' shapes; and the block's tree must
-//! give what the stack interpreter gives.
+//! give what the stack interpreter gives (and hold where that is `true`).
 #![no_main]
 
 #[path = "../../tests/support/predicates.rs"]
@@ -45,6 +45,8 @@ fuzz_target!(|data: &[u8]| {
         let want = eval(&prepared, &program.blocks[block as usize], &context);
         let tree = prepared.tree(block).map(|t| t.eval(&context));
         assert_eq!(format!("{tree:?}"), format!("{:?}", Some(&want)));
+        let holds = prepared.tree(block).map(|t| t.holds(&context));
+        assert_eq!(holds, Some(want.is_true()));
         match predicate.run(&context) {
             Some(got) => assert_eq!(got, want),
             None => assert!(odd, "a well-typed context was declined"),

@@ -123,6 +123,23 @@ impl<'p> Prepared<'p> {
         }
     }
 
+    /// Whether block `block`'s value is `true`: `self.run(block, context).is_true()`, without
+    /// making the value where the interpreter's tree runs it (what conditions ask).
+    #[inline]
+    pub fn holds(&self, block: u32, context: &dyn Context) -> bool {
+        let Some(b) = self.program.blocks.get(block as usize) else {
+            return false;
+        };
+        #[cfg(feature = "jit")]
+        if let Some(value) = self.hot.run(self, block, context) {
+            return value.is_true();
+        }
+        match self.trees.get(block as usize) {
+            Some(Some(tree)) => tree.holds(context),
+            _ => eval(self, b, context).is_true(),
+        }
+    }
+
     /// Block `block` as a tree (`None`: `eval` runs it).
     pub fn tree(&self, block: u32) -> Option<&Tree> {
         self.trees.get(block as usize)?.as_ref()

@@ -9,14 +9,18 @@
 //!
 //! Conditions — comparisons, `and`, `or`, `not`, `is set`, `in`: most of what runs — are built
 //! into closures, each made for its node's shape: `cart.price > 10` becomes one closure that
-//! borrows the price and, when it is a float, compares it with 10.0 at once. A constant
-//! operand of a pure operation is computed when the tree is built (`Const 100, ToFloat`).
+//! borrows the price and, when it is a float, compares it with 10.0 at once; `country in ["US",
+//! "CA"]` one that looks for a short string among short strings by their words; `not` works on
+//! its operand's truth. A constant operand of a pure operation is computed when the tree is
+//! built (`Const 100, ToFloat`). A condition asked only whether it holds (`Tree::holds`,
+//! `Prepared::holds`: what the VM asks of every filter, audience, goal and exit) never
+//! becomes a `Value`.
 //!
 //! The operations themselves are `eval`'s (`eval::unary`, `eval::binary`, `eval::make_list`
 //! and, for conditions, `truth_of_unary`, `truth_of_binary` and `logic`); the closures decide
 //! only the same-type comparisons themselves and pass every other pair to `truth_of_binary`.
 //! tests/jit.rs checks that the two interpreters agree on random blocks, half of whose
-//! comparisons are with a constant.
+//! comparisons are with a constant, and that `holds` is their value being `true`.
 //!
 //! **Invariant:** a block has a tree only if it is a pure expression (no jump, no step) of at
 //! most `MAX_DEPTH` levels; every other block is run by `eval::eval`.
@@ -30,7 +34,7 @@ use crate::eval::{
     arity, binary, gives_truth, logic, make_list, truth_of_binary, truth_of_unary, unary,
     unary_of_constant, Context, HistoryOp, Prepared, Read, Truth,
 };
-use crate::value::Value;
+use crate::value::{Inline, Len, Value};
 
 /// An expression block as a tree.
 #[derive(Debug)]
@@ -134,6 +138,15 @@ impl Tree {
             Got::Made(v) => v,
         }
     }
+
+    /// Whether the block's value is `true`: `self.eval(context).is_true()`, without making
+    /// the value (what conditions ask).
+    pub fn holds(&self, context: &dyn Context) -> bool {
+        match &self.0 {
+            Node::Condition(Condition(test)) => test(context) == Truth::True,
+            node => get(node, context).is_true(),
+        }
+    }
 }
 
 /// The node of operation `op` (operand `a`) on `arg`.
@@ -146,6 +159,11 @@ fn unary_node(op: Opcode, a: u32, arg: Node) -> Node {
     }
     if !gives_truth(op) {
         return Node::Unary(op, a, Box::new(arg));
+    }
+    if op == Opcode::Not {
+        // (On its operand's truth: `not x` is `negated(Truth::of(x))` for every value `x`.)
+        let arg = as_test(arg);
+        return condition(Box::new(move |cx| negated(arg(cx))));
     }
     condition(match arg {
         Node::Condition(Condition(arg)) => Box::new(move |cx| truth_of_unary(op, &arg(cx).into())),
@@ -167,11 +185,21 @@ fn binary_node(op: Opcode, k: u32, left: Node, right: Node) -> Node {
         (left, Node::Const(c)) if matches!(op, Eq | Ne | Lt | Le | Gt | Ge) => {
             compare_with(op, k, left, c)
         }
+        (left, Node::Const(list @ Value::List(_))) if op == In => in_list(k, left, list),
         (left, Node::Const(c)) => on_value(left, move |v| truth_of_binary(op, k, v, &c)),
         (left, right) => {
             Box::new(move |cx| truth_of_binary(op, k, &operand(&left, cx), &operand(&right, cx)))
         }
     })
+}
+
+/// `not` of a truth: what `truth_of_unary(Not, …)` gives for it as a value.
+fn negated(truth: Truth) -> Truth {
+    match truth {
+        Truth::False => Truth::True,
+        Truth::True => Truth::False,
+        other => other,
+    }
 }
 
 fn condition(test: Test) -> Node {
@@ -189,7 +217,8 @@ fn as_test(node: Node) -> Test {
     }
 }
 
-/// A test of `node`'s value. A load's value is tested where the context holds it.
+/// A test of `node`'s value. A load's value is tested where the context holds it; a history
+/// answer as the context gives it.
 fn on_value<T>(node: Node, test: T) -> Test
 where
     T: Fn(&Value) -> Truth + Send + Sync + 'static,
@@ -197,10 +226,19 @@ where
     match node {
         Node::Load(read) => Box::new(move |cx| match cx.lend(read) {
             Some(v) => test(v),
-            None => test(&cx.read(read)),
+            None => tested_copy(read, cx, &test),
         }),
+        Node::History(query, op) => Box::new(move |cx| test(&cx.history(query, op))),
         node => Box::new(move |cx| test(&operand(&node, cx))),
     }
+}
+
+/// `test` of the value `read` gives, copied: for contexts that do not lend it. (Out of line,
+/// so that the common path, a lent value, saves fewer registers.)
+#[cold]
+#[inline(never)]
+fn tested_copy(read: Read, context: &dyn Context, test: &dyn Fn(&Value) -> Truth) -> Truth {
+    test(&context.read(read))
 }
 
 /// `left op constant` for a comparison, the commonest condition (`cart.price > 10`,
@@ -256,6 +294,33 @@ fn compare_with(op: Opcode, k: u32, left: Node, constant: Value) -> Test {
             })
         }
         constant => on_value(left, move |v| truth_of_binary(op, k, v, &constant)),
+    }
+}
+
+/// `left in [ … ]` for a constant list (`profile.country in ["US", "CA"]`). When every item is a
+/// short string, a short string operand is looked for by its words, and a long one is in no
+/// such list (a long string never equals a short one: `Value`'s invariant); any other operand
+/// goes to `eval::truth_of_binary`.
+fn in_list(k: u32, left: Node, list: Value) -> Test {
+    let shorts: Option<Vec<(Len, Inline)>> = match &list {
+        Value::List(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::Short { len, bytes } => Some((*len, *bytes)),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    };
+    match shorts {
+        Some(shorts) => on_value(left, move |v| match v {
+            Value::Short { len, bytes } => {
+                Truth::from(shorts.iter().any(|(l, b)| l == len && b == bytes))
+            }
+            Value::Long(_) => Truth::False,
+            v => truth_of_binary(Opcode::In, k, v, &list),
+        }),
+        None => on_value(left, move |v| truth_of_binary(Opcode::In, k, v, &list)),
     }
 }
 
@@ -342,5 +407,26 @@ fn get<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
             Got::Made(make_list(&items))
         }
         Node::Condition(Condition(test)) => Got::Made(test(context).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negated_is_not_of_the_value() {
+        let values = [
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::Absent,
+            Value::Missing,
+            Value::Int(1),
+            Value::str("x"),
+        ];
+        for value in values {
+            let not = truth_of_unary(Opcode::Not, &value);
+            assert_eq!(negated(Truth::of(&value)), not, "not {value:?}");
+        }
     }
 }

@@ -418,7 +418,7 @@ fn main() {
         let mut jit =
             |i: usize| matches!(predicate.run(black_box(&decoded[i % SAMPLES])), Some(Value::Bool(true)));
         let tree = prepared.tree(block).expect("an expression has a tree");
-        let mut interpreter = |i: usize| tree.eval(black_box(&decoded[i % SAMPLES])).is_true();
+        let mut interpreter = |i: usize| tree.holds(black_box(&decoded[i % SAMPLES]));
         let mut stack =
             |i: usize| eval(&prepared, code, black_box(&decoded[i % SAMPLES])).is_true();
         let mut cel = |i: usize| cel(black_box(&samples[i % SAMPLES]));

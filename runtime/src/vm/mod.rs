@@ -872,7 +872,7 @@ impl<'p> Engine<'p> {
                     .filter(|i| i.journey == journey)
                     .and_then(|i| self.waited_condition(i));
                 if let Some(block) = block {
-                    if self.eval_instance(block, index, None).is_true() {
+                    if self.instance_holds(block, index, None) {
                         self.resume(index);
                     }
                 }
@@ -1114,7 +1114,10 @@ impl<'p> Engine<'p> {
             }),
             bc::Entry::At { timestamp_ms } => Some(*timestamp_ms).filter(|t| *t > after),
             bc::Entry::When { block } => {
-                let value = self.eval_block(*block, user, None, None, chrono_tz::UTC);
+                let value = self.prepared.run(
+                    *block,
+                    &self.outside_reader(user, None, None, chrono_tz::UTC),
+                );
                 match value {
                     Value::Timestamp(t) if t > now => Some(t),
                     _ => None,
@@ -1214,15 +1217,15 @@ impl<'p> Engine<'p> {
                         chrono_tz::UTC
                     };
                     let matches = unless.filter == NONE
-                        || self
-                            .eval_block(
-                                unless.filter,
+                        || self.prepared.holds(
+                            unless.filter,
+                            &self.outside_reader(
                                 user,
                                 Some(&fields),
                                 Some((pj, &slots, now)),
                                 zone,
-                            )
-                            .is_true();
+                            ),
+                        );
                     if matches {
                         if let Some(p) = self.pending.get_mut(&id) {
                             p.cancelled = true;
@@ -1280,7 +1283,7 @@ impl<'p> Engine<'p> {
                 continue;
             }
             if let Some(block) = self.waited_condition(instance) {
-                if self.eval_instance(block, i, None).is_true() {
+                if self.instance_holds(block, i, None) {
                     self.resume(i);
                 }
             }
@@ -1362,15 +1365,10 @@ impl<'p> Engine<'p> {
         let zone = found_zone.unwrap_or(chrono_tz::UTC);
         if let (bc::Entry::On { filter, .. }, Some(fields)) = (&desc.entry, &fields) {
             if *filter != NONE
-                && !self
-                    .eval_block(
-                        *filter,
-                        user,
-                        Some(fields),
-                        Some((journey, &slots, now)),
-                        zone,
-                    )
-                    .is_true()
+                && !self.prepared.holds(
+                    *filter,
+                    &self.outside_reader(user, Some(fields), Some((journey, &slots, now)), zone),
+                )
             {
                 return;
             }
@@ -1378,12 +1376,9 @@ impl<'p> Engine<'p> {
         let key = if desc.correlate == NONE {
             None
         } else {
-            let key = self.eval_block(
+            let key = self.prepared.run(
                 desc.correlate,
-                user,
-                None,
-                Some((journey, &slots, now)),
-                zone,
+                &self.outside_reader(user, None, Some((journey, &slots, now)), zone),
             );
             match key.to_str() {
                 Some(key) => Some(key),
@@ -1397,15 +1392,10 @@ impl<'p> Engine<'p> {
             return;
         }
         if desc.audience != NONE
-            && !self
-                .eval_block(
-                    desc.audience,
-                    user,
-                    None,
-                    Some((journey, &slots, now)),
-                    zone,
-                )
-                .is_true()
+            && !self.prepared.holds(
+                desc.audience,
+                &self.outside_reader(user, None, Some((journey, &slots, now)), zone),
+            )
         {
             return;
         }
@@ -1602,12 +1592,9 @@ impl<'p> Engine<'p> {
         if block == NONE {
             return chrono_tz::UTC;
         }
-        let name = self.eval_block(
+        let name = self.prepared.run(
             block,
-            user,
-            None,
-            Some((journey, slots, self.now)),
-            chrono_tz::UTC,
+            &self.outside_reader(user, None, Some((journey, slots, self.now)), chrono_tz::UTC),
         );
         let Some(name) = name.to_str() else {
             return chrono_tz::UTC;
@@ -1642,11 +1629,9 @@ impl<'p> Engine<'p> {
                 let fires = match (trigger.event, event) {
                     (Some(e), Some((got, fields))) if e == got => {
                         trigger.block == NONE
-                            || self
-                                .eval_instance(trigger.block, index, Some(fields))
-                                .is_true()
+                            || self.instance_holds(trigger.block, index, Some(fields))
                     }
-                    (None, _) => self.eval_instance(trigger.block, index, None).is_true(),
+                    (None, _) => self.instance_holds(trigger.block, index, None),
                     _ => false,
                 };
                 if fires {
@@ -1676,8 +1661,7 @@ impl<'p> Engine<'p> {
                 } = &w.kind
                 {
                     if *e == event
-                        && (*filter == NONE
-                            || self.eval_instance(*filter, index, Some(fields)).is_true())
+                        && (*filter == NONE || self.instance_holds(*filter, index, Some(fields)))
                     {
                         let captures = captures.clone();
                         self.capture(index, &captures, fields);
@@ -1690,9 +1674,7 @@ impl<'p> Engine<'p> {
                 let arm = w.arms.iter().find(|arm| {
                     arm.event == event
                         && (arm.filter == NONE
-                            || self
-                                .eval_instance(arm.filter, index, Some(fields))
-                                .is_true())
+                            || self.instance_holds(arm.filter, index, Some(fields)))
                 });
                 if let Some(arm) = arm.cloned() {
                     self.capture(index, &arm.captures, fields);
@@ -1918,7 +1900,7 @@ impl<'p> Engine<'p> {
                     self.set_pc(index, next);
                     match &wait.kind {
                         bc::WaitKind::Condition { block } => {
-                            if self.eval_instance(*block, index, None).is_true() {
+                            if self.instance_holds(*block, index, None) {
                                 continue;
                             }
                             self.set_waiting(index, Waiting::Condition { wait: a as u16 });
@@ -2049,9 +2031,7 @@ impl<'p> Engine<'p> {
         self.kept(self.users.get(instance.user as usize)?, event)
             .iter()
             .filter(|(t, _)| *t > instance.entered_at)
-            .find(|(_, fields)| {
-                filter == NONE || self.eval_instance(filter, index, Some(fields)).is_true()
-            })
+            .find(|(_, fields)| filter == NONE || self.instance_holds(filter, index, Some(fields)))
             .map(|(_, fields)| fields.clone())
     }
 
@@ -2306,31 +2286,28 @@ impl<'p> Engine<'p> {
         })
     }
 
-    fn eval_instance(&self, block: u32, index: usize, event: Option<&Arc<[Value]>>) -> Value {
-        match self.reader(index, event.map(|e| &e[..])) {
-            Some(reader) => self.prepared.run(block, &reader),
-            None => Value::Absent,
-        }
+    /// Whether condition `block` holds for instance `index` (and `event`, if given).
+    fn instance_holds(&self, block: u32, index: usize, event: Option<&Arc<[Value]>>) -> bool {
+        self.reader(index, event.map(|e| &e[..]))
+            .is_some_and(|reader| self.prepared.holds(block, &reader))
     }
 
-    /// Evaluates a block outside a running instance (entry filters, audience, correlation,
-    /// zone, `entry when`).
-    fn eval_block(
-        &self,
-        block: u32,
+    /// What a block evaluated outside a running instance reads (entry filters, audience,
+    /// correlation, zone, `entry when`).
+    fn outside_reader<'e>(
+        &'e self,
         user: UserId,
-        event: Option<&Arc<[Value]>>,
-        instance: Option<(u32, &[Value], i64)>,
+        event: Option<&'e Arc<[Value]>>,
+        instance: Option<(u32, &'e [Value], i64)>,
         zone: chrono_tz::Tz,
-    ) -> Value {
-        let reader = Reader {
+    ) -> Reader<'e, 'p> {
+        Reader {
             engine: self,
             user,
             event: event.map(|e| &e[..]),
             instance,
             zone,
-        };
-        self.prepared.run(block, &reader)
+        }
     }
 
     /// Answers a history query for what `reader` reads (its user, entry, slots and zone).
@@ -2361,7 +2338,7 @@ impl<'p> Engine<'p> {
                 event: Some(fields),
                 ..*reader
             };
-            q.filter == NONE || self.prepared.run(q.filter, &context).is_true()
+            q.filter == NONE || self.prepared.holds(q.filter, &context)
         });
         match op {
             // Unfiltered, the window's bounds are the answer.
