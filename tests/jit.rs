@@ -260,7 +260,7 @@ fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
     let mut choose = Seeded(42);
     let (program, block) = base.predicate(&mut choose, 12);
     let mut prepared = Prepared::new(&program);
-    prepared.set_jit(Policy::HotAfter(10));
+    prepared.set_jit(Policy::AllAfter(10));
     for i in 0..50 {
         assert_eq!(prepared.compiled_predicates(), usize::from(i > 10));
         let context = base.context(&mut choose, false);
@@ -274,6 +274,32 @@ fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
         let _ = off.run(block, &context);
     }
     assert_eq!(off.compiled_predicates(), 0);
+}
+
+/// The default policy leaves a predicate too small to gain from native code to the
+/// interpreter (`jit::MIN_OPERATIONS`), and compiles a larger one; both answer alike.
+#[test]
+fn the_default_policy_compiles_only_predicates_large_enough_to_gain() {
+    let small = "a > 100 and b == \"x\"";
+    let large = "a > 100 and b == \"x\" and a < 190";
+    for (condition, compiled) in [(small, 0), (large, 1)] {
+        let (program, block) = entry_filter(&format!(
+            "event E {{ a: int, b: string }}\njourney j {{ entry on E where {condition} }}\n"
+        ));
+        let mut prepared = Prepared::new(&program);
+        prepared.set_jit(Policy::HotAfter(2));
+        for a in 0..10 {
+            let context = predicates::Probe::of_event(vec![Value::Int(a * 40), Value::str("x")]);
+            let want = a * 40 > 100 && a * 40 < if compiled == 1 { 190 } else { i64::MAX };
+            assert_eq!(
+                prepared.run(block, &context),
+                Value::Bool(want),
+                "{condition}, a = {}",
+                a * 40
+            );
+        }
+        assert_eq!(prepared.compiled_predicates(), compiled, "{condition}");
+    }
 }
 
 /// Values made by hand rather than by `Value::str` — a short string kept as a shared one —

@@ -205,7 +205,7 @@ fn random_streams_are_deterministic() {
     one_by_one.finish(Some(until));
     assert_eq!(first, lines_of(&one_by_one));
     // Every predicate compiled at its first evaluation, or none ever: the same timeline again.
-    for (policy, compiled) in [(Policy::HotAfter(0), true), (Policy::Off, false)] {
+    for (policy, compiled) in [(Policy::AllAfter(0), true), (Policy::Off, false)] {
         let mut engine = journey_runtime::vm::Engine::new(&program);
         engine.set_jit(policy);
         let mut inputs = decoded();

@@ -1,9 +1,9 @@
 //! Hot predicate blocks → native code (cranelift), with the interpreter as the reference.
 //!
 //! A predicate (an entry `where`, an audience, a goal or exit condition, a branch condition, a
-//! history filter: an expression block whose result is a bool) that has run `Policy::HotAfter`
-//! times is compiled once to a native function over the context's values where it holds them
-//! (`Context::frame`, passed as `Raw`): the code reads each value the block loads (event and
+//! history filter: an expression block whose result is a bool) of at least `MIN_OPERATIONS`
+//! instructions that has run `Policy::HotAfter` times is compiled once to a native function
+//! over the context's values where it holds them (`Context::frame`, passed as `Raw`): the code reads each value the block loads (event and
 //! profile fields, slots, `now`, the entry time) in place, by `Value`'s defined layout — its
 //! tag gives a presence state, its payload 64 bits and a length for strings and lists — and
 //! computes the block's value with the interpreter's rules (`eval`): absent and missing
@@ -47,9 +47,21 @@ pub use lower::Refusal;
 pub enum Policy {
     /// Never: the interpreter runs everything.
     Off,
-    /// After a predicate has been evaluated this many times.
+    /// A predicate of at least `MIN_OPERATIONS` instructions, after it has been evaluated this
+    /// many times; smaller ones stay with the interpreter, which runs them in fewer
+    /// instructions than a call into native code costs.
     HotAfter(u32),
+    /// Every predicate, whatever its size, after it has been evaluated this many times (tests
+    /// use it to run all predicates natively).
+    AllAfter(u32),
 }
+
+/// The fewest instructions (its `Return` included) a predicate block has for `HotAfter` to
+/// compile it. The tree interpreter evaluates a condition of two comparisons in fewer
+/// instructions than the native code with its call (155 against 195 for
+/// `a > 100 and b == "x"`, 8 instructions), and three in more (226 against 205 for
+/// `… and a < 190`, 12): docs/performance.md.
+pub const MIN_OPERATIONS: usize = 10;
 
 impl Default for Policy {
     /// Compiling costs some tens of microseconds, an interpreted evaluation some tens of
@@ -465,6 +477,21 @@ impl Predicate {
     }
 }
 
+/// How many instructions block `block` has.
+fn operations(prepared: &Prepared, block: u32) -> usize {
+    let Some(b) = prepared.program.blocks.get(block as usize) else {
+        return 0;
+    };
+    let end = b.offset.saturating_add(b.length);
+    let mut pc = b.offset;
+    let mut count = 0;
+    while let Some(ins) = prepared.instruction(pc, end) {
+        count += 1;
+        pc = ins.next;
+    }
+    count
+}
+
 /// The predicates of one program as it runs: each counted until hot, then compiled once.
 pub(crate) struct Hot {
     policy: Policy,
@@ -492,8 +519,10 @@ impl Hot {
     /// `None`: the interpreter must.
     #[inline]
     pub fn run(&self, prepared: &Prepared, block: u32, context: &dyn Context) -> Option<Value> {
-        let Policy::HotAfter(threshold) = self.policy else {
-            return None;
+        let (threshold, min_operations) = match self.policy {
+            Policy::Off => return None,
+            Policy::HotAfter(after) => (after, MIN_OPERATIONS),
+            Policy::AllAfter(after) => (after, 0),
         };
         let (seen, compiled) = self.blocks.get(block as usize)?;
         if let Some(predicate) = compiled.get() {
@@ -504,6 +533,9 @@ impl Hot {
             return None;
         }
         let predicate = compiled.get_or_init(|| {
+            if operations(prepared, block) < min_operations {
+                return None;
+            }
             let compiler = self.compiler.get_or_init(Compiler::new).as_ref()?;
             compiler.compile(prepared, block).ok()
         });
