@@ -276,26 +276,38 @@ fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
     assert_eq!(off.compiled_predicates(), 0);
 }
 
-/// The default policy leaves a predicate too small to gain from native code to the
-/// interpreter (`jit::MIN_OPERATIONS`), and compiles a larger one; both answer alike.
+/// The default policy leaves to the interpreter a predicate it answers in fewer instructions
+/// than native code (`jit::MIN_OPERATIONS`: an `and` of comparisons, of any length, or an `or`
+/// of two), and compiles one it does not (an `or` of three); all answer alike.
 #[test]
-fn the_default_policy_compiles_only_predicates_large_enough_to_gain() {
-    let small = "a > 100 and b == \"x\"";
-    let large = "a > 100 and b == \"x\" and a < 190";
-    for (condition, compiled) in [(small, 0), (large, 1)] {
+fn the_default_policy_compiles_only_predicates_native_code_answers_sooner() {
+    type Want = fn(i64, &str) -> bool;
+    let cases: [(&str, Want, usize); 3] = [
+        (
+            "a > 100 and b == \"x\" and a < 190 and b != \"y\"",
+            |a, b| a > 100 && b == "x" && a < 190 && b != "y",
+            0,
+        ),
+        ("a > 190 or b == \"y\"", |a, b| a > 190 || b == "y", 0),
+        (
+            "a > 190 or b == \"y\" or a < 10",
+            |a, b| a > 190 || b == "y" || a < 10,
+            1,
+        ),
+    ];
+    for (condition, want, compiled) in cases {
         let (program, block) = entry_filter(&format!(
             "event E {{ a: int, b: string }}\njourney j {{ entry on E where {condition} }}\n"
         ));
         let mut prepared = Prepared::new(&program);
         prepared.set_jit(Policy::HotAfter(2));
-        for a in 0..10 {
-            let context = predicates::Probe::of_event(vec![Value::Int(a * 40), Value::str("x")]);
-            let want = a * 40 > 100 && a * 40 < if compiled == 1 { 190 } else { i64::MAX };
+        for (a, b) in (0..12).map(|i| (i * 20, ["x", "y", "z"][i as usize % 3])) {
+            let context = predicates::Probe::of_event(vec![Value::Int(a), Value::str(b)]);
+            let got = prepared.run(block, &context);
             assert_eq!(
-                prepared.run(block, &context),
-                Value::Bool(want),
-                "{condition}, a = {}",
-                a * 40
+                got,
+                Value::Bool(want(a, b)),
+                "{condition}, a = {a}, b = {b}"
             );
         }
         assert_eq!(prepared.compiled_predicates(), compiled, "{condition}");

@@ -317,11 +317,11 @@ fn the_api_end_to_end() {
 
 /// The LANGUAGE.md §9 stream through the service (event clock) gives the same sends as
 /// `journeyc simulate` gives for it: thousands of random events for every example journey.
-/// With every predicate compiled at its first evaluation (`--jit-after 0`) and with none
-/// (`--jit off`).
+/// With every predicate compiled at its first evaluation (`--jit all --jit-after 0`) and with
+/// none (`--jit off`).
 #[test]
 fn the_service_and_simulate_agree() {
-    for jit in ["on", "off"] {
+    for jit in ["all", "off"] {
         the_service_and_simulate_agree_with(jit);
     }
 }
@@ -405,7 +405,7 @@ fn the_service_and_simulate_agree_with(jit: &str) {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert_eq!(
         native > 10,
-        jit == "on",
+        jit == "all",
         "{native} predicates native with --jit {jit}"
     );
     service.stop();

@@ -14,7 +14,8 @@
 //! its operand's truth. A constant operand of a pure operation is computed when the tree is
 //! built (`Const 100, ToFloat`). A condition asked only whether it holds (`Tree::holds`,
 //! `Prepared::holds`: what the VM asks of every filter, audience, goal and exit) never
-//! becomes a `Value`.
+//! becomes a `Value`, and an `and` asked so (its operands kept apart, `Node::All`) stops at
+//! the first operand that does not hold: `and` is true only when each operand is.
 //!
 //! The operations themselves are `eval`'s (`eval::unary`, `eval::binary`, `eval::make_list`
 //! and, for conditions, `truth_of_unary`, `truth_of_binary` and `logic`); the closures decide
@@ -38,7 +39,23 @@ use crate::value::{Inline, Len, Value};
 
 /// An expression block as a tree.
 #[derive(Debug)]
-pub struct Tree(Node);
+pub struct Tree {
+    root: Node,
+    /// `Built::widest` of the root.
+    widest: usize,
+}
+
+/// A node as `Tree::build` makes it, with what it tracks of it.
+struct Built {
+    node: Node,
+    /// Its levels (at most `MAX_DEPTH`).
+    depth: usize,
+    /// Its instructions.
+    size: usize,
+    /// The instructions of its largest operand if it is an `and` (of `and`s, flattened), else
+    /// its own.
+    widest: usize,
+}
 
 #[derive(Debug)]
 enum Node {
@@ -52,9 +69,13 @@ enum Node {
     /// An operation of `eval::arity` 2 that gives a value, with its instruction operand.
     Binary(Opcode, u32, Box<[Node; 2]>),
     List(Box<[Node]>),
-    /// An operation that gives a truth (a comparison, `and`, `not`, `is set`, …), as a closure
+    /// An operation that gives a truth (a comparison, `or`, `not`, `is set`, …), as a closure
     /// made for its shape when the tree is built (`unary_node`, `binary_node`).
     Condition(Condition),
+    /// `and` of conditions, flattened (`a and b and c` is three tests). Kept apart so that a
+    /// condition asked only whether it holds (`Tree::holds`) stops at the first of them that
+    /// does not; made one closure where its truth is needed (`as_test`).
+    All(Vec<Condition>),
 }
 
 /// A condition compiled to a closure. Conditions are most of what runs; a closure made for
@@ -76,12 +97,12 @@ impl Tree {
     /// The tree of `block`, if it is an expression `MAX_DEPTH` levels deep at most.
     pub fn build(prepared: &Prepared, block: &Block) -> Option<Tree> {
         let end = block.offset.checked_add(block.length)?;
-        let mut stack: Vec<(Node, usize)> = Vec::new();
+        let mut stack: Vec<Built> = Vec::new();
         let mut pc = block.offset;
         while pc < end {
             let ins = prepared.instruction(pc, end)?;
             let [a, _] = ins.operands;
-            let leaf = |node| Some((node, 1));
+            let leaf = |node| Some((node, 1, 1, None));
             let made = match ins.opcode {
                 Opcode::Const => leaf(Node::Const(prepared.constant(a))),
                 Opcode::LoadEvent => leaf(Node::Load(Read::Event(a as u16))),
@@ -95,45 +116,67 @@ impl Tree {
                 Opcode::Sum => leaf(Node::History(a as u16, HistoryOp::Sum)),
                 Opcode::MakeList => {
                     let at = stack.len().checked_sub(a as usize)?;
-                    let items: Vec<(Node, usize)> = stack.drain(at..).collect();
-                    let depth = items.iter().map(|(_, d)| *d).max().unwrap_or(0) + 1;
-                    Some((
-                        Node::List(items.into_iter().map(|(n, _)| n).collect()),
-                        depth,
-                    ))
+                    let items: Vec<Built> = stack.drain(at..).collect();
+                    let depth = items.iter().map(|b| b.depth).max().unwrap_or(0) + 1;
+                    let size = items.iter().map(|b| b.size).sum::<usize>() + 1;
+                    let list = Node::List(items.into_iter().map(|b| b.node).collect());
+                    Some((list, depth, size, None))
                 }
                 Opcode::Return => {
-                    let (root, _) = stack.pop()?;
-                    return (stack.is_empty() && ins.next == end).then_some(Tree(root));
+                    let root = stack.pop()?;
+                    return (stack.is_empty() && ins.next == end).then_some(Tree {
+                        root: root.node,
+                        widest: root.widest,
+                    });
                 }
                 op => match arity(op)? {
                     1 => {
-                        let (arg, depth) = stack.pop()?;
-                        Some((unary_node(op, a, arg), depth + 1))
+                        let arg = stack.pop()?;
+                        let node = unary_node(op, a, arg.node);
+                        Some((node, arg.depth + 1, arg.size + 1, None))
                     }
                     _ => {
-                        let (right, rd) = stack.pop()?;
-                        let (left, ld) = stack.pop()?;
-                        Some((binary_node(op, a, left, right), ld.max(rd) + 1))
+                        let right = stack.pop()?;
+                        let left = stack.pop()?;
+                        let depth = left.depth.max(right.depth) + 1;
+                        let size = left.size + right.size + 1;
+                        let widest = (op == Opcode::And).then(|| left.widest.max(right.widest));
+                        let node = binary_node(op, a, left.node, right.node);
+                        Some((node, depth, size, widest))
                     }
                 },
             };
-            let (node, depth) = made?;
+            let (node, depth, size, widest) = made?;
             if depth > MAX_DEPTH {
                 return None;
             }
-            stack.push((node, depth));
+            stack.push(Built {
+                node,
+                depth,
+                size,
+                widest: widest.unwrap_or(size),
+            });
             pc = ins.next;
         }
         None
     }
 
+    /// The instructions of the largest operand of the block's `and` (of its `and`s, flattened),
+    /// or of the whole block less its `Return` if it is no `and`: how much the tree may have to
+    /// run to tell whether the block holds, since it stops at the first operand that does not
+    /// (the JIT's policy weighs it, `jit::MIN_OPERATIONS`).
+    pub fn widest_conjunct(&self) -> usize {
+        self.widest
+    }
+
     /// The block's value: what `eval::eval` gives.
     pub fn eval(&self, context: &dyn Context) -> Value {
-        if let Node::Condition(Condition(test)) = &self.0 {
-            return test(context).into();
+        match &self.root {
+            Node::Condition(Condition(test)) => return test(context).into(),
+            Node::All(tests) => return all(tests, context).into(),
+            _ => {}
         }
-        match get(&self.0, context) {
+        match get(&self.root, context) {
             Got::Lent(v) => v.clone(),
             Got::Made(v) => v,
         }
@@ -142,8 +185,12 @@ impl Tree {
     /// Whether the block's value is `true`: `self.eval(context).is_true()`, without making
     /// the value (what conditions ask).
     pub fn holds(&self, context: &dyn Context) -> bool {
-        match &self.0 {
+        match &self.root {
             Node::Condition(Condition(test)) => test(context) == Truth::True,
+            // (`and` is true when each operand is, and otherwise absent, missing or false.)
+            Node::All(tests) => tests
+                .iter()
+                .all(|Condition(test)| test(context) == Truth::True),
             node => get(node, context).is_true(),
         }
     }
@@ -177,8 +224,13 @@ fn binary_node(op: Opcode, k: u32, left: Node, right: Node) -> Node {
     if !gives_truth(op) {
         return Node::Binary(op, k, Box::new([left, right]));
     }
+    if op == And {
+        let mut tests = conjuncts(left);
+        tests.extend(conjuncts(right));
+        return Node::All(tests);
+    }
     condition(match (left, right) {
-        (left, right) if matches!(op, And | Or) => {
+        (left, right) if op == Or => {
             let (l, r) = (as_test(left), as_test(right));
             Box::new(move |cx| logic(op, l(cx), r(cx)))
         }
@@ -208,10 +260,33 @@ fn condition(test: Test) -> Node {
 
 type Test = Box<dyn Fn(&dyn Context) -> Truth + Send + Sync>;
 
+/// The operands of `and` that `node` gives: its own if it is an `and`, else itself.
+fn conjuncts(node: Node) -> Vec<Condition> {
+    match node {
+        Node::All(tests) => tests,
+        node => vec![Condition(as_test(node))],
+    }
+}
+
+/// `and` of `tests`: `logic` over them in turn (which does not depend on how `and`s nest:
+/// missing if any is, else absent if any is, else whether all are true).
+fn all(tests: &[Condition], context: &dyn Context) -> Truth {
+    tests.iter().fold(Truth::True, |truth, Condition(test)| {
+        logic(Opcode::And, truth, test(context))
+    })
+}
+
 /// `node` read as a condition (an operand of `and`, `or`).
 fn as_test(node: Node) -> Test {
     match node {
         Node::Condition(Condition(test)) => test,
+        Node::All(tests) => match <[Condition; 2]>::try_from(tests) {
+            // (The commonest, two operands, without the loop.)
+            Ok([Condition(l), Condition(r)]) => {
+                Box::new(move |cx| logic(Opcode::And, l(cx), r(cx)))
+            }
+            Err(tests) => Box::new(move |cx| all(&tests, cx)),
+        },
         Node::History(query, op) => Box::new(move |cx| Truth::of(&cx.history(query, op))),
         node => on_value(node, Truth::of),
     }
@@ -407,6 +482,7 @@ fn get<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
             Got::Made(make_list(&items))
         }
         Node::Condition(Condition(test)) => Got::Made(test(context).into()),
+        Node::All(tests) => Got::Made(all(tests, context).into()),
     }
 }
 

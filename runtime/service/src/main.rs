@@ -62,7 +62,7 @@ enum Command {
         /// Whether hot predicates run as native code (the answers are the same either way).
         #[arg(long, value_enum, default_value = "on")]
         jit: Jit,
-        /// How many evaluations make a predicate hot (with `--jit on`).
+        /// How many evaluations make a predicate hot (with `--jit on` or `all`).
         #[arg(long, value_name = "N", default_value_t = 1000)]
         jit_after: u32,
     },
@@ -99,6 +99,7 @@ fn main() -> ExitCode {
                 jit: match jit {
                     Jit::On => Policy::HotAfter(jit_after),
                     Jit::Off => Policy::Off,
+                    Jit::All => Policy::AllAfter(jit_after),
                 },
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()

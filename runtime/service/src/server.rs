@@ -53,8 +53,13 @@ pub struct Config {
 /// `--jit`: whether hot predicates run as native code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Jit {
+    /// Hot predicates that native code answers sooner than the interpreter
+    /// (`jit::Policy::HotAfter`).
     On,
+    /// None.
     Off,
+    /// Every hot predicate, whatever its size (`jit::Policy::AllAfter`): for testing the JIT.
+    All,
 }
 
 /// What the HTTP side asks of the core.

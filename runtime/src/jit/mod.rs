@@ -1,10 +1,11 @@
 //! Hot predicate blocks → native code (cranelift), with the interpreter as the reference.
 //!
 //! A predicate (an entry `where`, an audience, a goal or exit condition, a branch condition, a
-//! history filter: an expression block whose result is a bool) of at least `MIN_OPERATIONS`
-//! instructions that has run `Policy::HotAfter` times is compiled once to a native function
-//! over the context's values where it holds them (`Context::frame`, passed as `Raw`): the code reads each value the block loads (event and
-//! profile fields, slots, `now`, the entry time) in place, by `Value`'s defined layout — its
+//! history filter: an expression block whose result is a bool) that has run `Policy::HotAfter`
+//! times, and that the interpreter may have to run at least `MIN_OPERATIONS` instructions of
+//! to answer, is compiled once to a native function over the context's values where it holds
+//! them (`Context::frame`, passed as `Raw`): the code reads each value the block loads (event
+//! and profile fields, slots, `now`, the entry time) in place, by `Value`'s defined layout — its
 //! tag gives a presence state, its payload 64 bits and a length for strings and lists — and
 //! computes the block's value with the interpreter's rules (`eval`): absent and missing
 //! propagate the same way, overflow and division by zero give absent, and so on. What the JIT
@@ -47,20 +48,22 @@ pub use lower::Refusal;
 pub enum Policy {
     /// Never: the interpreter runs everything.
     Off,
-    /// A predicate of at least `MIN_OPERATIONS` instructions, after it has been evaluated this
-    /// many times; smaller ones stay with the interpreter, which runs them in fewer
-    /// instructions than a call into native code costs.
+    /// A predicate whose widest `and` operand (`Tree::widest_conjunct`) has at least
+    /// `MIN_OPERATIONS` instructions, after it has been evaluated this many times; the others
+    /// stay with the interpreter, which answers them in fewer instructions than a call into
+    /// native code costs.
     HotAfter(u32),
     /// Every predicate, whatever its size, after it has been evaluated this many times (tests
     /// use it to run all predicates natively).
     AllAfter(u32),
 }
 
-/// The fewest instructions (its `Return` included) a predicate block has for `HotAfter` to
-/// compile it. The tree interpreter evaluates a condition of two comparisons in fewer
-/// instructions than the native code with its call (155 against 195 for
-/// `a > 100 and b == "x"`, 8 instructions), and three in more (226 against 205 for
-/// `… and a < 190`, 12): docs/performance.md.
+/// The fewest instructions the widest `and` operand of a predicate (the whole predicate, if
+/// it is no `and`) has for `HotAfter` to compile it. The tree interpreter runs an `and` only
+/// until an operand does not hold, and each operand in full: it answers `a > 190 or b == "y"`
+/// (7 instructions) in fewer instructions than the native code with its call (166 against
+/// 195), `a > 190 or b == "y" or a < 10` (11) in more (238 against 205), and an `and` of two
+/// to eight comparisons in fewer (130–167 against 195–356): docs/performance.md.
 pub const MIN_OPERATIONS: usize = 10;
 
 impl Default for Policy {
@@ -477,21 +480,6 @@ impl Predicate {
     }
 }
 
-/// How many instructions block `block` has.
-fn operations(prepared: &Prepared, block: u32) -> usize {
-    let Some(b) = prepared.program.blocks.get(block as usize) else {
-        return 0;
-    };
-    let end = b.offset.saturating_add(b.length);
-    let mut pc = b.offset;
-    let mut count = 0;
-    while let Some(ins) = prepared.instruction(pc, end) {
-        count += 1;
-        pc = ins.next;
-    }
-    count
-}
-
 /// The predicates of one program as it runs: each counted until hot, then compiled once.
 pub(crate) struct Hot {
     policy: Policy,
@@ -533,7 +521,11 @@ impl Hot {
             return None;
         }
         let predicate = compiled.get_or_init(|| {
-            if operations(prepared, block) < min_operations {
+            // (A block without a tree is deeper than any the tree interpreter takes.)
+            if prepared
+                .tree(block)
+                .is_some_and(|tree| tree.widest_conjunct() < min_operations)
+            {
                 return None;
             }
             let compiler = self.compiler.get_or_init(Compiler::new).as_ref()?;
