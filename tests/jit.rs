@@ -20,7 +20,8 @@ fn base() -> Base {
     Base::new(program)
 }
 
-/// Evaluates `block` both ways; `declined`: the JIT left it to the interpreter.
+/// Evaluates `block` both ways (the JIT's value, and whether it holds); `declined`: the JIT
+/// left it to the interpreter.
 fn agree(
     program: &Program,
     prepared: &Prepared,
@@ -29,11 +30,12 @@ fn agree(
     context: &predicates::Probe,
 ) -> Result<bool, String> {
     let want = eval(prepared, &program.blocks[block as usize], context);
+    let holds = predicate.holds(context);
     match predicate.run(context) {
-        None => Ok(true),
-        Some(got) if got == want => Ok(false),
-        Some(got) => Err(format!(
-            "block {block}: the JIT gives {got:?}, the interpreter {want:?}\n\
+        None if holds.is_none() => Ok(true),
+        Some(got) if got == want && holds == Some(want.is_true()) => Ok(false),
+        got => Err(format!(
+            "block {block}: the JIT gives {got:?} (holds: {holds:?}), the interpreter {want:?}\n\
              event {:?}\nprofile {:?}\nslots {:?}\nnow {} entered {} history {:?} zone {}\n{}",
             context.event,
             context.profile,

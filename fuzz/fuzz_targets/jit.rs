@@ -51,5 +51,7 @@ fuzz_target!(|data: &[u8]| {
             Some(got) => assert_eq!(got, want),
             None => assert!(odd, "a well-typed context was declined"),
         }
+        let holds = predicate.holds(&context);
+        assert!(holds.is_none() || holds == Some(want.is_true()));
     }
 });

@@ -131,8 +131,8 @@ impl<'p> Prepared<'p> {
             return false;
         };
         #[cfg(feature = "jit")]
-        if let Some(value) = self.hot.run(self, block, context) {
-            return value.is_true();
+        if let Some(holds) = self.hot.holds(self, block, context) {
+            return holds;
         }
         match self.trees.get(block as usize) {
             Some(Some(tree)) => tree.holds(context),

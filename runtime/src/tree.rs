@@ -188,9 +188,15 @@ impl Tree {
         match &self.root {
             Node::Condition(Condition(test)) => test(context) == Truth::True,
             // (`and` is true when each operand is, and otherwise absent, missing or false.)
-            Node::All(tests) => tests
-                .iter()
-                .all(|Condition(test)| test(context) == Truth::True),
+            Node::All(tests) => match &tests[..] {
+                // (Two operands, the commonest, without the loop.)
+                [Condition(a), Condition(b)] => {
+                    a(context) == Truth::True && b(context) == Truth::True
+                }
+                tests => tests
+                    .iter()
+                    .all(|Condition(test)| test(context) == Truth::True),
+            },
             node => get(node, context).is_true(),
         }
     }

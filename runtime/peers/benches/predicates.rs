@@ -397,6 +397,7 @@ fn main() {
                 "{}: JIT",
                 case.name
             );
+            assert_eq!(predicate.holds(d), Some(want), "{}: JIT holds", case.name);
             assert_eq!(
                 eval(&prepared, code, d),
                 Value::Bool(want),
@@ -415,8 +416,7 @@ fn main() {
         }
 
         let mut native = |i: usize| (case.native)(black_box(&samples[i % SAMPLES]));
-        let mut jit =
-            |i: usize| matches!(predicate.run(black_box(&decoded[i % SAMPLES])), Some(Value::Bool(true)));
+        let mut jit = |i: usize| predicate.holds(black_box(&decoded[i % SAMPLES])) == Some(true);
         let tree = prepared.tree(block).expect("an expression has a tree");
         let mut interpreter = |i: usize| tree.holds(black_box(&decoded[i % SAMPLES]));
         let mut stack =

@@ -61,9 +61,9 @@ pub enum Policy {
 /// The fewest instructions the widest `and` operand of a predicate (the whole predicate, if
 /// it is no `and`) has for `HotAfter` to compile it. The tree interpreter runs an `and` only
 /// until an operand does not hold, and each operand in full: it answers `a > 190 or b == "y"`
-/// (7 instructions) in fewer instructions than the native code with its call (166 against
-/// 195), `a > 190 or b == "y" or a < 10` (11) in more (238 against 205), and an `and` of two
-/// to eight comparisons in fewer (130–167 against 195–356): docs/performance.md.
+/// (7 instructions) in fewer instructions than the native code with its call (169 against
+/// 180), `a > 190 or b == "y" or a < 10` (11) in more (239 against 187), and an `and` of two
+/// to eight comparisons in fewer (123–184 against 179–339): docs/performance.md.
 pub const MIN_OPERATIONS: usize = 10;
 
 impl Default for Policy {
@@ -181,9 +181,16 @@ pub(crate) struct Env<'c> {
     pub declined: Cell<bool>,
 }
 
-/// The signature of generated code: the frame and the environment in; 0 false, 1 true, 2
-/// absent, 3 missing out, or 4 when a value had another shape than the code was compiled for.
+/// The signature of generated code: the frame and the environment in; `FALSE`, `TRUE`,
+/// `ABSENT_ANSWER` or `MISSING_ANSWER` out, or 4 when a value had another shape than the code
+/// was compiled for.
 type Code = unsafe extern "C" fn(*const Raw, *const Env) -> u32;
+
+/// The generated code's answers.
+const FALSE: u32 = 0;
+const TRUE: u32 = 1;
+const ABSENT_ANSWER: u32 = 2;
+const MISSING_ANSWER: u32 = 3;
 
 /// The memory the generated code lives in, freed when the last predicate compiled into it is
 /// dropped.
@@ -400,6 +407,24 @@ impl Predicate {
     /// Evaluates the predicate over `context`: what `eval::eval` would return, or `None` when
     /// an input does not have the shape the code was compiled for (the interpreter answers).
     pub fn run(&self, context: &dyn Context) -> Option<Value> {
+        Some(match self.answer(context)? {
+            FALSE => Value::Bool(false),
+            TRUE => Value::Bool(true),
+            ABSENT_ANSWER => Value::Absent,
+            _ => Value::Missing,
+        })
+    }
+
+    /// Whether the predicate holds over `context` (`run` giving `true`), or `None` when an
+    /// input does not have the shape the code was compiled for.
+    pub fn holds(&self, context: &dyn Context) -> Option<bool> {
+        Some(self.answer(context)? == TRUE)
+    }
+
+    /// The code's answer over `context` (`FALSE`, `TRUE`, `ABSENT_ANSWER` or
+    /// `MISSING_ANSWER`), or `None` when it declined.
+    #[inline]
+    fn answer(&self, context: &dyn Context) -> Option<u32> {
         if self.reach.is_empty() {
             return self.call(context, Frame::default());
         }
@@ -411,7 +436,7 @@ impl Predicate {
 
     /// `run` for contexts that do not hold their values in place: the values the code loads
     /// are copied into a frame of their own.
-    fn run_copied(&self, context: &dyn Context) -> Option<Value> {
+    fn run_copied(&self, context: &dyn Context) -> Option<u32> {
         let mut event = vec![Value::Absent; self.reach.event];
         let mut slots = vec![Value::Absent; self.reach.slots];
         let mut traits = vec![None; self.reach.traits];
@@ -437,7 +462,7 @@ impl Predicate {
 
     /// Calls the code on `frame`, which `reach` fits.
     #[inline]
-    fn call(&self, context: &dyn Context, frame: Frame) -> Option<Value> {
+    fn call(&self, context: &dyn Context, frame: Frame) -> Option<u32> {
         debug_assert!(self.reach.within(&frame));
         let raw = Raw {
             event: frame.event.as_ptr(),
@@ -466,17 +491,9 @@ impl Predicate {
         // Everything pointed at lives across the call: the frame's slices, the predicate's own
         // constants.
         let answer = unsafe { (self.code)(&raw, &env) };
-        if env.declined.get() {
-            return None;
-        }
-        Some(match answer {
-            0 => Value::Bool(false),
-            1 => Value::Bool(true),
-            2 => Value::Absent,
-            3 => Value::Missing,
-            // A value of another shape than the code was compiled for (`lower::DECLINED`).
-            _ => return None,
-        })
+        // (Above `MISSING_ANSWER`: a value of another shape than the code was compiled for,
+        // `lower::DECLINED`.)
+        (!env.declined.get() && answer <= MISSING_ANSWER).then_some(answer)
     }
 }
 
@@ -507,6 +524,18 @@ impl Hot {
     /// `None`: the interpreter must.
     #[inline]
     pub fn run(&self, prepared: &Prepared, block: u32, context: &dyn Context) -> Option<Value> {
+        self.native(prepared, block)?.run(context)
+    }
+
+    /// `run`, asking only whether the predicate holds.
+    #[inline]
+    pub fn holds(&self, prepared: &Prepared, block: u32, context: &dyn Context) -> Option<bool> {
+        self.native(prepared, block)?.holds(context)
+    }
+
+    /// Block `block`'s native code, if it is compiled or just became hot and is compiled now.
+    #[inline]
+    fn native(&self, prepared: &Prepared, block: u32) -> Option<&Predicate> {
         let (threshold, min_operations) = match self.policy {
             Policy::Off => return None,
             Policy::HotAfter(after) => (after, MIN_OPERATIONS),
@@ -514,7 +543,7 @@ impl Hot {
         };
         let (seen, compiled) = self.blocks.get(block as usize)?;
         if let Some(predicate) = compiled.get() {
-            return predicate.as_ref()?.run(context);
+            return predicate.as_ref();
         }
         if seen.get() < threshold {
             seen.set(seen.get() + 1);
@@ -531,7 +560,7 @@ impl Hot {
             let compiler = self.compiler.get_or_init(Compiler::new).as_ref()?;
             compiler.compile(prepared, block).ok()
         });
-        predicate.as_ref()?.run(context)
+        predicate.as_ref()
     }
 
     /// How many predicates run as native code.
