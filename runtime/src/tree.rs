@@ -193,13 +193,26 @@ impl Tree {
                 [Condition(a), Condition(b)] => {
                     a(context) == Truth::True && b(context) == Truth::True
                 }
-                tests => tests
-                    .iter()
-                    .all(|Condition(test)| test(context) == Truth::True),
+                tests => each_holds(tests, context),
             },
-            node => get(node, context).is_true(),
+            node => value_holds(node, context),
         }
     }
+}
+
+/// Whether each of `tests` holds, asked in turn until one does not. (This and `value_holds`
+/// are out of line so that `Tree::holds` saves few registers on its common paths.)
+#[inline(never)]
+fn each_holds(tests: &[Condition], context: &dyn Context) -> bool {
+    tests
+        .iter()
+        .all(|Condition(test)| test(context) == Truth::True)
+}
+
+/// Whether `node`'s value is `true`, for a node that is no condition.
+#[inline(never)]
+fn value_holds(node: &Node, context: &dyn Context) -> bool {
+    get(node, context).is_true()
 }
 
 /// The node of operation `op` (operand `a`) on `arg`.
@@ -213,12 +226,13 @@ fn unary_node(op: Opcode, a: u32, arg: Node) -> Node {
     if !gives_truth(op) {
         return Node::Unary(op, a, Box::new(arg));
     }
-    if op == Opcode::Not {
-        // (On its operand's truth: `not x` is `negated(Truth::of(x))` for every value `x`.)
-        let arg = as_test(arg);
-        return condition(Box::new(move |cx| negated(arg(cx))));
-    }
     condition(match arg {
+        // (`not` of a condition on its truth, not on it made a value: `not x` is
+        // `negated(Truth::of(x))` for every value `x`.)
+        Node::Condition(_) | Node::All(_) if op == Opcode::Not => {
+            let arg = as_test(arg);
+            Box::new(move |cx| negated(arg(cx)))
+        }
         Node::Condition(Condition(arg)) => Box::new(move |cx| truth_of_unary(op, &arg(cx).into())),
         arg => on_value(arg, move |v| truth_of_unary(op, v)),
     })
@@ -305,21 +319,38 @@ where
     T: Fn(&Value) -> Truth + Send + Sync + 'static,
 {
     match node {
-        Node::Load(read) => Box::new(move |cx| match cx.lend(read) {
-            Some(v) => test(v),
-            None => tested_copy(read, cx, &test),
-        }),
+        Node::Load(read) => {
+            let loaded = Loaded { read, test };
+            Box::new(move |cx| loaded.tested(cx))
+        }
         Node::History(query, op) => Box::new(move |cx| test(&cx.history(query, op))),
         node => Box::new(move |cx| test(&operand(&node, cx))),
     }
 }
 
-/// `test` of the value `read` gives, copied: for contexts that do not lend it. (Out of line,
-/// so that the common path, a lent value, saves fewer registers.)
-#[cold]
-#[inline(never)]
-fn tested_copy(read: Read, context: &dyn Context, test: &dyn Fn(&Value) -> Truth) -> Truth {
-    test(&context.read(read))
+/// A test of a loaded value (`on_value`).
+struct Loaded<T> {
+    read: Read,
+    test: T,
+}
+
+impl<T: Fn(&Value) -> Truth> Loaded<T> {
+    /// The test of the value, borrowed where the context holds it.
+    #[inline(always)]
+    fn tested(&self, context: &dyn Context) -> Truth {
+        match context.lend(self.read) {
+            Some(v) => (self.test)(v),
+            None => self.tested_copy(context),
+        }
+    }
+
+    /// The test of a copy of the value, for contexts that do not lend it. (Out of line and
+    /// given only `self`, so that the common path keeps fewer registers across its call.)
+    #[cold]
+    #[inline(never)]
+    fn tested_copy(&self, context: &dyn Context) -> Truth {
+        (self.test)(&context.read(self.read))
+    }
 }
 
 /// `left op constant` for a comparison, the commonest condition (`cart.price > 10`,
