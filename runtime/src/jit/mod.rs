@@ -61,9 +61,9 @@ pub enum Policy {
 /// The fewest instructions the widest `and` operand of a predicate (the whole predicate, if
 /// it is no `and`) has for `HotAfter` to compile it. The tree interpreter runs an `and` only
 /// until an operand does not hold, and each operand in full: it answers `a > 190 or b == "y"`
-/// (7 instructions) in fewer instructions than the native code with its call (169 against
-/// 180), `a > 190 or b == "y" or a < 10` (11) in more (239 against 187), and an `and` of two
-/// to eight comparisons in fewer (123–184 against 179–339): docs/performance.md.
+/// (7 instructions) in fewer instructions than the native code with its call (142 against
+/// 180), `a > 190 or b == "y" or a < 10` (11) in more (206 against 189), and an `and` of two
+/// to eight comparisons in fewer (100–178 against 179–340): docs/performance.md.
 pub const MIN_OPERATIONS: usize = 10;
 
 impl Default for Policy {
