@@ -124,7 +124,8 @@ impl<'p> Prepared<'p> {
     }
 
     /// Whether block `block`'s value is `true`: `self.run(block, context).is_true()`, without
-    /// making the value where the interpreter's tree runs it (what conditions ask).
+    /// making the value where native code or the interpreter's tree runs it (what conditions
+    /// ask).
     #[inline]
     pub fn holds(&self, block: u32, context: &dyn Context) -> bool {
         let Some(b) = self.program.blocks.get(block as usize) else {
