@@ -499,6 +499,15 @@ impl Truth {
             _ => Truth::Absent,
         }
     }
+
+    /// `not`: the bools swapped, absent and missing kept.
+    pub fn negated(self) -> Truth {
+        match self {
+            Truth::False => Truth::True,
+            Truth::True => Truth::False,
+            other => other,
+        }
+    }
 }
 
 impl From<bool> for Truth {
@@ -548,7 +557,7 @@ pub(crate) fn truth_of_unary(opcode: Opcode, v: &Value) -> Truth {
     match (opcode, v) {
         (_, Value::Missing) => Truth::Missing,
         (Opcode::IsSet, other) => Truth::from(other.is_present()),
-        (Opcode::Not, Value::Bool(b)) => Truth::from(!b),
+        (Opcode::Not, v) => Truth::of(v).negated(),
         _ => Truth::Absent,
     }
 }
@@ -734,5 +743,26 @@ fn calendar(op: Opcode, ms: i64, zone: chrono_tz::Tz) -> Value {
             Value::str(day)
         }
         _ => Value::str(&local.format("%Y-%m-%d").to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_swaps_the_bools_and_keeps_absent_and_missing() {
+        let cases = [
+            (Value::Bool(false), Truth::True),
+            (Value::Bool(true), Truth::False),
+            (Value::Absent, Truth::Absent),
+            (Value::Missing, Truth::Missing),
+            (Value::Int(1), Truth::Absent),
+            (Value::str("x"), Truth::Absent),
+        ];
+        for (value, want) in cases {
+            assert_eq!(truth_of_unary(Opcode::Not, &value), want, "not {value:?}");
+            assert_eq!(Truth::of(&value).negated(), want, "negated {value:?}");
+        }
     }
 }

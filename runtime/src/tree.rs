@@ -57,6 +57,18 @@ struct Built {
     widest: usize,
 }
 
+impl Built {
+    /// A node that is no `and` (`Tree::build` sets an `and`'s `widest`).
+    fn new(node: Node, depth: usize, size: usize) -> Built {
+        Built {
+            node,
+            depth,
+            size,
+            widest: size,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Node {
     Const(Value),
@@ -102,7 +114,7 @@ impl Tree {
         while pc < end {
             let ins = prepared.instruction(pc, end)?;
             let [a, _] = ins.operands;
-            let leaf = |node| Some((node, 1, 1, None));
+            let leaf = |node| Some(Built::new(node, 1, 1));
             let made = match ins.opcode {
                 Opcode::Const => leaf(Node::Const(prepared.constant(a))),
                 Opcode::LoadEvent => leaf(Node::Load(Read::Event(a as u16))),
@@ -120,7 +132,7 @@ impl Tree {
                     let depth = items.iter().map(|b| b.depth).max().unwrap_or(0) + 1;
                     let size = items.iter().map(|b| b.size).sum::<usize>() + 1;
                     let list = Node::List(items.into_iter().map(|b| b.node).collect());
-                    Some((list, depth, size, None))
+                    Some(Built::new(list, depth, size))
                 }
                 Opcode::Return => {
                     let root = stack.pop()?;
@@ -133,29 +145,28 @@ impl Tree {
                     1 => {
                         let arg = stack.pop()?;
                         let node = unary_node(op, a, arg.node);
-                        Some((node, arg.depth + 1, arg.size + 1, None))
+                        Some(Built::new(node, arg.depth + 1, arg.size + 1))
                     }
                     _ => {
                         let right = stack.pop()?;
                         let left = stack.pop()?;
                         let depth = left.depth.max(right.depth) + 1;
                         let size = left.size + right.size + 1;
-                        let widest = (op == Opcode::And).then(|| left.widest.max(right.widest));
-                        let node = binary_node(op, a, left.node, right.node);
-                        Some((node, depth, size, widest))
+                        let widest = left.widest.max(right.widest);
+                        let mut built =
+                            Built::new(binary_node(op, a, left.node, right.node), depth, size);
+                        if op == Opcode::And {
+                            built.widest = widest;
+                        }
+                        Some(built)
                     }
                 },
             };
-            let (node, depth, size, widest) = made?;
-            if depth > MAX_DEPTH {
+            let built = made?;
+            if built.depth > MAX_DEPTH {
                 return None;
             }
-            stack.push(Built {
-                node,
-                depth,
-                size,
-                widest: widest.unwrap_or(size),
-            });
+            stack.push(built);
             pc = ins.next;
         }
         None
@@ -171,11 +182,6 @@ impl Tree {
 
     /// The block's value: what `eval::eval` gives.
     pub fn eval(&self, context: &dyn Context) -> Value {
-        match &self.root {
-            Node::Condition(Condition(test)) => return test(context).into(),
-            Node::All(tests) => return all(tests, context).into(),
-            _ => {}
-        }
         match get(&self.root, context) {
             Got::Lent(v) => v.clone(),
             Got::Made(v) => v,
@@ -228,10 +234,10 @@ fn unary_node(op: Opcode, a: u32, arg: Node) -> Node {
     }
     condition(match arg {
         // (`not` of a condition on its truth, not on it made a value: `not x` is
-        // `negated(Truth::of(x))` for every value `x`.)
+        // `Truth::of(x).negated()` for every value `x`.)
         Node::Condition(_) | Node::All(_) if op == Opcode::Not => {
             let arg = as_test(arg);
-            Box::new(move |cx| negated(arg(cx)))
+            Box::new(move |cx| arg(cx).negated())
         }
         Node::Condition(Condition(arg)) => Box::new(move |cx| truth_of_unary(op, &arg(cx).into())),
         arg => on_value(arg, move |v| truth_of_unary(op, v)),
@@ -265,15 +271,6 @@ fn binary_node(op: Opcode, k: u32, left: Node, right: Node) -> Node {
     })
 }
 
-/// `not` of a truth: what `truth_of_unary(Not, …)` gives for it as a value.
-fn negated(truth: Truth) -> Truth {
-    match truth {
-        Truth::False => Truth::True,
-        Truth::True => Truth::False,
-        other => other,
-    }
-}
-
 fn condition(test: Test) -> Node {
     Node::Condition(Condition(test))
 }
@@ -300,13 +297,7 @@ fn all(tests: &[Condition], context: &dyn Context) -> Truth {
 fn as_test(node: Node) -> Test {
     match node {
         Node::Condition(Condition(test)) => test,
-        Node::All(tests) => match <[Condition; 2]>::try_from(tests) {
-            // (The commonest, two operands, without the loop.)
-            Ok([Condition(l), Condition(r)]) => {
-                Box::new(move |cx| logic(Opcode::And, l(cx), r(cx)))
-            }
-            Err(tests) => Box::new(move |cx| all(&tests, cx)),
-        },
+        Node::All(tests) => Box::new(move |cx| all(&tests, cx)),
         Node::History(query, op) => Box::new(move |cx| Truth::of(&cx.history(query, op))),
         node => on_value(node, Truth::of),
     }
@@ -524,26 +515,5 @@ fn get<'a>(node: &'a Node, context: &'a dyn Context) -> Got<'a> {
         }
         Node::Condition(Condition(test)) => Got::Made(test(context).into()),
         Node::All(tests) => Got::Made(all(tests, context).into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn negated_is_not_of_the_value() {
-        let values = [
-            Value::Bool(false),
-            Value::Bool(true),
-            Value::Absent,
-            Value::Missing,
-            Value::Int(1),
-            Value::str("x"),
-        ];
-        for value in values {
-            let not = truth_of_unary(Opcode::Not, &value);
-            assert_eq!(negated(Truth::of(&value)), not, "not {value:?}");
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! Rust functions the generated code calls for what is not worth inlining: string operations,
 //! history queries, local time, and duration × float (which rounds as `f64::round` does).
 //!
-//! Each takes raw pointers from the generated code. `lower` passes only what `Predicate::run`
+//! Each takes raw pointers from the generated code. `lower` passes only what `Predicate::call`
 //! set up: string addresses and lengths (into live values — a short string's bytes in its
 //! value, a long one's behind its `Arc` — or the predicate's constants; a string that is not
 //! present has length 0, and its address may be null, which `bytes` reads as the empty

@@ -213,7 +213,7 @@ pub struct Compiler {
 
 /// What the generated code reads values from (its first parameter): the context's `Frame` as
 /// addresses, the program's profile defaults, and the clock. Values are read in place by
-/// `Value`'s defined layout; `Reach` bounds every index the code reads, and `Predicate::run`
+/// `Value`'s defined layout; `Reach` bounds every index the code reads, and `Predicate::answer`
 /// checks the frame against it.
 #[repr(C)]
 pub(crate) struct Raw {
@@ -434,7 +434,7 @@ impl Predicate {
         }
     }
 
-    /// `run` for contexts that do not hold their values in place: the values the code loads
+    /// `answer` for contexts that do not hold their values in place: the values the code loads
     /// are copied into a frame of their own.
     fn run_copied(&self, context: &dyn Context) -> Option<u32> {
         let mut event = vec![Value::Absent; self.reach.event];
@@ -481,7 +481,7 @@ impl Predicate {
             declined: Cell::new(false),
         };
         // SAFETY: `code` was compiled by `lower` for exactly these loads: it reads the values
-        // of `frame` at indices below `reach` (`run` checked the frame against it, or built it
+        // of `frame` at indices below `reach` (`answer` checked the frame against it, or built it
         // that large) and the defaults of the profile fields it loads (`defaults` has one per
         // field), each as a `Value`, whose layout is defined, or an `Option<Value>` where
         // `traits_in_place` holds (`lower` checked). The
