@@ -108,8 +108,10 @@ impl<'p> Prepared<'p> {
 
     /// Evaluates block `block`: as native code once it is a hot predicate (the `jit` feature),
     /// else by the interpreter (its tree, else `eval`). All give the same value.
+    /// Generic over the context's type, so that native code takes its `Frame` without a
+    /// virtual call.
     #[inline]
-    pub fn run(&self, block: u32, context: &dyn Context) -> Value {
+    pub fn run<C: Context + ?Sized>(&self, block: u32, context: &C) -> Value {
         let Some(b) = self.program.blocks.get(block as usize) else {
             return Value::Absent;
         };
@@ -117,6 +119,7 @@ impl<'p> Prepared<'p> {
         if let Some(value) = self.hot.run(self, block, context) {
             return value;
         }
+        let context = context.as_context();
         match self.trees.get(block as usize) {
             Some(Some(tree)) => tree.eval(context),
             _ => eval(self, b, context),
@@ -127,7 +130,7 @@ impl<'p> Prepared<'p> {
     /// making the value where native code or the interpreter's tree runs it (what conditions
     /// ask).
     #[inline]
-    pub fn holds(&self, block: u32, context: &dyn Context) -> bool {
+    pub fn holds<C: Context + ?Sized>(&self, block: u32, context: &C) -> bool {
         let Some(b) = self.program.blocks.get(block as usize) else {
             return false;
         };
@@ -135,6 +138,7 @@ impl<'p> Prepared<'p> {
         if let Some(holds) = self.hot.holds(self, block, context) {
             return holds;
         }
+        let context = context.as_context();
         match self.trees.get(block as usize) {
             Some(Some(tree)) => tree.holds(context),
             _ => eval(self, b, context).is_true(),
@@ -286,8 +290,20 @@ pub enum HistoryOp {
     Sum,
 }
 
+/// A context as a trait object, for code generic over the context's type (which takes its
+/// `Frame` without a virtual call) to hand on. Every `Context` is one.
+pub trait AsContext {
+    fn as_context(&self) -> &dyn Context;
+}
+
+impl<C: Context> AsContext for C {
+    fn as_context(&self) -> &dyn Context {
+        self
+    }
+}
+
 /// What an expression can read.
-pub trait Context {
+pub trait Context: AsContext {
     /// Field `field` of the block's event.
     fn event_field(&self, field: u16) -> Value;
     /// Profile field `field`: the trait, else its default, else `Value::Missing`.

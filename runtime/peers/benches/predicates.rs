@@ -1,10 +1,12 @@
 //! Predicates, one run, same predicates and data: a native Rust closure, our JIT, our
 //! interpreter, cel-interpreter, rhai and evalexpr, in ns per evaluation including binding the
-//! event; then compile time per predicate.
+//! event; then compile time per predicate. Beside them, the predicate written by hand in Rust
+//! over the VM's `Context`: the least that any code the VM calls through it can cost, so the
+//! floor under the JIT.
 //!
 //! `cargo bench --manifest-path runtime/peers/Cargo.toml` (`PEERS_EVALS` sets the evaluations
 //! per timing, 200,000 by default; each timing is taken 7 times and the median printed;
-//! `PEERS_ONLY=native|jit|interpreter|stack|cel|rhai|evalexpr` times one engine alone and
+//! `PEERS_ONLY=native|jit|by-hand|interpreter|stack|cel|rhai|evalexpr` times one engine alone and
 //! `PEERS_CASE=text` only the predicates whose name contains it, for profiling).
 //!
 //! Every engine starts from the same decoded event: a `[Value]` as the VM holds it (short
@@ -72,6 +74,12 @@ struct Case {
     /// A journey source whose entry filter or audience is the predicate.
     journey: &'static str,
     native: fn(&Sample) -> bool,
+    /// Over the VM's `Context` as the JIT reads it, as tight as Rust writes it: the frame
+    /// taken once (a static call, as `Predicate::holds` takes it from a context of known type),
+    /// each value matched in place, each history answer asked through `&dyn Context` (as the
+    /// helpers native code calls must). Fields are indexed in the order the journey declares
+    /// them.
+    by_hand: fn(&Decoded, &Queries) -> bool,
     cel: &'static str,
     rhai: &'static str,
     evalexpr: &'static str,
@@ -84,6 +92,11 @@ fn cases() -> Vec<Case> {
             journey: "event E { a: int, b: string }\n\
                       journey j { entry on E where a > 100 and b == \"x\" }",
             native: |s| s.a > 100 && text(&s.b) == "x",
+            by_hand: |d, _| {
+                let Some(f) = d.frame() else { return false };
+                matches!(f.event.first(), Some(Value::Int(a)) if *a > 100)
+                    && f.event.get(1).and_then(Value::str_bytes) == Some(b"x")
+            },
             cel: "a > 100 && b == \"x\"",
             rhai: "a > 100 && b == \"x\"",
             evalexpr: "a > 100 && b == \"x\"",
@@ -94,6 +107,14 @@ fn cases() -> Vec<Case> {
                       journey j { entry manual\n\
                       audience profile.country in [\"US\", \"CA\"] and profile.plan != \"free\" }",
             native: |s| matches!(text(&s.country), "US" | "CA") && text(&s.plan) != "free",
+            by_hand: |d, _| {
+                let Some(f) = d.frame() else { return false };
+                fn string(t: Option<&Option<Value>>) -> Option<&[u8]> {
+                    t?.as_ref()?.str_bytes()
+                }
+                matches!(string(f.traits.first()), Some(b"US" | b"CA"))
+                    && string(f.traits.get(1)).is_some_and(|plan| plan != b"free")
+            },
             cel: "country in [\"US\", \"CA\"] && plan != \"free\"",
             rhai: "country in [\"US\", \"CA\"] && plan != \"free\"",
             evalexpr: "(country == \"US\" || country == \"CA\") && plan != \"free\"",
@@ -105,6 +126,12 @@ fn cases() -> Vec<Case> {
                       journey j { entry manual\n\
                       audience profile.lifetime_value > 100 and count(OrderCompleted within 30d) >= 2 }",
             native: |s| s.ltv > 100.0 && s.orders_30d >= 2,
+            by_hand: |d, q| {
+                let Some(f) = d.frame() else { return false };
+                let c: &dyn Context = black_box(d);
+                matches!(f.traits.first(), Some(Some(Value::Float(x))) if *x > 100.0)
+                    && matches!(c.history(q.orders_30d, HistoryOp::Count), Value::Int(n) if n >= 2)
+            },
             cel: "ltv > 100.0 && orders_30d >= 2",
             rhai: "ltv > 100.0 && orders_30d >= 2",
             evalexpr: "ltv > 100.0 && orders_30d >= 2",
@@ -115,6 +142,11 @@ fn cases() -> Vec<Case> {
                       journey j { entry manual\n\
                       audience did(OrderCompleted within 365d) and not did(OrderCompleted within 60d) }",
             native: |s| s.did_365 && !s.did_60,
+            by_hand: |d, q| {
+                let c: &dyn Context = black_box(d);
+                matches!(c.history(q.did_365, HistoryOp::Did), Value::Bool(true))
+                    && matches!(c.history(q.did_60, HistoryOp::Did), Value::Bool(false))
+            },
             cel: "did_365 && !did_60",
             rhai: "did_365 && !did_60",
             evalexpr: "did_365 && !did_60",
@@ -141,6 +173,31 @@ fn compile(source: &str) -> Program {
     );
     verify::verify(&program).expect("verifies");
     program
+}
+
+/// The history queries of a case's program, by what they ask (each is 0 where the program has
+/// no such query).
+struct Queries {
+    orders_30d: u16,
+    did_365: u16,
+    did_60: u16,
+}
+
+impl Queries {
+    fn of(program: &Program) -> Queries {
+        let within = |days: i64| {
+            program
+                .history
+                .iter()
+                .position(|q| q.window == Window::Within(days * 86_400_000))
+                .map_or(0, |i| i as u16)
+        };
+        Queries {
+            orders_30d: within(30),
+            did_365: within(365),
+            did_60: within(60),
+        }
+    }
 }
 
 /// The predicate's block: the entry filter, else the audience.
@@ -319,9 +376,9 @@ fn main() {
          turn, {evals} evaluations, the peers a tenth of that)\n"
     );
     println!(
-        "| predicate | native | JIT | interpreter | stack interpreter | cel-interpreter | rhai | evalexpr | cel ÷ JIT | rhai ÷ JIT |"
+        "| predicate | native | JIT | by hand over `Context` | interpreter | stack interpreter | cel-interpreter | rhai | evalexpr | cel ÷ JIT | rhai ÷ JIT |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut compile_rows = Vec::new();
     let only_case = std::env::var("PEERS_CASE").ok();
     for case in cases() {
@@ -336,6 +393,7 @@ fn main() {
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let decoded: Vec<Decoded> = samples.iter().map(|s| Decoded::new(&program, s)).collect();
         let code = &program.blocks[block as usize];
+        let queries = Queries::of(&program);
 
         // Every engine must agree with the native closure on every sample first.
         let cel_program = cel_interpreter::Program::compile(case.cel).expect("cel compiles");
@@ -398,6 +456,7 @@ fn main() {
                 case.name
             );
             assert_eq!(predicate.holds(d), Some(want), "{}: JIT holds", case.name);
+            assert_eq!((case.by_hand)(d, &queries), want, "{}: by hand", case.name);
             assert_eq!(
                 eval(&prepared, code, d),
                 Value::Bool(want),
@@ -417,6 +476,7 @@ fn main() {
 
         let mut native = |i: usize| (case.native)(black_box(&samples[i % SAMPLES]));
         let mut jit = |i: usize| predicate.holds(black_box(&decoded[i % SAMPLES])) == Some(true);
+        let mut by_hand = |i: usize| (case.by_hand)(black_box(&decoded[i % SAMPLES]), &queries);
         let tree = prepared.tree(block).expect("an expression has a tree");
         let mut interpreter = |i: usize| tree.holds(black_box(&decoded[i % SAMPLES]));
         let mut stack =
@@ -428,17 +488,19 @@ fn main() {
         let ns = time_engines(&mut [
             ("native", &mut || time(evals, &mut native)),
             ("jit", &mut || time(evals, &mut jit)),
+            ("by-hand", &mut || time(evals, &mut by_hand)),
             ("interpreter", &mut || time(evals, &mut interpreter)),
             ("stack", &mut || time(evals, &mut stack)),
             ("cel", &mut || time(peers, &mut cel)),
             ("rhai", &mut || time(peers, &mut rhai)),
             ("evalexpr", &mut || time(peers, &mut evalexpr)),
         ]);
-        let [native, jit, interpreter, stack, cel_ns, rhai_ns, evalexpr_ns] = ns[..] else {
-            unreachable!("seven engines");
+        let [native, jit, by_hand, interpreter, stack, cel_ns, rhai_ns, evalexpr_ns] = ns[..]
+        else {
+            unreachable!("eight engines");
         };
         println!(
-            "| `{}` | {native:.1} | {jit:.1} | {interpreter:.1} | {stack:.1} | {cel_ns:.0} | {rhai_ns:.0} | {evalexpr_ns:.0} | {:.0}× | {:.0}× |",
+            "| `{}` | {native:.1} | {jit:.1} | {by_hand:.1} | {interpreter:.1} | {stack:.1} | {cel_ns:.0} | {rhai_ns:.0} | {evalexpr_ns:.0} | {:.0}× | {:.0}× |",
             case.name,
             cel_ns / jit,
             rhai_ns / jit,

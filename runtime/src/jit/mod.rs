@@ -406,7 +406,7 @@ impl Compiler {
 impl Predicate {
     /// Evaluates the predicate over `context`: what `eval::eval` would return, or `None` when
     /// an input does not have the shape the code was compiled for (the interpreter answers).
-    pub fn run(&self, context: &dyn Context) -> Option<Value> {
+    pub fn run<C: Context + ?Sized>(&self, context: &C) -> Option<Value> {
         Some(match self.answer(context)? {
             FALSE => Value::Bool(false),
             TRUE => Value::Bool(true),
@@ -417,20 +417,20 @@ impl Predicate {
 
     /// Whether the predicate holds over `context` (`run` giving `true`), or `None` when an
     /// input does not have the shape the code was compiled for.
-    pub fn holds(&self, context: &dyn Context) -> Option<bool> {
+    pub fn holds<C: Context + ?Sized>(&self, context: &C) -> Option<bool> {
         Some(self.answer(context)? == TRUE)
     }
 
     /// The code's answer over `context` (`FALSE`, `TRUE`, `ABSENT_ANSWER` or
     /// `MISSING_ANSWER`), or `None` when it declined.
     #[inline]
-    fn answer(&self, context: &dyn Context) -> Option<u32> {
+    fn answer<C: Context + ?Sized>(&self, context: &C) -> Option<u32> {
         if self.reach.is_empty() {
-            return self.call(context, Frame::default());
+            return self.call(context.as_context(), Frame::default());
         }
         match context.frame() {
-            Some(frame) if self.reach.within(&frame) => self.call(context, frame),
-            _ => self.run_copied(context),
+            Some(frame) if self.reach.within(&frame) => self.call(context.as_context(), frame),
+            _ => self.run_copied(context.as_context()),
         }
     }
 
@@ -523,13 +523,23 @@ impl Hot {
     /// Runs block `block` natively if it is compiled (compiling it if it just became hot);
     /// `None`: the interpreter must.
     #[inline]
-    pub fn run(&self, prepared: &Prepared, block: u32, context: &dyn Context) -> Option<Value> {
+    pub fn run<C: Context + ?Sized>(
+        &self,
+        prepared: &Prepared,
+        block: u32,
+        context: &C,
+    ) -> Option<Value> {
         self.native(prepared, block)?.run(context)
     }
 
     /// `run`, asking only whether the predicate holds.
     #[inline]
-    pub fn holds(&self, prepared: &Prepared, block: u32, context: &dyn Context) -> Option<bool> {
+    pub fn holds<C: Context + ?Sized>(
+        &self,
+        prepared: &Prepared,
+        block: u32,
+        context: &C,
+    ) -> Option<bool> {
         self.native(prepared, block)?.holds(context)
     }
 
