@@ -19,7 +19,7 @@ use cranelift_module::{FuncId, Module};
 use super::helpers;
 use std::mem::offset_of;
 
-use super::{Bound, Load, Raw, Source, Ty, ABSENT, MISSING, PRESENT};
+use super::{Bound, Env, Load, Source, Ty, ABSENT, MISSING, PRESENT};
 use crate::bytecode::opcode::Opcode;
 use crate::bytecode::verify::kind;
 use crate::bytecode::{Block, BlockKind, TypeDesc};
@@ -52,6 +52,9 @@ pub(super) struct Lowered {
     pub function: FuncId,
     pub loads: Vec<Load>,
     pub strings: Vec<Box<[u8]>>,
+    /// Whether the code reads its `Env` (calls a helper that asks the context, or reads the
+    /// clock); if not, it is called without one.
+    pub uses_env: bool,
 }
 
 /// A value on the abstract stack.
@@ -86,10 +89,6 @@ enum Item {
 
 const BOUND_SIZE: i32 = std::mem::size_of::<Bound>() as i32;
 const VALUE_SIZE: i64 = std::mem::size_of::<Value>() as i64;
-const RAW_EVENT: i32 = offset_of!(Raw, event) as i32;
-const RAW_SLOTS: i32 = offset_of!(Raw, slots) as i32;
-const RAW_TRAITS: i32 = offset_of!(Raw, traits) as i32;
-const RAW_DEFAULTS: i32 = offset_of!(Raw, defaults) as i32;
 
 /// The answer of code that met a value of another shape than it was compiled for.
 pub(super) const DECLINED: i64 = 4;
@@ -103,17 +102,21 @@ const _: () = assert!(value::tag::LAST < 32);
 /// String constants up to this long are compared inline rather than by a helper.
 const INLINE_COMPARE: usize = 32;
 
+/// Lowers `block` to a function `(event, slots, traits, env) → answer` (`super::Code`): the
+/// addresses of the frame's three arrays, and of the `Env`. `defaults` is the address of the
+/// profile defaults the code reads an unset trait's value from (the `Predicate`'s, which do
+/// not move while the code lives).
 pub(super) fn lower(
     module: &mut JITModule,
     prepared: &Prepared,
     block: &Block,
+    defaults: *const Value,
 ) -> Result<Lowered, Refusal> {
     if module.target_config().pointer_type() != I64 {
         return Err(Refusal::Backend);
     }
     let mut signature = module.make_signature();
-    signature.params.push(AbiParam::new(I64));
-    signature.params.push(AbiParam::new(I64));
+    signature.params.extend([AbiParam::new(I64); 4]);
     signature.returns.push(AbiParam::new(I32));
     let function = module
         .declare_anonymous_function(&signature)
@@ -122,28 +125,31 @@ pub(super) fn lower(
     context.func.signature = signature;
     let mut builder_context = FunctionBuilderContext::new();
     let call_conv = module.target_config().default_call_conv;
-    let (loads, strings) = {
+    let (loads, strings, uses_env) = {
         let mut builder = FunctionBuilder::new(&mut context.func, &mut builder_context);
         let entry = builder.create_block();
         builder.append_block_params_for_function_params(entry);
         builder.switch_to_block(entry);
-        let frame = builder.block_params(entry)[0];
-        let env = builder.block_params(entry)[1];
+        let [event, slots, traits, env] = *builder.block_params(entry) else {
+            return Err(Refusal::Backend);
+        };
         let out = builder.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
             BOUND_SIZE as u32,
             3,
         ));
         let zero = builder.ins().iconst(I64, 0);
-        let declines = builder.ins().iconst(I64, 0);
         let mut lowering = Lowering {
             b: builder,
             prepared,
             block,
-            frame,
-            declines,
-            bases: Vec::new(),
+            event,
+            slots,
+            traits,
+            defaults: defaults as i64,
+            declines: None,
             env,
+            uses_env: false,
             out,
             zero,
             call_conv,
@@ -154,7 +160,7 @@ pub(super) fn lower(
         lowering.b.ins().return_(&[answer]);
         lowering.b.seal_all_blocks();
         lowering.b.finalize(module.target_config());
-        (lowering.loads, lowering.strings)
+        (lowering.loads, lowering.strings, lowering.uses_env)
     };
     module
         .define_function(function, &mut context)
@@ -164,6 +170,7 @@ pub(super) fn lower(
         function,
         loads,
         strings,
+        uses_env,
     })
 }
 
@@ -171,15 +178,20 @@ struct Lowering<'p, 'f> {
     b: FunctionBuilder<'f>,
     prepared: &'p Prepared<'p>,
     block: &'p Block,
-    /// The `Raw` frame (first parameter).
-    frame: ir::Value,
+    /// The addresses of the frame's event fields, slots and traits (the first three
+    /// parameters).
+    event: ir::Value,
+    slots: ir::Value,
+    traits: ir::Value,
+    /// The address of the profile defaults (a constant).
+    defaults: i64,
     /// I64 whose lowest bit is set when a value loaded so far has another shape than its
-    /// type's (then the answer is `DECLINED`).
-    declines: ir::Value,
-    /// The frame's addresses read so far, by offset (`base`).
-    bases: Vec<(i32, ir::Value)>,
-    /// The `Env` (second parameter), passed on to helpers.
+    /// type's (then the answer is `DECLINED`); `None` until a load can decline.
+    declines: Option<ir::Value>,
+    /// The `Env` (fourth parameter), passed on to helpers; read through `env()`.
     env: ir::Value,
+    /// Whether the code reads `env`.
+    uses_env: bool,
     /// Where helpers write a `Bound` result.
     out: ir::StackSlot,
     zero: ir::Value,
@@ -375,7 +387,8 @@ impl Lowering<'_, '_> {
                         _ => (helpers::history::<{ helpers::SUM }> as *const (), Ty::Float),
                     };
                     let query = self.b.ins().iconst(I32, i64::from(a));
-                    Item::V(self.call_pair(helper, &[self.env, query], ty))
+                    let env = self.env();
+                    Item::V(self.call_pair(helper, &[env, query], ty))
                 }
                 Hour | Weekday => {
                     let x = pop(&mut stack)?;
@@ -387,10 +400,11 @@ impl Lowering<'_, '_> {
                             helpers::WEEKDAY
                         };
                         let op = self.b.ins().iconst(I32, i64::from(op));
+                        let env = self.env();
                         let r = self.call_out(
                             helpers::calendar as *const (),
                             &[I64, I32, I64],
-                            &[self.env, op, x.a],
+                            &[env, op, x.a],
                             ty,
                         );
                         // Absent and missing pass through; a time without a single local
@@ -406,12 +420,21 @@ impl Lowering<'_, '_> {
                         return Err(Refusal::NotAPredicate);
                     }
                     // 0/1 when present, else 2 (absent) or 3 (missing).
-                    let present = self.b.ins().icmp_imm_s(IntCC::Equal, x.state, 0);
-                    let shifted = self.b.ins().iadd_imm_s(x.state, 1);
-                    let answer = self.b.ins().select(present, x.a, shifted);
-                    let declined = self.c(DECLINED);
-                    let declines = self.b.ins().band_imm_s(self.declines, 1);
-                    let answer = self.b.ins().select(declines, declined, answer);
+                    let answer = if x.state == self.zero {
+                        x.a
+                    } else {
+                        let present = self.b.ins().icmp_imm_s(IntCC::Equal, x.state, 0);
+                        let shifted = self.b.ins().iadd_imm_s(x.state, 1);
+                        self.b.ins().select(present, x.a, shifted)
+                    };
+                    let answer = match self.declines {
+                        Some(declines) => {
+                            let declined = self.c(DECLINED);
+                            let declines = self.b.ins().band_imm_s(declines, 1);
+                            self.b.ins().select(declines, declined, answer)
+                        }
+                        None => answer,
+                    };
                     return Ok(self.b.ins().ireduce(I32, answer));
                 }
                 other => return Err(Refusal::Unsupported(other.name())),
@@ -462,6 +485,9 @@ impl Lowering<'_, '_> {
     /// The state of a bool that an absent operand makes false: missing if `state` is, else
     /// present.
     fn missing_else_present(&mut self, state: ir::Value) -> ir::Value {
+        if state == self.zero {
+            return self.zero;
+        }
         let missing = self.b.ins().icmp_imm_s(IntCC::Equal, state, MISSING as i64);
         let two = self.c(MISSING as i64);
         self.b.ins().select(missing, two, self.zero)
@@ -507,7 +533,7 @@ impl Lowering<'_, '_> {
         ))
     }
 
-    /// The value of `source` as a `ty`, read in place from the frame (`Raw`); `required`: it
+    /// The value of `source` as a `ty`, read in place from the frame; `required`: it
     /// is present whenever it has its type's shape.
     fn load(&mut self, source: Source, ty: Ty, required: bool) -> Result<V, Refusal> {
         if !self.loads.iter().any(|l| l.source == source) {
@@ -518,30 +544,23 @@ impl Lowering<'_, '_> {
         let address = match source {
             Source::Now | Source::EnteredAt => {
                 let offset = if source == Source::Now {
-                    offset_of!(Raw, now)
+                    offset_of!(Env, now)
                 } else {
-                    offset_of!(Raw, entered_at)
+                    offset_of!(Env, entered_at)
                 };
-                let a = self.b.ins().load(I64, flags, self.frame, offset as i32);
+                let env = self.env();
+                let a = self.b.ins().load(I64, flags, env, offset as i32);
                 return Ok(self.scalar(Ty::Timestamp, self.zero, a));
             }
-            Source::Read(Read::Event(f)) => {
-                let values = self.base(RAW_EVENT);
-                self.b.ins().iadd_imm_s(values, at(f))
-            }
-            Source::Read(Read::Slot(s)) => {
-                let values = self.base(RAW_SLOTS);
-                self.b.ins().iadd_imm_s(values, at(s))
-            }
+            Source::Read(Read::Event(f)) => self.offset(self.event, at(f)),
+            Source::Read(Read::Slot(s)) => self.offset(self.slots, at(s)),
             Source::Read(Read::Profile(f)) => {
                 if !super::traits_in_place() {
                     return Err(Refusal::Unsupported("profile fields in this build"));
                 }
                 // The trait if it is set, else the program's default.
-                let traits = self.base(RAW_TRAITS);
-                let set = self.b.ins().iadd_imm_s(traits, at(f));
-                let defaults = self.base(RAW_DEFAULTS);
-                let default = self.b.ins().iadd_imm_s(defaults, at(f));
+                let set = self.offset(self.traits, at(f));
+                let default = self.c(self.defaults.wrapping_add(at(f)));
                 let tag = self.b.ins().uload8(I64, flags, set, 0);
                 let unset = self.b.ins().icmp_imm_s(
                     IntCC::UnsignedGreaterThan,
@@ -554,18 +573,19 @@ impl Lowering<'_, '_> {
         self.value_at(address, ty, required)
     }
 
-    /// The address at `offset` in the frame (`RAW_EVENT` and the like), read once. (Loads are
-    /// lowered on the main line of the code, so the first read dominates every later use.)
-    fn base(&mut self, offset: i32) -> ir::Value {
-        if let Some((_, address)) = self.bases.iter().find(|(o, _)| *o == offset) {
-            return *address;
+    /// `base + bytes`.
+    fn offset(&mut self, base: ir::Value, bytes: i64) -> ir::Value {
+        if bytes == 0 {
+            base
+        } else {
+            self.b.ins().iadd_imm_s(base, bytes)
         }
-        let address = self
-            .b
-            .ins()
-            .load(I64, MemFlagsData::trusted(), self.frame, offset);
-        self.bases.push((offset, address));
-        address
+    }
+
+    /// The `Env` parameter, noting that the code reads it.
+    fn env(&mut self) -> ir::Value {
+        self.uses_env = true;
+        self.env
     }
 
     /// The `Value` at `address`, as a `ty`. Its state is its tag's (absent, missing, else
@@ -602,7 +622,10 @@ impl Lowering<'_, '_> {
         };
         let wrong = self.c(!fine as i64);
         let wrong = self.b.ins().ushr(wrong, tag);
-        self.declines = self.b.ins().bor(self.declines, wrong);
+        self.declines = Some(match self.declines {
+            Some(declines) => self.b.ins().bor(declines, wrong),
+            None => wrong,
+        });
         let (a, len, in_place) = match ty {
             Ty::Bool => (self.b.ins().uload8(I64, flags, address, 1), self.zero, None),
             Ty::Float => (self.b.ins().load(F64, flags, address, 8), self.zero, None),
@@ -913,9 +936,13 @@ impl Lowering<'_, '_> {
         let (x, y) = if x.state == self.zero { (y, x) } else { (x, y) };
         let (state, equal) = if y.state == self.zero {
             // Against a constant (present): equal only if present and the values are.
-            let present = self.is_present(x.state);
             let values_equal = self.present_equal(x, y);
-            let equal = self.b.ins().band(present, values_equal);
+            let equal = if x.state == self.zero {
+                values_equal
+            } else {
+                let present = self.is_present(x.state);
+                self.b.ins().band(present, values_equal)
+            };
             (self.missing_else_present(x.state), equal)
         } else {
             let top = self.max_state(x.state, y.state);
@@ -949,8 +976,10 @@ impl Lowering<'_, '_> {
             let equal = self.present_equal(x, y);
             found = self.b.ins().bor(found, equal);
         }
-        let present = self.is_present(x.state);
-        let found = self.b.ins().band(found, present);
+        if x.state != self.zero {
+            let present = self.is_present(x.state);
+            found = self.b.ins().band(found, present);
+        }
         let state = self.missing_else_present(x.state);
         let a = self.b.ins().uextend(I64, found);
         Ok(self.bool(state, a))

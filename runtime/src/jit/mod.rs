@@ -4,11 +4,13 @@
 //! history filter: an expression block whose result is a bool) that has run `Policy::HotAfter`
 //! times, and that the interpreter may have to run at least `MIN_OPERATIONS` instructions of
 //! to answer, is compiled once to a native function over the context's values where it holds
-//! them (`Context::frame`, passed as `Raw`): the code reads each value the block loads (event
-//! and profile fields, slots, `now`, the entry time) in place, by `Value`'s defined layout — its
-//! tag gives a presence state, its payload 64 bits and a length for strings and lists — and
-//! computes the block's value with the interpreter's rules (`eval`): absent and missing
-//! propagate the same way, overflow and division by zero give absent, and so on. What the JIT
+//! them (`Context::frame`, its three arrays' addresses passed in registers; `Predicate::holds`
+//! is generic over the context's type, so that taking the frame is no virtual call): the code
+//! reads each value the block loads (event and profile fields, slots; `now` and the entry time
+//! from its `Env`) in place, by `Value`'s defined layout — its tag gives a presence state,
+//! its payload 64 bits and a length for strings and lists — and computes the block's value
+//! with the interpreter's rules (`eval`): absent and missing propagate the same way, overflow
+//! and division by zero give absent, and so on. What the JIT
 //! does not compile (records and `last`, lists built by `MakeList`, lists compared with `==`,
 //! `date`, `lower`/`upper`) stays with the interpreter, as does any evaluation whose inputs do
 //! not have the shapes the block's types promise (a tag the type does not allow, or an absent
@@ -174,17 +176,25 @@ impl Bound {
     }
 }
 
-/// What the helpers the generated code calls can reach: the context, and whether one of them
-/// met a value of a shape the code was not compiled for.
+/// What the generated code reads besides the frame, and what the helpers it calls can reach:
+/// the clock, the context, and whether a helper met a value of a shape the code was not
+/// compiled for. Made only for code that reads it (`Lowered::uses_env`).
 pub(crate) struct Env<'c> {
+    pub now: i64,
+    pub entered_at: i64,
     pub context: &'c dyn Context,
     pub declined: Cell<bool>,
 }
 
-/// The signature of generated code: the frame and the environment in; `FALSE`, `TRUE`,
-/// `ABSENT_ANSWER` or `MISSING_ANSWER` out, or 4 when a value had another shape than the code
-/// was compiled for.
-type Code = unsafe extern "C" fn(*const Raw, *const Env) -> u32;
+/// The signature of generated code: the addresses of the frame's event fields, slots and
+/// traits, and of the `Env` (null for code that does not read it), in registers; `FALSE`,
+/// `TRUE`, `ABSENT_ANSWER` or `MISSING_ANSWER` out, or 4 when a value had another shape than
+/// the code was compiled for. The code reads the values in place by `Value`'s defined layout
+/// (a trait by `Option<Value>`'s, where `traits_in_place` holds), an unset trait's default
+/// from the predicate's defaults, and each array only at indices below `Reach`, which
+/// `Predicate::answer` checks the frame against.
+type Code =
+    unsafe extern "C" fn(*const Value, *const Value, *const Option<Value>, *const Env) -> u32;
 
 /// The generated code's answers.
 const FALSE: u32 = 0;
@@ -209,21 +219,6 @@ impl Drop for CodeMemory {
 /// Compiles predicate blocks of one program into one region of executable memory.
 pub struct Compiler {
     memory: Arc<Mutex<CodeMemory>>,
-}
-
-/// What the generated code reads values from (its first parameter): the context's `Frame` as
-/// addresses, the program's profile defaults, and the clock. Values are read in place by
-/// `Value`'s defined layout; `Reach` bounds every index the code reads, and `Predicate::answer`
-/// checks the frame against it.
-#[repr(C)]
-pub(crate) struct Raw {
-    pub event: *const Value,
-    pub slots: *const Value,
-    pub traits: *const Option<Value>,
-    /// `Prepared::unset_profile` of every profile field.
-    pub defaults: *const Value,
-    pub now: i64,
-    pub entered_at: i64,
 }
 
 /// How far into a frame a predicate reads: one past the greatest event field, slot and trait
@@ -325,8 +320,11 @@ pub struct Predicate {
     code: Code,
     loads: Box<[Load]>,
     reach: Reach,
-    /// The program's profile defaults, by field (`Raw::defaults`).
-    defaults: Box<[Value]>,
+    /// Whether the code reads its `Env` (else it is passed none).
+    uses_env: bool,
+    /// `Prepared::unset_profile` of every profile field: the code reads an unset trait's value
+    /// here, at an address fixed when it was compiled (a boxed slice's items do not move).
+    _defaults: Box<[Value]>,
     /// String constants the code compares with, by address (kept here so they live as long).
     _strings: Box<[Box<[u8]>]>,
     _memory: Arc<Mutex<CodeMemory>>,
@@ -376,26 +374,28 @@ impl Compiler {
             BlockKind::Expression { result, .. } if Ty::of(program, result) == Some(Ty::Bool) => {}
             _ => return Err(Refusal::NotAPredicate),
         }
+        let profile_fields = program
+            .record_fields(program.profile)
+            .map_or(0, |fields| fields.len() as u32);
+        let defaults: Box<[Value]> = (0..profile_fields)
+            .map(|f| prepared.unset_profile(f))
+            .collect();
         let mut guard = self.memory.lock().map_err(|_| Refusal::Backend)?;
         let module = guard.0.as_mut().ok_or(Refusal::Backend)?;
-        let lowered = lower::lower(module, prepared, desc)?;
+        let lowered = lower::lower(module, prepared, desc, defaults.as_ptr())?;
         module
             .finalize_definitions()
             .map_err(|_| Refusal::Backend)?;
         let address = module.get_finalized_function(lowered.function);
         // SAFETY: `address` is the entry of the function just defined with the signature
-        // `lower` gives it — (pointer, pointer) → u32 in the host's C convention — which is
+        // `lower` gives it — four pointers → u32 in the host's C convention — which is
         // `Code`. It stays valid while `self.memory` lives, which `Predicate` holds.
         let code = unsafe { std::mem::transmute::<*const u8, Code>(address) };
-        let profile_fields = program
-            .record_fields(program.profile)
-            .map_or(0, |fields| fields.len() as u32);
         Ok(Predicate {
             code,
             reach: Reach::of(&lowered.loads),
-            defaults: (0..profile_fields)
-                .map(|f| prepared.unset_profile(f))
-                .collect(),
+            uses_env: lowered.uses_env,
+            _defaults: defaults,
             loads: lowered.loads.into_boxed_slice(),
             _strings: lowered.strings.into_boxed_slice(),
             _memory: self.memory.clone(),
@@ -464,19 +464,23 @@ impl Predicate {
     #[inline]
     fn call(&self, context: &dyn Context, frame: Frame) -> Option<u32> {
         debug_assert!(self.reach.within(&frame));
-        let raw = Raw {
-            event: frame.event.as_ptr(),
-            slots: frame.slots.as_ptr(),
-            traits: frame.traits.as_ptr(),
-            defaults: self.defaults.as_ptr(),
+        let (event, slots, traits) = (
+            frame.event.as_ptr(),
+            frame.slots.as_ptr(),
+            frame.traits.as_ptr(),
+        );
+        if !self.uses_env {
+            // SAFETY: as below; the code reads no `Env` (`Lowered::uses_env`), so it gets none.
+            let answer = unsafe { (self.code)(event, slots, traits, std::ptr::null()) };
+            return (answer <= MISSING_ANSWER).then_some(answer);
+        }
+        let env = Env {
             now: if self.reach.now { context.now() } else { 0 },
             entered_at: if self.reach.entered_at {
                 context.entered_at()
             } else {
                 0
             },
-        };
-        let env = Env {
             context,
             declined: Cell::new(false),
         };
@@ -487,10 +491,10 @@ impl Predicate {
         // `traits_in_place` holds (`lower` checked). The
         // bytes it reads through a value are its own 16 payload bytes (a short string's length
         // is a `value::Len`, at most 16) or an `Arc`'s data within its length (`shared_layout`
-        // checked). Its helpers dereference the second pointer only as the `Env` it is.
-        // Everything pointed at lives across the call: the frame's slices, the predicate's own
-        // constants.
-        let answer = unsafe { (self.code)(&raw, &env) };
+        // checked). It reads the clock from `env`, and its helpers dereference that pointer
+        // only as the `Env` it is. Everything pointed at lives across the call: the frame's
+        // slices, the environment, the predicate's own constants and defaults.
+        let answer = unsafe { (self.code)(event, slots, traits, &env) };
         // (Above `MISSING_ANSWER`: a value of another shape than the code was compiled for,
         // `lower::DECLINED`.)
         (!env.declined.get() && answer <= MISSING_ANSWER).then_some(answer)
