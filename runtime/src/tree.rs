@@ -41,8 +41,6 @@ use crate::value::{Inline, Len, Value};
 #[derive(Debug)]
 pub struct Tree {
     root: Node,
-    /// `Built::widest` of the root.
-    widest: usize,
 }
 
 /// A node as `Tree::build` makes it, with what it tracks of it.
@@ -50,22 +48,11 @@ struct Built {
     node: Node,
     /// Its levels (at most `MAX_DEPTH`).
     depth: usize,
-    /// Its instructions.
-    size: usize,
-    /// The instructions of its largest operand if it is an `and` (of `and`s, flattened), else
-    /// its own.
-    widest: usize,
 }
 
 impl Built {
-    /// A node that is no `and` (`Tree::build` sets an `and`'s `widest`).
-    fn new(node: Node, depth: usize, size: usize) -> Built {
-        Built {
-            node,
-            depth,
-            size,
-            widest: size,
-        }
+    fn new(node: Node, depth: usize) -> Built {
+        Built { node, depth }
     }
 }
 
@@ -114,7 +101,7 @@ impl Tree {
         while pc < end {
             let ins = prepared.instruction(pc, end)?;
             let [a, _] = ins.operands;
-            let leaf = |node| Some(Built::new(node, 1, 1));
+            let leaf = |node| Some(Built::new(node, 1));
             let made = match ins.opcode {
                 Opcode::Const => leaf(Node::Const(prepared.constant(a))),
                 Opcode::LoadEvent => leaf(Node::Load(Read::Event(a as u16))),
@@ -130,35 +117,25 @@ impl Tree {
                     let at = stack.len().checked_sub(a as usize)?;
                     let items: Vec<Built> = stack.drain(at..).collect();
                     let depth = items.iter().map(|b| b.depth).max().unwrap_or(0) + 1;
-                    let size = items.iter().map(|b| b.size).sum::<usize>() + 1;
                     let list = Node::List(items.into_iter().map(|b| b.node).collect());
-                    Some(Built::new(list, depth, size))
+                    Some(Built::new(list, depth))
                 }
                 Opcode::Return => {
                     let root = stack.pop()?;
-                    return (stack.is_empty() && ins.next == end).then_some(Tree {
-                        root: root.node,
-                        widest: root.widest,
-                    });
+                    return (stack.is_empty() && ins.next == end)
+                        .then_some(Tree { root: root.node });
                 }
                 op => match arity(op)? {
                     1 => {
                         let arg = stack.pop()?;
                         let node = unary_node(op, a, arg.node);
-                        Some(Built::new(node, arg.depth + 1, arg.size + 1))
+                        Some(Built::new(node, arg.depth + 1))
                     }
                     _ => {
                         let right = stack.pop()?;
                         let left = stack.pop()?;
                         let depth = left.depth.max(right.depth) + 1;
-                        let size = left.size + right.size + 1;
-                        let widest = left.widest.max(right.widest);
-                        let mut built =
-                            Built::new(binary_node(op, a, left.node, right.node), depth, size);
-                        if op == Opcode::And {
-                            built.widest = widest;
-                        }
-                        Some(built)
+                        Some(Built::new(binary_node(op, a, left.node, right.node), depth))
                     }
                 },
             };
@@ -170,14 +147,6 @@ impl Tree {
             pc = ins.next;
         }
         None
-    }
-
-    /// The instructions of the largest operand of the block's `and` (of its `and`s, flattened),
-    /// or of the whole block less its `Return` if it is no `and`: how much the tree may have to
-    /// run to tell whether the block holds, since it stops at the first operand that does not
-    /// (the JIT's policy weighs it, `jit::MIN_OPERATIONS`).
-    pub fn widest_conjunct(&self) -> usize {
-        self.widest
     }
 
     /// The block's value: what `eval::eval` gives.

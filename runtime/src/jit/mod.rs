@@ -50,23 +50,50 @@ pub use lower::Refusal;
 pub enum Policy {
     /// Never: the interpreter runs everything.
     Off,
-    /// A predicate whose widest `and` operand (`Tree::widest_conjunct`) has at least
-    /// `MIN_OPERATIONS` instructions, after it has been evaluated this many times; the others
-    /// stay with the interpreter, which answers them in fewer instructions than a call into
-    /// native code costs.
+    /// A predicate that native code answers sooner than the tree interpreter (`pays`: at
+    /// least `MIN_OPERATIONS` instructions, no history question), after it has been evaluated
+    /// this many times; the others stay with the interpreter.
     HotAfter(u32),
     /// Every predicate, whatever its size, after it has been evaluated this many times (tests
     /// use it to run all predicates natively).
     AllAfter(u32),
 }
 
-/// The fewest instructions the widest `and` operand of a predicate (the whole predicate, if
-/// it is no `and`) has for `HotAfter` to compile it. The tree interpreter runs an `and` only
-/// until an operand does not hold, and each operand in full: it answers `a > 190 or b == "y"`
-/// (7 instructions) in fewer instructions than the native code with its call (142 against
-/// 180), `a > 190 or b == "y" or a < 10` (11) in more (206 against 189), and an `and` of two
-/// to eight comparisons in fewer (100–178 against 179–340): docs/performance.md.
-pub const MIN_OPERATIONS: usize = 10;
+/// The fewest instructions (less its `Return`) a predicate has for `HotAfter` to compile it:
+/// three comparisons. Native code answers `and`s and `or`s of three comparisons and more in
+/// fewer instructions than the tree interpreter (113 against 139 for an `and` of three, 112
+/// against 207 for an `or`), a single comparison in more (74 against 66), and two alike or in
+/// more (101 against 100 for `a > 100 and b == "x"`, 176 against 149 for cart_abandonment's
+/// audience, an `in` and a `!=` of strings; an `or` of two, 102 against 142, is left out with
+/// them): the interpreter stops an `and` at its first operand that does not hold, native code
+/// evaluates every operand. docs/performance.md has the measurements.
+pub const MIN_OPERATIONS: usize = 11;
+
+/// Whether `HotAfter` compiles block `block`: it has at least `MIN_OPERATIONS` instructions
+/// and asks no history. (Native code asks each history question through a helper that calls
+/// the context, where the interpreter calls it directly: winback's audience, two questions,
+/// takes 167 instructions natively against 97.) A block without a tree — deeper than any the
+/// tree interpreter takes, so run on the stack — is always compiled.
+fn pays(prepared: &Prepared, block: u32) -> bool {
+    use crate::bytecode::opcode::Opcode::{Count, Did, Last, Return, Sum};
+    let Some(desc) = prepared.program.blocks.get(block as usize) else {
+        return false;
+    };
+    if prepared.tree(block).is_none() {
+        return true;
+    }
+    let end = desc.offset.saturating_add(desc.length);
+    let (mut pc, mut operations) = (desc.offset, 0);
+    while let Some(ins) = prepared.instruction(pc, end) {
+        match ins.opcode {
+            Count | Did | Last | Sum => return false,
+            Return => {}
+            _ => operations += 1,
+        }
+        pc = ins.next;
+    }
+    operations >= MIN_OPERATIONS
+}
 
 impl Default for Policy {
     /// Compiling costs some tens of microseconds, an interpreted evaluation some tens of
@@ -550,10 +577,10 @@ impl Hot {
     /// Block `block`'s native code, if it is compiled or just became hot and is compiled now.
     #[inline]
     fn native(&self, prepared: &Prepared, block: u32) -> Option<&Predicate> {
-        let (threshold, min_operations) = match self.policy {
+        let (threshold, every) = match self.policy {
             Policy::Off => return None,
-            Policy::HotAfter(after) => (after, MIN_OPERATIONS),
-            Policy::AllAfter(after) => (after, 0),
+            Policy::HotAfter(after) => (after, false),
+            Policy::AllAfter(after) => (after, true),
         };
         let (seen, compiled) = self.blocks.get(block as usize)?;
         if let Some(predicate) = compiled.get() {
@@ -564,11 +591,7 @@ impl Hot {
             return None;
         }
         let predicate = compiled.get_or_init(|| {
-            // (A block without a tree is deeper than any the tree interpreter takes.)
-            if prepared
-                .tree(block)
-                .is_some_and(|tree| tree.widest_conjunct() < min_operations)
-            {
+            if !every && !pays(prepared, block) {
                 return None;
             }
             let compiler = self.compiler.get_or_init(Compiler::new).as_ref()?;
