@@ -79,6 +79,10 @@ struct V {
 struct InPlace {
     payload: ir::Value,
     short: ir::Value,
+    /// I64: the length byte of a `Value::Short` (meaningless for another value: compare it
+    /// only where `short` holds, as a compare with a constant of up to 16 bytes may, where a
+    /// long string cannot be equal; it needs neither the `Arc`'s length nor a select).
+    length: ir::Value,
 }
 
 enum Item {
@@ -319,6 +323,7 @@ impl Lowering<'_, '_> {
                         (Some(x), Some(y)) => Some(InPlace {
                             payload: self.b.ins().select(take_y, y.payload, x.payload),
                             short: self.b.ins().select(take_y, y.short, x.short),
+                            length: self.b.ins().select(take_y, y.length, x.length),
                         }),
                         _ => None,
                     };
@@ -638,7 +643,12 @@ impl Lowering<'_, '_> {
                     self.b
                         .ins()
                         .icmp_imm_s(IntCC::Equal, tag, i64::from(value::tag::SHORT));
-                let in_place = InPlace { payload, short };
+                let length = self.b.ins().uload8(I64, flags, address, 1);
+                let in_place = InPlace {
+                    payload,
+                    short,
+                    length,
+                };
                 let (a, len) = self.shared_at(address, tag, Some(in_place))?;
                 (a, len, Some(in_place))
             }
@@ -670,8 +680,11 @@ impl Lowering<'_, '_> {
         let layout = super::shared_layout().ok_or(Refusal::Unsupported("strings in this build"))?;
         let flags = MemFlagsData::trusted();
         let (a, len, shared_tag) = match string {
-            Some(InPlace { payload, short }) => {
-                let length = self.b.ins().uload8(I64, flags, address, 1);
+            Some(InPlace {
+                payload,
+                short,
+                length,
+            }) => {
                 let length = self.b.ins().select(short, length, self.zero);
                 (payload, length, value::tag::LONG)
             }
@@ -840,7 +853,7 @@ impl Lowering<'_, '_> {
     fn str_eq_known(&mut self, x: V, k: usize) -> ir::Value {
         let bytes = self.strings[k].clone();
         if let Some(in_place) = x.in_place.filter(|_| bytes.len() <= Str::INLINE) {
-            return self.str_eq_in_place(x, in_place, &bytes);
+            return self.str_eq_in_place(in_place, &bytes);
         }
         let same_length = self
             .b
@@ -888,16 +901,16 @@ impl Lowering<'_, '_> {
         answer
     }
 
-    /// Whether string `x`, read in place, equals `bytes` (at most 16), without a branch: it is
-    /// a short string (a long one is longer, `Value`'s invariant), of the same length, and
-    /// its payload's words are those of `bytes` padded with zeros.
-    fn str_eq_in_place(&mut self, x: V, in_place: InPlace, bytes: &[u8]) -> ir::Value {
+    /// Whether the string read in place at `in_place` equals `bytes` (at most 16), without a
+    /// branch: it is a short string (a long one is longer, `Value`'s invariant), of the same
+    /// length, and its payload's words are those of `bytes` padded with zeros.
+    fn str_eq_in_place(&mut self, in_place: InPlace, bytes: &[u8]) -> ir::Value {
         let mut padded = [0u8; Str::INLINE];
         padded[..bytes.len()].copy_from_slice(bytes);
-        let same_length = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::Equal, x.len, bytes.len() as i64);
+        let same_length =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::Equal, in_place.length, bytes.len() as i64);
         let mut equal = self.b.ins().band(in_place.short, same_length);
         // (A string of up to 8 bytes has zeros in the second word: its length decides.)
         let words = if bytes.len() <= 8 { 1 } else { 2 };
