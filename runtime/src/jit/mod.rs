@@ -61,10 +61,10 @@ pub enum Policy {
 
 /// The fewest instructions (less its `Return`) a predicate has for `HotAfter` to compile it:
 /// three comparisons. Native code answers `and`s and `or`s of three comparisons and more in
-/// fewer instructions than the tree interpreter (113 against 139 for an `and` of three, 112
-/// against 207 for an `or`), a single comparison in more (74 against 66), and two alike or in
-/// more (101 against 100 for `a > 100 and b == "x"`, 176 against 149 for cart_abandonment's
-/// audience, an `in` and a `!=` of strings; an `or` of two, 102 against 142, is left out with
+/// fewer instructions than the tree interpreter (109 against 139 for an `and` of three, 109
+/// against 207 for an `or`), a single comparison in more (75 against 66), and two alike or in
+/// more (98 against 100 for `a > 100 and b == "x"`, 168 against 149 for cart_abandonment's
+/// audience, an `in` and a `!=` of strings; an `or` of two, 97 against 141, is left out with
 /// them): the interpreter stops an `and` at its first operand that does not hold, native code
 /// evaluates every operand. docs/performance.md has the measurements.
 pub const MIN_OPERATIONS: usize = 11;
@@ -72,7 +72,7 @@ pub const MIN_OPERATIONS: usize = 11;
 /// Whether `HotAfter` compiles block `block`: it has at least `MIN_OPERATIONS` instructions
 /// and asks no history. (Native code asks each history question through a helper that calls
 /// the context, where the interpreter calls it directly: winback's audience, two questions,
-/// takes 167 instructions natively against 97.) A block without a tree — deeper than any the
+/// takes 168 instructions natively against 97.) A block without a tree — deeper than any the
 /// tree interpreter takes, so run on the stack — is always compiled.
 fn pays(prepared: &Prepared, block: u32) -> bool {
     use crate::bytecode::opcode::Opcode::{Count, Did, Last, Return, Sum};
