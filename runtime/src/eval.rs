@@ -116,7 +116,7 @@ impl<'p> Prepared<'p> {
             return Value::Absent;
         };
         #[cfg(feature = "jit")]
-        if let Some(value) = self.hot.run(self, block, context) {
+        if let Some(value) = self.hot.native(self, block).and_then(|p| p.run(context)) {
             return value;
         }
         let context = context.as_context();
@@ -135,7 +135,7 @@ impl<'p> Prepared<'p> {
             return false;
         };
         #[cfg(feature = "jit")]
-        if let Some(holds) = self.hot.holds(self, block, context) {
+        if let Some(holds) = self.hot.native(self, block).and_then(|p| p.holds(context)) {
             return holds;
         }
         let context = context.as_context();

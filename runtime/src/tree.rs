@@ -39,22 +39,7 @@ use crate::value::{Inline, Len, Value};
 
 /// An expression block as a tree.
 #[derive(Debug)]
-pub struct Tree {
-    root: Node,
-}
-
-/// A node as `Tree::build` makes it, with what it tracks of it.
-struct Built {
-    node: Node,
-    /// Its levels (at most `MAX_DEPTH`).
-    depth: usize,
-}
-
-impl Built {
-    fn new(node: Node, depth: usize) -> Built {
-        Built { node, depth }
-    }
-}
+pub struct Tree(Node);
 
 #[derive(Debug)]
 enum Node {
@@ -96,12 +81,12 @@ impl Tree {
     /// The tree of `block`, if it is an expression `MAX_DEPTH` levels deep at most.
     pub fn build(prepared: &Prepared, block: &Block) -> Option<Tree> {
         let end = block.offset.checked_add(block.length)?;
-        let mut stack: Vec<Built> = Vec::new();
+        let mut stack: Vec<(Node, usize)> = Vec::new();
         let mut pc = block.offset;
         while pc < end {
             let ins = prepared.instruction(pc, end)?;
             let [a, _] = ins.operands;
-            let leaf = |node| Some(Built::new(node, 1));
+            let leaf = |node| Some((node, 1));
             let made = match ins.opcode {
                 Opcode::Const => leaf(Node::Const(prepared.constant(a))),
                 Opcode::LoadEvent => leaf(Node::Load(Read::Event(a as u16))),
@@ -115,35 +100,34 @@ impl Tree {
                 Opcode::Sum => leaf(Node::History(a as u16, HistoryOp::Sum)),
                 Opcode::MakeList => {
                     let at = stack.len().checked_sub(a as usize)?;
-                    let items: Vec<Built> = stack.drain(at..).collect();
-                    let depth = items.iter().map(|b| b.depth).max().unwrap_or(0) + 1;
-                    let list = Node::List(items.into_iter().map(|b| b.node).collect());
-                    Some(Built::new(list, depth))
+                    let items: Vec<(Node, usize)> = stack.drain(at..).collect();
+                    let depth = items.iter().map(|(_, d)| *d).max().unwrap_or(0) + 1;
+                    Some((
+                        Node::List(items.into_iter().map(|(n, _)| n).collect()),
+                        depth,
+                    ))
                 }
                 Opcode::Return => {
-                    let root = stack.pop()?;
-                    return (stack.is_empty() && ins.next == end)
-                        .then_some(Tree { root: root.node });
+                    let (root, _) = stack.pop()?;
+                    return (stack.is_empty() && ins.next == end).then_some(Tree(root));
                 }
                 op => match arity(op)? {
                     1 => {
-                        let arg = stack.pop()?;
-                        let node = unary_node(op, a, arg.node);
-                        Some(Built::new(node, arg.depth + 1))
+                        let (arg, depth) = stack.pop()?;
+                        Some((unary_node(op, a, arg), depth + 1))
                     }
                     _ => {
-                        let right = stack.pop()?;
-                        let left = stack.pop()?;
-                        let depth = left.depth.max(right.depth) + 1;
-                        Some(Built::new(binary_node(op, a, left.node, right.node), depth))
+                        let (right, rd) = stack.pop()?;
+                        let (left, ld) = stack.pop()?;
+                        Some((binary_node(op, a, left, right), ld.max(rd) + 1))
                     }
                 },
             };
-            let built = made?;
-            if built.depth > MAX_DEPTH {
+            let (node, depth) = made?;
+            if depth > MAX_DEPTH {
                 return None;
             }
-            stack.push(built);
+            stack.push((node, depth));
             pc = ins.next;
         }
         None
@@ -151,7 +135,7 @@ impl Tree {
 
     /// The block's value: what `eval::eval` gives.
     pub fn eval(&self, context: &dyn Context) -> Value {
-        match get(&self.root, context) {
+        match get(&self.0, context) {
             Got::Lent(v) => v.clone(),
             Got::Made(v) => v,
         }
@@ -160,7 +144,7 @@ impl Tree {
     /// Whether the block's value is `true`: `self.eval(context).is_true()`, without making
     /// the value (what conditions ask).
     pub fn holds(&self, context: &dyn Context) -> bool {
-        match &self.root {
+        match &self.0 {
             Node::Condition(Condition(test)) => test(context) == Truth::True,
             // (`and` is true when each operand is, and otherwise absent, missing or false.)
             Node::All(tests) => match &tests[..] {

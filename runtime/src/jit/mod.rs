@@ -551,32 +551,10 @@ impl Hot {
         self.policy = policy;
     }
 
-    /// Runs block `block` natively if it is compiled (compiling it if it just became hot);
-    /// `None`: the interpreter must.
+    /// Block `block`'s native code, if it is compiled or just became hot and is compiled now;
+    /// `None`: the interpreter must run it.
     #[inline]
-    pub fn run<C: Context + ?Sized>(
-        &self,
-        prepared: &Prepared,
-        block: u32,
-        context: &C,
-    ) -> Option<Value> {
-        self.native(prepared, block)?.run(context)
-    }
-
-    /// `run`, asking only whether the predicate holds.
-    #[inline]
-    pub fn holds<C: Context + ?Sized>(
-        &self,
-        prepared: &Prepared,
-        block: u32,
-        context: &C,
-    ) -> Option<bool> {
-        self.native(prepared, block)?.holds(context)
-    }
-
-    /// Block `block`'s native code, if it is compiled or just became hot and is compiled now.
-    #[inline]
-    fn native(&self, prepared: &Prepared, block: u32) -> Option<&Predicate> {
+    pub fn native(&self, prepared: &Prepared, block: u32) -> Option<&Predicate> {
         let (threshold, every) = match self.policy {
             Policy::Off => return None,
             Policy::HotAfter(after) => (after, false),
