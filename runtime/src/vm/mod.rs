@@ -315,6 +315,20 @@ fn key_slot(program: &Program, journey: &bc::JourneyDesc) -> Option<usize> {
     Some(plain.unwrap_or(journey.slots.len()))
 }
 
+/// The entry event's field that is a correlated journey's key, when its `correlate` block
+/// only reads a slot captured from that field: the key is then known before the entry's
+/// slots are captured.
+fn key_field(program: &Program, journey: &bc::JourneyDesc) -> Option<u16> {
+    let slot = key_slot(program, journey)?;
+    // (The last capture into a slot is the one that stays, as in `capture_entry`.)
+    journey
+        .entry_captures
+        .iter()
+        .rev()
+        .find(|c| usize::from(c.slot) == slot)
+        .map(|c| c.field)
+}
+
 /// Which inputs can concern a journey's instances.
 #[derive(Debug)]
 struct Interest {
@@ -428,6 +442,8 @@ pub struct Engine<'p> {
     interests: Vec<Interest>,
     /// Per correlated journey: the slot of its instances that holds the key (`key_slot`).
     key_slots: Vec<Option<usize>>,
+    /// Per correlated journey whose key is an entry field: that field (`key_field`).
+    key_fields: Vec<Option<u16>>,
     /// Per journey: its timeout, when the body can outlast it (`bytecode::lifetime`); a
     /// timeout no instance can live to see is not armed.
     armed_timeouts: Vec<Option<i64>>,
@@ -539,6 +555,7 @@ impl<'p> Engine<'p> {
                 .map(|j| Interest::of(j, program.events.len(), &prepared))
                 .collect(),
             key_slots: program.journeys.iter().map(|j| key_slot(program, j)).collect(),
+            key_fields: program.journeys.iter().map(|j| key_field(program, j)).collect(),
             armed_timeouts: program
                 .journeys
                 .iter()
@@ -1346,6 +1363,26 @@ impl<'p> Engine<'p> {
         }
         let desc = &self.program.journeys[journey as usize];
         let now = self.now;
+        // The checks only read, so their order changes no outcome. Reentry, which refuses a
+        // user already in the journey (the most common refusal), comes first when the key is
+        // known before anything is captured: without a key, or with one that is an entry field.
+        let early_key = if desc.correlate == NONE {
+            Some(None)
+        } else {
+            match (self.key_fields[journey as usize], &fields) {
+                (Some(field), Some(f)) => match f.get(usize::from(field)).and_then(Value::to_str) {
+                    Some(key) => Some(Some(key)),
+                    // No key, no instance: a correlated journey needs one.
+                    None => return,
+                },
+                _ => None,
+            }
+        };
+        if let Some(key) = &early_key {
+            if !self.reentry_allows(journey, user, key) {
+                return;
+            }
+        }
         let slots = fields.as_ref().map_or_else(
             || absent_slots(desc.slots.len()),
             |f| self.capture_entry(journey, f),
@@ -1373,24 +1410,25 @@ impl<'p> Engine<'p> {
                 return;
             }
         }
-        let key = if desc.correlate == NONE {
-            None
-        } else {
-            let key = self.prepared.run(
-                desc.correlate,
-                &self.outside_reader(user, None, Some((journey, &slots, now)), zone),
-            );
-            match key.to_str() {
-                Some(key) => Some(key),
-                // No key, no instance: a correlated journey needs one.
-                None => return,
+        let key = match early_key {
+            Some(key) => key,
+            None => {
+                let key = self.prepared.run(
+                    desc.correlate,
+                    &self.outside_reader(user, None, Some((journey, &slots, now)), zone),
+                );
+                let Some(key) = key.to_str() else {
+                    // No key, no instance: a correlated journey needs one.
+                    return;
+                };
+                let key = Some(key);
+                // Reentry before the audience: the cheaper refusal.
+                if !self.reentry_allows(journey, user, &key) {
+                    return;
+                }
+                key
             }
         };
-        // Reentry before the audience: both only read, and for a user already in the journey
-        // reentry is the cheaper refusal.
-        if !self.reentry_allows(journey, user, &key) {
-            return;
-        }
         if desc.audience != NONE
             && !self.prepared.holds(
                 desc.audience,
