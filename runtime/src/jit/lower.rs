@@ -7,6 +7,7 @@
 //! read only once the lengths agree). Presence states are ordered present < absent < missing,
 //! so "missing wins over absent, which wins over a value" is an unsigned maximum.
 
+use cranelift_codegen::entity::EntityRef;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F64, I32, I64};
 use cranelift_codegen::ir::{
@@ -137,11 +138,6 @@ pub(super) fn lower(
         let [event, slots, traits, env] = *builder.block_params(entry) else {
             return Err(Refusal::Backend);
         };
-        let out = builder.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            BOUND_SIZE as u32,
-            3,
-        ));
         let zero = builder.ins().iconst(I64, 0);
         let mut lowering = Lowering {
             b: builder,
@@ -154,7 +150,7 @@ pub(super) fn lower(
             declines: None,
             env,
             uses_env: false,
-            out,
+            out: None,
             zero,
             call_conv,
             loads: Vec::new(),
@@ -166,6 +162,7 @@ pub(super) fn lower(
         lowering.b.finalize(module.target_config());
         (lowering.loads, lowering.strings, lowering.uses_env)
     };
+    remove_unused(&mut context.func);
     module
         .define_function(function, &mut context)
         .map_err(|_| Refusal::Backend)?;
@@ -176,6 +173,56 @@ pub(super) fn lower(
         strings,
         uses_env,
     })
+}
+
+/// Removes the instructions whose results nothing uses and that have no effect besides them
+/// (the lowering computes some parts of a value eagerly — a string's shared address and
+/// length, say — that the operations on it may not read). Cranelift at `opt_level` none keeps
+/// such loads, and every instruction removed is one fewer to lower, allocate and run.
+fn remove_unused(func: &mut ir::Function) {
+    let mut uses = vec![0u32; func.dfg.num_values()];
+    let mut insts = Vec::with_capacity(func.dfg.num_insts());
+    for block in func.layout.blocks() {
+        for inst in func.layout.block_insts(block) {
+            insts.push(inst);
+            if func.dfg.insts[inst].opcode().is_branch() {
+                // (A jump's block arguments are uses too.)
+                for value in func.dfg.inst_values(inst) {
+                    uses[func.dfg.resolve_aliases(value).index()] += 1;
+                }
+            } else {
+                for &value in func.dfg.inst_args(inst) {
+                    uses[func.dfg.resolve_aliases(value).index()] += 1;
+                }
+            }
+        }
+    }
+    // In reverse, so that an instruction used only by removed ones goes too.
+    for &inst in insts.iter().rev() {
+        let data = &func.dfg.insts[inst];
+        let opcode = data.opcode();
+        let removable = match data {
+            ir::InstructionData::Load { flags, .. } => func.dfg.mem_flags[*flags].notrap(),
+            _ => {
+                !(opcode.can_load()
+                    || opcode.can_store()
+                    || opcode.can_trap()
+                    || opcode.is_call()
+                    || opcode.is_branch()
+                    || opcode.is_terminator()
+                    || opcode.other_side_effects())
+            }
+        };
+        let results = func.dfg.inst_results(inst);
+        if !removable || results.is_empty() || results.iter().any(|r| uses[r.index()] > 0) {
+            continue;
+        }
+        for &value in func.dfg.inst_args(inst) {
+            let used = &mut uses[func.dfg.resolve_aliases(value).index()];
+            *used = used.saturating_sub(1);
+        }
+        func.layout.remove_inst(inst);
+    }
 }
 
 struct Lowering<'p, 'f> {
@@ -196,8 +243,9 @@ struct Lowering<'p, 'f> {
     env: ir::Value,
     /// Whether the code reads `env`.
     uses_env: bool,
-    /// Where helpers write a `Bound` result.
-    out: ir::StackSlot,
+    /// Where helpers write a `Bound` result: made for the first that does, so that code
+    /// calling none has no stack frame to set up.
+    out: Option<ir::StackSlot>,
     zero: ir::Value,
     call_conv: cranelift_codegen::isa::CallConv,
     loads: Vec<Load>,
@@ -709,7 +757,19 @@ impl Lowering<'_, '_> {
     /// Calls helper `f` with `args` (of types `params`) and, last, the address of the result
     /// slot; returns the `Bound` it wrote there, as a `ty`.
     fn call_out(&mut self, f: *const (), params: &[ir::Type], args: &[ir::Value], ty: Ty) -> V {
-        let out = self.b.ins().stack_addr(I64, self.out, 0);
+        let slot = match self.out {
+            Some(slot) => slot,
+            None => {
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    BOUND_SIZE as u32,
+                    3,
+                ));
+                self.out = Some(slot);
+                slot
+            }
+        };
+        let out = self.b.ins().stack_addr(I64, slot, 0);
         let params: Vec<ir::Type> = params.iter().copied().chain([I64]).collect();
         let args: Vec<ir::Value> = args.iter().copied().chain([out]).collect();
         self.call(f, &params, None, &args);
