@@ -288,9 +288,61 @@ journey follow_up {
     );
 }
 
-/// The lifecycle states the service drives: a closed journey takes no entries but its
-/// instances run on; a paused one holds their timers (fired in order when it goes on) and lets
-/// `wait for` events pass; goals still end paused instances; archiving ends them all.
+/// A user with many instances whose instances end mostly in the order they entered (the
+/// engine marks their entries ended and sweeps the marks out later): each goal reaches its own
+/// instance, ended keys are free again and running ones are not, and what the engine reports
+/// of the user (its view, its facts) holds the running instances only.
+#[test]
+fn a_user_with_many_instances_ending_in_order_keeps_them_apart() {
+    let source = r#"
+event Ordered { id: string }
+event Reviewed { id: string }
+journey follow_up {
+  entry on Ordered as o
+  reentry always
+  correlate o.id
+  goal reviewed: Reviewed where id == o.id
+  wait 30d
+  send email "how was it"
+}
+"#;
+    let at = |minute: usize| format!("2026-01-01T{:02}:{:02}:00Z", minute / 60, minute % 60);
+    let event = |name: &str, minute: usize, id: usize| {
+        format!(
+            r#"{{"type":"track","event":"{name}","userId":"u1","timestamp":"{}","properties":{{"id":"o{id}"}}}}"#,
+            at(minute)
+        )
+    };
+    // 50 orders; reviews of o0..o29 in order and of o45 (31 ends, most from the front, past
+    // the point where the marks are swept); every id ordered again (the 31 ended admitted, the
+    // 19 running refused); then a review of o3's second instance.
+    let mut lines: Vec<String> = (0..50).map(|n| event("Ordered", n, n)).collect();
+    lines.extend((0..30).map(|n| event("Reviewed", 60 + n, n)));
+    lines.push(event("Reviewed", 95, 45));
+    lines.extend((0..50).map(|n| event("Ordered", 100 + n, n)));
+    lines.push(event("Reviewed", 200, 3));
+    let program = support::compile_inline(source);
+    let engine = run_lines(&program, &lines, Some(1_767_312_000_000));
+    assert_eq!(engine.stats[0].entered, 81);
+    assert_eq!(engine.stats[0].outcomes.values().sum::<u64>(), 32);
+    let view = engine.user_view("u1").expect("u1 was seen");
+    assert_eq!(view.instances.len(), 49, "81 entered, 32 ended");
+    let mut keys: Vec<String> = view
+        .instances
+        .iter()
+        .filter_map(|i| Some(i.key.as_ref()?.to_string()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 49, "one running instance per key but o3");
+    let running = engine
+        .facts_now()
+        .into_iter()
+        .filter(|f| matches!(f, journey_runtime::vm::facts::Fact::Running { .. }))
+        .count();
+    assert_eq!(running, 49);
+}
+
 /// A tracked `event` (whose one field is `n: int`) of `user`, `minute` minutes after
 /// 2026-01-01T00:00Z, decoded for `program`.
 fn track(
@@ -310,6 +362,9 @@ fn track(
     }
 }
 
+/// The lifecycle states the service drives: a closed journey takes no entries but its
+/// instances run on; a paused one holds their timers (fired in order when it goes on) and lets
+/// `wait for` events pass; goals still end paused instances; archiving ends them all.
 #[test]
 fn lifecycle_states_close_pause_and_archive() {
     use journey_runtime::vm::output::record_json;

@@ -206,7 +206,7 @@ impl Engine<'_> {
                     });
                 }
             }
-            for (journey, slot, _) in &u.instances {
+            for (journey, slot, _) in u.instances.iter().filter(|entry| **entry != super::ENDED) {
                 let key = self
                     .instances
                     .get(*slot as usize)

@@ -144,8 +144,23 @@ pub struct JourneyStats {
     pub split_arms: Vec<Vec<u64>>,
 }
 
-/// Instance slots by (journey, key tag), for users with many instances (`User::running`).
-type RunningIndex = FxHashMap<(u32, u32), SmallVec<[u32; 1]>>;
+/// For a user with many instances (`User::running`): their slots by (journey, key tag), and the
+/// `ENDED` marks in the user's instance list.
+#[derive(Debug, Default)]
+struct RunningIndex {
+    by_key: FxHashMap<(u32, u32), SmallVec<[u32; 1]>>,
+    /// How many entries are marks.
+    ended: usize,
+    /// How many entries at the front are marks: where the search for an ending one starts.
+    front: usize,
+}
+
+/// An entry of a long instance list (`User::instances`) whose instance has ended: no journey,
+/// no slot and no key tag match it. Instances end mostly in the order they entered, so the
+/// entry of one that ends is near the front, and removing it would move all the others —
+/// thousands of them for a very active user, at every end. A long list marks the entry
+/// instead, and sweeps the marks out once they are half of it.
+const ENDED: (u32, u32, u32) = (u32::MAX, u32::MAX, u32::MAX);
 
 /// A user's kept events of one type, oldest first: (time, fields).
 type Kept = Vec<(i64, Arc<[Value]>)>;
@@ -162,7 +177,8 @@ struct User {
     /// Sends that count toward caps: (time, channel).
     sends: Vec<(i64, Channel)>,
     /// This user's instances, in the order they entered: (journey, slot in `Engine::instances`),
-    /// so that the instances of journeys an input cannot concern are passed over unread.
+    /// so that the instances of journeys an input cannot concern are passed over unread. Once
+    /// `running` indexes them, ended ones may stay as `ENDED` marks.
     /// Inline for two: most users have no more, and one allocation less is one cache miss less.
     /// (journey, slot, key tag): the tag (`key_tag`) tells most other keys apart without
     /// reading the instance.
@@ -1484,6 +1500,7 @@ impl<'p> Engine<'p> {
         };
         let running = match &u.running {
             Some(index) => index
+                .by_key
                 .get(&(journey, tag))
                 .is_some_and(|slots| slots.iter().any(|slot| runs_with_key(*slot))),
             None => u
@@ -1574,13 +1591,15 @@ impl<'p> Engine<'p> {
             u.instances.push((journey, index as u32, tag));
             match &mut u.running {
                 Some(running) => running
+                    .by_key
                     .entry((journey, tag))
                     .or_default()
                     .push(index as u32),
                 None if u.instances.len() > MANY_INSTANCES => {
+                    // (Without an index the list has no `ENDED` marks.)
                     let mut running = RunningIndex::default();
                     for (j, slot, t) in &u.instances {
-                        running.entry((*j, *t)).or_default().push(*slot);
+                        running.by_key.entry((*j, *t)).or_default().push(*slot);
                     }
                     u.running = Some(Box::new(running));
                 }
@@ -1790,18 +1809,37 @@ impl<'p> Engine<'p> {
         if let Some(u) = self.users.get_mut(instance.user as usize) {
             // Instances mostly end in the order they entered: the search from the front is
             // short, and the removal keeps the entry order.
-            let removed = u
+            let from = u.running.as_ref().map_or(0, |running| running.front);
+            let at = u
                 .instances
-                .iter()
-                .position(|(_, i, _)| *i as usize == index)
-                .map(|at| u.instances.remove(at));
-            if let (Some(running), Some((j, _, t))) = (&mut u.running, removed) {
-                if let Some(slots) = running.get_mut(&(j, t)) {
-                    slots.retain(|slot| *slot as usize != index);
-                    if slots.is_empty() {
-                        running.remove(&(j, t));
+                .get(from..)
+                .and_then(|live| live.iter().position(|(_, i, _)| *i as usize == index))
+                .map(|at| from + at);
+            match (&mut u.running, at) {
+                (None, Some(at)) => {
+                    u.instances.remove(at);
+                }
+                (Some(running), Some(at)) => {
+                    let (j, _, t) = std::mem::replace(&mut u.instances[at], ENDED);
+                    running.ended += 1;
+                    if running.ended * 2 >= u.instances.len() {
+                        u.instances.retain(|entry| *entry != ENDED);
+                        running.ended = 0;
+                        running.front = 0;
+                    } else if at == running.front {
+                        running.front += u.instances[at..]
+                            .iter()
+                            .take_while(|entry| **entry == ENDED)
+                            .count();
+                    }
+                    if let Some(slots) = running.by_key.get_mut(&(j, t)) {
+                        slots.retain(|slot| *slot as usize != index);
+                        if slots.is_empty() {
+                            running.by_key.remove(&(j, t));
+                        }
                     }
                 }
+                (_, None) => {}
             }
             if let Some(at) = u.journeys.iter().position(|(j, _)| *j == instance.journey) {
                 u.journeys[at].1 -= 1;
