@@ -1189,11 +1189,17 @@ impl<'p> Engine<'p> {
             if let Some(history) = u.history.get_mut(slot) {
                 history.push((now, fields.clone()));
                 if let Some(ms) = span {
-                    // Oldest first: mostly the oldest is still inside the window.
+                    // Oldest first: mostly the oldest is still inside the window. What left it
+                    // goes once it is half the history: a very active user keeps thousands of
+                    // events, and dropping the oldest at each new one would move all the others
+                    // every time. (Every reader bounds what it reads by time, and nothing reads
+                    // further back than `span`.)
                     let cutoff = now.saturating_sub(ms);
                     if history.first().is_some_and(|(t, _)| *t <= cutoff) {
                         let stale = history.partition_point(|(t, _)| *t <= cutoff);
-                        history.drain(..stale);
+                        if stale * 2 >= history.len() {
+                            history.drain(..stale);
+                        }
                     }
                 }
             }
