@@ -247,12 +247,8 @@ journey lapsed {
     assert_eq!(engine.timers_fired, 28);
 }
 
-/// A user with many running instances (past the point where the engine indexes them by key)
-/// is still refused a second instance with a running key, and admitted with a new one; and an
-/// ended instance's key is free again.
-#[test]
-fn correlation_keys_hold_for_users_with_many_instances() {
-    let source = r#"
+/// Orders followed up per order id, for the tests of a user with many instances.
+const FOLLOW_UP: &str = r#"
 event Ordered { id: string }
 event Reviewed { id: string }
 journey follow_up {
@@ -264,21 +260,30 @@ journey follow_up {
   send email "how was it"
 }
 "#;
-    let at = |minute: usize| format!("2026-01-01T{:02}:{:02}:00Z", minute / 60, minute % 60);
-    let order = |minute: usize, id: &str| {
-        format!(
-            r#"{{"type":"track","event":"Ordered","userId":"u1","timestamp":"{}","properties":{{"id":"{id}"}}}}"#,
-            at(minute)
-        )
-    };
+
+/// A `FOLLOW_UP` input line: user u1's `event` (`Ordered` or `Reviewed`) of order `o{id}`,
+/// `minute` minutes after 2026-01-01T00:00Z.
+fn follow_up_line(event: &str, minute: usize, id: usize) -> String {
+    format!(
+        r#"{{"type":"track","event":"{event}","userId":"u1","timestamp":"2026-01-01T{:02}:{:02}:00Z","properties":{{"id":"o{id}"}}}}"#,
+        minute / 60,
+        minute % 60
+    )
+}
+
+/// A user with many running instances (past the point where the engine indexes them by key)
+/// is still refused a second instance with a running key, and admitted with a new one; and an
+/// ended instance's key is free again.
+#[test]
+fn correlation_keys_hold_for_users_with_many_instances() {
     // 50 orders, then the first 50 ids again (all still running: refused), a review of o7
     // (ends it), o7 once more (admitted) and a new id (admitted).
-    let mut lines: Vec<String> = (0..50).map(|n| order(n, &format!("o{n}"))).collect();
-    lines.extend((0..50).map(|n| order(60 + n, &format!("o{n}"))));
-    lines.push(format!(r#"{{"type":"track","event":"Reviewed","userId":"u1","timestamp":"{}","properties":{{"id":"o7"}}}}"#, at(120)));
-    lines.push(order(121, "o7"));
-    lines.push(order(122, "o50"));
-    let program = support::compile_inline(source);
+    let mut lines: Vec<String> = (0..50).map(|n| follow_up_line("Ordered", n, n)).collect();
+    lines.extend((0..50).map(|n| follow_up_line("Ordered", 60 + n, n)));
+    lines.push(follow_up_line("Reviewed", 120, 7));
+    lines.push(follow_up_line("Ordered", 121, 7));
+    lines.push(follow_up_line("Ordered", 122, 50));
+    let program = support::compile_inline(FOLLOW_UP);
     let engine = run_lines(&program, &lines, Some(1_767_312_000_000));
     assert_eq!(engine.stats[0].entered, 52);
     assert_eq!(
@@ -294,34 +299,15 @@ journey follow_up {
 /// of the user (its view, its facts) holds the running instances only.
 #[test]
 fn a_user_with_many_instances_ending_in_order_keeps_them_apart() {
-    let source = r#"
-event Ordered { id: string }
-event Reviewed { id: string }
-journey follow_up {
-  entry on Ordered as o
-  reentry always
-  correlate o.id
-  goal reviewed: Reviewed where id == o.id
-  wait 30d
-  send email "how was it"
-}
-"#;
-    let at = |minute: usize| format!("2026-01-01T{:02}:{:02}:00Z", minute / 60, minute % 60);
-    let event = |name: &str, minute: usize, id: usize| {
-        format!(
-            r#"{{"type":"track","event":"{name}","userId":"u1","timestamp":"{}","properties":{{"id":"o{id}"}}}}"#,
-            at(minute)
-        )
-    };
     // 50 orders; reviews of o0..o29 in order and of o45 (31 ends, most from the front, past
     // the point where the marks are swept); every id ordered again (the 31 ended admitted, the
     // 19 running refused); then a review of o3's second instance.
-    let mut lines: Vec<String> = (0..50).map(|n| event("Ordered", n, n)).collect();
-    lines.extend((0..30).map(|n| event("Reviewed", 60 + n, n)));
-    lines.push(event("Reviewed", 95, 45));
-    lines.extend((0..50).map(|n| event("Ordered", 100 + n, n)));
-    lines.push(event("Reviewed", 200, 3));
-    let program = support::compile_inline(source);
+    let mut lines: Vec<String> = (0..50).map(|n| follow_up_line("Ordered", n, n)).collect();
+    lines.extend((0..30).map(|n| follow_up_line("Reviewed", 60 + n, n)));
+    lines.push(follow_up_line("Reviewed", 95, 45));
+    lines.extend((0..50).map(|n| follow_up_line("Ordered", 100 + n, n)));
+    lines.push(follow_up_line("Reviewed", 200, 3));
+    let program = support::compile_inline(FOLLOW_UP);
     let engine = run_lines(&program, &lines, Some(1_767_312_000_000));
     assert_eq!(engine.stats[0].entered, 81);
     assert_eq!(engine.stats[0].outcomes.values().sum::<u64>(), 32);
