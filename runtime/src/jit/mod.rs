@@ -452,11 +452,10 @@ impl Predicate {
     /// `MISSING_ANSWER`), or `None` when it declined.
     #[inline]
     fn answer<C: Context + ?Sized>(&self, context: &C) -> Option<u32> {
-        if self.reach.is_empty() {
-            return self.call(context.as_context(), Frame::default());
-        }
         match context.frame() {
             Some(frame) if self.reach.within(&frame) => self.call(context.as_context(), frame),
+            // (Code that reads nothing from a frame needs none.)
+            None if self.reach.is_empty() => self.call(context.as_context(), Frame::default()),
             _ => self.run_copied(context.as_context()),
         }
     }
