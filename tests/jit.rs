@@ -278,9 +278,9 @@ fn a_hot_predicate_is_compiled_once_and_gives_the_same_answers() {
     assert_eq!(off.compiled_predicates(), 0);
 }
 
-/// The default policy leaves to the interpreter a predicate it answers in fewer instructions
-/// than native code (`jit::MIN_OPERATIONS`: an `and` of comparisons, of any length, or an `or`
-/// of two), and compiles one it does not (an `or` of three); all answer alike.
+/// The default policy (`jit::pays`) compiles a predicate of three comparisons and more, and
+/// leaves to the interpreter one of two and one that asks history, which the interpreter
+/// answers as soon or sooner; all answer as the stack interpreter does.
 #[test]
 fn the_default_policy_compiles_only_predicates_native_code_answers_sooner() {
     // (condition, whether it is compiled)

@@ -156,10 +156,8 @@ struct RunningIndex {
 }
 
 /// An entry of a long instance list (`User::instances`) whose instance has ended: no journey,
-/// no slot and no key tag match it. Instances end mostly in the order they entered, so the
-/// entry of one that ends is near the front, and removing it would move all the others —
-/// thousands of them for a very active user, at every end. A long list marks the entry
-/// instead, and sweeps the marks out once they are half of it.
+/// no slot and no key tag match it (`User::forget_instance`: removing the entry would move
+/// all the later ones, thousands for a very active user, at nearly every end).
 const ENDED: (u32, u32, u32) = (u32::MAX, u32::MAX, u32::MAX);
 
 /// A user's kept events of one type, oldest first: (time, fields).
@@ -194,6 +192,47 @@ struct User {
     running: Option<Box<RunningIndex>>,
     /// Instances other engines run for this user (`Fact::Running`), when there are any.
     foreign: Option<Box<facts::Foreign>>,
+}
+
+impl User {
+    /// Takes the instance in slot `index` out of the user's instance list (and its running
+    /// index). Instances mostly end in the order they entered: the search from the front is
+    /// short, and the list keeps the entry order. A long list (one with `running`) marks the
+    /// entry `ENDED` instead of moving all the later ones, and sweeps the marks out once they
+    /// are half of it.
+    fn forget_instance(&mut self, index: usize) {
+        let from = self.running.as_ref().map_or(0, |running| running.front);
+        let Some(at) = self
+            .instances
+            .get(from..)
+            .and_then(|live| live.iter().position(|(_, i, _)| *i as usize == index))
+            .map(|at| from + at)
+        else {
+            return;
+        };
+        let Some(running) = &mut self.running else {
+            self.instances.remove(at);
+            return;
+        };
+        let (j, _, t) = std::mem::replace(&mut self.instances[at], ENDED);
+        running.ended += 1;
+        if running.ended * 2 >= self.instances.len() {
+            self.instances.retain(|entry| *entry != ENDED);
+            running.ended = 0;
+            running.front = 0;
+        } else if at == running.front {
+            running.front += self.instances[at..]
+                .iter()
+                .take_while(|entry| **entry == ENDED)
+                .count();
+        }
+        if let Some(slots) = running.by_key.get_mut(&(j, t)) {
+            slots.retain(|slot| *slot as usize != index);
+            if slots.is_empty() {
+                running.by_key.remove(&(j, t));
+            }
+        }
+    }
 }
 
 /// The past entries of a user into one journey with one key, as far as the journey's reentry
@@ -1813,40 +1852,7 @@ impl<'p> Engine<'p> {
         self.free.push(index);
         self.deferred.remove(&index);
         if let Some(u) = self.users.get_mut(instance.user as usize) {
-            // Instances mostly end in the order they entered: the search from the front is
-            // short, and the removal keeps the entry order.
-            let from = u.running.as_ref().map_or(0, |running| running.front);
-            let at = u
-                .instances
-                .get(from..)
-                .and_then(|live| live.iter().position(|(_, i, _)| *i as usize == index))
-                .map(|at| from + at);
-            match (&mut u.running, at) {
-                (None, Some(at)) => {
-                    u.instances.remove(at);
-                }
-                (Some(running), Some(at)) => {
-                    let (j, _, t) = std::mem::replace(&mut u.instances[at], ENDED);
-                    running.ended += 1;
-                    if running.ended * 2 >= u.instances.len() {
-                        u.instances.retain(|entry| *entry != ENDED);
-                        running.ended = 0;
-                        running.front = 0;
-                    } else if at == running.front {
-                        running.front += u.instances[at..]
-                            .iter()
-                            .take_while(|entry| **entry == ENDED)
-                            .count();
-                    }
-                    if let Some(slots) = running.by_key.get_mut(&(j, t)) {
-                        slots.retain(|slot| *slot as usize != index);
-                        if slots.is_empty() {
-                            running.by_key.remove(&(j, t));
-                        }
-                    }
-                }
-                (_, None) => {}
-            }
+            u.forget_instance(index);
             if let Some(at) = u.journeys.iter().position(|(j, _)| *j == instance.journey) {
                 u.journeys[at].1 -= 1;
                 if u.journeys[at].1 == 0 {
