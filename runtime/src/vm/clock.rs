@@ -13,9 +13,10 @@ use rustc_hash::FxHashMap;
 #[derive(Default)]
 pub struct LocalTimes {
     answers: FxHashMap<(Tz, i32, u16), Option<i64>>,
-    /// The last `local_minute` asked and its answer: timers due at one instant (the end of
-    /// quiet hours, a daily entry) ask it for many users at once.
-    last_minute: Option<(Tz, i64, Option<u16>)>,
+    /// The last `local_reading` asked and its answer: timers due at one instant (the end of
+    /// quiet hours, a daily entry) ask it for many users at once, and a send under quiet hours
+    /// asks it twice (the minute, then the date the window ends).
+    last_reading: Option<(Tz, i64, Option<LocalReading>)>,
 }
 
 /// How many answers `LocalTimes` keeps before it starts again (a few hundred KiB at most).
@@ -36,16 +37,21 @@ impl LocalTimes {
         answer
     }
 
-    /// `local_minute(zone, ms)`.
-    pub fn minute(&mut self, zone: Tz, ms: i64) -> Option<u16> {
-        match self.last_minute {
+    /// `local_reading(zone, ms)`.
+    fn reading(&mut self, zone: Tz, ms: i64) -> Option<LocalReading> {
+        match self.last_reading {
             Some((z, t, answer)) if z == zone && t == ms => answer,
             _ => {
-                let answer = local_minute(zone, ms);
-                self.last_minute = Some((zone, ms, answer));
+                let answer = local_reading(zone, ms);
+                self.last_reading = Some((zone, ms, answer));
                 answer
             }
         }
+    }
+
+    /// `local_minute(zone, ms)`.
+    pub fn minute(&mut self, zone: Tz, ms: i64) -> Option<u16> {
+        self.reading(zone, ms).map(|r| r.minute)
     }
 
     /// `next_time_of_day`, with the local times remembered.
@@ -56,9 +62,34 @@ impl LocalTimes {
         minute: u16,
         accept: impl Fn(u32) -> bool,
     ) -> Option<i64> {
-        next_time_of_day_with(zone, now, accept, |date| self.at(zone, date, minute))
+        let today = self.reading(zone, now)?.date;
+        next_time_of_day_from(today, now, accept, |date| self.at(zone, date, minute))
     }
 }
+
+/// The local clock at an instant: its date and its minute of the day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalReading {
+    pub date: NaiveDate,
+    pub minute: u16,
+}
+
+/// The local date and minute of an instant, from one lookup of the offset in force. (A
+/// `DateTime<Tz>` would cost a second conversion of the date; this runs for every send under
+/// quiet hours.)
+pub fn local_reading(zone: Tz, ms: i64) -> Option<LocalReading> {
+    let utc = chrono::DateTime::from_timestamp_millis(ms)?.naive_utc();
+    let offset = i64::from(zone.offset_from_utc_datetime(&utc).fix().local_minus_utc());
+    let local_seconds = ms.div_euclid(1000).checked_add(offset)?;
+    let days = i32::try_from(local_seconds.div_euclid(86_400)).ok()?;
+    Some(LocalReading {
+        date: NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)?,
+        minute: (local_seconds.rem_euclid(86_400) / 60) as u16,
+    })
+}
+
+/// Days from 0001-01-01 (day 1) to 1970-01-01, as `NaiveDate::num_days_from_ce` counts them.
+const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 /// The instant of `minute` (of the day) on `date` in `zone`.
 pub fn at_local(zone: Tz, date: NaiveDate, minute: u16) -> Option<i64> {
@@ -79,13 +110,6 @@ pub fn at_local(zone: Tz, date: NaiveDate, minute: u16) -> Option<i64> {
     }
 }
 
-/// The local date of an instant.
-pub fn local_date(zone: Tz, ms: i64) -> Option<NaiveDate> {
-    zone.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.date_naive())
-}
-
 /// The next instant strictly after `now` whose local time is `minute`, on a day `accept`s
 /// (weekday, 0 = Monday).
 pub fn next_time_of_day(
@@ -94,17 +118,19 @@ pub fn next_time_of_day(
     minute: u16,
     accept: impl Fn(u32) -> bool,
 ) -> Option<i64> {
-    next_time_of_day_with(zone, now, accept, |date| at_local(zone, date, minute))
+    let today = local_reading(zone, now)?.date;
+    next_time_of_day_from(today, now, accept, |date| at_local(zone, date, minute))
 }
 
-/// `next_time_of_day`, with `local(date)` giving the instant of the minute on `date`.
-fn next_time_of_day_with(
-    zone: Tz,
+/// `next_time_of_day` from `today`, the local date at `now`, with `local(date)` giving the
+/// instant of the minute on `date`.
+fn next_time_of_day_from(
+    today: NaiveDate,
     now: i64,
     accept: impl Fn(u32) -> bool,
     mut local: impl FnMut(NaiveDate) -> Option<i64>,
 ) -> Option<i64> {
-    let mut date = local_date(zone, now)?.pred_opt()?;
+    let mut date = today.pred_opt()?;
     for _ in 0..16 {
         if accept(date.weekday().num_days_from_monday()) {
             if let Some(t) = local(date).filter(|t| *t > now) {
@@ -114,16 +140,6 @@ fn next_time_of_day_with(
         date = date.succ_opt()?;
     }
     None
-}
-
-/// The local minute of the day of an instant.
-pub fn local_minute(zone: Tz, ms: i64) -> Option<u16> {
-    // The offset in force, then arithmetic: a local date and time is not needed, and making
-    // one costs more than the offset's lookup (this runs for every send under quiet hours).
-    let utc = chrono::DateTime::from_timestamp_millis(ms)?.naive_utc();
-    let offset = i64::from(zone.offset_from_utc_datetime(&utc).fix().local_minus_utc());
-    let local_seconds = ms.div_euclid(1000) + offset;
-    Some((local_seconds.rem_euclid(86_400) / 60) as u16)
 }
 
 /// Whether `minute` lies in the half-open window `[start, end)`, which may wrap midnight.
@@ -228,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn local_minute_is_the_local_clock_reading() {
+    fn local_reading_is_the_local_clock_reading() {
         use chrono::Timelike;
         let zones = [
             chrono_tz::UTC,
@@ -249,8 +265,11 @@ mod tests {
                 let want = zone
                     .timestamp_millis_opt(ms)
                     .single()
-                    .map(|t| (t.hour() * 60 + t.minute()) as u16);
-                assert_eq!(local_minute(zone, ms), want, "{zone} {ms}");
+                    .map(|t| LocalReading {
+                        date: t.date_naive(),
+                        minute: (t.hour() * 60 + t.minute()) as u16,
+                    });
+                assert_eq!(local_reading(zone, ms), want, "{zone} {ms}");
             }
         }
     }
