@@ -341,9 +341,11 @@ const MANY_INSTANCES: usize = 32;
 /// A short hash of a correlation key: equal keys have equal tags, so comparing tags first spares
 /// reading most other keys (which live elsewhere in memory).
 fn key_tag(key: &Option<Str>) -> u32 {
-    use std::hash::{Hash, Hasher};
+    use std::hash::Hasher;
+    // The bytes alone: a tag only tells keys apart before they are compared, so `None` may
+    // share one with the empty key.
     let mut hasher = rustc_hash::FxHasher::default();
-    key.as_ref().map(Str::as_bytes).hash(&mut hasher);
+    hasher.write(key.as_ref().map_or(&[][..], Str::as_bytes));
     hasher.finish() as u32
 }
 
@@ -491,6 +493,9 @@ pub struct Engine<'p> {
     /// Zones parsed so far, by name.
     /// (Fx hashing: only valid zone names are kept, a set no input can grow.)
     zones: FxHashMap<Str, chrono_tz::Tz>,
+    /// The last zone found by name: most users of an engine share one, and comparing a name
+    /// costs less than hashing it.
+    last_zone: Option<(Str, chrono_tz::Tz)>,
     /// Local times of day already found (daily entries, waits, quiet hours).
     local_times: clock::LocalTimes,
     /// Per journey: which inputs can concern its instances.
@@ -619,6 +624,7 @@ impl<'p> Engine<'p> {
             prepared,
             scratch: Vec::new(),
             zones: FxHashMap::default(),
+            last_zone: None,
             local_times: clock::LocalTimes::default(),
             history_slots: {
                 let mut next = 0;
@@ -1701,13 +1707,20 @@ impl<'p> Engine<'p> {
         let Some(name) = name.to_str() else {
             return chrono_tz::UTC;
         };
+        match &self.last_zone {
+            Some((last, zone)) if *last == name => return *zone,
+            _ => {}
+        }
         if let Some(zone) = self.zones.get(&name) {
-            return *zone;
+            let zone = *zone;
+            self.last_zone = Some((name, zone));
+            return zone;
         }
         match chrono_tz::Tz::from_str(&name) {
             Ok(zone) => {
                 // Only valid names are kept, so inputs cannot grow the map without bound.
-                self.zones.insert(name, zone);
+                self.zones.insert(name.clone(), zone);
+                self.last_zone = Some((name, zone));
                 zone
             }
             Err(_) => {
@@ -2208,7 +2221,9 @@ impl<'p> Engine<'p> {
                 let stale = u
                     .sends
                     .partition_point(|(t, _)| now.saturating_sub(*t) >= self.longest_cap);
-                u.sends.drain(..stale);
+                if stale > 0 {
+                    u.sends.drain(..stale);
+                }
                 if self.longest_cap > 0 {
                     u.sends.push((now, s.channel));
                 }
