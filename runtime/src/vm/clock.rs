@@ -62,28 +62,36 @@ impl LocalTimes {
         minute: u16,
         accept: impl Fn(u32) -> bool,
     ) -> Option<i64> {
-        let today = self.reading(zone, now)?.date;
+        let today = self.reading(zone, now)?.date()?;
         next_time_of_day_from(today, now, accept, |date| self.at(zone, date, minute))
     }
 }
 
-/// The local clock at an instant: its date and its minute of the day.
+/// The local clock at an instant: its day and its minute of the day.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LocalReading {
-    pub date: NaiveDate,
+    /// Days since 1970-01-01 (a date is made only when asked: quiet hours need the minute).
+    pub day: i64,
     pub minute: u16,
 }
 
-/// The local date and minute of an instant, from one lookup of the offset in force. (A
-/// `DateTime<Tz>` would cost a second conversion of the date; this runs for every send under
-/// quiet hours.)
+impl LocalReading {
+    /// The local date.
+    pub fn date(&self) -> Option<NaiveDate> {
+        let days = i32::try_from(self.day).ok()?;
+        NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)
+    }
+}
+
+/// The local day and minute of an instant, from one lookup of the offset in force. (A
+/// `DateTime<Tz>` would cost a conversion to a date; this runs for every send under quiet
+/// hours.)
 pub fn local_reading(zone: Tz, ms: i64) -> Option<LocalReading> {
     let utc = chrono::DateTime::from_timestamp_millis(ms)?.naive_utc();
     let offset = i64::from(zone.offset_from_utc_datetime(&utc).fix().local_minus_utc());
     let local_seconds = ms.div_euclid(1000).checked_add(offset)?;
-    let days = i32::try_from(local_seconds.div_euclid(86_400)).ok()?;
     Some(LocalReading {
-        date: NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)?,
+        day: local_seconds.div_euclid(86_400),
         minute: (local_seconds.rem_euclid(86_400) / 60) as u16,
     })
 }
@@ -118,7 +126,7 @@ pub fn next_time_of_day(
     minute: u16,
     accept: impl Fn(u32) -> bool,
 ) -> Option<i64> {
-    let today = local_reading(zone, now)?.date;
+    let today = local_reading(zone, now)?.date()?;
     next_time_of_day_from(today, now, accept, |date| at_local(zone, date, minute))
 }
 
@@ -265,11 +273,9 @@ mod tests {
                 let want = zone
                     .timestamp_millis_opt(ms)
                     .single()
-                    .map(|t| LocalReading {
-                        date: t.date_naive(),
-                        minute: (t.hour() * 60 + t.minute()) as u16,
-                    });
-                assert_eq!(local_reading(zone, ms), want, "{zone} {ms}");
+                    .map(|t| (Some(t.date_naive()), (t.hour() * 60 + t.minute()) as u16));
+                let got = local_reading(zone, ms).map(|r| (r.date(), r.minute));
+                assert_eq!(got, want, "{zone} {ms}");
             }
         }
     }

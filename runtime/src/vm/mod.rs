@@ -1910,9 +1910,12 @@ impl<'p> Engine<'p> {
             let journey = instance.journey;
             let body = self.program.blocks[self.program.journeys[journey as usize].body as usize];
             let end = body.offset.saturating_add(body.length);
-            // Expression instructions run here, the instance read once for all of them; the
-            // loop leaves at the first that acts on the engine (or the body's end).
+            // Expression instructions, jumps and step marks run here, the instance read once
+            // for all of them; the loop leaves at the first instruction that acts on the engine
+            // (or the body's end). The steps marked on the way are counted after it, before
+            // that instruction acts (a send records its step).
             let mut pc = instance.pc;
+            let mut marked: SmallVec<[u32; 4]> = SmallVec::new();
             let stop = {
                 let Some(context) = self.reader(index, None) else {
                     return;
@@ -1922,24 +1925,40 @@ impl<'p> Engine<'p> {
                     let Some(ins) = self.prepared.instruction(pc, end) else {
                         break Stop::Ended;
                     };
-                    match eval::step(
-                        &self.prepared,
-                        ins.opcode,
-                        ins.operands,
-                        &mut stack,
-                        &context,
-                    ) {
-                        Flow::Next if budget > 0 => pc = ins.next,
-                        Flow::Next => {
-                            pc = ins.next;
-                            break Stop::OutOfBudget;
+                    let [a, _] = ins.operands;
+                    pc = match ins.opcode {
+                        Opcode::Step => {
+                            marked.push(a);
+                            ins.next
                         }
-                        Flow::Return(_) => break Stop::Ended,
-                        Flow::NotAnExpression => break Stop::Acts(ins),
+                        Opcode::Jump => a,
+                        Opcode::JumpIfFalse => {
+                            let condition = stack.pop().unwrap_or(Value::Absent);
+                            if condition.is_true() {
+                                ins.next
+                            } else {
+                                a
+                            }
+                        }
+                        _ => match eval::step(
+                            &self.prepared,
+                            ins.opcode,
+                            ins.operands,
+                            &mut stack,
+                            &context,
+                        ) {
+                            Flow::Next => ins.next,
+                            Flow::Return(_) => break Stop::Ended,
+                            Flow::NotAnExpression => break Stop::Acts(ins),
+                        },
+                    };
+                    if budget == 0 {
+                        break Stop::OutOfBudget;
                     }
                 }
             };
             self.set_pc(index, pc);
+            self.mark_steps(index, journey, &marked);
             let ins = match stop {
                 Stop::Acts(ins) => ins,
                 Stop::OutOfBudget => return,
@@ -1949,26 +1968,6 @@ impl<'p> Engine<'p> {
             let [a, b] = ins.operands;
             let now = self.now;
             match ins.opcode {
-                Opcode::Step => {
-                    if let Some(reached) = self.stats[journey as usize].reached.get_mut(a as usize)
-                    {
-                        *reached += 1;
-                    }
-                    let mut reached_by = None;
-                    if let Some(instance) = self.instances[index].as_mut() {
-                        instance.step = a as u16;
-                        reached_by = Some(instance.user);
-                    }
-                    if let (Some(user), Some(trace)) = (reached_by, &mut self.trace) {
-                        trace.push((now, user, journey, a));
-                    }
-                    self.set_pc(index, next);
-                }
-                Opcode::Jump => self.set_pc(index, a),
-                Opcode::JumpIfFalse => {
-                    let condition = stack.pop().unwrap_or(Value::Absent);
-                    self.set_pc(index, if condition.is_true() { next } else { a });
-                }
                 Opcode::Wait => {
                     let ms = match self.prepared.constant(a) {
                         Value::Duration(ms) => ms,
@@ -2084,6 +2083,28 @@ impl<'p> Engine<'p> {
                     }
                 }
                 _ => return self.end(index, Outcome::Completed, None),
+            }
+        }
+    }
+
+    /// The instance reached steps `marked`, in that order: counted, traced, and the last is
+    /// where it is now.
+    fn mark_steps(&mut self, index: usize, journey: u32, marked: &[u32]) {
+        let Some(&last) = marked.last() else {
+            return;
+        };
+        let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        instance.step = last as u16;
+        let user = instance.user;
+        let stats = &mut self.stats[journey as usize];
+        for step in marked {
+            if let Some(reached) = stats.reached.get_mut(*step as usize) {
+                *reached += 1;
+            }
+            if let Some(trace) = &mut self.trace {
+                trace.push((self.now, user, journey, *step));
             }
         }
     }
