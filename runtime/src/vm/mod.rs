@@ -1932,6 +1932,16 @@ impl<'p> Engine<'p> {
                             ins.next
                         }
                         Opcode::Jump => a,
+                        // The commonest loads of bodies (send arguments), read without the
+                        // expression interpreter's dynamic context.
+                        Opcode::LoadSlot => {
+                            stack.push(eval::Context::slot(&context, a as u16));
+                            ins.next
+                        }
+                        Opcode::Const => {
+                            stack.push(self.prepared.constant(a));
+                            ins.next
+                        }
                         Opcode::JumpIfFalse => {
                             let condition = stack.pop().unwrap_or(Value::Absent);
                             if condition.is_true() {
