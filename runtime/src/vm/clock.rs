@@ -49,7 +49,7 @@ impl LocalTimes {
         }
     }
 
-    /// `local_minute(zone, ms)`.
+    /// The local minute of the day at `ms` (`local_reading`).
     pub fn minute(&mut self, zone: Tz, ms: i64) -> Option<u16> {
         self.reading(zone, ms).map(|r| r.minute)
     }
