@@ -386,13 +386,14 @@ pub enum Flow {
     NotAnExpression,
 }
 
-/// Executes one expression instruction on `stack`.
-pub fn step(
+/// Executes one expression instruction on `stack`. (Generic over the context, so that a caller
+/// holding a concrete one — the body interpreter — reads it without a dynamic call.)
+pub fn step<C: Context + ?Sized>(
     prepared: &Prepared,
     opcode: Opcode,
     operands: [u32; 2],
     stack: &mut Stack,
-    context: &dyn Context,
+    context: &C,
 ) -> Flow {
     let [a, _] = operands;
     use Opcode::*;

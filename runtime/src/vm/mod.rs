@@ -1707,27 +1707,27 @@ impl<'p> Engine<'p> {
         let Some(name) = name.to_str() else {
             return chrono_tz::UTC;
         };
-        match &self.last_zone {
-            Some((last, zone)) if *last == name => return *zone,
-            _ => {}
-        }
-        if let Some(zone) = self.zones.get(&name) {
-            let zone = *zone;
-            self.last_zone = Some((name, zone));
-            return zone;
-        }
-        match chrono_tz::Tz::from_str(&name) {
-            Ok(zone) => {
-                // Only valid names are kept, so inputs cannot grow the map without bound.
-                self.zones.insert(name.clone(), zone);
-                self.last_zone = Some((name, zone));
-                zone
-            }
-            Err(_) => {
-                self.zone_fallbacks += 1;
-                chrono_tz::UTC
+        if let Some((last, zone)) = &self.last_zone {
+            if *last == name {
+                return *zone;
             }
         }
+        let zone = match self.zones.get(&name) {
+            Some(zone) => *zone,
+            None => match chrono_tz::Tz::from_str(&name) {
+                Ok(zone) => {
+                    // Only valid names are kept, so inputs cannot grow the map without bound.
+                    self.zones.insert(name.clone(), zone);
+                    zone
+                }
+                Err(_) => {
+                    self.zone_fallbacks += 1;
+                    return chrono_tz::UTC;
+                }
+            },
+        };
+        self.last_zone = Some((name, zone));
+        zone
     }
 
     // ------------------------------------------------------------ goals, exits, waits
@@ -1932,16 +1932,6 @@ impl<'p> Engine<'p> {
                             ins.next
                         }
                         Opcode::Jump => a,
-                        // The commonest loads of bodies (send arguments), read without the
-                        // expression interpreter's dynamic context.
-                        Opcode::LoadSlot => {
-                            stack.push(eval::Context::slot(&context, a as u16));
-                            ins.next
-                        }
-                        Opcode::Const => {
-                            stack.push(self.prepared.constant(a));
-                            ins.next
-                        }
                         Opcode::JumpIfFalse => {
                             let condition = stack.pop().unwrap_or(Value::Absent);
                             if condition.is_true() {
