@@ -511,6 +511,8 @@ pub struct Engine<'p> {
     scratch: Vec<usize>,
     /// Per event type: the journeys with scheduled entries whose audience needs it.
     ticks_needing: Vec<Vec<u32>>,
+    /// Per event type: the journeys entered on it, in program order.
+    entered_on: Vec<SmallVec<[u32; 2]>>,
     pub timeline: Vec<Record>,
     pub stats: Vec<JourneyStats>,
     /// Inputs of event types no journey knows, and timezones that fell back to UTC.
@@ -657,6 +659,15 @@ impl<'p> Engine<'p> {
                 }
                 by_event
             },
+            entered_on: (0..program.events.len() as u32)
+                .map(|event| {
+                    (0..program.journeys.len() as u32)
+                        .filter(|j| {
+                            matches!(program.journeys[*j as usize].entry, bc::Entry::On { event: e, .. } if e == event)
+                        })
+                        .collect()
+                })
+                .collect(),
             timeline: Vec::new(),
             stats,
             ignored_events: 0,
@@ -1321,13 +1332,11 @@ impl<'p> Engine<'p> {
             }
         }
         // 3. Entries.
-        for journey in 0..self.program.journeys.len() as u32 {
-            if self.only.is_some_and(|only| only != journey) {
-                continue;
-            }
-            if matches!(self.program.journeys[journey as usize].entry, bc::Entry::On { event: e, .. } if e == event)
-            {
-                self.try_enter(journey, user, Some(fields.clone()));
+        let entered = self.entered_on.get(event as usize).map_or(0, SmallVec::len);
+        for k in 0..entered {
+            let journey = self.entered_on[event as usize][k];
+            if self.only.is_none_or(|only| only == journey) {
+                self.try_enter(journey, user, Some(&fields));
             }
         }
         self.reevaluate(user, Some(event));
@@ -1424,7 +1433,7 @@ impl<'p> Engine<'p> {
     }
 
     /// Checks a journey's entry for a user (filter, audience, reentry, correlation).
-    fn try_enter(&mut self, journey: u32, user: UserId, fields: Option<Arc<[Value]>>) {
+    fn try_enter(&mut self, journey: u32, user: UserId, fields: Option<&Arc<[Value]>>) {
         if self.state(journey) != JourneyState::Live {
             return;
         }
