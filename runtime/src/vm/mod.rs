@@ -500,6 +500,12 @@ pub struct Engine<'p> {
     local_times: clock::LocalTimes,
     /// Per journey: which inputs can concern its instances.
     interests: Vec<Interest>,
+    /// Per event type: whether some journey's goals, exits or waits are on it
+    /// (`Interest::events`): an event none is on concerns no running instance.
+    concerns: Vec<bool>,
+    /// Per event type: whether some journey's `when` goals, exits or condition waits read it
+    /// (`Interest::reread_on`): an event no condition reads has none to re-evaluate.
+    reread_on: Vec<bool>,
     /// Per correlated journey: the slot of its instances that holds the key (`key_slot`).
     key_slots: Vec<Option<usize>>,
     /// Per correlated journey whose key is an entry field: that field (`key_field`).
@@ -595,6 +601,25 @@ impl<'p> Engine<'p> {
             .collect();
         let prepared = Prepared::new(program);
         let keep = retention(program);
+        let interests: Vec<Interest> = program
+            .journeys
+            .iter()
+            .map(|j| Interest::of(j, program.events.len(), &prepared))
+            .collect();
+        let concerns = (0..program.events.len())
+            .map(|event| {
+                interests
+                    .iter()
+                    .any(|i| i.events.get(event).copied().unwrap_or(false))
+            })
+            .collect();
+        let reread_on = (0..program.events.len())
+            .map(|event| {
+                interests
+                    .iter()
+                    .any(|i| i.on_change && i.reread_on.get(event).copied().unwrap_or(true))
+            })
+            .collect();
         Engine {
             program,
             users: Vec::new(),
@@ -611,11 +636,9 @@ impl<'p> Engine<'p> {
             now: i64::MIN,
             inputs: 0,
             tick_tokens: FxHashMap::default(),
-            interests: program
-                .journeys
-                .iter()
-                .map(|j| Interest::of(j, program.events.len(), &prepared))
-                .collect(),
+            interests,
+            concerns,
+            reread_on,
             key_slots: program.journeys.iter().map(|j| key_slot(program, j)).collect(),
             key_fields: program.journeys.iter().map(|j| key_field(program, j)).collect(),
             armed_timeouts: program
@@ -1268,22 +1291,24 @@ impl<'p> Engine<'p> {
                 self.schedule_tick(journey, user);
             }
         }
-        let instances = self.user_instances(user, |interest| {
-            interest
-                .events
-                .get(event as usize)
-                .copied()
-                .unwrap_or(false)
-        });
-        // 1. Goals, then exits.
-        for &i in &instances {
-            self.check_triggers(i, Some((event, &fields)));
+        if self.concerns.get(event as usize).copied().unwrap_or(true) {
+            let instances = self.user_instances(user, |interest| {
+                interest
+                    .events
+                    .get(event as usize)
+                    .copied()
+                    .unwrap_or(false)
+            });
+            // 1. Goals, then exits.
+            for &i in &instances {
+                self.check_triggers(i, Some((event, &fields)));
+            }
+            // 2. Waits the event satisfies (then `unless` entries it cancels, below).
+            for &i in &instances {
+                self.check_wait(i, event, &fields);
+            }
+            self.scratch = instances;
         }
-        // 2. Waits the event satisfies, and `unless` entries it cancels.
-        for &i in &instances {
-            self.check_wait(i, event, &fields);
-        }
-        self.scratch = instances;
         let cancels = self.cancels.get(event as usize).copied().unwrap_or(false);
         let pending_ids: Vec<u64> = match self.users.get(user as usize) {
             Some(u) if cancels && !u.pending.is_empty() => {
@@ -1339,7 +1364,9 @@ impl<'p> Engine<'p> {
                 self.try_enter(journey, user, Some(&fields));
             }
         }
-        self.reevaluate(user, Some(event));
+        if self.reread_on.get(event as usize).copied().unwrap_or(true) {
+            self.reevaluate(user, Some(event));
+        }
     }
 
     fn identify(&mut self, user: UserId, traits: Vec<(u32, Value)>) {
