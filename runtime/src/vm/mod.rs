@@ -1723,7 +1723,10 @@ impl<'p> Engine<'p> {
                 },
             );
         }
-        self.check_triggers(index, None);
+        // `when` goals and exits may hold at entry (a journey without conditions has none).
+        if self.interests[journey as usize].on_change {
+            self.check_triggers(index, None);
+        }
         if self.instances[index].is_some() {
             self.run(index);
         }
