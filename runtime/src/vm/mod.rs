@@ -748,13 +748,16 @@ impl<'p> Engine<'p> {
         /// Inputs looked ahead together: enough to overlap their fetches, few enough that the
         /// first is still in cache when its turn comes.
         const AHEAD: usize = 8;
-        let mut inputs = inputs.into_iter().peekable();
+        let mut inputs = inputs.into_iter();
         let mut group: Vec<(Input, u64, Option<UserId>)> = Vec::with_capacity(AHEAD);
-        while inputs.peek().is_some() {
+        loop {
             group.extend(inputs.by_ref().take(AHEAD).map(|input| {
                 let hash = self.user_ids.hash(input.user());
                 (input, hash, None)
             }));
+            if group.is_empty() {
+                break;
+            }
             for (input, hash, id) in group.iter_mut() {
                 *id = self.user_ids.get(*hash, input.user());
             }
