@@ -49,7 +49,7 @@ impl LocalTimes {
                 let day = ms.div_euclid(MS_PER_DAY);
                 let date = match self.utc_day {
                     Some((known, date)) if known == day => Some(date),
-                    _ => utc_date(day),
+                    _ => date_of_day(day),
                 };
                 if let Some(date) = date {
                     self.utc_day = Some((day, date));
@@ -90,8 +90,7 @@ pub struct LocalReading {
 impl LocalReading {
     /// The local date.
     pub fn date(&self) -> Option<NaiveDate> {
-        let days = i32::try_from(self.day).ok()?;
-        NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)
+        date_of_day(self.day)
     }
 }
 
@@ -99,13 +98,13 @@ impl LocalReading {
 /// `DateTime<Tz>` would cost a conversion to a date; this runs for every send under quiet
 /// hours.)
 pub fn local_reading(zone: Tz, ms: i64) -> Option<LocalReading> {
-    local_reading_on(zone, ms, utc_date(ms.div_euclid(MS_PER_DAY))?)
+    local_reading_on(zone, ms, date_of_day(ms.div_euclid(MS_PER_DAY))?)
 }
 
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// The date `day` days after 1970-01-01.
-fn utc_date(day: i64) -> Option<NaiveDate> {
+fn date_of_day(day: i64) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(
         i32::try_from(day)
             .ok()?
