@@ -1905,7 +1905,10 @@ impl<'p> Engine<'p> {
             return;
         };
         self.free.push(index);
-        self.deferred.remove(&index);
+        // (Only a send waiting out quiet hours has its arguments kept.)
+        if matches!(instance.waiting, Waiting::Send { .. }) {
+            self.deferred.remove(&index);
+        }
         if let Some(u) = self.users.get_mut(instance.user as usize) {
             u.forget_instance(index);
             if let Some(at) = u.journeys.iter().position(|(j, _)| *j == instance.journey) {
