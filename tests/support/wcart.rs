@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 #[path = "rng.rs"]
-mod rng;
+pub mod rng;
 
 use rng::Rng;
 
