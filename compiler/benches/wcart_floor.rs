@@ -15,7 +15,9 @@
 //! engine's do, and more: the users of 8 events are looked up together, and each timer reads
 //! ahead the instance and user of the one 8 places on in its lane.
 //!
-//! `WCART_FLOOR=lookup` stops after the user's record, `WCART_FLOOR=history` after the history.
+//! `WCART_FLOOR=lookup` stops after the user's record, `WCART_FLOOR=history` after the history;
+//! `WCART_FLOOR=packed` lays a user out as tightly as can be — history and instances inside
+//! the record, so that each event and each timer reaches one record and nothing else.
 //! Then it times random reads over a buffer the size of W-cart's heap (`WCART_LATENCY_MIB`).
 
 use std::collections::{HashMap, VecDeque};
@@ -78,10 +80,21 @@ struct Floor {
     /// Timer lanes per delay, each in time order: (due, instance).
     lanes: [VecDeque<(i64, u32)>; 3],
     fired: u64,
-    /// `WCART_FLOOR=lookup`: users found and their records touched, no more;
-    /// `WCART_FLOOR=history`: and events kept; by default, and instances and timers too.
-    keep_history: bool,
-    start_instances: bool,
+    depth: Depth,
+}
+
+/// How much of the work the floor does (`WCART_FLOOR`).
+#[derive(Clone, Copy, PartialEq)]
+enum Depth {
+    /// `lookup`: users found and their records touched, no more.
+    Lookup,
+    /// `history`: and their events kept.
+    History,
+    /// By default: and instances started, their timers fired.
+    Full,
+    /// `packed`: as if a user's history and instances lived inside its record: the record
+    /// touched at each event and each timer, and nothing else.
+    Packed,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -117,6 +130,15 @@ impl Floor {
             let Some((_, index)) = self.lanes[lane].pop_front() else {
                 return;
             };
+            self.fired += 1;
+            if self.depth == Depth::Packed {
+                // (`index` is the user.)
+                if let Some((_, ahead)) = self.lanes[lane].get(8) {
+                    black_box(self.users[*ahead as usize].seen);
+                }
+                self.users[index as usize].seen += 1;
+                continue;
+            }
             // The instance of the timer 8 places on in the lane, and its user, read ahead:
             // the lanes say which instances fire next.
             if let Some((_, ahead)) = self.lanes[lane].get(8) {
@@ -130,11 +152,16 @@ impl Floor {
                 user.instances.swap_remove(at);
             }
             self.free.push(index);
-            self.fired += 1;
         }
     }
 
     fn start(&mut self, user: u32, journey: u32, time: i64) {
+        let due = time + DELAYS[journey as usize];
+        if self.depth == Depth::Packed {
+            self.users[user as usize].seen += 1;
+            self.lanes[journey as usize].push_back((due, user));
+            return;
+        }
         let instance = Instance {
             user,
             entered: time,
@@ -151,23 +178,25 @@ impl Floor {
             }
         };
         self.users[user as usize].instances.push(index);
-        self.lanes[journey as usize].push_back((time + DELAYS[journey as usize], index));
+        self.lanes[journey as usize].push_back((due, index));
     }
 
     fn track(&mut self, id: u32, time: i64, event: usize, fields: Arc<[Value]>) {
         self.fire_until(time);
         let user = &mut self.users[id as usize];
         user.seen += 1;
-        if !self.keep_history {
+        if self.depth == Depth::Lookup {
             return;
         }
-        let history = &mut user.history[event];
-        if history.first().is_some_and(|(t, _)| *t < time - WINDOW_MS) {
-            let stale = history.partition_point(|(t, _)| *t < time - WINDOW_MS);
-            history.drain(..stale);
+        if self.depth != Depth::Packed {
+            let history = &mut user.history[event];
+            if history.first().is_some_and(|(t, _)| *t < time - WINDOW_MS) {
+                let stale = history.partition_point(|(t, _)| *t < time - WINDOW_MS);
+                history.drain(..stale);
+            }
+            history.push((time, fields));
         }
-        history.push((time, fields));
-        if !self.start_instances {
+        if self.depth == Depth::History {
             return;
         }
         match event {
@@ -204,8 +233,12 @@ fn main() {
         free: Vec::new(),
         lanes: Default::default(),
         fired: 0,
-        keep_history: !matches!(parts.as_str(), "lookup"),
-        start_instances: !matches!(parts.as_str(), "lookup" | "history"),
+        depth: match parts.as_str() {
+            "lookup" => Depth::Lookup,
+            "history" => Depth::History,
+            "packed" => Depth::Packed,
+            _ => Depth::Full,
+        },
     };
     for name in &names {
         floor.user(name);
