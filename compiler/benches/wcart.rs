@@ -119,44 +119,16 @@ fn main() {
         let generate = Instant::now();
         chunk.clear();
         for tracked in stream.by_ref().take(chunk_size) {
-            let cart = Value::str(&format!("c{}-{}", tracked.rank, tracked.cart));
-            let (event, fields): (u32, Vec<Value>) = match tracked.kind {
-                wcart::Kind::Added { price } => (
-                    added,
-                    vec![
-                        Value::str("p1"),
-                        cart,
-                        Value::str("Shoe"),
-                        Value::Float(price),
-                        Value::Record(vec![Value::str("s1"), Value::Absent].into()),
-                    ],
-                ),
-                wcart::Kind::Viewed { from_ads } => (
-                    viewed,
-                    vec![
-                        Value::str("/shop"),
-                        if from_ads {
-                            Value::str("ads")
-                        } else {
-                            Value::Absent
-                        },
-                    ],
-                ),
-                wcart::Kind::Completed => (
-                    completed,
-                    vec![
-                        Value::str(&format!("o{}", tracked.index)),
-                        cart,
-                        Value::Float(20.0),
-                        currency.clone(),
-                    ],
-                ),
+            let event = match tracked.kind {
+                wcart::Kind::Added { .. } => added,
+                wcart::Kind::Viewed { .. } => viewed,
+                wcart::Kind::Completed => completed,
             };
             chunk.push(Input::Track {
                 user: names[tracked.rank].clone(),
                 time: tracked.at_ms,
                 event,
-                fields: fields.into(),
+                fields: tracked.fields(&currency).into(),
             });
         }
         generating += generate.elapsed();

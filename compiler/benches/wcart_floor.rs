@@ -251,44 +251,16 @@ fn main() {
     while stream.peek().is_some() {
         let generate = Instant::now();
         for tracked in stream.by_ref().take(1_000) {
-            let cart = Value::str(&format!("c{}-{}", tracked.rank, tracked.cart));
-            let (event, fields): (usize, Vec<Value>) = match tracked.kind {
-                wcart::Kind::Added { price } => (
-                    0,
-                    vec![
-                        Value::str("p1"),
-                        cart,
-                        Value::str("Shoe"),
-                        Value::Float(price),
-                        Value::Record(vec![Value::str("s1"), Value::Absent].into()),
-                    ],
-                ),
-                wcart::Kind::Viewed { from_ads } => (
-                    1,
-                    vec![
-                        Value::str("/shop"),
-                        if from_ads {
-                            Value::str("ads")
-                        } else {
-                            Value::Absent
-                        },
-                    ],
-                ),
-                wcart::Kind::Completed => (
-                    2,
-                    vec![
-                        Value::str(&format!("o{}", tracked.index)),
-                        cart,
-                        Value::Float(20.0),
-                        currency.clone(),
-                    ],
-                ),
+            let event = match tracked.kind {
+                wcart::Kind::Added { .. } => 0,
+                wcart::Kind::Viewed { .. } => 1,
+                wcart::Kind::Completed => 2,
             };
             chunk.push((
                 names[tracked.rank].clone(),
                 tracked.at_ms,
                 event,
-                fields.into(),
+                tracked.fields(&currency).into(),
             ));
         }
         generating += generate.elapsed();

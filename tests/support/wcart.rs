@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use journey_runtime::value::Value;
+
 #[path = "rng.rs"]
 pub mod rng;
 
@@ -83,4 +85,37 @@ pub fn stream(users: usize, events: usize) -> impl Iterator<Item = Tracked> {
             kind,
         }
     })
+}
+
+impl Tracked {
+    /// The event's fields decoded, in the order of the shop schema's fields (the engine's
+    /// benches push these; the service's renders the same values as JSON). `currency` is the
+    /// one currency of every order, shared.
+    #[allow(dead_code)]
+    pub fn fields(&self, currency: &Value) -> Vec<Value> {
+        let cart = Value::str(&format!("c{}-{}", self.rank, self.cart));
+        match self.kind {
+            Kind::Added { price } => vec![
+                Value::str("p1"),
+                cart,
+                Value::str("Shoe"),
+                Value::Float(price),
+                Value::Record(vec![Value::str("s1"), Value::Absent].into()),
+            ],
+            Kind::Viewed { from_ads } => vec![
+                Value::str("/shop"),
+                if from_ads {
+                    Value::str("ads")
+                } else {
+                    Value::Absent
+                },
+            ],
+            Kind::Completed => vec![
+                Value::str(&format!("o{}", self.index)),
+                cart,
+                Value::Float(20.0),
+                currency.clone(),
+            ],
+        }
+    }
 }
