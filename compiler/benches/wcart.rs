@@ -37,14 +37,8 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
-    let users: usize = std::env::var("WCART_USERS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
-    let events: usize = std::env::var("WCART_EVENTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(users * 3);
+    let users = wcart::setting("WCART_USERS", 1_000_000);
+    let events = wcart::setting("WCART_EVENTS", users * 3);
     // `WCART_ONE_BY_ONE=1`: `Engine::push` for each input rather than `push_batch`.
     let one_by_one = std::env::var_os("WCART_ONE_BY_ONE").is_some();
     // `WCART_JIT=off`: every predicate interpreted (by default hot ones run as native code).
@@ -106,11 +100,7 @@ fn main() {
     // service decodes a batch and pushes it: the inputs are fresh in cache when the engine
     // reads them. (Chunks of 100,000, as until 2026-11-30, leave each input's fields to be
     // fetched from memory again, a cost no caller that decodes what it pushes pays.)
-    let chunk_size: usize = std::env::var("WCART_CHUNK")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1_000);
+    let chunk_size = wcart::setting("WCART_CHUNK", 1_000).max(1);
     let mut chunk: Vec<Input> = Vec::with_capacity(chunk_size);
     let mut generating = std::time::Duration::ZERO;
     let mut sends = 0;

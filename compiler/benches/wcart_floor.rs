@@ -211,14 +211,8 @@ impl Floor {
 }
 
 fn main() {
-    let users: usize = std::env::var("WCART_USERS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
-    let events: usize = std::env::var("WCART_EVENTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(users * 3);
+    let users = wcart::setting("WCART_USERS", 1_000_000);
+    let events = wcart::setting("WCART_EVENTS", users * 3);
     // The engine's bench compiles the journeys first; so does this one, for the same heap.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     black_box(wcart::program(&root));
@@ -299,10 +293,7 @@ fn main() {
 /// (`WCART_LATENCY_MIB`, 1,024 by default) takes when it depends on the one before (one chain
 /// of reads), and when eight independent chains run side by side.
 fn memory_latency() {
-    let mib: usize = std::env::var("WCART_LATENCY_MIB")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_024);
+    let mib = wcart::setting("WCART_LATENCY_MIB", 1_024).max(1);
     // One place per cache line; `next[line]` is the line read after `line`: a single cycle
     // through all of them in random order (Sattolo's shuffle), so no read is predictable.
     let lines = (mib << 20) / 64;

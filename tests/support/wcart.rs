@@ -36,6 +36,15 @@ pub fn program(root: &Path) -> journey_runtime::bytecode::Program {
     )
 }
 
+/// A bench's numeric setting: the environment variable `name`, or `default` when it is unset
+/// or not a number.
+pub fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The first moment of the stream: 2026-01-01T00:00:00Z, in milliseconds.
 pub const START_MS: i64 = 1_767_225_600_000;
 

@@ -17,13 +17,6 @@ use std::time::{Duration, Instant};
 #[path = "../../../tests/support/wcart.rs"]
 mod wcart;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn post(address: &str, path: &str, body: &[u8]) -> String {
     let mut stream = TcpStream::connect(address).expect("connects");
     let head = format!(
@@ -131,9 +124,9 @@ fn start_service(dir: &std::path::Path, jbc: &std::path::Path) -> (Child, String
 }
 
 fn main() {
-    let users = env("INGEST_USERS", 20_000);
-    let batch = env("INGEST_BATCH", 1_000);
-    let clients = env("INGEST_CLIENTS", 2).max(1);
+    let users = wcart::setting("INGEST_USERS", 20_000);
+    let batch = wcart::setting("INGEST_BATCH", 1_000);
+    let clients = wcart::setting("INGEST_CLIENTS", 2).max(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let program = wcart::program(&root);
     let dir = std::env::temp_dir().join(format!("journey-ingest-{}", std::process::id()));
