@@ -1,6 +1,7 @@
-//! W-cart's workload, shared by the engine's bench (`compiler/benches/wcart.rs`) and the
-//! service's (`runtime/service/benches/ingest.rs`): the journeys it runs and the events it
-//! tracks. Each bench renders the events its own way (decoded values, or JSON for HTTP).
+//! W-cart's workload, shared by the engine's bench (`compiler/benches/wcart.rs`), its floor
+//! (`compiler/benches/wcart_floor.rs`) and the service's (`runtime/service/benches/ingest.rs`):
+//! the journeys it runs and the events it tracks. The engine's benches push the events' decoded
+//! values (`Tracked::fields`); the service's renders the same values as JSON for HTTP.
 
 use std::path::{Path, PathBuf};
 
