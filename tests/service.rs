@@ -587,11 +587,16 @@ journey echo {
             .as_str()
             .and_then(journey_runtime::vm::input::parse_time)
             .expect("at");
-        let fired_by: i64 = later["id"]
-            .as_str()
-            .and_then(|id| id.split('-').next())
-            .and_then(|seq| seq.parse().ok())
-            .expect("an id `seq-n`");
+        // The command that made it: the outbox keeps each action with its command's seq.
+        let fired_by: i64 = rusqlite::Connection::open(data.join("journey.db"))
+            .and_then(|db| {
+                db.query_row(
+                    "SELECT seq FROM outbox WHERE id = ?1",
+                    [later["id"].as_str().unwrap_or("")],
+                    |r| r.get(0),
+                )
+            })
+            .expect("the action's command");
         assert!(
             due < back,
             "ping {n}'s timer was due at {due}, after the restart at {back}"

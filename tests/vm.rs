@@ -448,8 +448,30 @@ journey j {
 #[test]
 fn decoding_text_agrees_with_decoding_json() {
     use journey_runtime::vm::input::{decode, decode_direct, decode_text};
+    use journey_runtime::vm::kept::kept_text;
     use serde_json::{json, Value};
     let program = support::compile_examples();
+    // What no schema declares is not kept: an SDK's context, an unknown trait.
+    assert_eq!(
+        kept_text(
+            &[&program],
+            r#"{"type":"identify","userId":"u1","context":{"ip":"1"},"traits":{"plan":"paid","shoe_size":9}}"#
+        )
+        .as_deref(),
+        Some(r#"{"traits":{"plan":"paid"},"type":"identify","userId":"u1"}"#)
+    );
+    let plain =
+        r#"{"type":"track","event":"AppOpened","userId":"u1","properties":{"platform":"ios"}}"#;
+    assert_eq!(kept_text(&[&program], plain), None, "nothing to drop");
+    // A user id is at most 256 bytes, both ways.
+    let long = format!(r#"{{"type":"identify","userId":"{}"}}"#, "x".repeat(257));
+    assert!(decode_direct(&program, &long, Some(0)).is_none());
+    assert_eq!(
+        decode_text(&program, &long, Some(0)),
+        Err("`userId` is 257 bytes long: a user id is at most 256 bytes".into())
+    );
+    let longest = format!(r#"{{"type":"identify","userId":"{}"}}"#, "x".repeat(256));
+    assert!(decode_direct(&program, &longest, Some(0)).is_some());
     let valid = [
         r#"{"type":"track","event":"ProductAdded","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"product_id":"p1","cart_id":"c1","name":"Sh\u00f6e \"x\"","price":20,"product":{"sku":"s1","brand":null}}}"#,
         r#"{"type":"track","event":"OrderCompleted","userId":42,"timestamp":"2026-01-01T00:00:00+03:00","properties":{"order_id":"o1","cart_id":"c1","total":20.5,"currency":"USD"},"context":{"ip":"1"}}"#,
@@ -468,6 +490,17 @@ fn decoding_text_agrees_with_decoding_json() {
         assert_eq!(decode_text(&program, text, None), parsed, "{text}");
         if let Some(direct) = decode_direct(&program, text, None) {
             assert_eq!(Ok(direct), parsed, "{text}");
+        }
+        // What the log keeps of an accepted message decodes to the same input.
+        if let Ok(accepted) = &parsed {
+            if let Some(kept) = kept_text(&[&program], text) {
+                assert!(kept.len() < text.len(), "{kept} from {text}");
+                assert_eq!(
+                    decode_text(&program, &kept, None).as_ref(),
+                    Ok(accepted),
+                    "{kept} from {text}"
+                );
+            }
         }
     };
     let others = [

@@ -170,8 +170,8 @@ pub struct Core {
     deployments: Vec<Deployment>,
     /// Timers fired by engines since retired.
     retired_timers: u64,
-    /// The command whose actions are being numbered, and how many it has had.
-    numbering: (i64, usize),
+    /// Where action ids come from (`ActionIds`).
+    ids: ActionIds,
     /// When the engines compile hot predicates to native code.
     jit: Policy,
     /// The order timers are set in, shared by every engine: timers due at the same instant
@@ -208,11 +208,56 @@ pub enum When {
     /// At this time (the wall clock, or the time the log recorded); the message's own
     /// `timestamp` may be left out.
     At(i64),
-    /// At the message's `timestamp`, or now if that is earlier (event time).
-    Stamped,
+    /// At the message's `timestamp`, or now if that is earlier (event time); a timestamp
+    /// after `latest` is refused (`--max-skew`: one input from the far future would otherwise
+    /// move the clock there for every user).
+    Stamped { latest: i64 },
+}
+
+/// Action ids: `{run}-{n}`, where `run` is 64 random bits drawn at each start and `n` counts
+/// the actions made since. An id is written to the outbox with its action and read from there
+/// at every delivery, so a re-delivered action keeps it; a new start draws a new `run`, so
+/// actions made after restoring a backup never take an id that was handed out after the backup
+/// was taken.
+///
+/// **Invariant:** no two actions ever get the same id (up to a collision of two 64-bit random
+/// numbers), whatever backups are restored.
+#[derive(Debug, Default)]
+pub struct ActionIds {
+    run: u64,
+    made: u64,
+}
+
+impl ActionIds {
+    /// Ids for a new run: `run` should be random (`ActionIds::random`).
+    pub fn new(run: u64) -> ActionIds {
+        ActionIds { run, made: 0 }
+    }
+
+    /// Ids from 64 bits of the operating system's randomness.
+    pub fn random() -> Result<ActionIds, String> {
+        getrandom::u64()
+            .map(ActionIds::new)
+            .map_err(|e| format!("cannot draw a random run id: {e}"))
+    }
+
+    fn next(&mut self) -> String {
+        self.made += 1;
+        format!("{:016x}-{}", self.run, self.made)
+    }
 }
 
 impl Core {
+    /// Takes the ids back (a rebuild hands them to the new core).
+    pub fn take_action_ids(&mut self) -> ActionIds {
+        std::mem::take(&mut self.ids)
+    }
+
+    /// Gives the actions made from now on ids from `ids`.
+    pub fn set_action_ids(&mut self, ids: ActionIds) {
+        self.ids = ids;
+    }
+
     /// A core without deployments whose engines compile hot predicates as `jit` says.
     pub fn new(jit: Policy) -> Core {
         Core {
@@ -551,7 +596,7 @@ impl Core {
         }
         let default_time = match when {
             When::At(at) => Some(at),
-            When::Stamped => None,
+            When::Stamped { .. } => None,
         };
         let mut decoded = Vec::with_capacity(self.deployments.len());
         for deployment in &self.deployments {
@@ -570,7 +615,18 @@ impl Core {
         };
         let at = match when {
             When::At(at) => at,
-            When::Stamped => stamped.max(self.now()),
+            When::Stamped { latest } if stamped > latest => {
+                return Err(Refusal::new(
+                    400,
+                    "too-far-ahead",
+                    format!(
+                        "`timestamp` {} is after {}, the latest this service takes now (--max-skew past its clock)",
+                        crate::rfc3339_ms(stamped),
+                        crate::rfc3339_ms(latest)
+                    ),
+                ))
+            }
+            When::Stamped { .. } => stamped.max(self.now()),
         };
         self.fire_until(at);
         for (d, input) in decoded.into_iter().enumerate() {
@@ -663,7 +719,7 @@ impl Core {
         }
     }
 
-    /// The sends the last command produced, as outbox actions with ids `{seq}-{n}`, each
+    /// The sends the last command produced, as outbox actions with fresh ids (`ActionIds`), each
     /// with its journey's version; the rest of the timeline (entries, exits, skips) is
     /// counted in the stats.
     fn take_actions(&mut self, seq: i64) -> Vec<Action> {
@@ -681,11 +737,7 @@ impl Core {
                 if !matches!(record.kind, RecordKind::Send { .. }) {
                     continue;
                 }
-                if self.numbering.0 != seq {
-                    self.numbering = (seq, 0);
-                }
-                self.numbering.1 += 1;
-                let id = format!("{seq}-{}", self.numbering.1);
+                let id = self.ids.next();
                 let mut json = record_json(engine, &record);
                 if let Some(object) = json.as_object_mut() {
                     object.insert("id".into(), json!(id));
@@ -702,6 +754,18 @@ impl Core {
             engine.timeline = records;
         }
         actions
+    }
+
+    /// What the log keeps of an accepted message: the text with what no running engine's
+    /// schema declares left out (`vm::kept`), or `None` to keep it as it came.
+    pub fn kept(&self, message: &str) -> Option<String> {
+        let programs: Vec<&Program> = self
+            .deployments
+            .iter()
+            .filter(|d| d.engine.is_some())
+            .map(|d| d.program)
+            .collect();
+        journey_runtime::vm::kept::kept_text(&programs, message)
     }
 
     // ------------------------------------------------------------ reads

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod server;
 pub mod sinks;
 pub mod store;
+pub mod throttle;
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_ms(ms: i64) -> String {

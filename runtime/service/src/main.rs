@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use journey_runtime::jit::Policy;
 use journey_service::server::{self, Clock, Config, Jit};
 use journey_service::sinks::Sink;
-use journey_service::store::Sync;
+use journey_service::store::{self, Sync};
 
 /// The allocator the VM runs fastest with (docs/performance.md).
 #[global_allocator]
@@ -59,6 +59,14 @@ enum Command {
         /// The most requests applied in one transaction.
         #[arg(long, default_value_t = 1024)]
         max_batch: usize,
+        /// The largest message accepted (its JSON text), in bytes; a larger one is refused
+        /// with `too-large`.
+        #[arg(long, value_name = "BYTES", default_value_t = 32 << 10)]
+        max_message: usize,
+        /// With `--clock event`: how far past the machine's clock a timestamp may be (a later
+        /// one is refused with `too-far-ahead`), as a duration: `1d`, `6h`, `30m`.
+        #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = duration)]
+        max_skew: i64,
         /// Whether hot predicates run as native code (the answers are the same either way).
         #[arg(long, value_enum, default_value = "on")]
         jit: Jit,
@@ -66,6 +74,24 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 1000)]
         jit_after: u32,
     },
+    /// Writes a consistent copy of a data directory's database to OUT (a new file), while a
+    /// service may be serving it; the copy is checked before this answers. Restore it by
+    /// stopping the service and putting the copy in place of `DIR/journey.db` (removing
+    /// `journey.db-wal` and `journey.db-shm`).
+    Backup {
+        /// The data directory to copy.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The file to write (it must not exist).
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
+    },
+}
+
+/// A duration in the language's syntax (`1d`, `6h30m`) → milliseconds.
+fn duration(text: &str) -> Result<i64, String> {
+    journey_runtime::vm::input::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration such as `1d`, `6h` or `30m`"))
 }
 
 fn main() -> ExitCode {
@@ -82,6 +108,8 @@ fn main() -> ExitCode {
             allow_hosts,
             max_body,
             max_batch,
+            max_message,
+            max_skew,
             jit,
             jit_after,
         } => {
@@ -96,11 +124,24 @@ fn main() -> ExitCode {
                 allow_hosts,
                 max_body,
                 max_batch: max_batch.max(1),
+                max_message,
+                max_skew,
                 jit: match jit {
                     Jit::On => Policy::HotAfter(jit_after),
                     Jit::Off => Policy::Off,
                     Jit::All => Policy::AllAfter(jit_after),
                 },
+            };
+            // The directory is this process's before anything reads it, and a database that
+            // is not ours or is damaged is refused before anything writes to it.
+            let lock = match store::lock(&config.data)
+                .and_then(|lock| store::inspect(&store::database(&config.data)).map(|()| lock))
+            {
+                Ok(lock) => lock,
+                Err(error) => {
+                    eprintln!("journey-runtime: error: {error}");
+                    return ExitCode::from(2);
+                }
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -112,7 +153,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match runtime.block_on(server::serve(config)) {
+            let served = runtime.block_on(server::serve(config));
+            drop(lock);
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("journey-runtime: error: {error}");
@@ -120,5 +163,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Backup { data, out } => match store::backup(&data, &out) {
+            Ok(bytes) => {
+                eprintln!(
+                    "journey-runtime: backed up `{}` to `{}` ({bytes} bytes, checked)",
+                    store::database(&data).display(),
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("journey-runtime: error: {error}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{kind, Applied, Core, Operation, Refusal, When};
+use crate::core::{kind, ActionIds, Applied, Core, Operation, Refusal, When};
 use crate::metrics::Metrics;
 use crate::sinks::{Signals, Sink};
 use crate::store::{Action, Logged, Store, Sync};
@@ -46,6 +46,10 @@ pub struct Config {
     pub max_body: usize,
     /// The most requests applied in one transaction.
     pub max_batch: usize,
+    /// The largest message accepted, in bytes (its JSON text).
+    pub max_message: usize,
+    /// With event time, how far past the machine's clock a timestamp may be (milliseconds).
+    pub max_skew: i64,
     /// When hot predicates are compiled to native code.
     pub jit: journey_runtime::jit::Policy,
 }
@@ -122,6 +126,10 @@ struct Runner {
     clock: Clock,
     next_seq: i64,
     metrics: Arc<Metrics>,
+    max_message: usize,
+    max_skew: i64,
+    /// Commit errors, written at most once per interval.
+    commit_errors: crate::throttle::Throttle,
 }
 
 /// One transaction being gathered: its commands, their actions, and the answers that wait
@@ -137,12 +145,17 @@ impl Runner {
     /// Opens the store and replays its log.
     fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Runner, String> {
         let store = Store::open(&config.data, config.sync)?.without_autocheckpoint()?;
+        let mut core = Core::new(config.jit);
+        core.set_action_ids(ActionIds::random()?);
         let mut runner = Runner {
-            core: Core::new(config.jit),
+            core,
             store,
             clock: config.clock,
             next_seq: 1,
             metrics,
+            max_message: config.max_message,
+            max_skew: config.max_skew,
+            commit_errors: crate::throttle::Throttle::default(),
         };
         runner.replay()?;
         Ok(runner)
@@ -151,6 +164,9 @@ impl Runner {
     /// Rebuilds the state from the log (the actions were written with their commands).
     fn replay(&mut self) -> Result<(), String> {
         let started = Instant::now();
+        // (The replayed commands' actions are in the outbox already: their ids are not drawn
+        // from the run's.)
+        let ids = self.core.take_action_ids();
         self.core = Core::new(self.core.jit());
         let (store, core) = (&self.store, &mut self.core);
         let mut replayed = 0usize;
@@ -174,6 +190,7 @@ impl Runner {
             replayed += 1;
             Ok(())
         })?;
+        self.core.set_action_ids(ids);
         self.next_seq = self.store.next_seq()?;
         if replayed > 0 {
             say!(
@@ -218,18 +235,35 @@ impl Runner {
         let mut fates = Vec::with_capacity(messages.len());
         let when = match self.clock {
             Clock::Wall => When::At(self.now()),
-            Clock::Event => When::Stamped,
+            Clock::Event => When::Stamped {
+                latest: wall_ms().saturating_add(self.max_skew),
+            },
         };
         for message in messages {
-            let fate = match self.core.input(seq, &message.text, when) {
+            let input = if message.text.len() > self.max_message {
+                Err(Refusal::new(
+                    413,
+                    "too-large",
+                    format!(
+                        "the message is {} bytes: one message is at most {} bytes (--max-message)",
+                        message.text.len(),
+                        self.max_message
+                    ),
+                ))
+            } else {
+                self.core.input(seq, &message.text, when)
+            };
+            let fate = match input {
                 Ok((mut applied, at)) if applied.changed => {
-                    // One line each: a message that spans lines is written out on one.
-                    if message.text.contains('\n') {
-                        let one_line = serde_json::from_str::<Json>(&message.text)
-                            .map_or_else(|_| message.text.replace('\n', " "), |j| j.to_string());
+                    // What the programs read, on one line.
+                    let kept = self.core.kept(&message.text);
+                    let text = kept.as_deref().unwrap_or(&message.text);
+                    if text.contains('\n') {
+                        let one_line = serde_json::from_str::<Json>(text)
+                            .map_or_else(|_| text.replace('\n', " "), |j| j.to_string());
                         body.push_str(&crate::core::input_line(at, &one_line));
                     } else {
-                        body.push_str(&crate::core::input_line(at, &message.text));
+                        body.push_str(&crate::core::input_line(at, text));
                     }
                     accepted.changed = true;
                     accepted.actions.append(&mut applied.actions);
@@ -395,9 +429,13 @@ impl Runner {
             true
         } else {
             match self.store.commit(&batch.commands, &batch.actions) {
-                Ok(()) => true,
+                Ok(()) => {
+                    self.commit_errors.reset();
+                    true
+                }
                 Err(error) => {
-                    say!("journey-runtime: error: a commit failed: {error}");
+                    self.commit_errors
+                        .say(&format!("journey-runtime: error: a commit failed: {error}"));
                     false
                 }
             }
@@ -616,10 +654,12 @@ fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>) {
             return;
         }
     };
+    let mut errors = crate::throttle::Throttle::default();
     loop {
         let stopping = signals.stopping.load(std::sync::atomic::Ordering::SeqCst);
-        if let Err(error) = store.checkpoint() {
-            say!("journey-runtime: error: checkpoint: {error}");
+        match store.checkpoint() {
+            Ok(()) => errors.reset(),
+            Err(error) => errors.say(&format!("journey-runtime: error: checkpoint: {error}")),
         }
         if stopping {
             return;

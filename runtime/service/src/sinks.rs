@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::store::{Outgoing, Store, Sync};
+use crate::throttle::Throttle;
 
 /// Where actions are delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,8 +214,27 @@ pub struct Signals {
     pub core_stop: AtomicBool,
 }
 
-/// Delivers the outbox to `sink` until the service stops (and the outbox is drained).
+/// Sleeps for `duration`, or less if the service stops meanwhile: whether it is stopping.
+pub fn sleep_unless_stopping(signals: &Signals, duration: Duration) -> bool {
+    let until = std::time::Instant::now() + duration;
+    loop {
+        if signals.stopping.load(Ordering::SeqCst) {
+            return true;
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Delivers the outbox to `sink` until the service stops (and the outbox is drained, unless
+/// the sink is failing: what is left is delivered after the next start).
 /// Runs on a thread of its own: the store and the sinks block.
+///
+/// **Invariant:** every wait of the loop ends within 50 ms of the stop, so a failing sink or
+/// store never holds a stop up; errors are written at most once per `throttle::INTERVAL`.
 pub fn deliver(
     sink: Sink,
     data: PathBuf,
@@ -238,53 +258,56 @@ pub fn deliver(
         }
     }
     let mut backoff = Duration::from_millis(100);
+    let mut errors = Throttle::default();
     let agent = agent();
     loop {
         let pending = store
             .cursor(&name)
             .and_then(|cursor| store.outbox_after(cursor, 512));
-        let actions = match pending {
-            Ok(actions) => actions,
-            Err(error) => {
-                say!("journey-runtime: error: sink {name}: reading the outbox: {error}");
-                std::thread::sleep(backoff);
-                continue;
-            }
-        };
-        if actions.is_empty() {
-            if signals.stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            runtime.block_on(async {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(200), signals.committed.notified())
-                        .await;
-            });
-            continue;
-        }
-        let (done, failed) = sink.hand_over(&actions, &agent);
-        let delivered = done.checked_sub(1).and_then(|last| actions.get(last));
-        let moved = match delivered.map(|a| a.n) {
-            Some(delivered) => store.set_cursor(&name, delivered),
-            None => Ok(()),
-        };
-        metrics.sink(&name, done as u64, u64::from(failed.is_some()));
-        match failed.map_or(moved, Err) {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(error) => {
+        let failure = match pending {
+            Ok(actions) if actions.is_empty() => {
                 if signals.stopping.load(Ordering::SeqCst) {
-                    // What is left is delivered after the next start.
-                    say!("journey-runtime: error: sink {name}: {error} (left for the next start)");
                     return;
                 }
-                say!(
-                    "journey-runtime: error: sink {name}: {error} (retrying in {} ms)",
-                    backoff.as_millis()
-                );
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(60));
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        signals.committed.notified(),
+                    )
+                    .await;
+                });
+                continue;
             }
+            Ok(actions) => {
+                let (done, failed) = sink.hand_over(&actions, &agent);
+                let delivered = done.checked_sub(1).and_then(|last| actions.get(last));
+                let moved = match delivered.map(|a| a.n) {
+                    Some(delivered) => store.set_cursor(&name, delivered),
+                    None => Ok(()),
+                };
+                metrics.sink(&name, done as u64, u64::from(failed.is_some()));
+                failed.map_or(moved, Err).err()
+            }
+            Err(error) => Some(format!("reading the outbox: {error}")),
+        };
+        let Some(error) = failure else {
+            backoff = Duration::from_millis(100);
+            errors.reset();
+            continue;
+        };
+        if signals.stopping.load(Ordering::SeqCst) {
+            say!("journey-runtime: error: sink {name}: {error} (left for the next start)");
+            return;
         }
+        errors.say(&format!(
+            "journey-runtime: error: sink {name}: {error} (retrying, every {} ms now)",
+            backoff.as_millis()
+        ));
+        if sleep_unless_stopping(&signals, backoff) {
+            say!("journey-runtime: sink {name}: stopping while failing: what is left is delivered after the next start");
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 

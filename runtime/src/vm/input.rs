@@ -46,6 +46,10 @@ impl Input {
     }
 }
 
+/// The longest user id, in bytes (UTF-8): a user's name is kept with its state for as long as
+/// it has any, so its size is bounded like every other input's.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
@@ -115,6 +119,12 @@ pub fn decode_with(
         })
         .filter(|u| !u.is_empty())
         .ok_or("`userId` must be a non-empty string")?;
+    if user.len() > MAX_USER_ID_BYTES {
+        return Err(format!(
+            "`userId` is {} bytes long: a user id is at most {MAX_USER_ID_BYTES} bytes",
+            user.len()
+        ));
+    }
     let time = match (object.get("timestamp"), default_time) {
         (None, Some(time)) => time,
         (given, _) => {
@@ -366,7 +376,7 @@ mod direct {
             }
             number => Arc::from(number.parse::<i64>().ok()?.to_string().as_str()),
         };
-        if user.is_empty() {
+        if user.is_empty() || user.len() > super::MAX_USER_ID_BYTES {
             return None;
         }
         let time = match (&envelope.timestamp, default_time) {

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod facts;
 pub mod input;
+pub mod kept;
 pub mod output;
 mod timers;
 mod user_ids;
