@@ -13,6 +13,7 @@ pub mod facts;
 pub mod input;
 pub mod kept;
 pub mod output;
+pub mod state;
 mod timers;
 mod user_ids;
 
@@ -466,6 +467,10 @@ pub struct Engine<'p> {
     /// Their names, by id (apart: only records and split hashing read them).
     names: Vec<Str>,
     user_ids: UserIds,
+    /// Ids of users taken out of memory (`state`), given to the next users.
+    free_users: Vec<UserId>,
+    /// What tells this engine's program from others (`Engine::fingerprint`), made once.
+    fingerprint: std::cell::OnceCell<u32>,
     instances: Vec<Option<Instance>>,
     pending: FxHashMap<u64, Pending>,
     next_pending: u64,
@@ -626,6 +631,8 @@ impl<'p> Engine<'p> {
             users: Vec::new(),
             names: Vec::new(),
             user_ids: UserIds::default(),
+            free_users: Vec::new(),
+            fingerprint: std::cell::OnceCell::new(),
             instances: Vec::new(),
             pending: FxHashMap::default(),
             next_pending: 0,
@@ -1072,9 +1079,9 @@ impl<'p> Engine<'p> {
         })
     }
 
-    /// How many users the engine has seen.
+    /// How many users the engine holds in memory.
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.users.len() - self.free_users.len()
     }
 
     /// The engine's time: the latest input processed or timer fired (or clock advanced to).
@@ -1109,14 +1116,24 @@ impl<'p> Engine<'p> {
             .program
             .record_fields(self.program.profile)
             .map_or(0, <[_]>::len);
-        let id = self.users.len() as UserId;
-        self.users.push(User {
+        let user = User {
             traits: vec![None; profile_fields].into_boxed_slice(),
             ..Default::default()
-        });
+        };
         let name = Str::from(name.clone());
-        self.user_ids.insert(hash, name.clone(), id);
-        self.names.push(name);
+        let id = match self.free_users.pop() {
+            Some(id) => {
+                self.users[id as usize] = user;
+                self.names[id as usize] = name.clone();
+                id
+            }
+            None => {
+                self.users.push(user);
+                self.names.push(name.clone());
+                (self.users.len() - 1) as UserId
+            }
+        };
+        self.user_ids.insert(hash, name, id);
         for journey in 0..self.program.journeys.len() as u32 {
             if self.program.journeys[journey as usize]
                 .audience_needs

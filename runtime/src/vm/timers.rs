@@ -208,6 +208,61 @@ impl<T> TimerQueue<T> {
         Some((at, scheduled.timer))
     }
 
+    /// Sets a timer again with the key it had (a user's timers coming back from its record,
+    /// `vm::state`): it fires where it would have, among the others.
+    pub fn restore(&mut self, at: i64, sequence: u64, timer: T) {
+        self.len += 1;
+        let key = (at, sequence);
+        self.heap.push(Scheduled {
+            at,
+            sequence,
+            timer,
+        });
+        if self.earliest.is_none_or(|(_, earliest)| key < earliest) {
+            self.earliest = Some((Source::Heap, key));
+        }
+    }
+
+    /// Takes out every timer `take` says, in the order they would fire: ((due time, place in
+    /// the order timers were set), timer). One pass over every timer: `vm::state` takes the
+    /// timers of many users at once.
+    pub fn extract(&mut self, mut take: impl FnMut(&T) -> bool) -> Vec<((i64, u64), T)> {
+        let mut taken = Vec::new();
+        for lane in &mut self.lanes {
+            let mut kept = VecDeque::with_capacity(lane.len());
+            for scheduled in lane.drain(..) {
+                if take(&scheduled.timer) {
+                    taken.push((scheduled.key(), scheduled.timer));
+                } else {
+                    kept.push_back(scheduled);
+                }
+            }
+            *lane = kept;
+        }
+        let mut kept = Vec::with_capacity(self.heap.len());
+        for scheduled in std::mem::take(&mut self.heap).into_vec() {
+            if take(&scheduled.timer) {
+                taken.push((scheduled.key(), scheduled.timer));
+            } else {
+                kept.push(scheduled);
+            }
+        }
+        self.heap = BinaryHeap::from(kept);
+        self.len -= taken.len();
+        self.earliest = self.scan();
+        taken.sort_by_key(|(key, _)| *key);
+        taken
+    }
+
+    /// The place in the order the next timer set will take (the count the order continues
+    /// from: a service keeps it with its state).
+    pub fn sequence(&self) -> u64 {
+        match &self.sequence {
+            Sequence::Own(n) => *n,
+            Sequence::Shared(n) => n.load(Ordering::Relaxed),
+        }
+    }
+
     /// Timers waiting.
     pub fn len(&self) -> usize {
         self.len

@@ -31,6 +31,16 @@ impl UserIds {
             .map(|(_, id)| *id)
     }
 
+    /// Forgets `name` (its user left memory; its id may be given to another).
+    pub(super) fn remove(&mut self, hash: u64, name: &str) {
+        if let Ok(entry) = self
+            .table
+            .find_entry(hash, |(n, _)| n.as_bytes() == name.as_bytes())
+        {
+            entry.remove();
+        }
+    }
+
     /// Records a name not seen before.
     pub(super) fn insert(&mut self, hash: u64, name: Str, id: UserId) {
         let hasher = &self.hasher;

@@ -1,0 +1,935 @@
+//! A user's whole state ↔ one record of bytes: what `Engine::evict` takes out of memory and
+//! `Engine::restore` brings back (docs/state.md describes the encoding).
+//!
+//! A user's state is its profile, its kept history, its entry logs, its sends inside cap
+//! windows, what other engines run for it, and its running instances, pending `unless` entries
+//! and scheduled entries — each with the timers that will wake it, kept with their due time and
+//! their place in the order timers were set, so that a restored timer fires exactly where it
+//! would have. The engine with a user evicted and restored at any moment between inputs gives
+//! the same timeline as the engine that kept it (tests/vm.rs checks it on random streams).
+//!
+//! Records are read as untrusted bytes: every count is bounded by what is left to read, every
+//! index is checked against the program, and a record that does not fit is refused whole,
+//! before anything of it reaches the engine.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::{
+    facts, key_tag, Engine, EntryLog, Instance, Pending, RunningIndex, Timer, User, UserId,
+    Waiting, ENDED, MANY_INSTANCES,
+};
+use crate::bytecode::{Channel, Program};
+use crate::value::{Str, Value};
+
+/// The encoding's version: the first byte of every record.
+pub const VERSION: u8 = 1;
+
+/// How deep values nest in a record (lists of records of lists …); the checker allows less.
+const MAX_DEPTH: usize = 32;
+
+/// A timer's key: (due time, place in the order timers were set).
+type Key = (i64, u64);
+
+/// A user taken out of the engine: its name, its record, and when its first timer is due (the
+/// store's index of due timers holds it, so that the user is brought back in time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evicted {
+    pub name: Str,
+    pub record: Vec<u8>,
+    pub next_timer: Option<Key>,
+}
+
+// ------------------------------------------------------------ writing
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn byte(&mut self, b: u8) {
+        self.0.push(b);
+    }
+
+    fn uint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.0.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.0.push(n as u8);
+    }
+
+    fn int(&mut self, n: i64) {
+        self.uint(((n << 1) ^ (n >> 63)) as u64);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.uint(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.byte(0),
+            Some(s) => {
+                self.byte(1);
+                self.str(s);
+            }
+        }
+    }
+
+    fn key(&mut self, key: Option<Key>) {
+        match key {
+            None => self.byte(0),
+            Some((at, sequence)) => {
+                self.byte(1);
+                self.int(at);
+                self.uint(sequence);
+            }
+        }
+    }
+
+    fn value(&mut self, value: &Value) {
+        use crate::value::tag;
+        match value {
+            Value::Absent => self.byte(tag::ABSENT),
+            Value::Missing => self.byte(tag::MISSING),
+            Value::Bool(b) => {
+                self.byte(tag::BOOL);
+                self.byte(u8::from(*b));
+            }
+            Value::Int(n) => {
+                self.byte(tag::INT);
+                self.int(*n);
+            }
+            Value::Float(x) => {
+                self.byte(tag::FLOAT);
+                self.0.extend_from_slice(&x.to_bits().to_le_bytes());
+            }
+            Value::Short { .. } | Value::Long(_) => {
+                self.byte(tag::SHORT);
+                self.str(value.as_str().unwrap_or_default());
+            }
+            Value::Timestamp(ms) => {
+                self.byte(tag::TIMESTAMP);
+                self.int(*ms);
+            }
+            Value::Duration(ms) => {
+                self.byte(tag::DURATION);
+                self.int(*ms);
+            }
+            Value::List(items) => {
+                self.byte(tag::LIST);
+                self.values(items);
+            }
+            Value::Record(fields) => {
+                self.byte(tag::RECORD);
+                self.values(fields);
+            }
+        }
+    }
+
+    fn values(&mut self, values: &[Value]) {
+        self.uint(values.len() as u64);
+        values.iter().for_each(|v| self.value(v));
+    }
+}
+
+// ------------------------------------------------------------ reading
+
+struct Reader<'b> {
+    bytes: &'b [u8],
+    at: usize,
+}
+
+type Read<T> = Result<T, String>;
+
+impl<'b> Reader<'b> {
+    fn byte(&mut self) -> Read<u8> {
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or_else(|| format!("the record ends early, at byte {}", self.at))?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn uint(&mut self) -> Read<u64> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(format!("a number that does not end, at byte {}", self.at))
+    }
+
+    fn int(&mut self) -> Read<i64> {
+        let n = self.uint()?;
+        Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+    }
+
+    fn u32(&mut self, what: &str) -> Read<u32> {
+        u32::try_from(self.uint()?).map_err(|_| format!("{what} out of range"))
+    }
+
+    /// A count of things each at least one byte long: never more than what is left.
+    fn count(&mut self) -> Read<usize> {
+        let n = self.uint()?;
+        let left = (self.bytes.len() - self.at) as u64;
+        if n > left {
+            return Err(format!(
+                "a count of {n} with {left} bytes left, at byte {}",
+                self.at
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    fn str(&mut self) -> Read<&'b str> {
+        let n = self.count()?;
+        let bytes = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        std::str::from_utf8(bytes).map_err(|e| format!("a string that is not UTF-8: {e}"))
+    }
+
+    fn opt_str(&mut self) -> Read<Option<Str>> {
+        Ok(match self.byte()? {
+            0 => None,
+            _ => Some(Str::new(self.str()?)),
+        })
+    }
+
+    fn key(&mut self) -> Read<Option<Key>> {
+        Ok(match self.byte()? {
+            0 => None,
+            _ => Some((self.int()?, self.uint()?)),
+        })
+    }
+
+    fn value(&mut self, depth: usize) -> Read<Value> {
+        use crate::value::tag;
+        if depth > MAX_DEPTH {
+            return Err(format!("values nested deeper than {MAX_DEPTH}"));
+        }
+        Ok(match self.byte()? {
+            tag::ABSENT => Value::Absent,
+            tag::MISSING => Value::Missing,
+            tag::BOOL => Value::Bool(self.byte()? != 0),
+            tag::INT => Value::Int(self.int()?),
+            tag::FLOAT => {
+                let end = self.at + 8;
+                let bytes: [u8; 8] = self
+                    .bytes
+                    .get(self.at..end)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("the record ends inside a number")?;
+                self.at = end;
+                Value::Float(f64::from_bits(u64::from_le_bytes(bytes)))
+            }
+            tag::SHORT | tag::LONG => Value::str(self.str()?),
+            tag::TIMESTAMP => Value::Timestamp(self.int()?),
+            tag::DURATION => Value::Duration(self.int()?),
+            tag::LIST => Value::List(self.values(depth + 1)?.into()),
+            tag::RECORD => Value::Record(self.values(depth + 1)?.into()),
+            other => return Err(format!("no value has tag {other}")),
+        })
+    }
+
+    fn values(&mut self, depth: usize) -> Read<Vec<Value>> {
+        let n = self.count()?;
+        (0..n).map(|_| self.value(depth)).collect()
+    }
+}
+
+// ------------------------------------------------------------ a record, read
+
+/// An instance as its record has it (its slot, token and user are the engine's to give).
+struct InstanceRecord {
+    journey: u32,
+    entered_at: i64,
+    pc: u32,
+    slots: Vec<Value>,
+    waiting: Waiting,
+    zone: chrono_tz::Tz,
+    step: u16,
+    deferred: Option<Vec<(u32, Value)>>,
+    /// Its `Resume` timer, and whether it is a deadline.
+    resume: Option<(Key, bool)>,
+    timeout: Option<Key>,
+}
+
+struct PendingRecord {
+    journey: u32,
+    key: Option<Str>,
+    slots: Vec<Value>,
+    cancelled: bool,
+    unless: Option<Key>,
+}
+
+struct TickRecord {
+    journey: u32,
+    token: u64,
+    timer: Option<Key>,
+}
+
+/// A whole record, read and checked against the program before any of it is applied.
+struct UserRecord {
+    name: Str,
+    traits: Vec<Option<Value>>,
+    history: Vec<Vec<(i64, Arc<[Value]>)>>,
+    entries: Vec<EntryLog>,
+    sends: Vec<(i64, Channel)>,
+    foreign: Option<Box<facts::Foreign>>,
+    instances: Vec<InstanceRecord>,
+    pending: Vec<PendingRecord>,
+    ticks: Vec<TickRecord>,
+}
+
+fn waiting_code(waiting: &Waiting) -> (u8, u16) {
+    match waiting {
+        Waiting::Nothing => (0, 0),
+        Waiting::Event { wait } => (1, *wait),
+        Waiting::Condition { wait } => (2, *wait),
+        Waiting::Any { wait } => (3, *wait),
+        Waiting::Send { send } => (4, *send),
+    }
+}
+
+impl Engine<'_> {
+    /// The id of the user called `name`, if it is in memory.
+    pub fn user_id(&self, name: &str) -> Option<UserId> {
+        self.user_ids.get(self.user_ids.hash(name), name)
+    }
+
+    /// The place in the order of timers the next one set takes: a service keeps it with its
+    /// state, so that timers set after a restart come after every restored one.
+    pub fn timer_sequence(&self) -> u64 {
+        self.timers.sequence()
+    }
+
+    /// The users in memory, by id (each once, in id order).
+    pub fn users_held(&self) -> Vec<UserId> {
+        let free: std::collections::BTreeSet<UserId> = self.free_users.iter().copied().collect();
+        (0..self.users.len() as UserId)
+            .filter(|id| !free.contains(id))
+            .collect()
+    }
+
+    /// Takes `users` out of memory, each as its record (in the order given): its instances,
+    /// pending entries and schedules with their timers, its profile and history. Users
+    /// with timers held by a paused journey stay (they are left out of the answer), as do ids
+    /// not in memory. Call it between inputs, with the timeline and the facts taken: records
+    /// name users by id.
+    pub fn evict(&mut self, users: &[UserId]) -> Vec<Evicted> {
+        let mut chosen = vec![false; self.users.len()];
+        for user in users {
+            if let Some(c) = chosen.get_mut(*user as usize) {
+                *c = !self.free_users.contains(user);
+            }
+        }
+        // Held timers stay with their engine until the journey goes on.
+        for (_, timer) in &self.held {
+            if let Some(user) = self.timer_user(timer) {
+                if let Some(c) = chosen.get_mut(user as usize) {
+                    *c = false;
+                }
+            }
+        }
+        if !chosen.contains(&true) {
+            return Vec::new();
+        }
+        // Their timers, in one pass over every timer; stale ones of theirs go too.
+        let taken = {
+            let (instances, pending) = (&self.instances, &self.pending);
+            let owner = |timer: &Timer| -> Option<UserId> {
+                match timer {
+                    Timer::Resume { instance, .. } | Timer::Timeout { instance, .. } => {
+                        instances.get(*instance)?.as_ref().map(|i| i.user)
+                    }
+                    Timer::Unless { pending: id } => pending.get(id).map(|p| p.user),
+                    Timer::Tick { user, .. } => Some(*user),
+                }
+            };
+            self.timers.extract(|timer| {
+                owner(timer).is_some_and(|u| chosen.get(u as usize).copied().unwrap_or(false))
+            })
+        };
+        self.working_timers -= taken
+            .iter()
+            .filter(|(_, t)| !matches!(t, Timer::Tick { .. }))
+            .count();
+        // Each timer, by what it wakes.
+        let mut resumes: rustc_hash::FxHashMap<usize, (Key, bool)> = Default::default();
+        let mut timeouts: rustc_hash::FxHashMap<usize, Key> = Default::default();
+        let mut unless: rustc_hash::FxHashMap<u64, Key> = Default::default();
+        let mut ticks: rustc_hash::FxHashMap<(u32, UserId), Key> = Default::default();
+        for (key, timer) in &taken {
+            match timer {
+                Timer::Resume {
+                    instance,
+                    token,
+                    deadline,
+                } => {
+                    if self.instances[*instance]
+                        .as_ref()
+                        .is_some_and(|i| i.token == *token)
+                    {
+                        resumes.insert(*instance, (*key, *deadline));
+                    }
+                }
+                Timer::Timeout {
+                    instance,
+                    journey,
+                    entered_at,
+                } => {
+                    if self.instances[*instance]
+                        .as_ref()
+                        .is_some_and(|i| i.journey == *journey && i.entered_at == *entered_at)
+                    {
+                        timeouts.insert(*instance, *key);
+                    }
+                }
+                Timer::Unless { pending } => {
+                    unless.insert(*pending, *key);
+                }
+                Timer::Tick {
+                    journey,
+                    user,
+                    token,
+                } => {
+                    if self.tick_tokens.get(&(*journey, *user)) == Some(token) {
+                        ticks.insert((*journey, *user), *key);
+                    }
+                }
+            }
+        }
+        // The schedules of every chosen user, by user (the map is read once, then sorted).
+        let mut schedules: Vec<((UserId, u32), u64)> = self
+            .tick_tokens
+            .iter()
+            .filter(|((_, u), _)| chosen.get(*u as usize).copied().unwrap_or(false))
+            .map(|((j, u), token)| ((*u, *j), *token))
+            .collect();
+        schedules.sort_unstable();
+        let mut out = Vec::new();
+        let mut done = vec![false; self.users.len()];
+        for &user in users {
+            let u = user as usize;
+            if !chosen.get(u).copied().unwrap_or(false) || done[u] {
+                continue;
+            }
+            done[u] = true;
+            let mine: Vec<(u32, u64)> = schedules
+                .iter()
+                .filter(|((owner, _), _)| *owner == user)
+                .map(|((_, j), token)| (*j, *token))
+                .collect();
+            out.push(self.take_user(user, &resumes, &timeouts, &unless, &ticks, &mine));
+        }
+        out
+    }
+
+    /// Whose timer `timer` is.
+    fn timer_user(&self, timer: &Timer) -> Option<UserId> {
+        match timer {
+            Timer::Resume { instance, .. } | Timer::Timeout { instance, .. } => {
+                self.instances.get(*instance)?.as_ref().map(|i| i.user)
+            }
+            Timer::Unless { pending } => self.pending.get(pending).map(|p| p.user),
+            Timer::Tick { user, .. } => Some(*user),
+        }
+    }
+
+    /// Writes one user's record and removes the user from memory.
+    fn take_user(
+        &mut self,
+        user: UserId,
+        resumes: &rustc_hash::FxHashMap<usize, (Key, bool)>,
+        timeouts: &rustc_hash::FxHashMap<usize, Key>,
+        unless: &rustc_hash::FxHashMap<u64, Key>,
+        ticks: &rustc_hash::FxHashMap<(u32, UserId), Key>,
+        schedules: &[(u32, u64)],
+    ) -> Evicted {
+        let u = std::mem::take(&mut self.users[user as usize]);
+        let name = std::mem::take(&mut self.names[user as usize]);
+        let mut w = Writer(Vec::with_capacity(256));
+        let mut next: Option<Key> = None;
+        let mut due = |key: Key| {
+            next = Some(next.map_or(key, |n| n.min(key)));
+        };
+        w.byte(VERSION);
+        w.uint(u64::from(self.fingerprint()));
+        w.str(name.as_str());
+        let set: Vec<(usize, &Value)> = u
+            .traits
+            .iter()
+            .enumerate()
+            .filter_map(|(f, v)| Some((f, v.as_ref()?)))
+            .collect();
+        w.uint(set.len() as u64);
+        for (field, value) in set {
+            w.uint(field as u64);
+            w.value(value);
+        }
+        w.uint(u.history.len() as u64);
+        for kept in u.history.iter() {
+            w.uint(kept.len() as u64);
+            for (at, fields) in kept {
+                w.int(*at);
+                w.values(fields);
+            }
+        }
+        w.uint(u.entries.len() as u64);
+        for log in &u.entries {
+            w.uint(u64::from(log.journey));
+            w.opt_str(log.key.as_deref());
+            w.uint(log.times.len() as u64);
+            log.times.iter().for_each(|t| w.int(*t));
+        }
+        w.uint(u.sends.len() as u64);
+        for (at, channel) in &u.sends {
+            w.int(*at);
+            w.byte(*channel as u8);
+        }
+        let foreign = u.foreign.as_deref().map_or(&[][..], |f| f.as_slice());
+        w.uint(foreign.len() as u64);
+        for (journey, key, count) in foreign {
+            w.uint(u64::from(*journey));
+            w.opt_str(key.as_deref());
+            w.int(i64::from(*count));
+        }
+        let live: Vec<(usize, Instance)> = u
+            .instances
+            .iter()
+            .filter(|entry| **entry != ENDED)
+            .filter_map(|(_, slot, _)| {
+                let slot = *slot as usize;
+                Some((slot, self.instances.get_mut(slot)?.take()?))
+            })
+            .collect();
+        w.uint(live.len() as u64);
+        for (slot, instance) in live {
+            self.free.push(slot);
+            w.uint(u64::from(instance.journey));
+            w.int(instance.entered_at);
+            w.uint(u64::from(instance.pc));
+            w.values(&instance.slots);
+            let (kind, index) = waiting_code(&instance.waiting);
+            w.byte(kind);
+            w.uint(u64::from(index));
+            w.str(instance.zone.name());
+            w.uint(u64::from(instance.step));
+            match self.deferred.remove(&slot) {
+                Some(args) if matches!(instance.waiting, Waiting::Send { .. }) => {
+                    w.byte(1);
+                    w.uint(args.len() as u64);
+                    for (field, value) in &args {
+                        w.uint(u64::from(*field));
+                        w.value(value);
+                    }
+                }
+                _ => w.byte(0),
+            }
+            match resumes.get(&slot) {
+                Some((key, deadline)) => {
+                    w.byte(1 + u8::from(*deadline));
+                    w.int(key.0);
+                    w.uint(key.1);
+                    due(*key);
+                }
+                None => w.byte(0),
+            }
+            let timeout = timeouts.get(&slot).copied();
+            timeout.into_iter().for_each(&mut due);
+            w.key(timeout);
+        }
+        let pending: Vec<(u64, Pending)> = u
+            .pending
+            .iter()
+            .filter_map(|(id, _)| Some((*id, self.pending.remove(id)?)))
+            .collect();
+        w.uint(pending.len() as u64);
+        for (id, p) in pending {
+            w.uint(u64::from(p.journey));
+            w.opt_str(p.key.as_deref());
+            w.values(&p.slots);
+            w.byte(u8::from(p.cancelled));
+            let key = unless.get(&id).copied();
+            key.into_iter().for_each(&mut due);
+            w.key(key);
+        }
+        w.uint(schedules.len() as u64);
+        for (journey, token) in schedules {
+            self.tick_tokens.remove(&(*journey, user));
+            w.uint(u64::from(*journey));
+            w.uint(*token);
+            let key = ticks.get(&(*journey, user)).copied();
+            key.into_iter().for_each(&mut due);
+            w.key(key);
+        }
+        let hash = self.user_ids.hash(name.as_str());
+        self.user_ids.remove(hash, name.as_str());
+        self.free_users.push(user);
+        Evicted {
+            name,
+            record: w.0,
+            next_timer: next,
+        }
+    }
+
+    /// A number that tells this engine's program from others: records carry it, and a record
+    /// of another program is refused.
+    pub fn fingerprint(&self) -> u32 {
+        *self
+            .fingerprint
+            .get_or_init(|| crc32fast::hash(&crate::bytecode::write(self.program)))
+    }
+
+    /// Brings a user back from its record (`evict`): its state as it was, its timers where
+    /// they were in the order of all timers. A record that does not fit this engine's program,
+    /// or names a user in memory, is refused and changes nothing.
+    pub fn restore(&mut self, record: &[u8]) -> Result<UserId, String> {
+        let r = self.read_record(record)?;
+        if self.user_id(r.name.as_str()).is_some() {
+            return Err(format!("user `{}` is in memory already", r.name.as_str()));
+        }
+        let hash = self.user_ids.hash(r.name.as_str());
+        let id = match self.free_users.pop() {
+            Some(id) => id,
+            None => {
+                self.users.push(User::default());
+                self.names.push(Str::default());
+                (self.users.len() - 1) as UserId
+            }
+        };
+        self.user_ids.insert(hash, r.name.clone(), id);
+        self.names[id as usize] = r.name;
+        let mut user = User {
+            traits: r.traits.into_boxed_slice(),
+            history: r.history.into_boxed_slice(),
+            entries: r.entries,
+            sends: r.sends,
+            foreign: r.foreign,
+            ..User::default()
+        };
+        for i in r.instances {
+            self.next_token = self.next_token.wrapping_add(1);
+            let token = self.next_token;
+            let instance = Instance {
+                journey: i.journey,
+                user: id,
+                entered_at: i.entered_at,
+                pc: i.pc,
+                slots: i.slots.into(),
+                waiting: i.waiting,
+                token,
+                zone: i.zone,
+                step: i.step,
+            };
+            let tag = key_tag(&self.owned_key(&instance));
+            let slot = match self.free.pop() {
+                Some(slot) => {
+                    self.instances[slot] = Some(instance);
+                    slot
+                }
+                None => {
+                    self.instances.push(Some(instance));
+                    self.instances.len() - 1
+                }
+            };
+            user.instances.push((i.journey, slot as u32, tag));
+            match user.journeys.iter_mut().find(|(j, _)| *j == i.journey) {
+                Some((_, count)) => *count += 1,
+                None => user.journeys.push((i.journey, 1)),
+            }
+            if let Some(args) = i.deferred {
+                self.deferred.insert(slot, args);
+            }
+            if let Some(((at, sequence), deadline)) = i.resume {
+                self.working_timers += 1;
+                self.timers.restore(
+                    at,
+                    sequence,
+                    Timer::Resume {
+                        instance: slot,
+                        token,
+                        deadline,
+                    },
+                );
+            }
+            if let Some((at, sequence)) = i.timeout {
+                self.working_timers += 1;
+                self.timers.restore(
+                    at,
+                    sequence,
+                    Timer::Timeout {
+                        instance: slot,
+                        journey: i.journey,
+                        entered_at: i.entered_at,
+                    },
+                );
+            }
+        }
+        if user.instances.len() > MANY_INSTANCES {
+            let mut running = RunningIndex::default();
+            for (j, slot, t) in &user.instances {
+                running.by_key.entry((*j, *t)).or_default().push(*slot);
+            }
+            user.running = Some(Box::new(running));
+        }
+        for p in r.pending {
+            self.next_pending += 1;
+            let pending = self.next_pending;
+            user.pending.push((pending, key_tag(&p.key)));
+            self.pending.insert(
+                pending,
+                Pending {
+                    journey: p.journey,
+                    user: id,
+                    key: p.key,
+                    slots: p.slots,
+                    cancelled: p.cancelled,
+                },
+            );
+            if let Some((at, sequence)) = p.unless {
+                self.working_timers += 1;
+                self.timers.restore(at, sequence, Timer::Unless { pending });
+            }
+        }
+        for t in r.ticks {
+            self.tick_tokens.insert((t.journey, id), t.token);
+            if let Some((at, sequence)) = t.timer {
+                self.timers.restore(
+                    at,
+                    sequence,
+                    Timer::Tick {
+                        journey: t.journey,
+                        user: id,
+                        token: t.token,
+                    },
+                );
+            }
+        }
+        self.users[id as usize] = user;
+        Ok(id)
+    }
+
+    /// Reads a record and checks every index in it against the program.
+    fn read_record(&self, bytes: &[u8]) -> Result<UserRecord, String> {
+        let program: &Program = self.program;
+        let mut r = Reader { bytes, at: 0 };
+        let version = r.byte()?;
+        if version != VERSION {
+            return Err(format!(
+                "a user record of version {version}; this engine reads version {VERSION}"
+            ));
+        }
+        let fingerprint = r.uint()?;
+        if fingerprint != u64::from(self.fingerprint()) {
+            return Err("a user record of another program".into());
+        }
+        let name = Str::new(r.str()?);
+        let journey = |r: &mut Reader| -> Read<u32> {
+            let j = r.u32("a journey")?;
+            if (j as usize) < program.journeys.len() {
+                Ok(j)
+            } else {
+                Err(format!("journey {j} is not in the program"))
+            }
+        };
+        let profile_fields = program.record_fields(program.profile).map_or(0, <[_]>::len);
+        let mut traits: Vec<Option<Value>> = vec![None; profile_fields];
+        for _ in 0..r.count()? {
+            let field = r.uint()? as usize;
+            let mut value = r.value(0)?;
+            self.prepared.intern(&mut value);
+            *traits
+                .get_mut(field)
+                .ok_or_else(|| format!("profile field {field} is not in the program"))? =
+                Some(value);
+        }
+        // (A user's history is empty until its first kept event.)
+        let kept_types = r.count()?;
+        if kept_types != 0 && kept_types != self.kept_types {
+            return Err("a history of other event types".into());
+        }
+        // The event type each kept history is of, and its field count.
+        let mut widths = vec![0usize; kept_types];
+        for (event, slot) in self.history_slots.iter().enumerate() {
+            if let (Some(width), Some(desc)) = (
+                slot.and_then(|slot| widths.get_mut(slot)),
+                program.events.get(event),
+            ) {
+                *width = program.record_fields(desc.record).map_or(0, <[_]>::len);
+            }
+        }
+        let mut history = Vec::with_capacity(kept_types);
+        for width in widths {
+            let n = r.count()?;
+            let mut kept = Vec::with_capacity(n);
+            for _ in 0..n {
+                let at = r.int()?;
+                let mut fields = r.values(0)?;
+                if fields.len() != width {
+                    return Err("a kept event of another shape".into());
+                }
+                fields.iter_mut().for_each(|v| self.prepared.intern(v));
+                kept.push((at, Arc::from(fields)));
+            }
+            history.push(kept);
+        }
+        let mut entries = Vec::new();
+        for _ in 0..r.count()? {
+            let journey = journey(&mut r)?;
+            let key = r.opt_str()?;
+            let times: SmallVec<[i64; 2]> =
+                (0..r.count()?).map(|_| r.int()).collect::<Read<_>>()?;
+            entries.push(EntryLog {
+                journey,
+                tag: key_tag(&key),
+                key,
+                times,
+            });
+        }
+        let mut sends = Vec::new();
+        for _ in 0..r.count()? {
+            let at = r.int()?;
+            let channel =
+                Channel::from_byte(r.byte()?).ok_or("a send on no channel the VM knows")?;
+            sends.push((at, channel));
+        }
+        let mut foreign: facts::Foreign = Vec::new();
+        for _ in 0..r.count()? {
+            let journey = journey(&mut r)?;
+            let key = r.opt_str()?;
+            let count = i32::try_from(r.int()?).map_err(|_| "a count out of range")?;
+            foreign.push((journey, key, count));
+        }
+        let mut instances = Vec::new();
+        for _ in 0..r.count()? {
+            let journey = journey(&mut r)?;
+            let desc = &program.journeys[journey as usize];
+            let entered_at = r.int()?;
+            let pc = r.u32("a pc")?;
+            let body = program
+                .blocks
+                .get(desc.body as usize)
+                .ok_or("a journey without a body")?;
+            if pc < body.offset || pc > body.offset.saturating_add(body.length) {
+                return Err(format!("pc {pc} is outside its journey's body"));
+            }
+            let mut slots = r.values(0)?;
+            if slots.len() < desc.slots.len() || slots.len() > desc.slots.len() + 1 {
+                return Err("an instance with slots of another journey".into());
+            }
+            slots.iter_mut().for_each(|v| self.prepared.intern(v));
+            let kind = r.byte()?;
+            let index = u16::try_from(r.uint()?).map_err(|_| "a wait out of range")?;
+            let waits = desc.waits.len();
+            let waiting = match kind {
+                0 => Waiting::Nothing,
+                1 | 2 if usize::from(index) < waits => {
+                    if kind == 1 {
+                        Waiting::Event { wait: index }
+                    } else {
+                        Waiting::Condition { wait: index }
+                    }
+                }
+                3 if usize::from(index) < desc.wait_anys.len() => Waiting::Any { wait: index },
+                4 if usize::from(index) < desc.sends.len() => Waiting::Send { send: index },
+                _ => {
+                    return Err(format!(
+                        "an instance waiting at {kind}/{index}, not in its journey"
+                    ))
+                }
+            };
+            let zone_name = r.str()?;
+            let zone = chrono_tz::Tz::from_str(zone_name)
+                .map_err(|_| format!("no time zone `{zone_name}`"))?;
+            let step = u16::try_from(r.uint()?).map_err(|_| "a step out of range")?;
+            if step != u16::MAX && usize::from(step) >= desc.steps.len() {
+                return Err(format!("step {step} is not in its journey"));
+            }
+            let deferred = match r.byte()? {
+                0 => None,
+                _ => {
+                    let mut args = Vec::new();
+                    for _ in 0..r.count()? {
+                        let field = r.u32("an argument")?;
+                        let mut value = r.value(0)?;
+                        self.prepared.intern(&mut value);
+                        args.push((field, value));
+                    }
+                    Some(args)
+                }
+            };
+            let resume = match r.byte()? {
+                0 => None,
+                kind => Some(((r.int()?, r.uint()?), kind == 2)),
+            };
+            let timeout = r.key()?;
+            instances.push(InstanceRecord {
+                journey,
+                entered_at,
+                pc,
+                slots,
+                waiting,
+                zone,
+                step,
+                deferred,
+                resume,
+                timeout,
+            });
+        }
+        let mut pending = Vec::new();
+        for _ in 0..r.count()? {
+            let journey = journey(&mut r)?;
+            let key = r.opt_str()?;
+            let mut slots = r.values(0)?;
+            if slots.len() != program.journeys[journey as usize].slots.len() {
+                return Err("a pending entry with slots of another journey".into());
+            }
+            slots.iter_mut().for_each(|v| self.prepared.intern(v));
+            let cancelled = r.byte()? != 0;
+            let unless = r.key()?;
+            pending.push(PendingRecord {
+                journey,
+                key,
+                slots,
+                cancelled,
+                unless,
+            });
+        }
+        let mut ticks = Vec::new();
+        for _ in 0..r.count()? {
+            let journey = journey(&mut r)?;
+            let token = r.uint()?;
+            let timer = r.key()?;
+            ticks.push(TickRecord {
+                journey,
+                token,
+                timer,
+            });
+        }
+        if r.at != bytes.len() {
+            return Err(format!(
+                "{} bytes after the end of the record",
+                bytes.len() - r.at
+            ));
+        }
+        Ok(UserRecord {
+            name,
+            traits,
+            history,
+            entries,
+            sends,
+            foreign: (!foreign.is_empty()).then(|| Box::new(foreign)),
+            instances,
+            pending,
+            ticks,
+        })
+    }
+}
