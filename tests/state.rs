@@ -166,6 +166,42 @@ fn evicting_users_between_inputs_changes_nothing() {
     }
 }
 
+/// The users an engine lists as touched are all whose records changed: a copy of every
+/// user's record, refreshed only for those, stays equal to the engine's own records.
+#[test]
+fn the_touched_users_are_all_that_changed() {
+    let program = support::compile_examples();
+    let lines = stream::random_stream(0x70_0C4E, 2500, 50, 700);
+    let mut engine = Engine::new(&program);
+    engine.track_touched(true);
+    let mut copies: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut refreshed = 0;
+    for (n, input) in decoded(&program, &lines).into_iter().enumerate() {
+        let user = input.user().to_string();
+        engine.push(input);
+        let touched = engine.take_touched();
+        assert!(
+            touched.contains(&engine.user_id(&user).expect("in memory")),
+            "the input's user is touched"
+        );
+        for id in touched {
+            refreshed += 1;
+            copies.insert(engine.user_name(id).to_string(), engine.record(id).0);
+        }
+        if n % 100 == 99 {
+            for id in engine.users_held() {
+                let name = engine.user_name(id).to_string();
+                assert_eq!(
+                    copies.get(&name),
+                    Some(&engine.record(id).0),
+                    "{name} changed untouched by input {n}"
+                );
+            }
+        }
+    }
+    assert!(refreshed > 2500, "{refreshed}");
+}
+
 /// A record restored and evicted again is the same bytes; a damaged one (cut short, a byte
 /// changed) is refused or restores a user, never upsets the engine, and a refusal leaves
 /// nothing behind.
@@ -179,7 +215,12 @@ fn records_round_trip_and_damaged_ones_are_refused_whole() {
     }
     engine.timeline.clear();
     let ids = engine.users_held();
+    let records: Vec<_> = ids.iter().map(|id| engine.record(*id)).collect();
     let evicted = engine.evict(&ids);
+    for (e, (record, next)) in evicted.iter().zip(&records) {
+        assert_eq!(&e.record, record, "`record` gives what `evict` takes");
+        assert_eq!(&e.next_timer, next);
+    }
     assert_eq!(evicted.len(), 30);
     assert_eq!(engine.user_count(), 0);
     assert_eq!(engine.pending_timers(), 0, "every timer left with its user");

@@ -303,10 +303,14 @@ impl Engine<'_> {
     /// The id of the user called `name`, created if new.
     fn user_named(&mut self, name: &str) -> UserId {
         let hash = self.user_ids.hash(name);
-        match self.user_ids.get(hash, name) {
+        let id = match self.user_ids.get(hash, name) {
             Some(id) => id,
             None => self.ensure_user(&std::sync::Arc::from(name), hash),
+        };
+        if self.tracking {
+            self.touch(id);
         }
+        id
     }
 
     /// Whether nothing runs here: no instance, no pending entry, no timer held or set other

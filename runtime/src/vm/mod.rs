@@ -299,7 +299,18 @@ struct Instance {
     zone: chrono_tz::Tz,
     /// The last step reached.
     step: u16,
+    /// The key of the timer that resumes it (`NO_TIMER`: none), set with its current token.
+    wake: TimerKey,
+    /// The sequence of its timeout's timer (0: none); due at `entered_at` + the timeout.
+    timeout: u64,
 }
+
+/// A timer's key: (due time, place in the order timers were set). Entities keep the keys of
+/// their timers, so that a user's record (`state`) can say where each one stands.
+type TimerKey = (i64, u64);
+
+/// No timer (sequences start at 1).
+const NO_TIMER: TimerKey = (0, 0);
 
 #[derive(Debug, Clone)]
 enum Timer {
@@ -335,6 +346,8 @@ struct Pending {
     /// The slots the instance will start with (captured from the entry event).
     slots: Vec<Value>,
     cancelled: bool,
+    /// The key of its `Unless` timer.
+    unless: TimerKey,
 }
 
 /// From this many instances on, a user's running keys are indexed (`User::running`).
@@ -469,6 +482,11 @@ pub struct Engine<'p> {
     user_ids: UserIds,
     /// Ids of users taken out of memory (`state`), given to the next users.
     free_users: Vec<UserId>,
+    /// Whether the users each input, timer, fact or lifecycle move touches are listed (for a
+    /// store, which writes their records), and those listed since the last `take_touched`.
+    tracking: bool,
+    touched: Vec<UserId>,
+    touched_mark: Vec<bool>,
     /// What tells this engine's program from others (`Engine::fingerprint`), made once.
     fingerprint: std::cell::OnceCell<u32>,
     instances: Vec<Option<Instance>>,
@@ -488,7 +506,8 @@ pub struct Engine<'p> {
     /// Inputs processed so far.
     pub inputs: u64,
     /// The current token of each (journey, user) entry schedule; absent while none is due.
-    tick_tokens: FxHashMap<(u32, UserId), u64>,
+    /// With the key of its timer (`NO_TIMER`: none is due).
+    tick_tokens: FxHashMap<(u32, UserId), (u64, TimerKey)>,
     /// By event type: where a user's history keeps it (`None`: not kept), and how many are.
     history_slots: Vec<Option<usize>>,
     kept_types: usize,
@@ -632,6 +651,9 @@ impl<'p> Engine<'p> {
             names: Vec::new(),
             user_ids: UserIds::default(),
             free_users: Vec::new(),
+            tracking: false,
+            touched: Vec::new(),
+            touched_mark: Vec::new(),
             fingerprint: std::cell::OnceCell::new(),
             instances: Vec::new(),
             pending: FxHashMap::default(),
@@ -733,11 +755,11 @@ impl<'p> Engine<'p> {
         self.timers.len()
     }
 
-    fn set_timer(&mut self, due: Due, timer: Timer) {
+    fn set_timer(&mut self, due: Due, timer: Timer) -> TimerKey {
         if !matches!(timer, Timer::Tick { .. }) {
             self.working_timers += 1;
         }
-        self.timers.push(self.now, due, timer);
+        self.timers.push(self.now, due, timer)
     }
 
     /// Processes one input (inputs must come in time order; an earlier one is processed at the
@@ -799,6 +821,9 @@ impl<'p> Engine<'p> {
             Some(id) => id,
             None => self.ensure_user(input.user(), hash),
         };
+        if self.tracking {
+            self.touch(user);
+        }
         match input {
             Input::Track {
                 event, mut fields, ..
@@ -858,6 +883,11 @@ impl<'p> Engine<'p> {
     }
 
     fn fire(&mut self, timer: Timer) {
+        if self.tracking {
+            if let Some(user) = self.timer_user(&timer) {
+                self.touch(user);
+            }
+        }
         // (Only looked into while some journey is paused: every timer passes here.)
         if self.states.contains(&JourneyState::Paused) {
             if let Some(journey) = self.timer_journey(&timer) {
@@ -916,7 +946,7 @@ impl<'p> Engine<'p> {
                 user,
                 token,
             } => {
-                if self.tick_tokens.get(&(journey, user)) != Some(&token) {
+                if self.tick_tokens.get(&(journey, user)).map(|t| t.0) != Some(token) {
                     return;
                 }
                 self.try_enter(journey, user, None);
@@ -973,12 +1003,31 @@ impl<'p> Engine<'p> {
     /// and drops pending entries. `Archived` is for good: leaving it is refused.
     pub fn set_state(&mut self, journey: u32, state: JourneyState) -> Result<(), String> {
         let was = self.state(journey);
+        if self.tracking {
+            let mut users: Vec<UserId> = self
+                .instances
+                .iter()
+                .flatten()
+                .filter(|i| i.journey == journey)
+                .map(|i| i.user)
+                .chain(
+                    self.pending
+                        .values()
+                        .filter(|p| p.journey == journey)
+                        .map(|p| p.user),
+                )
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            users.into_iter().for_each(|u| self.touch(u));
+        }
         let Some(slot) = self.states.get_mut(journey as usize) else {
             return Err(format!("no journey {journey}"));
         };
         if was == JourneyState::Archived && state != JourneyState::Archived {
             return Err("an archived journey stays archived".into());
         }
+
         *slot = state;
         if was == JourneyState::Paused && state != JourneyState::Paused {
             let (held, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
@@ -1259,12 +1308,15 @@ impl<'p> Engine<'p> {
             _ => None,
         };
         let token = {
-            let entry = self.tick_tokens.entry((journey, user)).or_insert(0);
-            *entry += 1;
-            *entry
+            let entry = self
+                .tick_tokens
+                .entry((journey, user))
+                .or_insert((0, NO_TIMER));
+            *entry = (entry.0 + 1, NO_TIMER);
+            entry.0
         };
         if let Some(at) = next {
-            self.set_timer(
+            let key = self.set_timer(
                 Due::At(at),
                 Timer::Tick {
                     journey,
@@ -1272,6 +1324,9 @@ impl<'p> Engine<'p> {
                     token,
                 },
             );
+            if let Some(entry) = self.tick_tokens.get_mut(&(journey, user)) {
+                entry.1 = key;
+            }
         }
     }
 
@@ -1582,12 +1637,16 @@ impl<'p> Engine<'p> {
                     key,
                     slots,
                     cancelled: false,
+                    unless: NO_TIMER,
                 },
             );
             if let Some(u) = self.users.get_mut(user as usize) {
                 u.pending.push((id, tag));
             }
-            self.set_timer(Due::After(unless.within_ms), Timer::Unless { pending: id });
+            let key = self.set_timer(Due::After(unless.within_ms), Timer::Unless { pending: id });
+            if let Some(p) = self.pending.get_mut(&id) {
+                p.unless = key;
+            }
             return;
         }
         self.start_instance(journey, user, slots, found_zone, key);
@@ -1683,6 +1742,8 @@ impl<'p> Engine<'p> {
             token,
             zone,
             step: u16::MAX,
+            wake: NO_TIMER,
+            timeout: 0,
         };
         let index = match self.free.pop() {
             Some(index) => {
@@ -1735,7 +1796,7 @@ impl<'p> Engine<'p> {
             kind: RecordKind::Entered,
         });
         if let Some(timeout) = self.armed_timeouts[journey as usize] {
-            self.set_timer(
+            let (_, sequence) = self.set_timer(
                 Due::After(timeout),
                 Timer::Timeout {
                     instance: index,
@@ -1743,6 +1804,9 @@ impl<'p> Engine<'p> {
                     entered_at: now,
                 },
             );
+            if let Some(instance) = self.instances[index].as_mut() {
+                instance.timeout = sequence;
+            }
         }
         // `when` goals and exits may hold at entry (a journey without conditions has none).
         if self.interests[journey as usize].on_change {
@@ -1904,6 +1968,7 @@ impl<'p> Engine<'p> {
             Some(instance) => {
                 self.next_token = self.next_token.wrapping_add(1);
                 instance.token = self.next_token;
+                instance.wake = NO_TIMER;
                 match std::mem::replace(&mut instance.waiting, Waiting::Nothing) {
                     Waiting::Send { send } => Some(send),
                     _ => None,
@@ -2186,7 +2251,7 @@ impl<'p> Engine<'p> {
             .get(index)
             .and_then(Option::as_ref)
             .map_or(0, |i| i.token);
-        self.set_timer(
+        let key = self.set_timer(
             due,
             Timer::Resume {
                 instance: index,
@@ -2194,6 +2259,9 @@ impl<'p> Engine<'p> {
                 deadline,
             },
         );
+        if let Some(instance) = self.instances.get_mut(index).and_then(Option::as_mut) {
+            instance.wake = key;
+        }
     }
 
     fn set_waiting(&mut self, index: usize, waiting: Waiting) {
@@ -2201,6 +2269,7 @@ impl<'p> Engine<'p> {
             instance.waiting = waiting;
             self.next_token = self.next_token.wrapping_add(1);
             instance.token = self.next_token;
+            instance.wake = NO_TIMER;
         }
     }
 

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::{
-    facts, key_tag, Engine, EntryLog, Instance, Pending, RunningIndex, Timer, User, UserId,
-    Waiting, ENDED, MANY_INSTANCES,
+    facts, key_tag, Engine, EntryLog, Instance, Pending, RunningIndex, Timer, TimerKey, User,
+    UserId, Waiting, ENDED, MANY_INSTANCES, NO_TIMER,
 };
 use crate::bytecode::{Channel, Program};
 use crate::value::{Str, Value};
@@ -304,6 +304,35 @@ impl Engine<'_> {
         self.user_ids.get(self.user_ids.hash(name), name)
     }
 
+    /// Lists the users that inputs, timers, facts and lifecycle moves touch from now on
+    /// (`take_touched`): a store writes their records.
+    pub fn track_touched(&mut self, on: bool) {
+        self.tracking = on;
+    }
+
+    /// The users touched since the last call, in id order.
+    pub fn take_touched(&mut self) -> Vec<UserId> {
+        let mut touched = std::mem::take(&mut self.touched);
+        for user in &touched {
+            if let Some(mark) = self.touched_mark.get_mut(*user as usize) {
+                *mark = false;
+            }
+        }
+        touched.sort_unstable();
+        touched
+    }
+
+    pub(super) fn touch(&mut self, user: UserId) {
+        let u = user as usize;
+        if self.touched_mark.len() <= u {
+            self.touched_mark.resize(u + 1, false);
+        }
+        if !self.touched_mark[u] {
+            self.touched_mark[u] = true;
+            self.touched.push(user);
+        }
+    }
+
     /// The place in the order of timers the next one set takes: a service keeps it with its
     /// state, so that timers set after a restart come after every restored one.
     pub fn timer_sequence(&self) -> u64 {
@@ -341,7 +370,8 @@ impl Engine<'_> {
         if !chosen.contains(&true) {
             return Vec::new();
         }
-        // Their timers, in one pass over every timer; stale ones of theirs go too.
+        // Their timers leave the queue in one pass, stale ones of theirs too (each live one's
+        // key is kept by what it wakes, and goes into the record).
         let taken = {
             let (instances, pending) = (&self.instances, &self.pending);
             let owner = |timer: &Timer| -> Option<UserId> {
@@ -361,79 +391,26 @@ impl Engine<'_> {
             .iter()
             .filter(|(_, t)| !matches!(t, Timer::Tick { .. }))
             .count();
-        // Each timer, by what it wakes.
-        let mut resumes: rustc_hash::FxHashMap<usize, (Key, bool)> = Default::default();
-        let mut timeouts: rustc_hash::FxHashMap<usize, Key> = Default::default();
-        let mut unless: rustc_hash::FxHashMap<u64, Key> = Default::default();
-        let mut ticks: rustc_hash::FxHashMap<(u32, UserId), Key> = Default::default();
-        for (key, timer) in &taken {
-            match timer {
-                Timer::Resume {
-                    instance,
-                    token,
-                    deadline,
-                } => {
-                    if self.instances[*instance]
-                        .as_ref()
-                        .is_some_and(|i| i.token == *token)
-                    {
-                        resumes.insert(*instance, (*key, *deadline));
-                    }
-                }
-                Timer::Timeout {
-                    instance,
-                    journey,
-                    entered_at,
-                } => {
-                    if self.instances[*instance]
-                        .as_ref()
-                        .is_some_and(|i| i.journey == *journey && i.entered_at == *entered_at)
-                    {
-                        timeouts.insert(*instance, *key);
-                    }
-                }
-                Timer::Unless { pending } => {
-                    unless.insert(*pending, *key);
-                }
-                Timer::Tick {
-                    journey,
-                    user,
-                    token,
-                } => {
-                    if self.tick_tokens.get(&(*journey, *user)) == Some(token) {
-                        ticks.insert((*journey, *user), *key);
-                    }
-                }
-            }
-        }
-        // The schedules of every chosen user, by user (the map is read once, then sorted).
-        let mut schedules: Vec<((UserId, u32), u64)> = self
-            .tick_tokens
-            .iter()
-            .filter(|((_, u), _)| chosen.get(*u as usize).copied().unwrap_or(false))
-            .map(|((j, u), token)| ((*u, *j), *token))
-            .collect();
-        schedules.sort_unstable();
         let mut out = Vec::new();
-        let mut done = vec![false; self.users.len()];
         for &user in users {
             let u = user as usize;
-            if !chosen.get(u).copied().unwrap_or(false) || done[u] {
+            if !chosen.get(u).copied().unwrap_or(false) {
                 continue;
             }
-            done[u] = true;
-            let mine: Vec<(u32, u64)> = schedules
-                .iter()
-                .filter(|((owner, _), _)| *owner == user)
-                .map(|((_, j), token)| (*j, *token))
-                .collect();
-            out.push(self.take_user(user, &resumes, &timeouts, &unless, &ticks, &mine));
+            chosen[u] = false;
+            let (record, next_timer) = self.record(user);
+            let name = self.forget_user(user);
+            out.push(Evicted {
+                name,
+                record,
+                next_timer,
+            });
         }
         out
     }
 
     /// Whose timer `timer` is.
-    fn timer_user(&self, timer: &Timer) -> Option<UserId> {
+    pub(super) fn timer_user(&self, timer: &Timer) -> Option<UserId> {
         match timer {
             Timer::Resume { instance, .. } | Timer::Timeout { instance, .. } => {
                 self.instances.get(*instance)?.as_ref().map(|i| i.user)
@@ -443,18 +420,12 @@ impl Engine<'_> {
         }
     }
 
-    /// Writes one user's record and removes the user from memory.
-    fn take_user(
-        &mut self,
-        user: UserId,
-        resumes: &rustc_hash::FxHashMap<usize, (Key, bool)>,
-        timeouts: &rustc_hash::FxHashMap<usize, Key>,
-        unless: &rustc_hash::FxHashMap<u64, Key>,
-        ticks: &rustc_hash::FxHashMap<(u32, UserId), Key>,
-        schedules: &[(u32, u64)],
-    ) -> Evicted {
-        let u = std::mem::take(&mut self.users[user as usize]);
-        let name = std::mem::take(&mut self.names[user as usize]);
+    /// The record of a user in memory, and its first timer's key: what the store keeps of
+    /// it. (The user stays; its record is what `evict` would give now.)
+    pub fn record(&self, user: UserId) -> (Vec<u8>, Option<Key>) {
+        let empty = User::default();
+        let u = self.users.get(user as usize).unwrap_or(&empty);
+        let name = self.names.get(user as usize).map_or("", Str::as_str);
         let mut w = Writer(Vec::with_capacity(256));
         let mut next: Option<Key> = None;
         let mut due = |key: Key| {
@@ -462,7 +433,7 @@ impl Engine<'_> {
         };
         w.byte(VERSION);
         w.uint(u64::from(self.fingerprint()));
-        w.str(name.as_str());
+        w.str(name);
         let set: Vec<(usize, &Value)> = u
             .traits
             .iter()
@@ -501,18 +472,17 @@ impl Engine<'_> {
             w.opt_str(key.as_deref());
             w.int(i64::from(*count));
         }
-        let live: Vec<(usize, Instance)> = u
+        let live: Vec<(usize, &Instance)> = u
             .instances
             .iter()
             .filter(|entry| **entry != ENDED)
             .filter_map(|(_, slot, _)| {
                 let slot = *slot as usize;
-                Some((slot, self.instances.get_mut(slot)?.take()?))
+                Some((slot, self.instances.get(slot)?.as_ref()?))
             })
             .collect();
         w.uint(live.len() as u64);
         for (slot, instance) in live {
-            self.free.push(slot);
             w.uint(u64::from(instance.journey));
             w.int(instance.entered_at);
             w.uint(u64::from(instance.pc));
@@ -522,62 +492,105 @@ impl Engine<'_> {
             w.uint(u64::from(index));
             w.str(instance.zone.name());
             w.uint(u64::from(instance.step));
-            match self.deferred.remove(&slot) {
+            match self.deferred.get(&slot) {
                 Some(args) if matches!(instance.waiting, Waiting::Send { .. }) => {
                     w.byte(1);
                     w.uint(args.len() as u64);
-                    for (field, value) in &args {
+                    for (field, value) in args {
                         w.uint(u64::from(*field));
                         w.value(value);
                     }
                 }
                 _ => w.byte(0),
             }
-            match resumes.get(&slot) {
-                Some((key, deadline)) => {
-                    w.byte(1 + u8::from(*deadline));
-                    w.int(key.0);
-                    w.uint(key.1);
-                    due(*key);
-                }
-                None => w.byte(0),
+            if instance.wake == NO_TIMER {
+                w.byte(0);
+            } else {
+                // (A wait with a deadline is the only kind woken by one.)
+                let deadline = matches!(
+                    instance.waiting,
+                    Waiting::Event { .. } | Waiting::Condition { .. } | Waiting::Any { .. }
+                );
+                w.byte(1 + u8::from(deadline));
+                w.int(instance.wake.0);
+                w.uint(instance.wake.1);
+                due(instance.wake);
             }
-            let timeout = timeouts.get(&slot).copied();
+            let timeout = self
+                .armed_timeouts
+                .get(instance.journey as usize)
+                .copied()
+                .flatten()
+                .filter(|_| instance.timeout != 0)
+                .map(|ms| (instance.entered_at.saturating_add(ms), instance.timeout));
             timeout.into_iter().for_each(&mut due);
             w.key(timeout);
         }
-        let pending: Vec<(u64, Pending)> = u
+        let pending: Vec<&Pending> = u
             .pending
             .iter()
-            .filter_map(|(id, _)| Some((*id, self.pending.remove(id)?)))
+            .filter_map(|(id, _)| self.pending.get(id))
             .collect();
         w.uint(pending.len() as u64);
-        for (id, p) in pending {
+        for p in pending {
             w.uint(u64::from(p.journey));
             w.opt_str(p.key.as_deref());
             w.values(&p.slots);
             w.byte(u8::from(p.cancelled));
-            let key = unless.get(&id).copied();
+            let key = Some(p.unless).filter(|k| *k != NO_TIMER);
             key.into_iter().for_each(&mut due);
             w.key(key);
         }
+        let schedules: Vec<(u32, u64, TimerKey)> = (0..self.program.journeys.len() as u32)
+            .filter_map(|j| {
+                let (token, key) = self.tick_tokens.get(&(j, user))?;
+                Some((j, *token, *key))
+            })
+            .collect();
         w.uint(schedules.len() as u64);
-        for (journey, token) in schedules {
-            self.tick_tokens.remove(&(*journey, user));
-            w.uint(u64::from(*journey));
-            w.uint(*token);
-            let key = ticks.get(&(*journey, user)).copied();
+        for (journey, token, key) in schedules {
+            w.uint(u64::from(journey));
+            w.uint(token);
+            let key = Some(key).filter(|k| *k != NO_TIMER);
             key.into_iter().for_each(&mut due);
             w.key(key);
+        }
+        (w.0, next)
+    }
+
+    /// Removes a user from memory, its instances, pending entries and schedules (their timers
+    /// left the queue already); its id goes to the next user. Answers its name.
+    fn forget_user(&mut self, user: UserId) -> Str {
+        let u = std::mem::take(&mut self.users[user as usize]);
+        let name = std::mem::take(&mut self.names[user as usize]);
+        for (_, slot, _) in u.instances.iter().filter(|entry| **entry != ENDED) {
+            let slot = *slot as usize;
+            if self
+                .instances
+                .get_mut(slot)
+                .and_then(Option::take)
+                .is_some()
+            {
+                self.free.push(slot);
+                self.deferred.remove(&slot);
+            }
+        }
+        for (id, _) in &u.pending {
+            self.pending.remove(id);
+        }
+        for journey in 0..self.program.journeys.len() as u32 {
+            self.tick_tokens.remove(&(journey, user));
         }
         let hash = self.user_ids.hash(name.as_str());
         self.user_ids.remove(hash, name.as_str());
         self.free_users.push(user);
-        Evicted {
-            name,
-            record: w.0,
-            next_timer: next,
+        if let Some(mark) = self.touched_mark.get_mut(user as usize) {
+            if *mark {
+                *mark = false;
+                self.touched.retain(|u| *u != user);
+            }
         }
+        name
     }
 
     /// A number that tells this engine's program from others: records carry it, and a record
@@ -628,6 +641,8 @@ impl Engine<'_> {
                 token,
                 zone: i.zone,
                 step: i.step,
+                wake: i.resume.map_or(NO_TIMER, |(key, _)| key),
+                timeout: i.timeout.map_or(0, |(_, sequence)| sequence),
             };
             let tag = key_tag(&self.owned_key(&instance));
             let slot = match self.free.pop() {
@@ -692,6 +707,7 @@ impl Engine<'_> {
                     key: p.key,
                     slots: p.slots,
                     cancelled: p.cancelled,
+                    unless: p.unless.unwrap_or(NO_TIMER),
                 },
             );
             if let Some((at, sequence)) = p.unless {
@@ -700,7 +716,8 @@ impl Engine<'_> {
             }
         }
         for t in r.ticks {
-            self.tick_tokens.insert((t.journey, id), t.token);
+            self.tick_tokens
+                .insert((t.journey, id), (t.token, t.timer.unwrap_or(NO_TIMER)));
             if let Some((at, sequence)) = t.timer {
                 self.timers.restore(
                     at,

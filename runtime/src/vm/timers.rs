@@ -121,7 +121,8 @@ impl<T> Default for TimerQueue<T> {
 
 impl<T> TimerQueue<T> {
     /// Sets `timer` due as `due` says; `now` is the current moment, which never goes back.
-    pub fn push(&mut self, now: i64, due: Due, timer: T) {
+    /// Answers the timer's key: (due time, place in the order timers were set).
+    pub fn push(&mut self, now: i64, due: Due, timer: T) -> (i64, u64) {
         let sequence = self.sequence.next();
         self.len += 1;
         let (at, delay) = match due {
@@ -159,6 +160,7 @@ impl<T> TimerQueue<T> {
         if self.earliest.is_none_or(|(_, earliest)| key < earliest) {
             self.earliest = Some((source, key));
         }
+        key
     }
 
     /// The earliest timer, found by looking at every lane's front and the heap's top.
