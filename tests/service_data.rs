@@ -301,9 +301,9 @@ fn inputs_are_bounded_and_only_what_is_read_is_kept() {
 
     let db = rusqlite::Connection::open(data.join("journey.db")).expect("the store");
     let logged: Vec<Vec<u8>> = db
-        .prepare("SELECT body FROM log WHERE kind = 'input'")
+        .prepare("SELECT body FROM inputs")
         .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
-        .expect("the log");
+        .expect("the inputs kept");
     let logged: Vec<String> = logged
         .into_iter()
         .map(|b| String::from_utf8(b).expect("UTF-8"))

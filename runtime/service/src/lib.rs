@@ -14,6 +14,7 @@ macro_rules! say {
 }
 
 pub mod core;
+pub mod datadir;
 pub mod http;
 pub mod metrics;
 pub mod server;

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use journey_runtime::jit::Policy;
+use journey_service::datadir;
 use journey_service::server::{self, Clock, Config, Jit};
 use journey_service::sinks::Sink;
-use journey_service::store::{self, Sync};
+use journey_service::store::Sync;
 
 /// The allocator the VM runs fastest with (docs/performance.md).
 #[global_allocator]
@@ -67,6 +68,14 @@ enum Command {
         /// one is refused with `too-far-ahead`), as a duration: `1d`, `6h`, `30m`.
         #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = duration)]
         max_skew: i64,
+        /// How long accepted inputs are kept for audit (and delivered actions for
+        /// `GET /v1/users`), as a duration; `0s` keeps none.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = duration)]
+        keep_inputs: i64,
+        /// What the users held in memory may take: `512MiB`, `2GiB`, `300MB`, or bytes. Users
+        /// past it leave memory (least recently used first) and come back from the store.
+        #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = size)]
+        memory_limit: usize,
         /// Whether hot predicates run as native code (the answers are the same either way).
         #[arg(long, value_enum, default_value = "on")]
         jit: Jit,
@@ -94,6 +103,32 @@ fn duration(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("`{text}` is not a duration such as `1d`, `6h` or `30m`"))
 }
 
+/// A size: a number of bytes, or with a unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`).
+fn size(text: &str) -> Result<usize, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let factor: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "`{text}`: the unit is one of KiB, MiB, GiB, KB, MB, GB"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("`{text}` is not a size such as `512MiB`"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -110,6 +145,8 @@ fn main() -> ExitCode {
             max_batch,
             max_message,
             max_skew,
+            keep_inputs,
+            memory_limit,
             jit,
             jit_after,
         } => {
@@ -126,6 +163,8 @@ fn main() -> ExitCode {
                 max_batch: max_batch.max(1),
                 max_message,
                 max_skew,
+                keep_inputs,
+                memory_limit,
                 jit: match jit {
                     Jit::On => Policy::HotAfter(jit_after),
                     Jit::Off => Policy::Off,
@@ -134,8 +173,8 @@ fn main() -> ExitCode {
             };
             // The directory is this process's before anything reads it, and a database that
             // is not ours or is damaged is refused before anything writes to it.
-            let lock = match store::lock(&config.data)
-                .and_then(|lock| store::inspect(&store::database(&config.data)).map(|()| lock))
+            let lock = match datadir::lock(&config.data)
+                .and_then(|lock| datadir::inspect(&datadir::database(&config.data)).map(|()| lock))
             {
                 Ok(lock) => lock,
                 Err(error) => {
@@ -163,11 +202,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Backup { data, out } => match store::backup(&data, &out) {
+        Command::Backup { data, out } => match datadir::backup(&data, &out) {
             Ok(bytes) => {
                 eprintln!(
                     "journey-runtime: backed up `{}` to `{}` ({bytes} bytes, checked)",
-                    store::database(&data).display(),
+                    datadir::database(&data).display(),
                     out.display()
                 );
                 ExitCode::SUCCESS

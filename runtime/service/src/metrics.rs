@@ -16,6 +16,11 @@ pub struct Metrics {
     pub http_errors: AtomicU64,
     /// Predicates the running engines run as native code (a gauge).
     pub predicates_native: AtomicU64,
+    /// Users taken out of memory to stay under `--memory-limit`.
+    pub evicted: AtomicU64,
+    /// Users in memory, and what they are reckoned to take (gauges).
+    pub users_in_memory: AtomicU64,
+    pub memory_reckoned: AtomicU64,
     /// Per sink: (name, delivered, failed attempts), in the order of the configuration.
     pub sinks: Mutex<Vec<(String, u64, u64)>>,
 }
@@ -63,7 +68,7 @@ impl Metrics {
         );
         counter(
             "journey_timers_fired_total",
-            "Timers fired by the engine (replay included).",
+            "Timers fired by the engines.",
             self.timers_fired.load(Relaxed),
         );
         counter(
@@ -77,9 +82,23 @@ impl Metrics {
             self.commit_micros.load(Relaxed),
         );
         counter(
+            "journey_users_evicted_total",
+            "Users taken out of memory to stay under --memory-limit.",
+            self.evicted.load(Relaxed),
+        );
+        counter(
             "journey_http_errors_total",
             "Requests answered with an error.",
             self.http_errors.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP journey_users_in_memory Users held in memory.\n\
+             # TYPE journey_users_in_memory gauge\njourney_users_in_memory {}\n\
+             # HELP journey_users_memory_bytes What the users in memory are reckoned to take.\n\
+             # TYPE journey_users_memory_bytes gauge\njourney_users_memory_bytes {}",
+            self.users_in_memory.load(Relaxed),
+            self.memory_reckoned.load(Relaxed)
         );
         let _ = writeln!(
             out,

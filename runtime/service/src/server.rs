@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{kind, ActionIds, Applied, Core, Operation, Refusal, When};
+use crate::core::{ActionIds, Core, Empty, Operation, Refusal, Source, When};
 use crate::metrics::Metrics;
 use crate::sinks::{Signals, Sink};
-use crate::store::{Action, Logged, Store, Sync};
+use crate::store::{Commit, Store, Sync};
 
 /// Where the engine's clock comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,6 +50,11 @@ pub struct Config {
     pub max_message: usize,
     /// With event time, how far past the machine's clock a timestamp may be (milliseconds).
     pub max_skew: i64,
+    /// How long accepted inputs (and delivered actions) are kept, in milliseconds (0: inputs
+    /// are not kept).
+    pub keep_inputs: i64,
+    /// What the users held in memory may take, in bytes.
+    pub memory_limit: usize,
     /// When hot predicates are compiled to native code.
     pub jit: journey_runtime::jit::Policy,
 }
@@ -119,6 +124,24 @@ struct Staged {
     actions: usize,
 }
 
+/// The store as the core reads it while applying a command.
+struct Reads<'s>(&'s Store);
+
+impl Source for Reads<'_> {
+    fn user(&mut self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.user(name)
+    }
+    fn due(&mut self, until: i64) -> Result<Vec<String>, String> {
+        self.0.due(until)
+    }
+    fn first_due_after(&mut self, after: i64) -> Result<Option<i64>, String> {
+        self.0.first_due_after(after)
+    }
+    fn working(&mut self, n: i64, limit: Option<usize>) -> Result<Vec<String>, String> {
+        self.0.working(n, limit)
+    }
+}
+
 /// The core's side of the service: the state, the store, and where things stand.
 struct Runner {
     core: Core,
@@ -128,110 +151,114 @@ struct Runner {
     metrics: Arc<Metrics>,
     max_message: usize,
     max_skew: i64,
+    /// How long inputs (and delivered actions) are kept, in milliseconds.
+    keep_inputs: i64,
+    /// What the users in memory may take (`--memory-limit`), in bytes.
+    memory_limit: usize,
+    /// The sinks' names: an action all of them delivered may go once it is old enough.
+    sinks: Vec<String>,
+    /// When the store was last pruned.
+    pruned: Instant,
     /// Commit errors, written at most once per interval.
     commit_errors: crate::throttle::Throttle,
 }
 
-/// One transaction being gathered: its commands, their actions, and the answers that wait
-/// for it to commit.
+/// One transaction being gathered: what it writes, and the answers that wait for it to
+/// commit.
 #[derive(Default)]
 struct Batch {
-    commands: Vec<Logged>,
-    actions: Vec<Action>,
+    commit: Commit,
+    /// Whether it holds a deployment or a lifecycle move (a failed commit of such a batch
+    /// reloads the core from the store; of inputs alone, forgets the users it touched).
+    structural: bool,
+    /// The engines' counts when it began (put back if it fails).
+    counts: Option<crate::core::Counts>,
     answers: Vec<Box<dyn FnOnce(bool) + Send>>,
 }
 
 impl Runner {
-    /// Opens the store and replays its log.
+    /// Opens the store and the core's state (schema 1's log is moved into users' state
+    /// first, once).
     fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Runner, String> {
-        let store = Store::open(&config.data, config.sync)?.without_autocheckpoint()?;
-        let mut core = Core::new(config.jit);
+        let mut store = Store::open(&config.data, config.sync)?.without_autocheckpoint()?;
+        if store.legacy_log()? {
+            migrate(&mut store, config.jit)?;
+        }
+        let (mut core, next_seq) =
+            Core::load(config.jit, store.state()?.as_deref(), store.deployments()?)?;
         core.set_action_ids(ActionIds::random()?);
-        let mut runner = Runner {
+        Ok(Runner {
             core,
             store,
             clock: config.clock,
-            next_seq: 1,
+            next_seq,
             metrics,
             max_message: config.max_message,
             max_skew: config.max_skew,
+            keep_inputs: config.keep_inputs,
+            memory_limit: config.memory_limit,
+            sinks: config.sinks.iter().map(Sink::name).collect(),
+            pruned: Instant::now(),
             commit_errors: crate::throttle::Throttle::default(),
-        };
-        runner.replay()?;
-        Ok(runner)
+        })
     }
 
-    /// Rebuilds the state from the log (the actions were written with their commands).
-    fn replay(&mut self) -> Result<(), String> {
-        let started = Instant::now();
-        // (The replayed commands' actions are in the outbox already: their ids are not drawn
-        // from the run's.)
-        let ids = self.core.take_action_ids();
-        self.core = Core::new(self.core.jit());
-        let (store, core) = (&self.store, &mut self.core);
-        let mut replayed = 0usize;
-        store.each_command(None, &mut |command| {
-            let earlier = |visit: &mut dyn FnMut(&Logged) -> Result<(), String>| {
-                store.each_command(Some(command.seq), visit)
-            };
-            core.apply(
-                command.seq,
-                &command.kind,
-                command.at,
-                &command.body,
-                &earlier,
-            )
-            .map_err(|refusal| {
-                format!(
-                    "the log's command {} ({}) no longer applies: {}",
-                    command.seq, command.kind, refusal.message
-                )
-            })?;
-            replayed += 1;
-            Ok(())
-        })?;
-        self.core.set_action_ids(ids);
-        self.next_seq = self.store.next_seq()?;
-        if replayed > 0 {
-            say!(
-                "journey-runtime: replayed {replayed} commands in {:.2} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        Ok(())
-    }
-
-    /// Applies a command and stages it (and its actions) in `batch` if it changed anything.
-    fn stage(
-        &mut self,
-        batch: &mut Batch,
-        kind: &str,
-        at: i64,
-        body: Vec<u8>,
-    ) -> Result<Staged, Refusal> {
+    /// The command number the next command takes.
+    fn take_seq(&mut self) -> i64 {
         let seq = self.next_seq;
-        // What came before: the log so far and this batch's commands not yet committed.
-        let store = &self.store;
-        let staged = &batch.commands;
-        let earlier = |visit: &mut dyn FnMut(&Logged) -> Result<(), String>| {
-            store.each_command(None, visit)?;
-            staged.iter().try_for_each(&mut *visit)
+        self.next_seq += 1;
+        seq
+    }
+
+    fn begin(&self, batch: &mut Batch) {
+        if batch.counts.is_none() {
+            batch.counts = Some(self.core.counts());
+        }
+    }
+
+    /// Applies a deployment, lifecycle move or clock advance and stages what it changed.
+    fn stage(&mut self, batch: &mut Batch, command: Command) -> Result<Staged, Refusal> {
+        self.begin(batch);
+        let seq = self.next_seq;
+        let mut reads = Reads(&self.store);
+        let applied = match &command {
+            Command::Deploy(bytes) => self.core.deploy(bytes)?,
+            Command::Operate(journey, operation) => {
+                self.core.operate(seq, journey, *operation, &mut reads)?
+            }
+            Command::Advance(until) => self.core.advance(seq, *until, &mut reads)?,
         };
-        let applied = self.core.apply(seq, kind, at, &body, &earlier)?;
-        Ok(self.staged(batch, seq, kind, at, body, applied))
+        if applied.changed {
+            self.take_seq();
+            match command {
+                Command::Deploy(bytes) => {
+                    batch.structural = true;
+                    batch.commit.deployments.push((self.core.newest(), bytes));
+                }
+                Command::Operate(..) => batch.structural = true,
+                Command::Advance(_) => {}
+            }
+        }
+        let staged = Staged {
+            changed: applied.changed,
+            actions: applied.actions.len(),
+        };
+        batch.commit.actions.extend(applied.actions);
+        Ok(staged)
     }
 
     /// Applies a request's messages, each accepted or refused on its own, and stages the
-    /// accepted ones as one command (one log row for the request, whatever its size).
+    /// accepted ones as one command (one row of inputs for the request, whatever its size).
     fn stage_messages(
         &mut self,
         batch: &mut Batch,
         messages: Vec<Message>,
     ) -> Vec<Result<Fate, Refusal>> {
+        self.begin(batch);
         let seq = self.next_seq;
         let mut body = String::new();
         let mut last_at = self.core.now();
-        let mut accepted = Applied::default();
+        let mut accepted = false;
         let mut fates = Vec::with_capacity(messages.len());
         let when = match self.clock {
             Clock::Wall => When::At(self.now()),
@@ -251,22 +278,25 @@ impl Runner {
                     ),
                 ))
             } else {
-                self.core.input(seq, &message.text, when)
+                self.core
+                    .input(seq, &message.text, when, &mut Reads(&self.store))
             };
             let fate = match input {
-                Ok((mut applied, at)) if applied.changed => {
-                    // What the programs read, on one line.
-                    let kept = self.core.kept(&message.text);
-                    let text = kept.as_deref().unwrap_or(&message.text);
-                    if text.contains('\n') {
-                        let one_line = serde_json::from_str::<Json>(text)
-                            .map_or_else(|_| text.replace('\n', " "), |j| j.to_string());
-                        body.push_str(&crate::core::input_line(at, &one_line));
-                    } else {
-                        body.push_str(&crate::core::input_line(at, text));
+                Ok((applied, at)) if applied.changed => {
+                    if self.keep_inputs > 0 {
+                        // What the programs read, on one line.
+                        let kept = self.core.kept(&message.text);
+                        let text = kept.as_deref().unwrap_or(&message.text);
+                        if text.contains('\n') {
+                            let one_line = serde_json::from_str::<Json>(text)
+                                .map_or_else(|_| text.replace('\n', " "), |j| j.to_string());
+                            body.push_str(&crate::core::input_line(at, &one_line));
+                        } else {
+                            body.push_str(&crate::core::input_line(at, text));
+                        }
                     }
-                    accepted.changed = true;
-                    accepted.actions.append(&mut applied.actions);
+                    accepted = true;
+                    batch.commit.actions.extend(applied.actions);
                     last_at = at;
                     Ok(Fate::Applied)
                 }
@@ -280,41 +310,13 @@ impl Runner {
             };
             fates.push(fate);
         }
-        self.staged(
-            batch,
-            seq,
-            kind::INPUT,
-            last_at,
-            body.into_bytes(),
-            accepted,
-        );
-        fates
-    }
-
-    fn staged(
-        &mut self,
-        batch: &mut Batch,
-        seq: i64,
-        kind: &str,
-        at: i64,
-        body: Vec<u8>,
-        mut applied: Applied,
-    ) -> Staged {
-        let staged = Staged {
-            changed: applied.changed,
-            actions: applied.actions.len(),
-        };
-        if applied.changed {
-            self.next_seq += 1;
-            batch.commands.push(Logged {
-                seq,
-                kind: kind.to_string(),
-                at,
-                body,
-            });
-            batch.actions.append(&mut applied.actions);
+        if accepted {
+            self.take_seq();
+            if !body.is_empty() {
+                batch.commit.inputs.push((seq, last_at, body.into_bytes()));
+            }
         }
-        staged
+        fates
     }
 
     /// The time a command is applied at: the machine's clock (never before what the engines
@@ -326,15 +328,25 @@ impl Runner {
         }
     }
 
+    /// When the next timer is due, in memory or in the store.
+    fn next_timer_at(&self) -> Option<i64> {
+        self.core.next_timer_due(&mut Reads(&self.store))
+    }
+
     /// In wall-clock mode, fires the timers due by now.
     fn tick(&mut self, batch: &mut Batch) {
         if self.clock != Clock::Wall {
             return;
         }
         let now = self.now();
-        if self.core.next_timer_at().is_some_and(|due| due <= now) {
-            // An advance is never refused.
-            let _ = self.stage(batch, kind::ADVANCE, now, Vec::new());
+        if self.next_timer_at().is_some_and(|due| due <= now) {
+            if let Err(refusal) = self.stage(batch, Command::Advance(now)) {
+                self.commit_errors.say(&format!(
+                    "journey-runtime: error: timers due at {} wait: {}",
+                    crate::rfc3339_ms(now),
+                    refusal.message
+                ));
+            }
         }
     }
 
@@ -355,7 +367,7 @@ impl Runner {
                 }));
             }
             Request::Deploy { bytes, reply } => {
-                let result = self.stage(batch, kind::DEPLOY, self.now(), bytes);
+                let result = self.stage(batch, Command::Deploy(bytes));
                 let journeys = self.core.journeys();
                 answer(batch, reply, result.map(|_| journeys));
             }
@@ -364,9 +376,7 @@ impl Runner {
                 operation,
                 reply,
             } => {
-                let body = json!({ "journey": journey, "operation": operation.name() });
-                let at = self.now();
-                let result = self.stage(batch, kind::STATE, at, body.to_string().into_bytes());
+                let result = self.stage(batch, Command::Operate(journey.clone(), operation));
                 let result = result.and_then(|_| self.core.stats(&journey));
                 answer(batch, reply, result);
             }
@@ -387,7 +397,7 @@ impl Runner {
                         ),
                     ))
                 } else {
-                    self.stage(batch, kind::ADVANCE, until, Vec::new())
+                    self.stage(batch, Command::Advance(until))
                         .map(|applied| json!({ "now": crate::rfc3339_ms(until), "actions": applied.actions }))
                 };
                 answer(batch, reply, result);
@@ -403,10 +413,10 @@ impl Runner {
         }
     }
 
-    fn user(&self, name: &str) -> Result<Json, Refusal> {
+    fn user(&mut self, name: &str) -> Result<Json, Refusal> {
         let mut user = self
             .core
-            .user(name)
+            .user(name, &mut Reads(&self.store))?
             .ok_or_else(|| Refusal::new(404, "no-user", format!("no user `{name}` is known")))?;
         let recent: Vec<Json> = self
             .store
@@ -421,16 +431,26 @@ impl Runner {
         Ok(user)
     }
 
-    /// Commits a batch and answers its requests; on failure, answers 503 and rebuilds the
-    /// state from the log.
-    fn commit(&mut self, batch: Batch) -> bool {
+    /// Commits a batch and answers its requests: the users it touched, the core's state if
+    /// it changed, its inputs and actions. On failure it answers 503 and puts memory back as
+    /// the store has it: the users it touched are forgotten (they come back from the store
+    /// when next needed), or, for a deployment or a lifecycle move, the core is loaded anew.
+    /// Answers `None` if it failed, else whether it stored actions (the sinks have work).
+    fn commit(&mut self, mut batch: Batch) -> Option<bool> {
         let started = Instant::now();
-        let committed = if batch.commands.is_empty() {
-            true
-        } else {
-            match self.store.commit(&batch.commands, &batch.actions) {
+        let (users, work) = self.core.take_writes();
+        let touched: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+        batch.commit.users = users;
+        batch.commit.work = work;
+        if self.core.state_changed() || !batch.commit.users.is_empty() {
+            batch.commit.state = Some(self.core.state(self.next_seq));
+        }
+        let writes = !batch.commit.is_empty();
+        let committed = if writes {
+            match self.store.commit(&batch.commit) {
                 Ok(()) => {
                     self.commit_errors.reset();
+                    self.core.saved();
                     true
                 }
                 Err(error) => {
@@ -439,33 +459,136 @@ impl Runner {
                     false
                 }
             }
+        } else {
+            true
         };
-        if !batch.commands.is_empty() {
+        if writes {
             self.metrics.commits.fetch_add(1, Relaxed);
             self.metrics
                 .commit_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             self.metrics
                 .actions
-                .fetch_add(batch.actions.len() as u64, Relaxed);
+                .fetch_add(batch.commit.actions.len() as u64, Relaxed);
             self.metrics
                 .predicates_native
                 .store(self.core.compiled_predicates() as u64, Relaxed);
         }
+        if !committed {
+            self.roll_back(&batch, &touched);
+        }
         for answer in batch.answers {
             answer(committed);
         }
-        if !committed {
-            if let Err(error) = self.replay() {
-                say!("journey-runtime: error: cannot rebuild the state from the log: {error}");
-                std::process::exit(1);
-            }
+        if committed {
+            let evicted = self.core.evict_over(self.memory_limit);
+            self.metrics.evicted.fetch_add(evicted as u64, Relaxed);
+            self.prune();
         }
+        let (users, bytes) = self.core.residents();
+        self.metrics.users_in_memory.store(users as u64, Relaxed);
+        self.metrics.memory_reckoned.store(bytes as u64, Relaxed);
         self.metrics
             .timers_fired
             .store(self.core.timers_fired(), Relaxed);
-        committed && !batch.actions.is_empty()
+        committed.then_some(!batch.commit.actions.is_empty())
     }
+
+    /// Memory back to what the store holds after a failed commit.
+    fn roll_back(&mut self, batch: &Batch, touched: &[String]) {
+        if batch.structural {
+            let reloaded = self.store.state().and_then(|state| {
+                Core::load(self.core.jit(), state.as_deref(), self.store.deployments()?)
+            });
+            match reloaded {
+                Ok((mut core, next_seq)) => {
+                    core.set_action_ids(self.core.take_action_ids());
+                    self.core = core;
+                    self.next_seq = next_seq;
+                }
+                Err(error) => {
+                    say!("journey-runtime: error: cannot load the state back from the store: {error}");
+                    std::process::exit(1);
+                }
+            }
+        } else {
+            self.core.discard(touched);
+            if let Some(counts) = &batch.counts {
+                self.core.set_counts(counts);
+            }
+        }
+    }
+
+    /// Every minute (or every `--keep-inputs`, if shorter): inputs older than that, and
+    /// actions every sink delivered that are as old, leave the store.
+    fn prune(&mut self) {
+        let every = Duration::from_millis(self.keep_inputs.clamp(1_000, 60_000) as u64);
+        if self.pruned.elapsed() < every {
+            return;
+        }
+        self.pruned = Instant::now();
+        let before = self.now().saturating_sub(self.keep_inputs);
+        if let Err(error) = self.store.prune(before, &self.sinks) {
+            self.commit_errors.say(&format!(
+                "journey-runtime: error: pruning the store: {error}"
+            ));
+        }
+    }
+}
+
+/// A command that changes the service's own state (inputs are staged apart).
+enum Command {
+    Deploy(Vec<u8>),
+    Operate(String, Operation),
+    Advance(i64),
+}
+
+/// Schema 1 → 2: the log's commands applied (all users in memory), then the state they built
+/// written as schema 2, and the log dropped, in one transaction.
+fn migrate(store: &mut Store, jit: journey_runtime::jit::Policy) -> Result<(), String> {
+    let started = Instant::now();
+    say!("journey-runtime: moving the command log (schema 1) into users' state (schema 2)");
+    let mut core = Core::new(jit);
+    let mut deployments = Vec::new();
+    let mut last_seq = 0;
+    let mut count = 0usize;
+    store.each_logged(&mut |command| {
+        let applied = core
+            .apply(
+                command.seq,
+                &command.kind,
+                command.at,
+                &command.body,
+                &mut Empty,
+            )
+            .map_err(|refusal| {
+                format!(
+                    "the log's command {} ({}) no longer applies: {}",
+                    command.seq, command.kind, refusal.message
+                )
+            })?;
+        if command.kind == crate::core::kind::DEPLOY && applied.changed {
+            deployments.push((core.newest(), command.body.clone()));
+        }
+        last_seq = command.seq;
+        count += 1;
+        Ok(())
+    })?;
+    let (users, work) = core.take_writes();
+    let commit = Commit {
+        deployments,
+        state: Some(core.state(last_seq + 1)),
+        users,
+        work,
+        ..Commit::default()
+    };
+    store.finish_migration(&commit)?;
+    say!(
+        "journey-runtime: moved {count} commands into the state of {} users in {:.2} s",
+        commit.users.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn answer(
@@ -507,7 +630,7 @@ fn run_core(
     runtime: tokio::runtime::Handle,
 ) {
     loop {
-        let wait = match (runner.clock, runner.core.next_timer_at()) {
+        let wait = match (runner.clock, runner.next_timer_at()) {
             (Clock::Wall, Some(due)) => {
                 Duration::from_millis(due.saturating_sub(wall_ms()).clamp(0, 1000) as u64)
             }
@@ -532,7 +655,7 @@ fn run_core(
                 Err(_) => break,
             }
         }
-        if runner.commit(batch) {
+        if runner.commit(batch) == Some(true) {
             signals.committed.notify_waiters();
         }
         if closed || signals.core_stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -647,7 +770,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
 /// Checkpoints the WAL ten times a second on a connection of its own (the core's commits leave it
 /// undone), and once more at the stop.
 fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>) {
-    let store = match Store::open(&data, sync) {
+    let store = match Store::attach(&data, sync) {
         Ok(store) => store,
         Err(error) => {
             say!("journey-runtime: error: checkpoints: {error}");
@@ -674,16 +797,14 @@ fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), St
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let mut batch = Batch::default();
-    let at = runner.now();
     let deployed = runner
-        .stage(&mut batch, kind::DEPLOY, at, bytes)
+        .stage(&mut batch, Command::Deploy(bytes))
         .map_err(|r| format!("`{}`: {}", path.display(), r.message))?;
     if deployed.changed {
         let journeys: Vec<String> = runner.core.newest_journeys();
         for journey in journeys {
-            let body = json!({ "journey": journey, "operation": "activate" });
             runner
-                .stage(&mut batch, kind::STATE, at, body.to_string().into_bytes())
+                .stage(&mut batch, Command::Operate(journey, Operation::Activate))
                 .map_err(|r| r.message)?;
         }
         say!(
@@ -691,10 +812,10 @@ fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), St
             path.display()
         );
     }
-    runner
-        .store
-        .commit(&batch.commands, &batch.actions)
-        .map_err(|e| format!("cannot store the deployment: {e}"))
+    match runner.commit(batch) {
+        Some(_) => Ok(()),
+        None => Err("cannot store the deployment: the store refused the commit".into()),
+    }
 }
 
 /// How long a stop waits for open requests.

@@ -244,7 +244,7 @@ pub fn deliver(
     runtime: tokio::runtime::Handle,
 ) {
     let name = sink.name();
-    let store = match Store::open(&data, sync) {
+    let store = match Store::attach(&data, sync) {
         Ok(store) => store,
         Err(error) => {
             say!("journey-runtime: error: sink {name}: {error}");

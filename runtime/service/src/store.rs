@@ -1,17 +1,22 @@
-//! The data directory's SQLite database → the command log, the outbox and the sinks' cursors.
+//! The data directory's SQLite database → users' records, the index of their due timers, the
+//! deployments, the service's own state, the outbox and the sinks' cursors; and the inputs,
+//! kept a while for audit (docs/state.md).
 //!
-//! The engine is deterministic, so its whole state is a function of the commands it applied,
-//! in order: the log keeps those commands (deployments, lifecycle changes, accepted inputs with
-//! the time they were processed at, clock advances that fired timers) and a restart replays
-//! them. The actions a command produced go into the outbox in the same transaction as the
-//! command, so an accepted input and its actions are durable together or not at all.
+//! A group commit writes, in one transaction, the records of the users its commands touched
+//! (each with the key of its first timer, which the `users_due` index orders), the service's
+//! state (clock, counts, versions), new deployments, the inputs, and the actions the commands
+//! produced. A start reads the deployments and the service's state and nothing else: users
+//! come back as inputs and timers need them.
 //!
-//! **Invariant:** a log row is written only for a command the engine applied without refusal,
-//! and every outbox row belongs to the log row of the command that produced it.
+//! **Invariant:** what is committed is a state the service was in between two commands: every
+//! user's record, the service's state and the outbox agree, and an action is in the outbox iff
+//! the state that made it is stored.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::datadir::{database, APPLICATION_ID};
 
 /// How hard a commit presses to disk (SQLite's `synchronous`, in WAL mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,7 +28,7 @@ pub enum Sync {
     Normal,
 }
 
-/// One command of the log, as stored.
+/// One command as schema 1 logged it (the log is read once, to move to schema 2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logged {
     pub seq: i64,
@@ -33,8 +38,7 @@ pub struct Logged {
     pub body: Vec<u8>,
 }
 
-/// An action of the outbox. (Ids are unique by construction, `{seq}-{n}`: no index keeps them
-/// so, which spares every insert a random B-tree walk.)
+/// An action of the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
     /// Its position in the outbox (delivery order).
@@ -44,186 +48,144 @@ pub struct Outgoing {
     pub json: String,
 }
 
+/// An action to write to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub id: String,
+    /// The command that produced it.
+    pub seq: i64,
+    /// When it was made (engine time).
+    pub at: i64,
+    pub user: String,
+    pub json: String,
+}
+
+/// A user's record as stored, with the key of its first timer (`None`: no timer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub name: String,
+    pub record: Vec<u8>,
+    pub due: Option<(i64, u64)>,
+}
+
+/// What one group commit writes.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// Accepted inputs, kept for audit: (command seq, time, the kept text of its messages).
+    pub inputs: Vec<(i64, i64, Vec<u8>)>,
+    /// Deployments made: (number, bytecode).
+    pub deployments: Vec<(i64, Vec<u8>)>,
+    pub users: Vec<UserRow>,
+    /// Users whose state in a deployment started or stopped having work (instances, pending
+    /// entries, timers other than schedules): (deployment, name, has work).
+    pub work: Vec<(i64, String, bool)>,
+    /// The service's own state (`core::Core::state`); `None`: unchanged.
+    pub state: Option<Vec<u8>>,
+    pub actions: Vec<Action>,
+}
+
+impl Commit {
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+            && self.deployments.is_empty()
+            && self.users.is_empty()
+            && self.work.is_empty()
+            && self.state.is_none()
+            && self.actions.is_empty()
+    }
+}
+
 pub struct Store {
     db: Connection,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this binary writes: 2 keeps users' state; 1 kept the command log (read once at
+/// the first start of a binary that knows 2, then dropped).
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// `PRAGMA application_id` of a journey-runtime database ("JRNY"): a file without it is not
-/// ours and is refused before anything is written to it.
-pub const APPLICATION_ID: i64 = 0x4A52_4E59;
-
-/// The tables a journey-runtime database holds (a database of schema 1 written before the
-/// application id was set is recognised by them).
-const TABLES: [&str; 3] = ["cursors", "log", "outbox"];
-
-/// The database file in a data directory.
-pub fn database(dir: &Path) -> std::path::PathBuf {
-    dir.join("journey.db")
-}
-
-/// The exclusive hold of a data directory by one process, for as long as it lives.
-///
-/// **Invariant:** at most one process serves a data directory: the lock is taken before the
-/// database is opened, and released only when the process ends (the kernel drops it then, even
-/// after SIGKILL).
-#[derive(Debug)]
-pub struct DirLock {
-    _file: std::fs::File,
-}
-
-/// Takes the data directory `dir` (creating it if needed) for this process; another process
-/// holding it is a clear refusal naming its pid.
-pub fn lock(dir: &Path) -> Result<DirLock, String> {
-    use std::io::{Read, Seek, Write};
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the data directory `{}`: {e}", dir.display()))?;
-    let path = dir.join("journey.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let by = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(" (pid {holder})")
-            };
-            return Err(format!(
-                "the data directory `{}` is in use by another journey-runtime{by}: one directory, one process",
-                dir.display()
-            ));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(format!("cannot lock `{}`: {e}", path.display()))
-        }
-    }
-    // The holder's pid, for the message above (the lock is what counts, not the text).
-    let _ = file
-        .set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| writeln!(file, "{}", std::process::id()));
-    Ok(DirLock { _file: file })
-}
-
-/// Refuses a database file that is not a journey-runtime database, or that is damaged, before
-/// anything writes to it: it is opened read-only, its application id (or, for a database of
-/// schema 1, its tables) and schema version are checked, then `PRAGMA quick_check` runs.
-/// A file that does not exist (or is empty) is a new database.
-pub fn inspect(path: &Path) -> Result<(), String> {
-    use rusqlite::OpenFlags;
-    let length = match std::fs::metadata(path) {
-        Ok(meta) => meta.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
-    };
-    if length == 0 {
-        return Ok(());
-    }
-    let not_ours = |why: &str| {
-        format!(
-            "`{}` is not a journey-runtime database ({why}); it was left untouched: give `--data` a directory of its own",
-            path.display()
-        )
-    };
-    let db = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    let id: i64 = db
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(|e| not_ours(&e.to_string()))?;
-    let version: i64 = db
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| not_ours(&e.to_string()))?;
-    if id != APPLICATION_ID {
-        let mut tables: Vec<String> = db
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| not_ours(&e.to_string()))?;
-        tables.sort();
-        let legacy = id == 0 && version == 1 && tables == TABLES;
-        if !legacy {
-            return Err(not_ours(&format!("its application id is {id:#x}")));
-        }
-    }
-    if version > SCHEMA_VERSION {
-        return Err(format!(
-            "`{}` was written by a newer journey-runtime (schema {version}; this one knows {SCHEMA_VERSION})",
-            path.display()
-        ));
-    }
-    let problems: Vec<String> = db
-        .prepare("PRAGMA quick_check(5)")
-        .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| {
-            format!(
-                "`{}` is damaged: {e}; restore it from a backup (docs/runtime.md, Backups)",
-                path.display()
-            )
-        })?;
-    if problems != ["ok"] {
-        return Err(format!(
-            "`{}` is damaged: {}; restore it from a backup (docs/runtime.md, Backups)",
-            path.display(),
-            problems.join("; ")
-        ));
-    }
-    Ok(())
-}
-
-/// `journey-runtime backup`: a consistent copy of the data directory's database at `out`, taken
-/// while a service may be serving it (one read transaction, `VACUUM INTO`), then checked.
-/// Answers the copy's size in bytes.
-pub fn backup(dir: &Path, out: &Path) -> Result<u64, String> {
-    use rusqlite::OpenFlags;
-    let path = database(dir);
-    if !path.exists() {
-        return Err(format!(
-            "`{}` holds no journey-runtime database",
-            dir.display()
-        ));
-    }
-    if out.exists() {
-        return Err(format!(
-            "`{}` exists already: a backup never overwrites a file",
-            out.display()
-        ));
-    }
-    inspect(&path)?;
-    let out_text = out
-        .to_str()
-        .ok_or_else(|| format!("`{}` is not a UTF-8 path", out.display()))?;
-    let db = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    db.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
-    db.execute("VACUUM INTO ?1", [out_text])
-        .map_err(|e| format!("cannot write the backup `{}`: {e}", out.display()))?;
-    inspect(out)?;
-    std::fs::metadata(out)
-        .map(|m| m.len())
-        .map_err(|e| format!("`{}`: {e}", out.display()))
+fn sql(e: rusqlite::Error) -> String {
+    e.to_string()
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `dir`. The first opening of a service's
-    /// start comes after `lock` and `inspect`; the others (sinks, checkpoints) open what those
-    /// accepted.
+    /// Opens (creating if needed) the database in `dir`, its tables made ready. A service's
+    /// start opens it once, after `datadir::lock` and `datadir::inspect`; its other
+    /// connections `attach`.
     pub fn open(dir: &Path, sync: Sync) -> Result<Store, String> {
+        let db = Store::connect(dir, sync)?;
+        let path = database(dir);
+        let at = |e: rusqlite::Error| format!("`{}`: {e}", path.display());
+        let version: i64 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(at)?;
+        if version > SCHEMA_VERSION {
+            return Err(format!(
+                "`{}` was written by a newer journey-runtime (schema {version}; this one knows {SCHEMA_VERSION})",
+                path.display()
+            ));
+        }
+        db.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS outbox (
+                 n INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 user TEXT NOT NULL,
+                 action TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox(user, n);
+             CREATE TABLE IF NOT EXISTS cursors (
+                 sink TEXT PRIMARY KEY,
+                 delivered INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS inputs (
+                 seq INTEGER PRIMARY KEY,
+                 at INTEGER NOT NULL,
+                 body BLOB NOT NULL);
+             CREATE INDEX IF NOT EXISTS inputs_by_time ON inputs(at);
+             CREATE TABLE IF NOT EXISTS deployments (
+                 n INTEGER PRIMARY KEY,
+                 bytes BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS users (
+                 name TEXT PRIMARY KEY,
+                 record BLOB NOT NULL,
+                 due_at INTEGER,
+                 due_seq INTEGER) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS users_due ON users(due_at, due_seq)
+                 WHERE due_at IS NOT NULL;
+             CREATE TABLE IF NOT EXISTS work (
+                 deployment INTEGER NOT NULL,
+                 name TEXT NOT NULL,
+                 PRIMARY KEY (deployment, name)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS meta (
+                 key TEXT PRIMARY KEY,
+                 value BLOB NOT NULL);
+             PRAGMA application_id = {APPLICATION_ID};
+             COMMIT;"
+        ))
+        .map_err(at)?;
+        // Schema 1's outbox has no time: actions from then count as old.
+        let has_at: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'at'")
+            .and_then(|mut q| q.exists([]))
+            .map_err(at)?;
+        if !has_at {
+            db.execute_batch("ALTER TABLE outbox ADD COLUMN at INTEGER NOT NULL DEFAULT 0;")
+                .map_err(at)?;
+        }
+        if version < SCHEMA_VERSION && !Store::has_log(&db).map_err(at)? {
+            db.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+                .map_err(at)?;
+        }
+        Ok(Store { db })
+    }
+
+    /// Another connection to the database `open` made ready (a sink's, the checkpoints').
+    pub fn attach(dir: &Path, sync: Sync) -> Result<Store, String> {
+        Ok(Store {
+            db: Store::connect(dir, sync)?,
+        })
+    }
+
+    fn connect(dir: &Path, sync: Sync) -> Result<Connection, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the data directory `{}`: {e}", dir.display()))?;
         let path = database(dir);
@@ -234,39 +196,15 @@ impl Store {
             Sync::Normal => "NORMAL",
         };
         db.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 10000;"
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};"
         ))
         .map_err(|e| format!("`{}`: {e}", path.display()))?;
-        let version: i64 = db
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| format!("`{}`: {e}", path.display()))?;
-        if version > SCHEMA_VERSION {
-            return Err(format!(
-                "`{}` was written by a newer journey-runtime (schema {version}; this one knows {SCHEMA_VERSION})",
-                path.display()
-            ));
-        }
-        db.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS log (
-                 seq INTEGER PRIMARY KEY,
-                 kind TEXT NOT NULL,
-                 at INTEGER NOT NULL,
-                 body BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS outbox (
-                 n INTEGER PRIMARY KEY,
-                 id TEXT NOT NULL,
-                 seq INTEGER NOT NULL REFERENCES log(seq),
-                 user TEXT NOT NULL,
-                 action TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox(user, n);
-             CREATE TABLE IF NOT EXISTS cursors (
-                 sink TEXT PRIMARY KEY,
-                 delivered INTEGER NOT NULL);
-             PRAGMA user_version = 1;
-             PRAGMA application_id = {APPLICATION_ID};",
-        ))
-        .map_err(|e| format!("`{}`: {e}", path.display()))?;
-        Ok(Store { db })
+        Ok(db)
+    }
+
+    fn has_log(db: &Connection) -> rusqlite::Result<bool> {
+        db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log'")?
+            .exists([])
     }
 
     /// Leaves WAL checkpoints to `checkpoint` (called from elsewhere), so that commits do not
@@ -274,7 +212,7 @@ impl Store {
     pub fn without_autocheckpoint(self) -> Result<Store, String> {
         self.db
             .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
-            .map_err(|e| e.to_string())?;
+            .map_err(sql)?;
         Ok(self)
     }
 
@@ -283,75 +221,167 @@ impl Store {
     pub fn checkpoint(&self) -> Result<(), String> {
         self.db
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .map_err(|e| e.to_string())
+            .map_err(sql)
     }
 
-    /// Hands every command of the log before `before` (all of them: `None`) to `visit`, in
-    /// order, one row at a time (the log is never held in memory whole).
-    pub fn each_command(
+    // ------------------------------------------------------------ schema 1
+
+    /// Whether the database holds schema 1's command log, still to be moved to schema 2.
+    pub fn legacy_log(&self) -> Result<bool, String> {
+        Store::has_log(&self.db).map_err(sql)
+    }
+
+    /// Hands every command of schema 1's log to `visit`, in order, a row at a time.
+    pub fn each_logged(
         &self,
-        before: Option<i64>,
         visit: &mut dyn FnMut(&Logged) -> Result<(), String>,
     ) -> Result<(), String> {
         let mut query = self
             .db
-            .prepare("SELECT seq, kind, at, body FROM log WHERE seq < ?1 ORDER BY seq")
-            .map_err(|e| e.to_string())?;
-        let mut rows = query
-            .query([before.unwrap_or(i64::MAX)])
-            .map_err(|e| e.to_string())?;
-        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            .prepare("SELECT seq, kind, at, body FROM log ORDER BY seq")
+            .map_err(sql)?;
+        let mut rows = query.query([]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
             let command = Logged {
-                seq: row.get(0).map_err(|e| e.to_string())?,
-                kind: row.get(1).map_err(|e| e.to_string())?,
-                at: row.get(2).map_err(|e| e.to_string())?,
-                body: row.get(3).map_err(|e| e.to_string())?,
+                seq: row.get(0).map_err(sql)?,
+                kind: row.get(1).map_err(sql)?,
+                at: row.get(2).map_err(sql)?,
+                body: row.get(3).map_err(sql)?,
             };
             visit(&command)?;
         }
         Ok(())
     }
 
-    /// The next sequence number the log will give.
-    pub fn next_seq(&self) -> Result<i64, String> {
-        self.db
-            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM log", [], |r| {
-                r.get(0)
-            })
-            .map_err(|e| e.to_string())
+    /// Schema 1 → 2: `commit` (the state the log built), the log's inputs kept for audit, the
+    /// log dropped, in one transaction.
+    pub fn finish_migration(&mut self, commit: &Commit) -> Result<(), String> {
+        let tx = self.db.transaction().map_err(sql)?;
+        write(&tx, commit)?;
+        tx.execute_batch(&format!(
+            "INSERT OR IGNORE INTO inputs (seq, at, body)
+                 SELECT seq, at, body FROM log WHERE kind = 'input';
+             DROP TABLE log;
+             PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
     }
 
-    /// Writes commands and their actions in one transaction: all of them or none.
-    pub fn commit(&mut self, commands: &[Logged], actions: &[Action]) -> Result<(), String> {
-        let tx = self.db.transaction().map_err(|e| e.to_string())?;
-        {
-            let mut log = tx
-                .prepare_cached("INSERT INTO log (seq, kind, at, body) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(|e| e.to_string())?;
-            for c in commands {
-                log.execute(params![c.seq, c.kind, c.at, c.body])
-                    .map_err(|e| e.to_string())?;
-            }
-            let mut outbox = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (id, seq, user, action) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(|e| e.to_string())?;
-            for a in actions {
-                outbox
-                    .execute(params![a.id, a.seq, a.user, a.json])
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        tx.commit().map_err(|e| e.to_string())
+    // ------------------------------------------------------------ state
+
+    /// The service's own state, as last committed.
+    pub fn state(&self) -> Result<Option<Vec<u8>>, String> {
+        self.db
+            .query_row("SELECT value FROM meta WHERE key = 'core'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)
     }
+
+    /// Every deployment, in order: (number, bytecode).
+    pub fn deployments(&self) -> Result<Vec<(i64, Vec<u8>)>, String> {
+        let mut query = self
+            .db
+            .prepare("SELECT n, bytes FROM deployments ORDER BY n")
+            .map_err(sql)?;
+        let rows = query
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// A user's record, if the store has one.
+    pub fn user(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        self.db
+            .prepare_cached("SELECT record FROM users WHERE name = ?1")
+            .and_then(|mut q| q.query_row([name], |r| r.get(0)).optional())
+            .map_err(sql)
+    }
+
+    /// The users whose first timer is due at or before `until`, earliest first.
+    pub fn due(&self, until: i64) -> Result<Vec<String>, String> {
+        let mut query = self
+            .db
+            .prepare_cached(
+                "SELECT name FROM users WHERE due_at IS NOT NULL AND due_at <= ?1
+                 ORDER BY due_at, due_seq",
+            )
+            .map_err(sql)?;
+        let rows = query.query_map([until], |r| r.get(0)).map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// When the first stored timer due after `after` is due, if any is.
+    pub fn first_due_after(&self, after: i64) -> Result<Option<i64>, String> {
+        self.db
+            .prepare_cached("SELECT MIN(due_at) FROM users WHERE due_at > ?1")
+            .and_then(|mut q| q.query_row([after], |r| r.get(0)))
+            .map_err(sql)
+    }
+
+    /// The users with work in deployment `n`, in name order: all, or the first `limit`.
+    pub fn working(&self, n: i64, limit: Option<usize>) -> Result<Vec<String>, String> {
+        let limit = limit.map_or(-1, |l| l as i64);
+        let mut query = self
+            .db
+            .prepare_cached("SELECT name FROM work WHERE deployment = ?1 ORDER BY name LIMIT ?2")
+            .map_err(sql)?;
+        let rows = query
+            .query_map(params![n, limit], |r| r.get(0))
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// How many users and inputs the store holds.
+    pub fn counts(&self) -> Result<(i64, i64), String> {
+        self.db
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM inputs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql)
+    }
+
+    /// Writes a group commit: all of it or none.
+    pub fn commit(&mut self, commit: &Commit) -> Result<(), String> {
+        let tx = self.db.transaction().map_err(sql)?;
+        write(&tx, commit)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// Forgets inputs made before `before`, and actions every sink in `sinks` has delivered
+    /// that were made before `before`: what the store keeps grows with live state, not with
+    /// history. Answers how many rows went.
+    pub fn prune(&self, before: i64, sinks: &[String]) -> Result<usize, String> {
+        let mut gone = self
+            .db
+            .execute("DELETE FROM inputs WHERE at < ?1", [before])
+            .map_err(sql)?;
+        let mut delivered = i64::MAX;
+        for sink in sinks {
+            delivered = delivered.min(self.cursor(sink)?);
+        }
+        gone += self
+            .db
+            .execute(
+                "DELETE FROM outbox WHERE n <= ?1 AND at < ?2",
+                params![delivered, before],
+            )
+            .map_err(sql)?;
+        Ok(gone)
+    }
+
+    // ------------------------------------------------------------ outbox
 
     /// Up to `limit` actions after `after` in the outbox, in order.
     pub fn outbox_after(&self, after: i64, limit: usize) -> Result<Vec<Outgoing>, String> {
         let mut query = self
             .db
             .prepare_cached("SELECT n, id, action FROM outbox WHERE n > ?1 ORDER BY n LIMIT ?2")
-            .map_err(|e| e.to_string())?;
+            .map_err(sql)?;
         let rows = query
             .query_map(params![after, limit as i64], |r| {
                 Ok(Outgoing {
@@ -360,9 +390,8 @@ impl Store {
                     json: r.get(2)?,
                 })
             })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 
     /// The last outbox position `sink` delivered (0: none).
@@ -375,7 +404,7 @@ impl Store {
             )
             .optional()
             .map(Option::unwrap_or_default)
-            .map_err(|e| e.to_string())
+            .map_err(sql)
     }
 
     pub fn set_cursor(&self, sink: &str, delivered: i64) -> Result<(), String> {
@@ -386,18 +415,7 @@ impl Store {
                 params![sink, delivered],
             )
             .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    /// How many actions the outbox holds, and the last position.
-    pub fn outbox_size(&self) -> Result<(i64, i64), String> {
-        self.db
-            .query_row(
-                "SELECT COUNT(*), COALESCE(MAX(n), 0) FROM outbox",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|e| e.to_string())
+            .map_err(sql)
     }
 
     /// A user's latest actions, newest first.
@@ -405,21 +423,76 @@ impl Store {
         let mut query = self
             .db
             .prepare_cached("SELECT action FROM outbox WHERE user = ?1 ORDER BY n DESC LIMIT ?2")
-            .map_err(|e| e.to_string())?;
+            .map_err(sql)?;
         let rows = query
             .query_map(params![user, limit as i64], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 }
 
-/// An action to write to the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Action {
-    pub id: String,
-    /// The log row of the command that produced it.
-    pub seq: i64,
-    pub user: String,
-    pub json: String,
+/// Writes `commit` inside the transaction `tx`.
+fn write(tx: &rusqlite::Transaction, commit: &Commit) -> Result<(), String> {
+    {
+        let mut inputs = tx
+            .prepare_cached("INSERT INTO inputs (seq, at, body) VALUES (?1, ?2, ?3)")
+            .map_err(sql)?;
+        for (seq, at, body) in &commit.inputs {
+            inputs.execute(params![seq, at, body]).map_err(sql)?;
+        }
+        let mut deployments = tx
+            .prepare_cached("INSERT INTO deployments (n, bytes) VALUES (?1, ?2)")
+            .map_err(sql)?;
+        for (n, bytes) in &commit.deployments {
+            deployments.execute(params![n, bytes]).map_err(sql)?;
+        }
+        let mut users = tx
+            .prepare_cached(
+                "INSERT INTO users (name, record, due_at, due_seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET record = excluded.record,
+                     due_at = excluded.due_at, due_seq = excluded.due_seq",
+            )
+            .map_err(sql)?;
+        for user in &commit.users {
+            let (at, seq) = match user.due {
+                Some((at, seq)) => (Some(at), Some(seq as i64)),
+                None => (None, None),
+            };
+            users
+                .execute(params![user.name, user.record, at, seq])
+                .map_err(sql)?;
+        }
+        let mut working = tx
+            .prepare_cached("INSERT OR IGNORE INTO work (deployment, name) VALUES (?1, ?2)")
+            .map_err(sql)?;
+        let mut idle = tx
+            .prepare_cached("DELETE FROM work WHERE deployment = ?1 AND name = ?2")
+            .map_err(sql)?;
+        for (deployment, name, has_work) in &commit.work {
+            if *has_work {
+                working.execute(params![deployment, name]).map_err(sql)?;
+            } else {
+                idle.execute(params![deployment, name]).map_err(sql)?;
+            }
+        }
+        if let Some(state) = &commit.state {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('core', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut q| q.execute([state]))
+            .map_err(sql)?;
+        }
+        let mut outbox = tx
+            .prepare_cached(
+                "INSERT INTO outbox (id, seq, user, action, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(sql)?;
+        for a in &commit.actions {
+            outbox
+                .execute(params![a.id, a.seq, a.user, a.json, a.at])
+                .map_err(sql)?;
+        }
+    }
+    Ok(())
 }

@@ -189,13 +189,24 @@ impl Engine<'_> {
     /// entries reentry rules still read, running instances and pending entries, sends kept
     /// for caps, and every profile field set.
     pub fn facts_now(&self) -> Vec<Fact> {
+        (0..self.users.len() as UserId)
+            .flat_map(|id| self.facts_of(id))
+            .collect()
+    }
+
+    /// `facts_now` for one user: what another engine takes in of it (the service does when a
+    /// user comes back into memory after a newer engine was deployed).
+    pub fn facts_of(&self, id: UserId) -> Vec<Fact> {
         let mut facts = Vec::new();
         let profile = self
             .program
             .record_fields(self.program.profile)
             .unwrap_or_default();
-        for (id, u) in self.users.iter().enumerate() {
-            let user = self.names.get(id).cloned().unwrap_or_default();
+        let Some(u) = self.users.get(id as usize) else {
+            return facts;
+        };
+        {
+            let user = self.names.get(id as usize).cloned().unwrap_or_default();
             for log in &u.entries {
                 for at in &log.times {
                     facts.push(Fact::Entry {

@@ -333,6 +333,19 @@ impl Engine<'_> {
         }
     }
 
+    /// Whether the user has instances or pending entries here (timers other than scheduled
+    /// entries belong to those).
+    pub fn user_has_work(&self, user: UserId) -> bool {
+        self.users
+            .get(user as usize)
+            .is_some_and(|u| u.instances.iter().any(|e| *e != ENDED) || !u.pending.is_empty())
+    }
+
+    /// Sets the engine's clock (a service restoring its state; the clock never goes back).
+    pub fn set_now(&mut self, now: i64) {
+        self.now = self.now.max(now);
+    }
+
     /// The place in the order of timers the next one set takes: a service keeps it with its
     /// state, so that timers set after a restart come after every restored one.
     pub fn timer_sequence(&self) -> u64 {
@@ -348,9 +361,8 @@ impl Engine<'_> {
     }
 
     /// Takes `users` out of memory, each as its record (in the order given): its instances,
-    /// pending entries and schedules with their timers, its profile and history. Users
-    /// with timers held by a paused journey stay (they are left out of the answer), as do ids
-    /// not in memory. Call it between inputs, with the timeline and the facts taken: records
+    /// pending entries and schedules with their timers, its profile and history. Ids not in
+    /// memory are left out of the answer. Call it between inputs, with the timeline and the facts taken: records
     /// name users by id.
     pub fn evict(&mut self, users: &[UserId]) -> Vec<Evicted> {
         let mut chosen = vec![false; self.users.len()];
@@ -359,16 +371,21 @@ impl Engine<'_> {
                 *c = !self.free_users.contains(user);
             }
         }
-        // Held timers stay with their engine until the journey goes on.
-        for (_, timer) in &self.held {
-            if let Some(user) = self.timer_user(timer) {
-                if let Some(c) = chosen.get_mut(user as usize) {
-                    *c = false;
-                }
-            }
-        }
         if !chosen.contains(&true) {
             return Vec::new();
+        }
+        // Timers a paused journey holds go too: the record keeps each one's key, and a
+        // restored one, overdue, is held again as soon as it fires.
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.held = held
+                .into_iter()
+                .filter(|(_, timer)| {
+                    !self
+                        .timer_user(timer)
+                        .is_some_and(|u| chosen.get(u as usize).copied().unwrap_or(false))
+                })
+                .collect();
         }
         // Their timers leave the queue in one pass, stale ones of theirs too (each live one's
         // key is kept by what it wakes, and goes into the record).

@@ -23,7 +23,12 @@ use journey_runtime::vm::output::record_json;
 use journey_runtime::vm::{Engine, Fact, JourneyState, JourneyStats, Outcome, RecordKind};
 use serde_json::{json, Value as Json};
 
-use crate::store::{Action, Logged};
+use crate::store::Action;
+
+mod persist;
+pub mod residency;
+
+pub use residency::{Empty, Source};
 
 /// The kinds of logged commands.
 pub mod kind {
@@ -117,6 +122,11 @@ impl Refusal {
     }
 }
 
+/// The engines' counts at a moment (`Core::counts`): per deployment, its stats and its
+/// counters (timers fired, inputs, ignored events, zone fallbacks).
+#[allow(clippy::type_complexity)]
+pub struct Counts(Vec<Option<(Vec<JourneyStats>, [u64; 4])>>);
+
 /// What applying a command did.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -127,6 +137,8 @@ pub struct Applied {
 
 /// A deployed bytecode and the engine running it.
 struct Deployment {
+    /// Its number: 1 for the first deployment, and so on (users' records name it).
+    n: i64,
     /// The bytecode as uploaded (uploading the newest bytes again changes nothing).
     bytes: Vec<u8>,
     /// Leaked: the engine borrows its program for as long as the service runs, and a service
@@ -142,7 +154,8 @@ struct Deployment {
 }
 
 impl Deployment {
-    /// Whether it can be retired: not the newest, no version that may take entries, idle.
+    /// Whether it can be retired as far as memory tells: no version that may take entries,
+    /// and nothing runs on it for the users in memory (the store tells for the others).
     fn retirable(&self) -> bool {
         self.versions
             .iter()
@@ -163,9 +176,21 @@ impl Deployment {
 /// cannot hold the service.
 const MAX_FACT_ROUNDS: usize = 64;
 
-/// The service's state: what the log's commands built.
+/// The service's state: the deployments and their engines, and the users in memory.
 #[derive(Default)]
 pub struct Core {
+    /// Users in memory, by name (`residency`; looked up, never iterated into the output).
+    resident: std::collections::HashMap<String, residency::Resident>,
+    /// What they are reckoned to take in memory.
+    resident_bytes: usize,
+    /// Users touched since the last commit, by name.
+    dirty: std::collections::BTreeSet<String>,
+    /// A count of uses of users in memory: the least recently used are evicted first.
+    uses: u64,
+    /// Every stored user with a timer due by then is in memory.
+    loaded_until: i64,
+    /// Whether the service's own state changed since the last commit.
+    changed: bool,
     /// Oldest first.
     deployments: Vec<Deployment>,
     /// Timers fired by engines since retired.
@@ -196,11 +221,6 @@ fn input_lines(body: &[u8]) -> impl Iterator<Item = Result<(i64, &str), String>>
             Ok((at, message))
         })
 }
-
-/// The log before a command, handed to a visitor command by command (a deployment brings its
-/// new engine up to date with it).
-pub type Earlier<'a> =
-    &'a dyn Fn(&mut dyn FnMut(&Logged) -> Result<(), String>) -> Result<(), String>;
 
 /// When an input is processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +282,7 @@ impl Core {
     pub fn new(jit: Policy) -> Core {
         Core {
             jit,
+            loaded_until: i64::MIN,
             ..Core::default()
         }
     }
@@ -274,6 +295,54 @@ impl Core {
     /// How many predicates the running engines run as native code.
     pub fn compiled_predicates(&self) -> usize {
         self.engines().map(Engine::compiled_predicates).sum()
+    }
+
+    /// The newest deployment's number (0: none).
+    pub fn newest(&self) -> i64 {
+        self.deployments.last().map_or(0, |d| d.n)
+    }
+
+    /// The engines' counts, to put back if a batch is not stored (`set_counts`).
+    pub fn counts(&self) -> Counts {
+        Counts(
+            self.deployments
+                .iter()
+                .map(|d| {
+                    d.engine.as_ref().map(|e| {
+                        (
+                            e.stats.clone(),
+                            [e.timers_fired, e.inputs, e.ignored_events, e.zone_fallbacks],
+                        )
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Puts counts back (`counts`).
+    pub fn set_counts(&mut self, counts: &Counts) {
+        for (d, saved) in self.deployments.iter_mut().zip(&counts.0) {
+            if let (Some(engine), Some((stats, [fired, inputs, ignored, zones]))) =
+                (d.engine.as_mut(), saved)
+            {
+                engine.stats = stats.clone();
+                engine.timers_fired = *fired;
+                engine.inputs = *inputs;
+                engine.ignored_events = *ignored;
+                engine.zone_fallbacks = *zones;
+            }
+        }
+    }
+
+    /// Forgets what `names` became since they were last stored (a commit failed): they leave
+    /// memory, and come back from the store as it has them.
+    pub fn discard(&mut self, names: &[String]) {
+        self.note_touched();
+        let mut all: Vec<String> = names.to_vec();
+        all.extend(std::mem::take(&mut self.dirty));
+        self.forget(&all);
+        // (Their stored timers may be due sooner than the ones they had here.)
+        self.loaded_until = i64::MIN;
     }
 
     /// The engines still running, oldest first.
@@ -296,32 +365,39 @@ impl Core {
     }
 
     /// Retires the engines of deployments that can no longer matter (`Deployment::retirable`),
-    /// keeping their counts. Checked after every input, lifecycle move and clock advance, live
-    /// and in replay alike, so a replay retires them at the same points.
-    fn retire(&mut self) {
+    /// keeping their counts. Checked after every input, lifecycle move and clock advance: a
+    /// deployment with no version that may take entries, idle for the users in memory, and
+    /// with no user in the store that has work in it.
+    fn retire(&mut self, src: &mut dyn Source) {
         let newest = self.deployments.len().saturating_sub(1);
-        for deployment in &mut self.deployments[..newest] {
-            if deployment.retirable() {
+        for d in 0..newest {
+            let deployment = &self.deployments[d];
+            if !(deployment.retirable() && self.idle_everywhere(deployment.n, src)) {
+                continue;
+            }
+            let deployment = &mut self.deployments[d];
+            {
                 if let Some(engine) = deployment.engine.take() {
                     self.retired_timers += engine.timers_fired;
                     deployment.retired_stats = engine.stats;
+                    self.changed = true;
                 }
             }
         }
     }
 
-    /// Applies a logged command (`kind`, body) at engine time `at`; `seq` numbers its actions.
-    /// `earlier` is the log before it (a deployment brings its engine up to date with it).
+    /// Applies a command of schema 1's log (`kind`, body) at engine time `at` (a start moves
+    /// such a log into users' state, once).
     pub fn apply(
         &mut self,
         seq: i64,
         kind: &str,
         at: i64,
         body: &[u8],
-        earlier: Earlier,
+        src: &mut dyn Source,
     ) -> Result<Applied, Refusal> {
         match kind {
-            kind::DEPLOY => self.deploy(body, earlier),
+            kind::DEPLOY => self.deploy(body),
             kind::STATE => {
                 let command: Json = serde_json::from_slice(body)
                     .map_err(|e| Refusal::new(400, "bad-command", e.to_string()))?;
@@ -330,20 +406,20 @@ impl Core {
                     .as_str()
                     .and_then(Operation::parse)
                     .ok_or_else(|| Refusal::new(400, "bad-command", "no operation"))?;
-                self.operate(seq, journey, operation)
+                self.operate(seq, journey, operation, src)
             }
             // The messages one request brought, each with the time it was applied at.
             kind::INPUT => {
                 let mut applied = Applied::default();
                 for line in input_lines(body) {
                     let (at, message) = line.map_err(|e| Refusal::new(500, "bad-log", e))?;
-                    let (mut one, _) = self.input(seq, message, When::At(at))?;
+                    let (mut one, _) = self.input(seq, message, When::At(at), src)?;
                     applied.changed |= one.changed;
                     applied.actions.append(&mut one.actions);
                 }
                 Ok(applied)
             }
-            kind::ADVANCE => Ok(self.advance(seq, at)),
+            kind::ADVANCE => self.advance(seq, at, src),
             other => Err(Refusal::new(
                 500,
                 "bad-log",
@@ -352,7 +428,10 @@ impl Core {
         }
     }
 
-    fn deploy(&mut self, bytes: &[u8], earlier: Earlier) -> Result<Applied, Refusal> {
+    /// Deploys a bytecode: a new engine, empty. It replays nothing: a user comes into it as
+    /// its inputs do, and what the other engines know of a user it takes in when the user is
+    /// next used (`residency`).
+    pub fn deploy(&mut self, bytes: &[u8]) -> Result<Applied, Refusal> {
         if self.deployments.last().is_some_and(|d| d.bytes == bytes) {
             return Ok(Applied::default());
         }
@@ -366,38 +445,11 @@ impl Core {
             )
         })?;
         let program: &'static Program = Box::leak(Box::new(program));
-        let mut engine = Engine::new(program);
-        engine.set_jit(self.jit);
-        engine.share_timer_order(self.timer_order.clone());
+        let mut engine = self.engine_for(program);
+        engine.set_now(self.now());
         for journey in 0..program.journeys.len() as u32 {
             // Cannot fail: the journey exists and nothing is archived yet.
             let _ = engine.set_state(journey, JourneyState::Closed);
-        }
-        if !self.deployments.is_empty() {
-            // The new engine catches up on what the others saw: every input and clock advance
-            // so far (its profile and history), then their facts (entries, running instances,
-            // sends, profile fields their journeys set).
-            let mut catch_up = |command: &Logged| {
-                match command.kind.as_str() {
-                    kind::INPUT => {
-                        for (at, message) in input_lines(&command.body).flatten() {
-                            if let Ok(Decoded::Input(input)) =
-                                input::decode_text(program, message, Some(at))
-                            {
-                                engine.push(input.at(at));
-                            }
-                        }
-                    }
-                    kind::ADVANCE => engine.finish(Some(command.at)),
-                    _ => {}
-                }
-                Ok(())
-            };
-            earlier(&mut catch_up).map_err(|e| Refusal::new(500, "store", e))?;
-            engine.timeline.clear();
-            for fact in self.catch_up_facts() {
-                engine.mirror(&fact);
-            }
         }
         let names: Vec<&str> = program
             .journeys
@@ -415,15 +467,36 @@ impl Core {
                 (before as u32 + 1, Lifecycle::Draft)
             })
             .collect();
+        let n = self.deployments.last().map_or(1, |d| d.n + 1);
         self.deployments.push(Deployment {
+            n,
             bytes: bytes.to_vec(),
             program,
             engine: Some(engine),
             versions,
             retired_stats: Vec::new(),
         });
-        // With more than one engine, every engine reports facts and keeps sends as long as
-        // any version's caps look back.
+        self.share_facts();
+        self.changed = true;
+        Ok(Applied {
+            changed: true,
+            actions: Vec::new(),
+        })
+    }
+
+    /// An engine for `program` as the core runs them: its JIT policy, the shared order of
+    /// timers, touched users listed.
+    fn engine_for(&self, program: &'static Program) -> Engine<'static> {
+        let mut engine = Engine::new(program);
+        engine.set_jit(self.jit);
+        engine.share_timer_order(self.timer_order.clone());
+        engine.track_touched(true);
+        engine
+    }
+
+    /// With more than one engine, every engine reports facts and keeps sends as long as any
+    /// version's caps look back.
+    fn share_facts(&mut self) {
         if self.engines().count() > 1 {
             let memory = self.engines().map(Engine::send_memory).max().unwrap_or(0);
             for engine in self
@@ -435,39 +508,6 @@ impl Core {
                 engine.keep_sends_for(memory);
             }
         }
-        Ok(Applied {
-            changed: true,
-            actions: Vec::new(),
-        })
-    }
-
-    /// What a new engine takes in from the others. Each engine reports its own instances and
-    /// the profile fields it has; entry logs and kept sends hold what was mirrored too, so
-    /// entries are taken once each (two entries of one user and key into one journey never
-    /// share a moment) and sends from the newest engine alone (every engine has them all).
-    fn catch_up_facts(&self) -> Vec<Fact> {
-        let engines: Vec<&Engine> = self.engines().collect();
-        let newest = engines.len().saturating_sub(1);
-        let mut entries = std::collections::BTreeSet::new();
-        let mut facts = Vec::new();
-        for (d, engine) in engines.iter().enumerate() {
-            for fact in engine.facts_now() {
-                let keep = match &fact {
-                    Fact::Entry {
-                        user,
-                        journey,
-                        key,
-                        at,
-                    } => entries.insert((user.clone(), journey.clone(), key.clone(), *at)),
-                    Fact::Sent { .. } => d == newest,
-                    Fact::Running { .. } | Fact::Profile { .. } | Fact::Start { .. } => true,
-                };
-                if keep {
-                    facts.push(fact);
-                }
-            }
-        }
-        facts
     }
 
     /// Every version of a journey: (deployment, journey index), oldest first.
@@ -492,7 +532,19 @@ impl Core {
         self.deployments[d].versions[j].1
     }
 
-    fn set(&mut self, (d, j): (usize, usize), to: Lifecycle) -> Result<(), Refusal> {
+    fn set(
+        &mut self,
+        (d, j): (usize, usize),
+        to: Lifecycle,
+        src: &mut dyn Source,
+    ) -> Result<(), Refusal> {
+        // Archiving ends every instance, and leaving a pause looks at every waiting one: the
+        // users with work there come into memory first.
+        let from = self.state_of((d, j));
+        if to == Lifecycle::Archived || (from == Lifecycle::Paused && to != Lifecycle::Paused) {
+            self.ensure_working(d, src)?;
+        }
+        self.changed = true;
         let deployment = &mut self.deployments[d];
         // (A retired engine had nothing left to end.)
         if let Some(engine) = deployment.engine.as_mut() {
@@ -504,11 +556,12 @@ impl Core {
         Ok(())
     }
 
-    fn operate(
+    pub fn operate(
         &mut self,
         seq: i64,
         journey: &str,
         operation: Operation,
+        src: &mut dyn Source,
     ) -> Result<Applied, Refusal> {
         let versions = self.versions_of(journey)?;
         let with = |state: Lifecycle| {
@@ -535,12 +588,12 @@ impl Core {
                             self.state_of(v),
                             Lifecycle::Active | Lifecycle::Paused | Lifecycle::Draft
                         ) {
-                            self.set(v, Lifecycle::Replaced)?;
+                            self.set(v, Lifecycle::Replaced, src)?;
                         }
                     }
-                    self.set(draft, Lifecycle::Active)?;
+                    self.set(draft, Lifecycle::Active, src)?;
                 } else if let Some(paused) = with(Lifecycle::Paused) {
-                    self.set(paused, Lifecycle::Active)?;
+                    self.set(paused, Lifecycle::Active, src)?;
                 } else {
                     return Err(refuse("no version of it is a draft or paused"));
                 }
@@ -548,12 +601,12 @@ impl Core {
             Operation::Pause => {
                 let active =
                     with(Lifecycle::Active).ok_or_else(|| refuse("no version of it is active"))?;
-                self.set(active, Lifecycle::Paused)?;
+                self.set(active, Lifecycle::Paused, src)?;
             }
             Operation::Resume => {
                 let paused =
                     with(Lifecycle::Paused).ok_or_else(|| refuse("no version of it is paused"))?;
-                self.set(paused, Lifecycle::Active)?;
+                self.set(paused, Lifecycle::Active, src)?;
             }
             Operation::Archive => {
                 let live: Vec<(usize, usize)> = versions
@@ -565,13 +618,13 @@ impl Core {
                     return Err(refuse("it is archived already"));
                 }
                 for v in live {
-                    self.set(v, Lifecycle::Archived)?;
+                    self.set(v, Lifecycle::Archived, src)?;
                 }
             }
         }
         self.settle();
         let actions = self.take_actions(seq);
-        self.retire();
+        self.retire(src);
         Ok(Applied {
             changed: true,
             actions,
@@ -586,6 +639,7 @@ impl Core {
         seq: i64,
         message: &str,
         when: When,
+        src: &mut dyn Source,
     ) -> Result<(Applied, i64), Refusal> {
         if self.deployments.is_empty() {
             return Err(Refusal::new(
@@ -628,6 +682,12 @@ impl Core {
             }
             When::Stamped { .. } => stamped.max(self.now()),
         };
+        // The user, and every user with a timer due by then, into memory first.
+        if let Some(input) = decoded.iter().flatten().next() {
+            let name = input.user().clone();
+            self.ensure_resident(&name, src)?;
+        }
+        self.ensure_due(at, src)?;
         self.fire_until(at);
         for (d, input) in decoded.into_iter().enumerate() {
             if let (Some(input), Some(engine)) = (input, self.deployments[d].engine.as_mut()) {
@@ -639,14 +699,24 @@ impl Core {
             changed: true,
             actions: self.take_actions(seq),
         };
-        self.retire();
+        self.changed = true;
+        self.retire(src);
         Ok((applied, at))
     }
 
-    fn advance(&mut self, seq: i64, until: i64) -> Applied {
+    /// Moves time on to `until`, firing what comes due (the users whose timers those are
+    /// come into memory first). Changes nothing when nothing fires and the clock is there.
+    pub fn advance(
+        &mut self,
+        seq: i64,
+        until: i64,
+        src: &mut dyn Source,
+    ) -> Result<Applied, Refusal> {
         if self.deployments.is_empty() {
-            return Applied::default();
+            return Ok(Applied::default());
         }
+        self.ensure_due(until, src)?;
+        let (fired, now) = (self.timers_fired(), self.now());
         self.fire_until(until);
         for engine in self
             .deployments
@@ -656,11 +726,10 @@ impl Core {
             engine.finish(Some(until));
         }
         let actions = self.take_actions(seq);
-        self.retire();
-        Applied {
-            changed: true,
-            actions,
-        }
+        let changed = self.timers_fired() != fired || self.now() != now || !actions.is_empty();
+        self.changed |= changed;
+        self.retire(src);
+        Ok(Applied { changed, actions })
     }
 
     /// Fires every engine's timers due by `until` in one order — by due time, then by the
@@ -747,6 +816,7 @@ impl Core {
                 actions.push(Action {
                     id,
                     seq,
+                    at: record.at,
                     user: engine.user_name(record.user).to_string(),
                     json: json.to_string(),
                 });
@@ -877,7 +947,12 @@ impl Core {
 
     /// A user's profile (as the newest deployment reads it) and running instances of every
     /// version (`None`: not seen).
-    pub fn user(&self, name: &str) -> Option<Json> {
+    pub fn user(&mut self, name: &str, src: &mut dyn Source) -> Result<Option<Json>, Refusal> {
+        self.ensure_resident(name, src)?;
+        Ok(self.user_view(name))
+    }
+
+    fn user_view(&self, name: &str) -> Option<Json> {
         let mut profile = serde_json::Map::new();
         let mut instances = Vec::new();
         let mut pending = Vec::new();

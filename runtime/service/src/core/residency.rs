@@ -1,0 +1,456 @@
+//! Users in the store ↔ users in the engines: a user is brought into memory (every engine at
+//! once) when an input, a timer, a read or a lifecycle move needs it, written back at each
+//! commit that touched it, and evicted once memory holds more than `--memory-limit` allows
+//! (docs/state.md).
+//!
+//! A user's stored record holds one section per deployment whose engine knew it:
+//! `version:u8(=1) newest:uint count { deployment:uint length:uint bytes }`, each section a
+//! `vm::state` record. `newest` is the newest deployment when the record was written: an
+//! engine deployed after it takes in what the others know of the user (`Engine::facts_of`)
+//! when the user comes back, as a deployment made while the user was in memory would have.
+//!
+//! **Invariant:** a user is in memory in every running engine or in none; a user in memory
+//! that a command touched is written at the next commit, so an evicted user's stored record
+//! is its state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use journey_runtime::vm::Engine;
+
+use super::{Core, Refusal};
+use crate::store::UserRow;
+
+/// The store's side of residency: what the core reads from it while applying a command.
+pub trait Source {
+    /// A user's record, if the store has one.
+    fn user(&mut self, name: &str) -> Result<Option<Vec<u8>>, String>;
+    /// The users whose first timer is due at or before `until`.
+    fn due(&mut self, until: i64) -> Result<Vec<String>, String>;
+    /// When the first stored timer after `after` is due.
+    fn first_due_after(&mut self, after: i64) -> Result<Option<i64>, String>;
+    /// The users with work (instances, pending entries) in deployment `n`, as last stored:
+    /// all of them, or the first `limit`.
+    fn working(&mut self, n: i64, limit: Option<usize>) -> Result<Vec<String>, String>;
+}
+
+/// A source with nothing stored (tests, and a service's first start).
+pub struct Empty;
+
+impl Source for Empty {
+    fn user(&mut self, _: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    fn due(&mut self, _: i64) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+    fn first_due_after(&mut self, _: i64) -> Result<Option<i64>, String> {
+        Ok(None)
+    }
+    fn working(&mut self, _: i64, _: Option<usize>) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// The version of the record's envelope.
+const VERSION: u8 = 1;
+
+/// How far ahead of the time it needs, users with timers due are brought in: one query of
+/// the store covers every input of the next second.
+const LOOKAHEAD_MS: i64 = 1_000;
+
+/// A user in memory.
+#[derive(Debug, Clone)]
+pub(super) struct Resident {
+    /// When it was last used (the core's count of uses): the least recent go first.
+    pub last_used: u64,
+    /// The deployments (numbers) in which it has work, as last stored.
+    pub work: BTreeSet<i64>,
+    /// What it is reckoned to take in memory.
+    pub bytes: usize,
+    /// The newest deployment whose engine knows what the others know of it: a newer one
+    /// takes that in when the user is next used (`catch_up`).
+    pub newest: i64,
+}
+
+/// What memory a user in memory is reckoned to take, from the size of its record: values
+/// (24 bytes each in memory) take a few bytes each in a record, and a user's maps and lists
+/// have their own overhead. Calibrated on W-cart's users (docs/performance.md).
+pub(super) fn reckoned(record_bytes: usize) -> usize {
+    512 + 6 * record_bytes
+}
+
+fn store_error(e: String) -> Refusal {
+    Refusal::new(503, "store", format!("the store could not be read: {e}"))
+}
+
+/// Reads a stored record's sections: (newest deployment then, sections by deployment).
+fn sections(bytes: &[u8]) -> Result<(i64, BTreeMap<i64, &[u8]>), String> {
+    let mut at = 0usize;
+    let uint = |at: &mut usize| -> Result<u64, String> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*at).ok_or("a user record ends early")?;
+            *at += 1;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err("a user record with a number that does not end".into())
+    };
+    let version = *bytes.first().ok_or("an empty user record")?;
+    at += 1;
+    if version != VERSION {
+        return Err(format!("a user record of version {version}"));
+    }
+    let newest = uint(&mut at)? as i64;
+    let count = uint(&mut at)?;
+    let mut out = BTreeMap::new();
+    for _ in 0..count {
+        let deployment = uint(&mut at)? as i64;
+        let length = uint(&mut at)? as usize;
+        let end = at
+            .checked_add(length)
+            .filter(|end| *end <= bytes.len())
+            .ok_or("a user record ends early")?;
+        out.insert(deployment, &bytes[at..end]);
+        at = end;
+    }
+    if at != bytes.len() {
+        return Err("a user record with bytes after its end".into());
+    }
+    Ok((newest, out))
+}
+
+fn put_uint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+impl Core {
+    /// Brings `name` into memory if it is not (and marks it used).
+    pub(super) fn ensure_resident(
+        &mut self,
+        name: &str,
+        src: &mut dyn Source,
+    ) -> Result<(), Refusal> {
+        self.uses += 1;
+        let newest = self.newest();
+        if let Some(resident) = self.resident.get_mut(name) {
+            resident.last_used = self.uses;
+            if resident.newest < newest {
+                let since = std::mem::replace(&mut resident.newest, newest);
+                self.catch_up(name, since);
+            }
+            return Ok(());
+        }
+        // A user an engine made since the last commit is not stored yet.
+        if self.engines().any(|e| e.user_id(name).is_some()) {
+            self.resident.insert(
+                name.to_string(),
+                Resident {
+                    last_used: self.uses,
+                    work: BTreeSet::new(),
+                    bytes: reckoned(0),
+                    newest,
+                },
+            );
+            self.resident_bytes += reckoned(0);
+            return Ok(());
+        }
+        let record = src.user(name).map_err(store_error)?;
+        let Some(record) = record else {
+            return Ok(());
+        };
+        if let Err(refusal) = self.restore_user(name, &record) {
+            // Nothing of a record that cannot be read stays in memory.
+            self.forget(&[name.to_string()]);
+            return Err(refusal);
+        }
+        Ok(())
+    }
+
+    /// Restores a stored user into every running engine.
+    fn restore_user(&mut self, name: &str, record: &[u8]) -> Result<(), Refusal> {
+        let bytes = record.len();
+        let mut work = BTreeSet::new();
+        {
+            let bad = |e: String| {
+                Refusal::new(
+                    500,
+                    "bad-record",
+                    format!("the stored state of user `{name}` cannot be read: {e}"),
+                )
+            };
+            let (newest, sections) = sections(record).map_err(bad)?;
+            for deployment in &mut self.deployments {
+                let Some(engine) = deployment.engine.as_mut() else {
+                    continue;
+                };
+                if let Some(section) = sections.get(&deployment.n) {
+                    let id = engine.restore(section).map_err(bad)?;
+                    if engine.user_has_work(id) {
+                        work.insert(deployment.n);
+                    }
+                }
+            }
+            // Engines deployed since the record was written take in what the others know.
+            self.catch_up(name, newest);
+        }
+        self.resident.insert(
+            name.to_string(),
+            Resident {
+                last_used: self.uses,
+                work,
+                bytes: reckoned(bytes),
+                newest: self.newest(),
+            },
+        );
+        self.resident_bytes += reckoned(bytes);
+        Ok(())
+    }
+
+    /// The engines deployed after `since` take in what the older ones know of `name`.
+    fn catch_up(&mut self, name: &str, since: i64) {
+        let facts: Vec<journey_runtime::vm::Fact> = self
+            .deployments
+            .iter()
+            .filter(|d| d.n <= since)
+            .filter_map(|d| {
+                let engine = d.engine.as_ref()?;
+                Some(engine.facts_of(engine.user_id(name)?))
+            })
+            .flatten()
+            .collect();
+        if facts.is_empty() {
+            return;
+        }
+        for deployment in self.deployments.iter_mut().filter(|d| d.n > since) {
+            if let Some(engine) = deployment.engine.as_mut() {
+                facts.iter().for_each(|f| engine.mirror(f));
+                engine.timeline.clear();
+            }
+        }
+    }
+
+    /// Brings into memory every stored user with a timer due at or before `until`.
+    pub(super) fn ensure_due(&mut self, until: i64, src: &mut dyn Source) -> Result<(), Refusal> {
+        if until <= self.loaded_until {
+            return Ok(());
+        }
+        let horizon = until.saturating_add(LOOKAHEAD_MS);
+        for name in src.due(horizon).map_err(store_error)? {
+            self.ensure_resident(&name, src)?;
+        }
+        self.loaded_until = horizon;
+        Ok(())
+    }
+
+    /// Brings into memory every user with work in deployment `d` (a lifecycle move acts on
+    /// all of its instances).
+    pub(super) fn ensure_working(&mut self, d: usize, src: &mut dyn Source) -> Result<(), Refusal> {
+        let n = self.deployments[d].n;
+        for name in src.working(n, None).map_err(store_error)? {
+            self.ensure_resident(&name, src)?;
+        }
+        Ok(())
+    }
+
+    /// Notes the users each engine touched as needing a write.
+    pub(super) fn note_touched(&mut self) {
+        for deployment in &mut self.deployments {
+            let Some(engine) = deployment.engine.as_mut() else {
+                continue;
+            };
+            for id in engine.take_touched() {
+                let name = engine.user_name(id);
+                if !self.dirty.contains(name) {
+                    self.dirty.insert(name.to_string());
+                }
+            }
+        }
+    }
+
+    /// The stored form of a user in memory: its record, its first timer, the deployments in
+    /// which it has work.
+    fn record_of(&self, name: &str) -> (Vec<u8>, Option<(i64, u64)>, BTreeSet<i64>) {
+        let mut out = vec![VERSION];
+        let newest = self
+            .resident
+            .get(name)
+            .map_or_else(|| self.newest(), |r| r.newest);
+        put_uint(&mut out, newest as u64);
+        let mut parts: Vec<(i64, Vec<u8>)> = Vec::new();
+        let mut due: Option<(i64, u64)> = None;
+        let mut work = BTreeSet::new();
+        for deployment in &self.deployments {
+            let Some(engine) = deployment.engine.as_ref() else {
+                continue;
+            };
+            let Some(id) = engine.user_id(name) else {
+                continue;
+            };
+            let (record, next) = engine.record(id);
+            if let Some(next) = next {
+                due = Some(due.map_or(next, |d| d.min(next)));
+            }
+            if engine.user_has_work(id) {
+                work.insert(deployment.n);
+            }
+            parts.push((deployment.n, record));
+        }
+        put_uint(&mut out, parts.len() as u64);
+        for (n, record) in parts {
+            put_uint(&mut out, n as u64);
+            put_uint(&mut out, record.len() as u64);
+            out.extend_from_slice(&record);
+        }
+        (out, due, work)
+    }
+
+    /// The users touched since the last commit, as rows to write, and the changes of which
+    /// deployments they have work in. Their reckoned memory is brought up to date.
+    pub fn take_writes(&mut self) -> (Vec<UserRow>, Vec<(i64, String, bool)>) {
+        self.note_touched();
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut rows = Vec::with_capacity(dirty.len());
+        let mut work_changes = Vec::new();
+        for name in dirty {
+            let (record, due, work) = self.record_of(&name);
+            let size = reckoned(record.len());
+            if let Some(resident) = self.resident.get_mut(&name) {
+                for n in resident.work.symmetric_difference(&work) {
+                    work_changes.push((*n, name.clone(), work.contains(n)));
+                }
+                self.resident_bytes = self.resident_bytes - resident.bytes + size;
+                resident.bytes = size;
+                resident.work = work;
+            } else {
+                // (A user an engine made by itself: a mirrored fact, say.)
+                for n in &work {
+                    work_changes.push((*n, name.clone(), true));
+                }
+                self.resident.insert(
+                    name.clone(),
+                    Resident {
+                        last_used: self.uses,
+                        work,
+                        bytes: size,
+                        newest: self.newest(),
+                    },
+                );
+                self.resident_bytes += size;
+            }
+            rows.push(UserRow { name, record, due });
+        }
+        (rows, work_changes)
+    }
+
+    /// Takes users out of memory, least recently used first, until what memory is reckoned
+    /// to hold is under `limit` (to three quarters of it, so that evictions come in batches).
+    /// Call it right after a commit: every user in memory is then as stored. Answers how many
+    /// went.
+    pub fn evict_over(&mut self, limit: usize) -> usize {
+        if self.resident_bytes <= limit {
+            return 0;
+        }
+        let target = limit / 4 * 3;
+        let mut by_use: Vec<(u64, &String, usize)> = self
+            .resident
+            .iter()
+            .map(|(name, r)| (r.last_used, name, r.bytes))
+            .collect();
+        by_use.sort_unstable();
+        let mut freed = 0usize;
+        let mut going: Vec<String> = Vec::new();
+        for (_, name, bytes) in by_use {
+            if self.resident_bytes - freed <= target {
+                break;
+            }
+            freed += bytes;
+            going.push(name.clone());
+        }
+        self.forget(&going);
+        going.len()
+    }
+
+    /// Takes `names` out of memory in every engine (what they were is as stored, or is to
+    /// be forgotten: a commit that failed).
+    pub(super) fn forget(&mut self, names: &[String]) {
+        for deployment in &mut self.deployments {
+            if let Some(engine) = deployment.engine.as_mut() {
+                let ids: Vec<u32> = names.iter().filter_map(|n| engine.user_id(n)).collect();
+                engine.take_touched();
+                for evicted in engine.evict(&ids) {
+                    if let Some((at, _)) = evicted.next_timer {
+                        self.loaded_until = self.loaded_until.min(at.saturating_sub(1));
+                    }
+                }
+            }
+        }
+        for name in names {
+            if let Some(r) = self.resident.remove(name) {
+                self.resident_bytes -= r.bytes;
+            }
+            self.dirty.remove(name);
+        }
+    }
+
+    /// Whether no user has work in deployment `n`: none in memory (its engine is idle), and
+    /// every user the store lists with work there is in memory (the store's list is as of
+    /// the last commit). A store that cannot answer says no.
+    pub(super) fn idle_everywhere(&self, n: i64, src: &mut dyn Source) -> bool {
+        const CHECKED: usize = 1024;
+        match src.working(n, Some(CHECKED)) {
+            Ok(names) => {
+                names.len() < CHECKED && names.iter().all(|name| self.resident.contains_key(name))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// How many users are in memory, and what they are reckoned to take.
+    pub fn residents(&self) -> (usize, usize) {
+        (self.resident.len(), self.resident_bytes)
+    }
+
+    /// When the next timer of a user in memory or in the store is due.
+    pub fn next_timer_due(&self, src: &mut dyn Source) -> Option<i64> {
+        let stored = src.first_due_after(self.loaded_until).ok().flatten();
+        let engines = self.engines().filter_map(Engine::next_timer_at).min();
+        match (stored, engines) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_round_trip_and_damage_is_refused() {
+        let mut out = vec![VERSION];
+        put_uint(&mut out, 3);
+        put_uint(&mut out, 2);
+        for (n, bytes) in [(1u64, &b"abc"[..]), (3, &[0xffu8; 200][..])] {
+            put_uint(&mut out, n);
+            put_uint(&mut out, bytes.len() as u64);
+            out.extend_from_slice(bytes);
+        }
+        let (newest, parts) = sections(&out).expect("reads");
+        assert_eq!(newest, 3);
+        assert_eq!(parts.get(&1).copied(), Some(&b"abc"[..]));
+        assert_eq!(parts.get(&3).map(|s| s.len()), Some(200));
+        for cut in 0..out.len() {
+            assert!(sections(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = out.clone();
+        longer.push(0);
+        assert!(sections(&longer).is_err());
+    }
+}
