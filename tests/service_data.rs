@@ -388,3 +388,254 @@ fn a_failing_sink_neither_floods_the_log_nor_holds_up_a_stop() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A data directory of schema 1 (the command log of earlier binaries) is moved into users'
+/// state at the first start: the instances it built run on, the actions it delivered are not
+/// delivered again, and the log is gone.
+#[test]
+fn a_schema_1_log_is_moved_into_users_state() {
+    let dir = scratch("schema-1");
+    let source = r#"
+event Go { n: int }
+journey j {
+  entry on Go as g
+  send email "first" { n: g.n }
+  wait 1h
+  send email "second" { n: g.n }
+}
+"#;
+    let jbc = std::fs::read(bytecode_in(&dir, source)).expect("reads");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("dir");
+    let t = |hm: &str| {
+        journey_runtime::vm::input::parse_time(&format!("2026-01-01T{hm}:00Z")).expect("time")
+    };
+    {
+        let db = rusqlite::Connection::open(data.join("journey.db")).expect("opens");
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE log (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL,
+                 body BLOB NOT NULL);
+             CREATE TABLE outbox (n INTEGER PRIMARY KEY, id TEXT NOT NULL,
+                 seq INTEGER NOT NULL REFERENCES log(seq), user TEXT NOT NULL,
+                 action TEXT NOT NULL);
+             CREATE INDEX outbox_by_user ON outbox(user, n);
+             CREATE TABLE cursors (sink TEXT PRIMARY KEY, delivered INTEGER NOT NULL);
+             PRAGMA user_version = 1;",
+        )
+        .expect("schema 1");
+        let mut input = String::new();
+        for (user, at) in [("u1", "10:00"), ("u2", "10:30")] {
+            input.push_str(&format!(
+                "{} {{\"type\":\"track\",\"event\":\"Go\",\"userId\":\"{user}\",\"timestamp\":\"2026-01-01T{at}:00Z\",\"properties\":{{\"n\":1}}}}\n",
+                t(at)
+            ));
+        }
+        let activate = br#"{"journey":"j","operation":"activate"}"#.to_vec();
+        for (seq, kind, at, body) in [
+            (1, "deploy", t("09:00"), jbc.clone()),
+            (2, "state", t("09:00"), activate),
+            (3, "input", t("10:30"), input.into_bytes()),
+        ] {
+            db.execute(
+                "INSERT INTO log (seq, kind, at, body) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![seq, kind, at, body],
+            )
+            .expect("logs");
+        }
+        for (n, user, at) in [(1, "u1", "10:00"), (2, "u2", "10:30")] {
+            let action = format!(
+                r#"{{"id":"3-{n}","user":"{user}","template":"first","at":"2026-01-01T{at}:00Z"}}"#
+            );
+            db.execute(
+                "INSERT INTO outbox (n, id, seq, user, action) VALUES (?1, ?2, 3, ?3, ?4)",
+                rusqlite::params![n, format!("3-{n}"), user, action],
+            )
+            .expect("outbox");
+        }
+    }
+    let sink = dir.join("actions.jsonl");
+    let sink_name = format!("jsonl:{}", sink.display());
+    {
+        let db = rusqlite::Connection::open(data.join("journey.db")).expect("opens");
+        db.execute(
+            "INSERT INTO cursors (sink, delivered) VALUES (?1, 2)",
+            [&sink_name],
+        )
+        .expect("cursor");
+    }
+    let service = Service::start(&data, &["--clock", "event", "--sink", &sink_name]);
+    let (_, user) = service.json("GET", "/v1/users/u1", "");
+    assert_eq!(user["instances"][0]["step"], "wait_2", "{user}");
+    let (status, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T12:00:00Z"}"#);
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["actions"], 2, "{moved}");
+    let said = service.stop();
+    let delivered: Vec<Value> = std::fs::read_to_string(&sink)
+        .expect("the sink")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let seen: Vec<(&str, &str)> = delivered
+        .iter()
+        .map(|a| {
+            (
+                a["user"].as_str().unwrap_or(""),
+                a["template"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("u1", "second"), ("u2", "second")], "{said}");
+    let db = rusqlite::Connection::open(data.join("journey.db")).expect("opens");
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 2);
+    let log: bool = db
+        .prepare("SELECT 1 FROM sqlite_master WHERE name = 'log'")
+        .and_then(|mut q| q.exists([]))
+        .expect("reads");
+    assert!(!log, "the log is gone");
+    let inputs: i64 = db
+        .query_row("SELECT COUNT(*) FROM inputs", [], |r| r.get(0))
+        .expect("inputs");
+    assert_eq!(inputs, 1, "the log's inputs are kept for audit");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the store keeps grows with live state, not with history: inputs older than
+/// `--keep-inputs` go, and so do actions every sink delivered that are as old; users' state
+/// stays.
+#[test]
+fn old_inputs_and_delivered_actions_leave_the_store() {
+    let dir = scratch("prune");
+    let jbc = bytecode_in(&dir, ECHO);
+    let jbc = jbc.display().to_string();
+    let data = dir.join("data");
+    let sink = format!("jsonl:{}", dir.join("actions.jsonl").display());
+    let service = Service::start(
+        &data,
+        &[
+            "--deploy",
+            &jbc,
+            "--clock",
+            "event",
+            "--keep-inputs",
+            "1s",
+            "--sink",
+            &sink,
+        ],
+    );
+    let at = |minute: u32, user: u32| {
+        format!(
+            r#"{{"type":"track","event":"Ping","userId":"u{user}","timestamp":"2026-01-01T00:{minute:02}:00Z","properties":{{"n":{user}}}}}"#
+        )
+    };
+    let old: Vec<String> = (0..50).map(|u| at(0, u)).collect();
+    let (status, answer) = service.json(
+        "POST",
+        "/v1/batch",
+        &format!(r#"{{"batch":[{}]}}"#, old.join(",")),
+    );
+    assert_eq!(
+        (status, &answer["accepted"]),
+        (200, &Value::from(50)),
+        "{answer}"
+    );
+    let count = |table: &str| -> i64 {
+        rusqlite::Connection::open(data.join("journey.db"))
+            .and_then(|db| db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)))
+            .expect("counts")
+    };
+    assert_eq!(count("outbox"), 50);
+    // Ten minutes of event time later, and more than a second of the machine's (the prune's
+    // interval with --keep-inputs 1s), once the sink has delivered them, the old ones go.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut minute = 10;
+    while count("outbox") > 1 || count("inputs") > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "outbox {}, inputs {}",
+            count("outbox"),
+            count("inputs")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, _) = service.json("POST", "/v1/track", &at(minute, 100));
+        assert_eq!(status, 200);
+        minute += 1;
+    }
+    assert!(count("users") >= 51, "users' state stays");
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A commit that fails (here: every write past a file-size limit of one byte, as a full disk
+/// would fail it) is answered 503 and forgotten: the users it touched come back from the store
+/// as they were, nothing is rebuilt, the error is written once, and once writes succeed again
+/// the same batch is taken exactly once.
+#[test]
+fn a_failed_commit_forgets_its_batch_and_the_service_goes_on() {
+    let dir = scratch("full-disk");
+    let jbc = bytecode_in(&dir, ECHO);
+    let jbc = jbc.display().to_string();
+    let data = dir.join("data");
+    let service = Service::start(&data, &["--deploy", &jbc, "--clock", "event"]);
+    let batch = |from: u32, minute: u32| {
+        let messages: Vec<String> = (from..from + 10)
+            .map(|u| format!(r#"{{"type":"track","event":"Ping","userId":"u{}","timestamp":"2026-01-01T00:{minute:02}:00Z","properties":{{"n":{u}}}}}"#, u % 20))
+            .collect();
+        format!(r#"{{"batch":[{}]}}"#, messages.join(","))
+    };
+    let entered = |service: &Service| {
+        service.json("GET", "/v1/journeys/echo/stats", "").1["versions"][0]["entered"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(service.json("POST", "/v1/batch", &batch(0, 1)).0, 200);
+    assert_eq!(entered(&service), 10);
+    let limit = |size: &str| {
+        let status = Command::new("prlimit")
+            .args([
+                "--pid",
+                &service.child.id().to_string(),
+                &format!("--fsize={size}"),
+            ])
+            .status()
+            .expect("prlimit runs");
+        assert!(status.success());
+    };
+    limit("1:");
+    for _ in 0..3 {
+        let (status, answer) = service.json("POST", "/v1/batch", &batch(5, 2));
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"]["code"], "not-stored", "{answer}");
+    }
+    // Nothing of the failed batches stayed: u5's one entry, and the counts, are as stored.
+    assert_eq!(entered(&service), 10);
+    let (_, user) = service.json("GET", "/v1/users/u5", "");
+    assert_eq!(
+        user["recent_actions"].as_array().map(Vec::len),
+        Some(1),
+        "{user}"
+    );
+    limit("unlimited:");
+    assert_eq!(service.json("POST", "/v1/batch", &batch(5, 2)).0, 200);
+    assert_eq!(entered(&service), 20);
+    let (_, user) = service.json("GET", "/v1/users/u5", "");
+    assert_eq!(
+        user["recent_actions"].as_array().map(Vec::len),
+        Some(2),
+        "{user}"
+    );
+    let said = service.stop();
+    assert_eq!(
+        said.matches("a commit failed").count(),
+        1,
+        "written once:\n{said}"
+    );
+    assert!(
+        !said.contains("moving") && !said.contains("replay"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

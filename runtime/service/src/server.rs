@@ -516,6 +516,9 @@ impl Runner {
             if let Some(counts) = &batch.counts {
                 self.core.set_counts(counts);
             }
+            // (What is left of the batch — the clock, the order of timers — need not be
+            // stored: it only ever moves on.)
+            self.core.saved();
         }
     }
 
@@ -680,6 +683,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
             }
         }
     }
+    // A write past the file-size limit (RLIMIT_FSIZE) is an error like a full disk, answered
+    // as one (503, the batch forgotten), not a signal that kills the process.
+    #[cfg(unix)]
+    let _file_size_limit =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+            .map_err(|e| format!("cannot take SIGXFSZ: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let mut runner = Runner::open(&config, metrics.clone())?;
     if let Some(path) = &config.deploy {

@@ -131,7 +131,8 @@ impl Store {
                  id TEXT NOT NULL,
                  seq INTEGER NOT NULL,
                  user TEXT NOT NULL,
-                 action TEXT NOT NULL);
+                 action TEXT NOT NULL,
+                 at INTEGER NOT NULL DEFAULT 0);
              CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox(user, n);
              CREATE TABLE IF NOT EXISTS cursors (
                  sink TEXT PRIMARY KEY,
@@ -196,7 +197,8 @@ impl Store {
             Sync::Normal => "NORMAL",
         };
         db.execute_batch(&format!(
-            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};"
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};
+             PRAGMA foreign_keys = OFF;"
         ))
         .map_err(|e| format!("`{}`: {e}", path.display()))?;
         Ok(db)
@@ -258,9 +260,22 @@ impl Store {
     pub fn finish_migration(&mut self, commit: &Commit) -> Result<(), String> {
         let tx = self.db.transaction().map_err(sql)?;
         write(&tx, commit)?;
+        // (Schema 1's outbox named the log's rows: it is made anew without the reference.)
         tx.execute_batch(&format!(
             "INSERT OR IGNORE INTO inputs (seq, at, body)
                  SELECT seq, at, body FROM log WHERE kind = 'input';
+             CREATE TABLE outbox_2 (
+                 n INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 user TEXT NOT NULL,
+                 action TEXT NOT NULL,
+                 at INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO outbox_2 (n, id, seq, user, action, at)
+                 SELECT n, id, seq, user, action, at FROM outbox;
+             DROP TABLE outbox;
+             ALTER TABLE outbox_2 RENAME TO outbox;
+             CREATE INDEX outbox_by_user ON outbox(user, n);
              DROP TABLE log;
              PRAGMA user_version = {SCHEMA_VERSION};"
         ))
