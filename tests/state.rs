@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use journey_compiler::simulate::{decode_lines, record_json};
 use journey_runtime::bytecode::Program;
 use journey_runtime::vm::input::Input;
+use journey_runtime::vm::state::HistoryRow;
 use journey_runtime::vm::Engine;
 
 /// A deterministic source of choices.
@@ -26,8 +27,8 @@ impl Rng {
     }
 }
 
-/// A stored user: its record and its first timer's key.
-type Stored = (Vec<u8>, Option<(i64, u64)>);
+/// A stored user: its record, its history and its first timer's key.
+type Stored = (Vec<u8>, Vec<HistoryRow>, Option<(i64, u64)>);
 
 /// An engine and a store of the users it evicted, by name.
 struct Evicting<'p> {
@@ -48,9 +49,9 @@ impl<'p> Evicting<'p> {
     }
 
     fn restore(&mut self, name: &str) {
-        if let Some((record, _)) = self.store.remove(name) {
+        if let Some((record, history, _)) = self.store.remove(name) {
             self.engine
-                .restore(&record)
+                .restore(&record, &history)
                 .expect("a record the engine wrote");
         }
     }
@@ -60,7 +61,7 @@ impl<'p> Evicting<'p> {
         let due: Vec<String> = self
             .store
             .iter()
-            .filter(|(_, (_, next))| next.is_some_and(|(at, _)| at <= until))
+            .filter(|(_, (_, _, next))| next.is_some_and(|(at, _)| at <= until))
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
@@ -109,7 +110,7 @@ impl<'p> Evicting<'p> {
                 "{name} evicted while stored"
             );
             self.store
-                .insert(name, (evicted.record, evicted.next_timer));
+                .insert(name, (evicted.record, evicted.history, evicted.next_timer));
         }
     }
 }
@@ -225,26 +226,46 @@ fn records_round_trip_and_damaged_ones_are_refused_whole() {
     assert_eq!(engine.user_count(), 0);
     assert_eq!(engine.pending_timers(), 0, "every timer left with its user");
     for e in &evicted {
-        let id = engine.restore(&e.record).expect("restores");
-        assert!(engine.restore(&e.record).is_err(), "already in memory");
+        let id = engine.restore(&e.record, &e.history).expect("restores");
+        assert!(
+            engine.restore(&e.record, &e.history).is_err(),
+            "already in memory"
+        );
         let again = engine.evict(&[id]);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].record, e.record, "{}", e.name.as_str());
+        assert_eq!(again[0].history, e.history, "{}", e.name.as_str());
         assert_eq!(again[0].next_timer, e.next_timer);
     }
+    assert!(
+        evicted.iter().map(|e| e.history.len()).sum::<usize>() > 100,
+        "the users keep history"
+    );
     let mut rng = Rng(0x00DA_4A6E);
     let mut refused = 0;
     for e in &evicted {
         for _ in 0..40 {
             let mut damaged = e.record.clone();
-            if rng.below(2) == 0 {
-                damaged.truncate(rng.below(damaged.len() as u64) as usize);
-            } else {
-                let at = rng.below(damaged.len() as u64) as usize;
-                damaged[at] ^= 1 << rng.below(8);
+            let mut history = e.history.clone();
+            match rng.below(4) {
+                0 => damaged.truncate(rng.below(damaged.len() as u64) as usize),
+                1 if !history.is_empty() => {
+                    let row = rng.below(history.len() as u64) as usize;
+                    if rng.below(2) == 0 {
+                        history.remove(row);
+                    } else {
+                        let fields = &mut history[row].fields;
+                        let at = rng.below(fields.len() as u64) as usize;
+                        fields[at] ^= 1 << rng.below(8);
+                    }
+                }
+                _ => {
+                    let at = rng.below(damaged.len() as u64) as usize;
+                    damaged[at] ^= 1 << rng.below(8);
+                }
             }
             let timers = engine.pending_timers();
-            match engine.restore(&damaged) {
+            match engine.restore(&damaged, &history) {
                 Ok(id) => {
                     let out = engine.evict(&[id]);
                     assert_eq!(out.len(), 1);
@@ -263,7 +284,7 @@ fn records_round_trip_and_damaged_ones_are_refused_whole() {
         support::compile_inline("event E { }\njourney j {\n  entry on E\n  send email \"x\"\n}\n");
     let mut stranger = Engine::new(&other);
     assert_eq!(
-        stranger.restore(&evicted[0].record),
+        stranger.restore(&evicted[0].record, &evicted[0].history),
         Err("a user record of another program".to_string())
     );
 }

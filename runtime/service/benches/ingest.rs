@@ -3,10 +3,15 @@
 //! timers those events set, fired by moving event time on. Method and figures:
 //! docs/performance.md.
 //!
-//! `INGEST_USERS` (20,000 by default) users are identified, then 3 tracked events per user are
-//! sent in `/v1/batch` requests of `INGEST_BATCH` (1,000) messages from `INGEST_CLIENTS` (2)
-//! connections at a time. Request bodies are built before the clock starts. "Per core" divides
-//! by the CPU time the service process used (user + system, from /proc), not by wall time.
+//! `INGEST_USERS` (20,000 by default) users are identified, then `INGEST_EVENTS` tracked events
+//! (3 per user by default) are sent in `/v1/batch` requests of `INGEST_BATCH` (1,000) messages
+//! from `INGEST_CLIENTS` (2) connections at a time. Request bodies are built before the clock
+//! starts. "Per core" divides by the CPU time the service process used (user + system, from
+//! /proc), not by wall time. Then: a deployment while a client keeps sending (the longest a
+//! batch waited), the store's size, and a restart (how long until the service listens).
+//!
+//! `INGEST_BINARY` runs another `journey-runtime` binary (an older build, to compare), and
+//! `INGEST_ARGS` adds flags to `serve` (`--memory-limit 256MiB`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,6 +26,20 @@ fn post(address: &str, path: &str, body: &[u8]) -> String {
     let mut stream = TcpStream::connect(address).expect("connects");
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("writes");
+    stream.write_all(body).expect("writes");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+    response
+}
+
+fn put(address: &str, path: &str, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).expect("connects");
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).expect("writes");
@@ -81,7 +100,10 @@ fn send_all(address: &str, bodies: Vec<String>, clients: usize) -> Duration {
 /// Starts the service on the data directory: the child, its address, and what it said before
 /// listening.
 fn start_service(dir: &std::path::Path, jbc: &std::path::Path) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_journey-runtime"))
+    let binary = std::env::var("INGEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_journey-runtime").into());
+    let extra = std::env::var("INGEST_ARGS").unwrap_or_default();
+    let mut child = Command::new(binary)
         .args([
             "serve",
             "--listen",
@@ -95,6 +117,7 @@ fn start_service(dir: &std::path::Path, jbc: &std::path::Path) -> (Child, String
         .arg(dir.join("data"))
         .arg("--deploy")
         .arg(jbc)
+        .args(extra.split_whitespace())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -145,7 +168,7 @@ fn main() {
     let identifies: Vec<String> = (0..users)
         .map(|u| format!(r#"{{"type":"identify","userId":"u{u}","timestamp":"{start}","traits":{{"plan":"paid","country":"US","lifetime_value":250.0,"signed_up_at":"{start}","tags":[],"timezone":"America/New_York"}}}}"#))
         .collect();
-    let events = users * 3;
+    let events = wcart::setting("INGEST_EVENTS", users * 3);
     let tracks: Vec<String> = wcart::stream(users, events)
         .map(|t| {
             let (i, rank, at) = (t.index, t.rank, time(t.at_ms));
@@ -168,6 +191,14 @@ fn main() {
     let bytes: usize = track_bodies.iter().map(String::len).sum();
 
     let (mut child, address, _) = start_service(&dir, &jbc);
+    let rss = |child: &Child, key: &str| -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
     let cpu = cpu_seconds(&child);
     let wall = send_all(&address, identify_bodies, clients);
     let identify_cpu = cpu_seconds(&child) - cpu;
@@ -199,6 +230,56 @@ fn main() {
         micros / commits.max(1.0) / 1000.0
     );
 
+    println!(
+        "memory: {:.0} MiB resident now, {:.0} MiB at the most; {} users in memory",
+        rss(&child, "VmRSS:"),
+        rss(&child, "VmHWM:"),
+        metric(&address, "journey_users_in_memory")
+    );
+
+    // A deployment while a client sends batches of 100 events: the longest a batch waited.
+    let second = {
+        let mut other = program.clone();
+        other.strings.push("another deployment".into());
+        journey_runtime::bytecode::write(&other)
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // (The stream's last events again: at the clock, so processed at once.)
+    let small: Vec<String> = tracks.iter().rev().take(100).cloned().collect();
+    let small = format!(r#"{{"batch":[{}]}}"#, small.join(","));
+    let (deploy, latencies) = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let mut latencies = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = Instant::now();
+                post(&address, "/v1/batch", small.as_bytes());
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        put(&address, "/v1/journeys", &second);
+        let deploy = started.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (deploy, sender.join().unwrap_or_default())
+    });
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let p99 = sorted
+        .get(sorted.len().saturating_mul(99) / 100)
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "deploy: answered in {:.1} ms at {events} events; {} batches of 100 meanwhile, p99 {:.1} ms, the longest {:.1} ms; {:.0} MiB resident after",
+        deploy.as_secs_f64() * 1000.0,
+        latencies.len(),
+        p99.as_secs_f64() * 1000.0,
+        sorted.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        rss(&child, "VmRSS:"),
+    );
+
     // Timers: move event time 60 days on; everything left fires, durably, in one command.
     let (timers, actions) = (
         metric(&address, "journey_timers_fired_total"),
@@ -225,23 +306,34 @@ fn main() {
         fired / wall.as_secs_f64(),
         fired / timer_cpu.max(1e-9)
     );
-    let _ = child.kill();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     let size = std::fs::metadata(dir.join("data").join("journey.db")).map_or(0, |m| m.len())
         + std::fs::metadata(dir.join("data").join("journey.db-wal")).map_or(0, |m| m.len());
-    println!("store: {:.1} MB", size as f64 / 1e6);
+    println!(
+        "store: {:.1} MB, {:.0} bytes per user, {:.0} per event",
+        size as f64 / 1e6,
+        size as f64 / users as f64,
+        size as f64 / (users + events) as f64
+    );
 
-    // A restart replays the log: how long until the service answers again.
+    // A restart: how long until the service answers again.
     let started = Instant::now();
     let (mut child, _, said) = start_service(&dir, &jbc);
-    let replay = started.elapsed();
+    let restart = started.elapsed();
     let _ = child.kill();
     let _ = child.wait();
     println!(
-        "restart: listening again after {:.2} s ({} messages and the timers they set, replayed; {})",
-        replay.as_secs_f64(),
+        "restart: listening again after {:.3} s ({} messages before it; {})",
+        restart.as_secs_f64(),
         users + events,
         said.trim()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("INGEST_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("kept: {}", dir.display());
+    }
 }

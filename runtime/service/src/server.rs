@@ -18,6 +18,7 @@ use crate::core::{ActionIds, Core, Empty, Operation, Refusal, Source, When};
 use crate::metrics::Metrics;
 use crate::sinks::{Signals, Sink};
 use crate::store::{Commit, Store, Sync};
+use journey_runtime::vm::state::HistoryRow;
 
 /// Where the engine's clock comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -131,10 +132,18 @@ impl Source for Reads<'_> {
     fn user(&mut self, name: &str) -> Result<Option<Vec<u8>>, String> {
         self.0.user(name)
     }
-    fn due(&mut self, until: i64) -> Result<Vec<String>, String> {
-        self.0.due(until)
+    fn history(&mut self, name: &str) -> Result<Vec<(i64, HistoryRow)>, String> {
+        self.0.history(name)
     }
-    fn first_due_after(&mut self, after: i64) -> Result<Option<i64>, String> {
+    fn due(
+        &mut self,
+        after: (i64, u64),
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, (i64, u64))>, String> {
+        self.0.due(after, until, limit)
+    }
+    fn first_due_after(&mut self, after: (i64, u64)) -> Result<Option<i64>, String> {
         self.0.first_due_after(after)
     }
     fn working(&mut self, n: i64, limit: Option<usize>) -> Result<Vec<String>, String> {

@@ -16,6 +16,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use journey_runtime::vm::state::HistoryRow;
+
 use crate::datadir::{database, APPLICATION_ID};
 
 /// How hard a commit presses to disk (SQLite's `synchronous`, in WAL mode).
@@ -66,6 +68,11 @@ pub struct UserRow {
     pub name: String,
     pub record: Vec<u8>,
     pub due: Option<(i64, u64)>,
+    /// Kept events the store does not have yet: (deployment, row).
+    pub history: Vec<(i64, HistoryRow)>,
+    /// Kept events that left: (deployment, kept type, those numbered before this; `None`:
+    /// every type's, all of them).
+    pub history_drops: Vec<(i64, u32, Option<u64>)>,
 }
 
 /// What one group commit writes.
@@ -103,6 +110,9 @@ pub struct Store {
 /// the first start of a binary that knows 2, then dropped).
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// The page cache of the service's main connection, in bytes.
+pub const PAGE_CACHE: usize = 64 << 20;
+
 fn sql(e: rusqlite::Error) -> String {
     e.to_string()
 }
@@ -115,6 +125,10 @@ impl Store {
         let db = Store::connect(dir, sync)?;
         let path = database(dir);
         let at = |e: rusqlite::Error| format!("`{}`: {e}", path.display());
+        // Users' records are read and written at random: SQLite's own page cache (64 MiB)
+        // spares most of those reads a system call.
+        db.execute_batch(&format!("PRAGMA cache_size = -{};", PAGE_CACHE >> 10))
+            .map_err(at)?;
         let version: i64 = db
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(at)?;
@@ -146,12 +160,21 @@ impl Store {
                  n INTEGER PRIMARY KEY,
                  bytes BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS users (
-                 name TEXT PRIMARY KEY,
+                 id INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE,
                  record BLOB NOT NULL,
                  due_at INTEGER,
-                 due_seq INTEGER) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS users_due ON users(due_at, due_seq)
+                 due_seq INTEGER);
+             CREATE INDEX IF NOT EXISTS users_due ON users(due_at, due_seq, name)
                  WHERE due_at IS NOT NULL;
+             CREATE TABLE IF NOT EXISTS history (
+                 user TEXT NOT NULL,
+                 deployment INTEGER NOT NULL,
+                 slot INTEGER NOT NULL,
+                 ordinal INTEGER NOT NULL,
+                 at INTEGER NOT NULL,
+                 fields BLOB NOT NULL,
+                 PRIMARY KEY (user, deployment, slot, ordinal)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS work (
                  deployment INTEGER NOT NULL,
                  name TEXT NOT NULL,
@@ -315,24 +338,66 @@ impl Store {
             .map_err(sql)
     }
 
-    /// The users whose first timer is due at or before `until`, earliest first.
-    pub fn due(&self, until: i64) -> Result<Vec<String>, String> {
+    /// A user's kept events: (deployment, row), in key order.
+    pub fn history(&self, name: &str) -> Result<Vec<(i64, HistoryRow)>, String> {
         let mut query = self
             .db
             .prepare_cached(
-                "SELECT name FROM users WHERE due_at IS NOT NULL AND due_at <= ?1
-                 ORDER BY due_at, due_seq",
+                "SELECT deployment, slot, ordinal, at, fields FROM history WHERE user = ?1
+                 ORDER BY deployment, slot, ordinal",
             )
             .map_err(sql)?;
-        let rows = query.query_map([until], |r| r.get(0)).map_err(sql)?;
+        let rows = query
+            .query_map([name], |r| {
+                Ok((
+                    r.get(0)?,
+                    HistoryRow {
+                        slot: r.get(1)?,
+                        ordinal: r.get::<_, i64>(2)? as u64,
+                        at: r.get(3)?,
+                        fields: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(sql)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 
-    /// When the first stored timer due after `after` is due, if any is.
-    pub fn first_due_after(&self, after: i64) -> Result<Option<i64>, String> {
+    /// Up to `limit` users whose first timer's key is after `after` and due at or before
+    /// `until`, in key order: (name, key).
+    pub fn due(
+        &self,
+        after: (i64, u64),
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, (i64, u64))>, String> {
+        let mut query = self
+            .db
+            .prepare_cached(
+                "SELECT name, due_at, due_seq FROM users
+                 WHERE (due_at, due_seq) > (?1, ?2) AND due_at <= ?3
+                 ORDER BY due_at, due_seq LIMIT ?4",
+            )
+            .map_err(sql)?;
+        let rows = query
+            .query_map(params![after.0, after.1 as i64, until, limit as i64], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get::<_, i64>(2)? as u64)))
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// When the first stored timer whose key is after `after` is due, if any is.
+    pub fn first_due_after(&self, after: (i64, u64)) -> Result<Option<i64>, String> {
         self.db
-            .prepare_cached("SELECT MIN(due_at) FROM users WHERE due_at > ?1")
-            .and_then(|mut q| q.query_row([after], |r| r.get(0)))
+            .prepare_cached(
+                "SELECT due_at FROM users WHERE (due_at, due_seq) > (?1, ?2)
+                 ORDER BY due_at, due_seq LIMIT 1",
+            )
+            .and_then(|mut q| {
+                q.query_row(params![after.0, after.1 as i64], |r| r.get(0))
+                    .optional()
+            })
             .map_err(sql)
     }
 
@@ -468,6 +533,21 @@ fn write(tx: &rusqlite::Transaction, commit: &Commit) -> Result<(), String> {
                      due_at = excluded.due_at, due_seq = excluded.due_seq",
             )
             .map_err(sql)?;
+        let mut kept = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO history (user, deployment, slot, ordinal, at, fields)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(sql)?;
+        let mut dropped = tx
+            .prepare_cached(
+                "DELETE FROM history WHERE user = ?1 AND deployment = ?2 AND slot = ?3
+                 AND ordinal < ?4",
+            )
+            .map_err(sql)?;
+        let mut retired = tx
+            .prepare_cached("DELETE FROM history WHERE user = ?1 AND deployment = ?2")
+            .map_err(sql)?;
         for user in &commit.users {
             let (at, seq) = match user.due {
                 Some((at, seq)) => (Some(at), Some(seq as i64)),
@@ -476,6 +556,27 @@ fn write(tx: &rusqlite::Transaction, commit: &Commit) -> Result<(), String> {
             users
                 .execute(params![user.name, user.record, at, seq])
                 .map_err(sql)?;
+            for (deployment, slot, before) in &user.history_drops {
+                match before {
+                    Some(before) => dropped
+                        .execute(params![user.name, deployment, slot, *before as i64])
+                        .map_err(sql)?,
+                    None => retired
+                        .execute(params![user.name, deployment])
+                        .map_err(sql)?,
+                };
+            }
+            for (deployment, row) in &user.history {
+                kept.execute(params![
+                    user.name,
+                    deployment,
+                    row.slot,
+                    row.ordinal as i64,
+                    row.at,
+                    row.fields
+                ])
+                .map_err(sql)?;
+            }
         }
         let mut working = tx
             .prepare_cached("INSERT OR IGNORE INTO work (deployment, name) VALUES (?1, ?2)")

@@ -162,8 +162,14 @@ struct RunningIndex {
 /// all the later ones, thousands for a very active user, at nearly every end).
 const ENDED: (u32, u32, u32) = (u32::MAX, u32::MAX, u32::MAX);
 
-/// A user's kept events of one type, oldest first: (time, fields).
-type Kept = Vec<(i64, Arc<[Value]>)>;
+/// A user's kept events of one type, oldest first: (time, fields); and how many were dropped
+/// from the front (they left the window), so that the `dropped + k`th event of the type ever
+/// kept is `events[k]` (a store keeps each once, by that number: `state`).
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    events: Vec<(i64, Arc<[Value]>)>,
+    dropped: u64,
+}
 
 #[derive(Debug, Default)]
 struct User {
@@ -800,7 +806,7 @@ impl<'p> Engine<'p> {
             for (_, _, id) in &group {
                 if let Some(u) = id.and_then(|id| self.users.get(id as usize)) {
                     touched ^= u.traits.first().map_or(0, |t| t.is_some() as usize);
-                    touched ^= u.history.first().map_or(0, Vec::len);
+                    touched ^= u.history.first().map_or(0, |k| k.events.len());
                 }
             }
             std::hint::black_box(touched);
@@ -1219,7 +1225,7 @@ impl<'p> Engine<'p> {
             .copied()
             .flatten()
             .and_then(|slot| user.history.get(slot))
-            .map_or(&[], Vec::as_slice)
+            .map_or(&[], |kept| kept.events.as_slice())
     }
 
     /// Whether the user has, within what history keeps, an event the journey's audience needs
@@ -1339,9 +1345,13 @@ impl<'p> Engine<'p> {
         let kept_types = self.kept_types;
         if let (Some(u), Some(span), Some(slot)) = (self.users.get_mut(user as usize), keep, slot) {
             if u.history.is_empty() {
-                u.history = vec![Vec::new(); kept_types].into_boxed_slice();
+                u.history = vec![Kept::default(); kept_types].into_boxed_slice();
             }
-            if let Some(history) = u.history.get_mut(slot) {
+            if let Some(Kept {
+                events: history,
+                dropped,
+            }) = u.history.get_mut(slot)
+            {
                 history.push((now, fields.clone()));
                 if let Some(ms) = span {
                     // Oldest first: mostly the oldest is still inside the window. What left it
@@ -1354,6 +1364,7 @@ impl<'p> Engine<'p> {
                         let stale = history.partition_point(|(t, _)| *t <= cutoff);
                         if stale * 2 >= history.len() {
                             history.drain(..stale);
+                            *dropped += stale as u64;
                         }
                     }
                 }

@@ -39,7 +39,22 @@ type Key = (i64, u64);
 pub struct Evicted {
     pub name: Str,
     pub record: Vec<u8>,
+    /// Its kept history, an event a row.
+    pub history: Vec<HistoryRow>,
     pub next_timer: Option<Key>,
+}
+
+/// One kept event of a user, apart from its record: the record says which of each type are
+/// kept (`first..next`), a store keeps each event once, and appends the new ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// The kept type (the program's `history_slots`).
+    pub slot: u32,
+    /// Its number among the user's events of that type ever kept.
+    pub ordinal: u64,
+    pub at: i64,
+    /// Its fields, encoded as a record's values are.
+    pub fields: Vec<u8>,
 }
 
 // ------------------------------------------------------------ writing
@@ -279,7 +294,8 @@ struct TickRecord {
 struct UserRecord {
     name: Str,
     traits: Vec<Option<Value>>,
-    history: Vec<Vec<(i64, Arc<[Value]>)>>,
+    /// Per kept type: how many were dropped before the first kept, and how many are kept.
+    history: Vec<(u64, usize)>,
     entries: Vec<EntryLog>,
     sends: Vec<(i64, Channel)>,
     foreign: Option<Box<facts::Foreign>>,
@@ -416,10 +432,12 @@ impl Engine<'_> {
             }
             chosen[u] = false;
             let (record, next_timer) = self.record(user);
+            let history = self.history_rows(user, &[]);
             let name = self.forget_user(user);
             out.push(Evicted {
                 name,
                 record,
+                history,
                 next_timer,
             });
         }
@@ -464,11 +482,8 @@ impl Engine<'_> {
         }
         w.uint(u.history.len() as u64);
         for kept in u.history.iter() {
-            w.uint(kept.len() as u64);
-            for (at, fields) in kept {
-                w.int(*at);
-                w.values(fields);
-            }
+            w.uint(kept.dropped);
+            w.uint(kept.events.len() as u64);
         }
         w.uint(u.entries.len() as u64);
         for log in &u.entries {
@@ -621,11 +636,12 @@ impl Engine<'_> {
     /// Brings a user back from its record (`evict`): its state as it was, its timers where
     /// they were in the order of all timers. A record that does not fit this engine's program,
     /// or names a user in memory, is refused and changes nothing.
-    pub fn restore(&mut self, record: &[u8]) -> Result<UserId, String> {
+    pub fn restore(&mut self, record: &[u8], history: &[HistoryRow]) -> Result<UserId, String> {
         let r = self.read_record(record)?;
         if self.user_id(r.name.as_str()).is_some() {
             return Err(format!("user `{}` is in memory already", r.name.as_str()));
         }
+        let history = self.read_history(&r.history, history)?;
         let hash = self.user_ids.hash(r.name.as_str());
         let id = match self.free_users.pop() {
             Some(id) => id,
@@ -639,7 +655,7 @@ impl Engine<'_> {
         self.names[id as usize] = r.name;
         let mut user = User {
             traits: r.traits.into_boxed_slice(),
-            history: r.history.into_boxed_slice(),
+            history: history.into_boxed_slice(),
             entries: r.entries,
             sends: r.sends,
             foreign: r.foreign,
@@ -751,6 +767,93 @@ impl Engine<'_> {
         Ok(id)
     }
 
+    /// The kept events of a record (`marks`: per kept type, how many were dropped and how
+    /// many are kept) from its history rows, which must be exactly those.
+    fn read_history(
+        &self,
+        marks: &[(u64, usize)],
+        rows: &[HistoryRow],
+    ) -> Result<Vec<super::Kept>, String> {
+        let program: &Program = self.program;
+        // The field count of each kept type.
+        let mut widths = vec![0usize; marks.len()];
+        for (event, slot) in self.history_slots.iter().enumerate() {
+            if let (Some(width), Some(desc)) = (
+                slot.and_then(|slot| widths.get_mut(slot)),
+                program.events.get(event),
+            ) {
+                *width = program.record_fields(desc.record).map_or(0, <[_]>::len);
+            }
+        }
+        let mut rows = rows.iter().peekable();
+        let mut history = Vec::with_capacity(marks.len());
+        for (slot, ((dropped, kept), width)) in marks.iter().zip(widths).enumerate() {
+            let mut events = Vec::with_capacity((*kept).min(rows.len()));
+            for k in 0..*kept as u64 {
+                let row = rows
+                    .next_if(|row| row.slot as usize == slot)
+                    .filter(|row| row.ordinal == dropped + k)
+                    .ok_or("the record's history is not all there")?;
+                let mut reader = Reader {
+                    bytes: &row.fields,
+                    at: 0,
+                };
+                let mut fields = reader.values(0)?;
+                if fields.len() != width || reader.at != row.fields.len() {
+                    return Err("a kept event of another shape".into());
+                }
+                fields.iter_mut().for_each(|v| self.prepared.intern(v));
+                events.push((row.at, Arc::from(fields)));
+            }
+            history.push(super::Kept {
+                events,
+                dropped: *dropped,
+            });
+        }
+        if rows.next().is_some() {
+            return Err("history rows the record does not keep".into());
+        }
+        Ok(history)
+    }
+
+    /// A user's kept events from the `from[slot]`th of each type on (all of them for a type
+    /// `from` does not reach), in the order of types then numbers.
+    pub fn history_rows(&self, user: UserId, from: &[u64]) -> Vec<HistoryRow> {
+        let Some(u) = self.users.get(user as usize) else {
+            return Vec::new();
+        };
+        let mut rows = Vec::new();
+        for (slot, kept) in u.history.iter().enumerate() {
+            let from = from.get(slot).copied().unwrap_or(0);
+            for (k, (at, fields)) in kept.events.iter().enumerate() {
+                let ordinal = kept.dropped + k as u64;
+                if ordinal < from {
+                    continue;
+                }
+                let mut w = Writer(Vec::with_capacity(8 * fields.len() + 2));
+                w.values(fields);
+                rows.push(HistoryRow {
+                    slot: slot as u32,
+                    ordinal,
+                    at: *at,
+                    fields: w.0,
+                });
+            }
+        }
+        rows
+    }
+
+    /// Per kept type of a user: the number of its first kept event and of the next to come
+    /// (a store holds those in between).
+    pub fn history_marks(&self, user: UserId) -> Vec<(u64, u64)> {
+        self.users.get(user as usize).map_or_else(Vec::new, |u| {
+            u.history
+                .iter()
+                .map(|k| (k.dropped, k.dropped + k.events.len() as u64))
+                .collect()
+        })
+    }
+
     /// Reads a record and checks every index in it against the program.
     fn read_record(&self, bytes: &[u8]) -> Result<UserRecord, String> {
         let program: &Program = self.program;
@@ -790,30 +893,11 @@ impl Engine<'_> {
         if kept_types != 0 && kept_types != self.kept_types {
             return Err("a history of other event types".into());
         }
-        // The event type each kept history is of, and its field count.
-        let mut widths = vec![0usize; kept_types];
-        for (event, slot) in self.history_slots.iter().enumerate() {
-            if let (Some(width), Some(desc)) = (
-                slot.and_then(|slot| widths.get_mut(slot)),
-                program.events.get(event),
-            ) {
-                *width = program.record_fields(desc.record).map_or(0, <[_]>::len);
-            }
-        }
         let mut history = Vec::with_capacity(kept_types);
-        for width in widths {
-            let n = r.count()?;
-            let mut kept = Vec::with_capacity(n);
-            for _ in 0..n {
-                let at = r.int()?;
-                let mut fields = r.values(0)?;
-                if fields.len() != width {
-                    return Err("a kept event of another shape".into());
-                }
-                fields.iter_mut().for_each(|v| self.prepared.intern(v));
-                kept.push((at, Arc::from(fields)));
-            }
-            history.push(kept);
+        for _ in 0..kept_types {
+            let dropped = r.uint()?;
+            let kept = usize::try_from(r.uint()?).map_err(|_| "a history out of range")?;
+            history.push((dropped, kept));
         }
         let mut entries = Vec::new();
         for _ in 0..r.count()? {

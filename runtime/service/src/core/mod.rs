@@ -187,8 +187,8 @@ pub struct Core {
     dirty: std::collections::BTreeSet<String>,
     /// A count of uses of users in memory: the least recently used are evicted first.
     uses: u64,
-    /// Every stored user with a timer due by then is in memory.
-    loaded_until: i64,
+    /// Every stored user whose first timer's key is at or before this one is in memory.
+    loaded_until: (i64, u64),
     /// Whether the service's own state changed since the last commit.
     changed: bool,
     /// Oldest first.
@@ -282,7 +282,7 @@ impl Core {
     pub fn new(jit: Policy) -> Core {
         Core {
             jit,
-            loaded_until: i64::MIN,
+            loaded_until: (i64::MIN, 0),
             ..Core::default()
         }
     }
@@ -342,7 +342,7 @@ impl Core {
         all.extend(std::mem::take(&mut self.dirty));
         self.forget(&all);
         // (Their stored timers may be due sooner than the ones they had here.)
-        self.loaded_until = i64::MIN;
+        self.loaded_until = (i64::MIN, 0);
     }
 
     /// The engines still running, oldest first.

@@ -226,7 +226,7 @@ impl Core {
             core.deployments.push(deployment);
         }
         core.share_facts();
-        core.loaded_until = i64::MIN;
+        core.loaded_until = (i64::MIN, 0);
         let next_seq = state["next_seq"].as_i64().unwrap_or(1);
         Ok((core, next_seq))
     }

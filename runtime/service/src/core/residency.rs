@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use journey_runtime::vm::state::HistoryRow;
 use journey_runtime::vm::Engine;
 
 use super::{Core, Refusal};
@@ -24,10 +25,19 @@ use crate::store::UserRow;
 pub trait Source {
     /// A user's record, if the store has one.
     fn user(&mut self, name: &str) -> Result<Option<Vec<u8>>, String>;
-    /// The users whose first timer is due at or before `until`.
-    fn due(&mut self, until: i64) -> Result<Vec<String>, String>;
-    /// When the first stored timer after `after` is due.
-    fn first_due_after(&mut self, after: i64) -> Result<Option<i64>, String>;
+    /// A user's kept events: (deployment, row), in the order of deployments, kept types and
+    /// numbers.
+    fn history(&mut self, name: &str) -> Result<Vec<(i64, HistoryRow)>, String>;
+    /// Up to `limit` users whose first timer's key is after `after` and due at or before
+    /// `until`, in the order of their keys: (name, key).
+    fn due(
+        &mut self,
+        after: (i64, u64),
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, (i64, u64))>, String>;
+    /// When the first stored timer whose key is after `after` is due.
+    fn first_due_after(&mut self, after: (i64, u64)) -> Result<Option<i64>, String>;
     /// The users with work (instances, pending entries) in deployment `n`, as last stored:
     /// all of them, or the first `limit`.
     fn working(&mut self, n: i64, limit: Option<usize>) -> Result<Vec<String>, String>;
@@ -40,10 +50,18 @@ impl Source for Empty {
     fn user(&mut self, _: &str) -> Result<Option<Vec<u8>>, String> {
         Ok(None)
     }
-    fn due(&mut self, _: i64) -> Result<Vec<String>, String> {
+    fn history(&mut self, _: &str) -> Result<Vec<(i64, HistoryRow)>, String> {
         Ok(Vec::new())
     }
-    fn first_due_after(&mut self, _: i64) -> Result<Option<i64>, String> {
+    fn due(
+        &mut self,
+        _: (i64, u64),
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<(String, (i64, u64))>, String> {
+        Ok(Vec::new())
+    }
+    fn first_due_after(&mut self, _: (i64, u64)) -> Result<Option<i64>, String> {
         Ok(None)
     }
     fn working(&mut self, _: i64, _: Option<usize>) -> Result<Vec<String>, String> {
@@ -55,8 +73,11 @@ impl Source for Empty {
 const VERSION: u8 = 1;
 
 /// How far ahead of the time it needs, users with timers due are brought in: one query of
-/// the store covers every input of the next second.
-const LOOKAHEAD_MS: i64 = 1_000;
+/// the store covers the inputs of the next hour, but for the users it reads.
+const LOOKAHEAD_MS: i64 = 3_600_000;
+
+/// The most users one query of the index of due timers reads.
+const PAGE: usize = 512;
 
 /// A user in memory.
 #[derive(Debug, Clone)]
@@ -70,6 +91,8 @@ pub(super) struct Resident {
     /// The newest deployment whose engine knows what the others know of it: a newer one
     /// takes that in when the user is next used (`catch_up`).
     pub newest: i64,
+    /// Per deployment and kept type, the kept events the store holds: numbers `first..next`.
+    pub history: BTreeMap<i64, Vec<(u64, u64)>>,
 }
 
 /// What memory a user in memory is reckoned to take, from the size of its record: values
@@ -156,6 +179,7 @@ impl Core {
                     work: BTreeSet::new(),
                     bytes: reckoned(0),
                     newest,
+                    history: BTreeMap::new(),
                 },
             );
             self.resident_bytes += reckoned(0);
@@ -165,7 +189,8 @@ impl Core {
         let Some(record) = record else {
             return Ok(());
         };
-        if let Err(refusal) = self.restore_user(name, &record) {
+        let history = src.history(name).map_err(store_error)?;
+        if let Err(refusal) = self.restore_user(name, &record, history) {
             // Nothing of a record that cannot be read stays in memory.
             self.forget(&[name.to_string()]);
             return Err(refusal);
@@ -174,9 +199,23 @@ impl Core {
     }
 
     /// Restores a stored user into every running engine.
-    fn restore_user(&mut self, name: &str, record: &[u8]) -> Result<(), Refusal> {
-        let bytes = record.len();
+    fn restore_user(
+        &mut self,
+        name: &str,
+        record: &[u8],
+        history: Vec<(i64, HistoryRow)>,
+    ) -> Result<(), Refusal> {
+        let bytes = record.len()
+            + history
+                .iter()
+                .map(|(_, r)| r.fields.len() + 16)
+                .sum::<usize>();
         let mut work = BTreeSet::new();
+        let mut marks = BTreeMap::new();
+        let mut by_deployment: BTreeMap<i64, Vec<HistoryRow>> = BTreeMap::new();
+        for (n, row) in history {
+            by_deployment.entry(n).or_default().push(row);
+        }
         {
             let bad = |e: String| {
                 Refusal::new(
@@ -191,14 +230,20 @@ impl Core {
                     continue;
                 };
                 if let Some(section) = sections.get(&deployment.n) {
-                    let id = engine.restore(section).map_err(bad)?;
+                    let rows = by_deployment.remove(&deployment.n).unwrap_or_default();
+                    let id = engine.restore(section, &rows).map_err(bad)?;
                     if engine.user_has_work(id) {
                         work.insert(deployment.n);
                     }
+                    marks.insert(deployment.n, engine.history_marks(id));
                 }
             }
             // Engines deployed since the record was written take in what the others know.
             self.catch_up(name, newest);
+        }
+        // (Rows of retired deployments are still stored: the next write drops them.)
+        for n in by_deployment.keys() {
+            marks.insert(*n, Vec::new());
         }
         self.resident.insert(
             name.to_string(),
@@ -207,6 +252,7 @@ impl Core {
                 work,
                 bytes: reckoned(bytes),
                 newest: self.newest(),
+                history: marks,
             },
         );
         self.resident_bytes += reckoned(bytes);
@@ -238,15 +284,32 @@ impl Core {
 
     /// Brings into memory every stored user with a timer due at or before `until`.
     pub(super) fn ensure_due(&mut self, until: i64, src: &mut dyn Source) -> Result<(), Refusal> {
-        if until <= self.loaded_until {
+        if until <= self.loaded_until.0 {
             return Ok(());
         }
+        // A page of the index at a time, from where the last read stopped (every stored user
+        // whose key is before that is in memory already): until the page that passes `until`.
         let horizon = until.saturating_add(LOOKAHEAD_MS);
-        for name in src.due(horizon).map_err(store_error)? {
-            self.ensure_resident(&name, src)?;
+        loop {
+            let page = src
+                .due(self.loaded_until, horizon, PAGE)
+                .map_err(store_error)?;
+            for (name, _) in &page {
+                self.ensure_resident(name, src)?;
+            }
+            match page.last() {
+                Some((_, last)) if page.len() == PAGE => {
+                    self.loaded_until = *last;
+                    if last.0 > until {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    self.loaded_until = (horizon, u64::MAX);
+                    return Ok(());
+                }
+            }
         }
-        self.loaded_until = horizon;
-        Ok(())
     }
 
     /// Brings into memory every user with work in deployment `d` (a lifecycle move acts on
@@ -311,8 +374,9 @@ impl Core {
         (out, due, work)
     }
 
-    /// The users touched since the last commit, as rows to write, and the changes of which
-    /// deployments they have work in. Their reckoned memory is brought up to date.
+    /// The users touched since the last commit, as rows to write (with the kept events the
+    /// store does not have yet, and those it may drop), and the changes of which deployments
+    /// they have work in. Their reckoned memory is brought up to date.
     pub fn take_writes(&mut self) -> (Vec<UserRow>, Vec<(i64, String, bool)>) {
         self.note_touched();
         let dirty = std::mem::take(&mut self.dirty);
@@ -320,31 +384,77 @@ impl Core {
         let mut work_changes = Vec::new();
         for name in dirty {
             let (record, due, work) = self.record_of(&name);
-            let size = reckoned(record.len());
-            if let Some(resident) = self.resident.get_mut(&name) {
-                for n in resident.work.symmetric_difference(&work) {
-                    work_changes.push((*n, name.clone(), work.contains(n)));
-                }
-                self.resident_bytes = self.resident_bytes - resident.bytes + size;
-                resident.bytes = size;
-                resident.work = work;
-            } else {
+            if !self.resident.contains_key(&name) {
                 // (A user an engine made by itself: a mirrored fact, say.)
-                for n in &work {
-                    work_changes.push((*n, name.clone(), true));
-                }
                 self.resident.insert(
                     name.clone(),
                     Resident {
                         last_used: self.uses,
-                        work,
-                        bytes: size,
+                        work: BTreeSet::new(),
+                        bytes: 0,
                         newest: self.newest(),
+                        history: BTreeMap::new(),
                     },
                 );
-                self.resident_bytes += size;
             }
-            rows.push(UserRow { name, record, due });
+            // Kept events: the new ones since the store's, and the ones that left.
+            let mut history = Vec::new();
+            let mut history_drops = Vec::new();
+            let mut marks = BTreeMap::new();
+            let stored = self
+                .resident
+                .get(&name)
+                .map(|r| r.history.clone())
+                .unwrap_or_default();
+            for deployment in &self.deployments {
+                let Some(engine) = deployment.engine.as_ref() else {
+                    continue;
+                };
+                let Some(id) = engine.user_id(&name) else {
+                    continue;
+                };
+                let now = engine.history_marks(id);
+                let before = stored.get(&deployment.n).cloned().unwrap_or_default();
+                let from: Vec<u64> = (0..now.len())
+                    .map(|slot| before.get(slot).map_or(0, |(_, next)| *next))
+                    .collect();
+                for (slot, (first, _)) in now.iter().enumerate() {
+                    if before.get(slot).is_some_and(|(was, _)| first > was) {
+                        history_drops.push((deployment.n, slot as u32, Some(*first)));
+                    }
+                }
+                history.extend(
+                    engine
+                        .history_rows(id, &from)
+                        .into_iter()
+                        .map(|row| (deployment.n, row)),
+                );
+                marks.insert(deployment.n, now);
+            }
+            // Deployments retired since: all of their rows go.
+            for n in stored.keys().filter(|n| !marks.contains_key(n)) {
+                history_drops.push((*n, 0, None));
+            }
+            let kept: usize = history.iter().map(|(_, r)| r.fields.len() + 16).sum();
+            let size = reckoned(record.len() + kept);
+            if let Some(resident) = self.resident.get_mut(&name) {
+                for n in resident.work.symmetric_difference(&work) {
+                    work_changes.push((*n, name.clone(), work.contains(n)));
+                }
+                // (The history's new rows only: what was stored before is counted already.)
+                let size = size.max(resident.bytes);
+                self.resident_bytes = self.resident_bytes - resident.bytes + size;
+                resident.bytes = size;
+                resident.work = work;
+                resident.history = marks;
+            }
+            rows.push(UserRow {
+                name,
+                record,
+                due,
+                history,
+                history_drops,
+            });
         }
         (rows, work_changes)
     }
@@ -385,8 +495,8 @@ impl Core {
                 let ids: Vec<u32> = names.iter().filter_map(|n| engine.user_id(n)).collect();
                 engine.take_touched();
                 for evicted in engine.evict(&ids) {
-                    if let Some((at, _)) = evicted.next_timer {
-                        self.loaded_until = self.loaded_until.min(at.saturating_sub(1));
+                    if let Some((at, sequence)) = evicted.next_timer {
+                        self.loaded_until = self.loaded_until.min((at, sequence.saturating_sub(1)));
                     }
                 }
             }
