@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::core::{ActionIds, Core, Empty, Operation, Refusal, Source, When};
 use crate::metrics::Metrics;
 use crate::sinks::{Signals, Sink};
-use crate::store::{Commit, Store, Sync};
+use crate::store::{Commit, DueUser, Store, Sync};
 use journey_runtime::vm::state::HistoryRow;
 
 /// Where the engine's clock comes from.
@@ -140,7 +140,7 @@ impl Source for Reads<'_> {
         after: (i64, u64),
         until: i64,
         limit: usize,
-    ) -> Result<Vec<(String, (i64, u64))>, String> {
+    ) -> Result<Vec<DueUser>, String> {
         self.0.due(after, until, limit)
     }
     fn first_due_after(&mut self, after: (i64, u64)) -> Result<Option<i64>, String> {

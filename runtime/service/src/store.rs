@@ -75,6 +75,9 @@ pub struct UserRow {
     pub history_drops: Vec<(i64, u32, Option<u64>)>,
 }
 
+/// A user whose first timer is due: its name and the timer's key.
+pub type DueUser = (String, (i64, u64));
+
 /// What one group commit writes.
 #[derive(Debug, Default)]
 pub struct Commit {
@@ -370,7 +373,7 @@ impl Store {
         after: (i64, u64),
         until: i64,
         limit: usize,
-    ) -> Result<Vec<(String, (i64, u64))>, String> {
+    ) -> Result<Vec<DueUser>, String> {
         let mut query = self
             .db
             .prepare_cached(

@@ -19,7 +19,7 @@ use journey_runtime::vm::state::HistoryRow;
 use journey_runtime::vm::Engine;
 
 use super::{Core, Refusal};
-use crate::store::UserRow;
+use crate::store::{DueUser, UserRow};
 
 /// The store's side of residency: what the core reads from it while applying a command.
 pub trait Source {
@@ -35,7 +35,7 @@ pub trait Source {
         after: (i64, u64),
         until: i64,
         limit: usize,
-    ) -> Result<Vec<(String, (i64, u64))>, String>;
+    ) -> Result<Vec<DueUser>, String>;
     /// When the first stored timer whose key is after `after` is due.
     fn first_due_after(&mut self, after: (i64, u64)) -> Result<Option<i64>, String>;
     /// The users with work (instances, pending entries) in deployment `n`, as last stored:
@@ -58,7 +58,7 @@ impl Source for Empty {
         _: (i64, u64),
         _: i64,
         _: usize,
-    ) -> Result<Vec<(String, (i64, u64))>, String> {
+    ) -> Result<Vec<DueUser>, String> {
         Ok(Vec::new())
     }
     fn first_due_after(&mut self, _: (i64, u64)) -> Result<Option<i64>, String> {
