@@ -642,12 +642,14 @@ fn run_core(
     runtime: tokio::runtime::Handle,
 ) {
     loop {
-        let wait = match (runner.clock, runner.next_timer_at()) {
-            (Clock::Wall, Some(due)) => {
-                Duration::from_millis(due.saturating_sub(wall_ms()).clamp(0, 1000) as u64)
-            }
-            _ => Duration::from_secs(1),
+        // (With event time, time moves only with requests: nothing to wake for.)
+        let due = match runner.clock {
+            Clock::Wall => runner.next_timer_at(),
+            Clock::Event => None,
         };
+        let wait = due.map_or(Duration::from_secs(1), |due| {
+            Duration::from_millis(due.saturating_sub(wall_ms()).clamp(0, 1000) as u64)
+        });
         let first = runtime.block_on(async { tokio::time::timeout(wait, requests.recv()).await });
         let mut batch = Batch::default();
         runner.tick(&mut batch);

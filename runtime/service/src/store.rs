@@ -378,7 +378,7 @@ impl Store {
             .db
             .prepare_cached(
                 "SELECT name, due_at, due_seq FROM users
-                 WHERE (due_at, due_seq) > (?1, ?2) AND due_at <= ?3
+                 WHERE due_at >= ?1 AND due_at <= ?3 AND (due_at > ?1 OR due_seq > ?2)
                  ORDER BY due_at, due_seq LIMIT ?4",
             )
             .map_err(sql)?;
@@ -394,7 +394,8 @@ impl Store {
     pub fn first_due_after(&self, after: (i64, u64)) -> Result<Option<i64>, String> {
         self.db
             .prepare_cached(
-                "SELECT due_at FROM users WHERE (due_at, due_seq) > (?1, ?2)
+                "SELECT due_at FROM users
+                 WHERE due_at >= ?1 AND (due_at > ?1 OR due_seq > ?2)
                  ORDER BY due_at, due_seq LIMIT 1",
             )
             .and_then(|mut q| {
