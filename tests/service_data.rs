@@ -301,7 +301,7 @@ fn inputs_are_bounded_and_only_what_is_read_is_kept() {
 
     let db = rusqlite::Connection::open(data.join("journey.db")).expect("the store");
     let logged: Vec<Vec<u8>> = db
-        .prepare("SELECT body FROM inputs")
+        .prepare("SELECT body FROM commands WHERE kind = 'input'")
         .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
         .expect("the inputs kept");
     let logged: Vec<String> = logged
@@ -497,7 +497,11 @@ journey j {
         .expect("reads");
     assert!(!log, "the log is gone");
     let inputs: i64 = db
-        .query_row("SELECT COUNT(*) FROM inputs", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM commands WHERE kind = 'input'",
+            [],
+            |r| r.get(0),
+        )
         .expect("inputs");
     assert_eq!(inputs, 1, "the log's inputs are kept for audit");
     let _ = std::fs::remove_dir_all(&dir);
@@ -554,12 +558,12 @@ fn old_inputs_and_delivered_actions_leave_the_store() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut minute = 10;
     // (The newest one or two stay: not delivered yet, or not a second old.)
-    while count("outbox") > 2 || count("inputs") > 2 {
+    while count("outbox") > 2 || count("commands") > 2 {
         assert!(
             Instant::now() < deadline,
             "outbox {}, inputs {}",
             count("outbox"),
-            count("inputs")
+            count("commands")
         );
         std::thread::sleep(Duration::from_millis(300));
         let (status, _) = service.json("POST", "/v1/track", &at(minute, 100));

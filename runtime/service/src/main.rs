@@ -76,6 +76,11 @@ enum Command {
         /// past it leave memory (least recently used first) and come back from the store.
         #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = size)]
         memory_limit: usize,
+        /// How often the users touched since the last checkpoint are written (a start after a
+        /// crash applies what came since again; a longer interval writes less), as a
+        /// duration; `0s` writes them at every commit.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+        checkpoint_every: i64,
         /// Whether hot predicates run as native code (the answers are the same either way).
         #[arg(long, value_enum, default_value = "on")]
         jit: Jit,
@@ -147,6 +152,7 @@ fn main() -> ExitCode {
             max_skew,
             keep_inputs,
             memory_limit,
+            checkpoint_every,
             jit,
             jit_after,
         } => {
@@ -165,6 +171,7 @@ fn main() -> ExitCode {
                 max_skew,
                 keep_inputs,
                 memory_limit,
+                checkpoint_every: std::time::Duration::from_millis(checkpoint_every as u64),
                 jit: match jit {
                     Jit::On => Policy::HotAfter(jit_after),
                     Jit::Off => Policy::Off,

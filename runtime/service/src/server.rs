@@ -56,6 +56,9 @@ pub struct Config {
     pub keep_inputs: i64,
     /// What the users held in memory may take, in bytes.
     pub memory_limit: usize,
+    /// How often the users touched since the last checkpoint are written, and the commands
+    /// before it may go: a start after a crash applies at most this much traffic again.
+    pub checkpoint_every: Duration,
     /// When hot predicates are compiled to native code.
     pub jit: journey_runtime::jit::Policy,
 }
@@ -135,12 +138,7 @@ impl Source for Reads<'_> {
     fn history(&mut self, name: &str) -> Result<Vec<(i64, HistoryRow)>, String> {
         self.0.history(name)
     }
-    fn due(
-        &mut self,
-        after: (i64, u64),
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<DueUser>, String> {
+    fn due(&mut self, after: (i64, u64), until: i64, limit: usize) -> Result<Vec<DueUser>, String> {
         self.0.due(after, until, limit)
     }
     fn first_due_after(&mut self, after: (i64, u64)) -> Result<Option<i64>, String> {
@@ -168,6 +166,10 @@ struct Runner {
     sinks: Vec<String>,
     /// When the store was last pruned.
     pruned: Instant,
+    /// When the last checkpoint was written, and the last command it holds.
+    checkpoint_every: Duration,
+    checkpointed: Instant,
+    checkpoint: i64,
     /// Commit errors, written at most once per interval.
     commit_errors: crate::throttle::Throttle,
 }
@@ -177,11 +179,9 @@ struct Runner {
 #[derive(Default)]
 struct Batch {
     commit: Commit,
-    /// Whether it holds a deployment or a lifecycle move (a failed commit of such a batch
-    /// reloads the core from the store; of inputs alone, forgets the users it touched).
+    /// Whether it holds a deployment or a lifecycle move: its commit is a checkpoint (those
+    /// commands are never applied again at a start).
     structural: bool,
-    /// The engines' counts when it began (put back if it fails).
-    counts: Option<crate::core::Counts>,
     answers: Vec<Box<dyn FnOnce(bool) + Send>>,
 }
 
@@ -193,10 +193,8 @@ impl Runner {
         if store.legacy_log()? {
             migrate(&mut store, config.jit)?;
         }
-        let (mut core, next_seq) =
-            Core::load(config.jit, store.state()?.as_deref(), store.deployments()?)?;
-        core.set_action_ids(ActionIds::random()?);
-        Ok(Runner {
+        let (core, next_seq) = load(&store, config.jit)?;
+        let mut runner = Runner {
             core,
             store,
             clock: config.clock,
@@ -208,8 +206,14 @@ impl Runner {
             memory_limit: config.memory_limit,
             sinks: config.sinks.iter().map(Sink::name).collect(),
             pruned: Instant::now(),
+            checkpoint_every: config.checkpoint_every,
+            checkpointed: Instant::now(),
+            checkpoint: next_seq - 1,
             commit_errors: crate::throttle::Throttle::default(),
-        })
+        };
+        runner.core.set_action_ids(ActionIds::random()?);
+        runner.checkpoint = runner.next_seq - 1;
+        Ok(runner)
     }
 
     /// The command number the next command takes.
@@ -219,15 +223,8 @@ impl Runner {
         seq
     }
 
-    fn begin(&self, batch: &mut Batch) {
-        if batch.counts.is_none() {
-            batch.counts = Some(self.core.counts());
-        }
-    }
-
     /// Applies a deployment, lifecycle move or clock advance and stages what it changed.
     fn stage(&mut self, batch: &mut Batch, command: Command) -> Result<Staged, Refusal> {
-        self.begin(batch);
         let seq = self.next_seq;
         let mut reads = Reads(&self.store);
         let applied = match &command {
@@ -245,7 +242,14 @@ impl Runner {
                     batch.commit.deployments.push((self.core.newest(), bytes));
                 }
                 Command::Operate(..) => batch.structural = true,
-                Command::Advance(_) => {}
+                Command::Advance(until) => {
+                    batch.commit.commands.push((
+                        seq,
+                        crate::core::kind::ADVANCE,
+                        until,
+                        Vec::new(),
+                    ));
+                }
             }
         }
         let staged = Staged {
@@ -263,7 +267,6 @@ impl Runner {
         batch: &mut Batch,
         messages: Vec<Message>,
     ) -> Vec<Result<Fate, Refusal>> {
-        self.begin(batch);
         let seq = self.next_seq;
         let mut body = String::new();
         let mut last_at = self.core.now();
@@ -292,17 +295,15 @@ impl Runner {
             };
             let fate = match input {
                 Ok((applied, at)) if applied.changed => {
-                    if self.keep_inputs > 0 {
-                        // What the programs read, on one line.
-                        let kept = self.core.kept(&message.text);
-                        let text = kept.as_deref().unwrap_or(&message.text);
-                        if text.contains('\n') {
-                            let one_line = serde_json::from_str::<Json>(text)
-                                .map_or_else(|_| text.replace('\n', " "), |j| j.to_string());
-                            body.push_str(&crate::core::input_line(at, &one_line));
-                        } else {
-                            body.push_str(&crate::core::input_line(at, text));
-                        }
+                    // What the programs read, on one line.
+                    let kept = self.core.kept(&message.text);
+                    let text = kept.as_deref().unwrap_or(&message.text);
+                    if text.contains('\n') {
+                        let one_line = serde_json::from_str::<Json>(text)
+                            .map_or_else(|_| text.replace('\n', " "), |j| j.to_string());
+                        body.push_str(&crate::core::input_line(at, &one_line));
+                    } else {
+                        body.push_str(&crate::core::input_line(at, text));
                     }
                     accepted = true;
                     batch.commit.actions.extend(applied.actions);
@@ -321,9 +322,10 @@ impl Runner {
         }
         if accepted {
             self.take_seq();
-            if !body.is_empty() {
-                batch.commit.inputs.push((seq, last_at, body.into_bytes()));
-            }
+            batch
+                .commit
+                .commands
+                .push((seq, crate::core::kind::INPUT, last_at, body.into_bytes()));
         }
         fates
     }
@@ -440,26 +442,32 @@ impl Runner {
         Ok(user)
     }
 
-    /// Commits a batch and answers its requests: the users it touched, the core's state if
-    /// it changed, its inputs and actions. On failure it answers 503 and puts memory back as
-    /// the store has it: the users it touched are forgotten (they come back from the store
-    /// when next needed), or, for a deployment or a lifecycle move, the core is loaded anew.
+    /// Commits a batch and answers its requests: its commands and actions, and — every
+    /// `--checkpoint-every`, with a deployment or a lifecycle move, or when `checkpoint` asks —
+    /// the users touched since the last checkpoint and the core's state. On failure it answers
+    /// 503 and puts memory back as the store has it: the core is loaded anew (the last
+    /// checkpoint, and the commands after it applied again, at most a checkpoint's interval).
     /// Answers `None` if it failed, else whether it stored actions (the sinks have work).
-    fn commit(&mut self, mut batch: Batch) -> Option<bool> {
+    fn commit(&mut self, mut batch: Batch, checkpoint: bool) -> Option<bool> {
         let started = Instant::now();
-        let (users, work) = self.core.take_writes();
-        let touched: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
-        batch.commit.users = users;
-        batch.commit.work = work;
-        if self.core.state_changed() || !batch.commit.users.is_empty() {
-            batch.commit.state = Some(self.core.state(self.next_seq));
+        let checkpoint =
+            checkpoint || batch.structural || self.checkpointed.elapsed() >= self.checkpoint_every;
+        if checkpoint {
+            let (users, work) = self.core.take_writes();
+            batch.commit.users = users;
+            batch.commit.work = work;
+            if self.core.state_changed()
+                || !batch.commit.users.is_empty()
+                || !batch.commit.commands.is_empty()
+            {
+                batch.commit.state = Some(self.core.state(self.next_seq));
+            }
         }
         let writes = !batch.commit.is_empty();
         let committed = if writes {
             match self.store.commit(&batch.commit) {
                 Ok(()) => {
                     self.commit_errors.reset();
-                    self.core.saved();
                     true
                 }
                 Err(error) => {
@@ -484,15 +492,17 @@ impl Runner {
                 .store(self.core.compiled_predicates() as u64, Relaxed);
         }
         if !committed {
-            self.roll_back(&batch, &touched);
-        }
-        for answer in batch.answers {
-            answer(committed);
-        }
-        if committed {
+            self.roll_back();
+        } else if checkpoint {
+            self.core.saved();
+            self.checkpointed = Instant::now();
+            self.checkpoint = self.next_seq - 1;
             let evicted = self.core.evict_over(self.memory_limit);
             self.metrics.evicted.fetch_add(evicted as u64, Relaxed);
             self.prune();
+        }
+        for answer in batch.answers {
+            answer(committed);
         }
         let (users, bytes) = self.core.residents();
         self.metrics.users_in_memory.store(users as u64, Relaxed);
@@ -503,36 +513,24 @@ impl Runner {
         committed.then_some(!batch.commit.actions.is_empty())
     }
 
-    /// Memory back to what the store holds after a failed commit.
-    fn roll_back(&mut self, batch: &Batch, touched: &[String]) {
-        if batch.structural {
-            let reloaded = self.store.state().and_then(|state| {
-                Core::load(self.core.jit(), state.as_deref(), self.store.deployments()?)
-            });
-            match reloaded {
-                Ok((mut core, next_seq)) => {
-                    core.set_action_ids(self.core.take_action_ids());
-                    self.core = core;
-                    self.next_seq = next_seq;
-                }
-                Err(error) => {
-                    say!("journey-runtime: error: cannot load the state back from the store: {error}");
-                    std::process::exit(1);
-                }
+    /// Memory back to what the store holds after a failed commit: the core loaded anew.
+    fn roll_back(&mut self) {
+        match load(&self.store, self.core.jit()) {
+            Ok((mut core, next_seq)) => {
+                core.set_action_ids(self.core.take_action_ids());
+                self.core = core;
+                self.next_seq = next_seq;
             }
-        } else {
-            self.core.discard(touched);
-            if let Some(counts) = &batch.counts {
-                self.core.set_counts(counts);
+            Err(error) => {
+                say!("journey-runtime: error: cannot load the state back from the store: {error}");
+                std::process::exit(1);
             }
-            // (What is left of the batch — the clock, the order of timers — need not be
-            // stored: it only ever moves on.)
-            self.core.saved();
         }
     }
 
-    /// Every minute (or every `--keep-inputs`, if shorter): inputs older than that, and
-    /// actions every sink delivered that are as old, leave the store.
+    /// Every minute (or every `--keep-inputs`, if shorter): commands the last checkpoint holds
+    /// (but inputs younger than `--keep-inputs`), and actions every sink delivered that are
+    /// as old, leave the store.
     fn prune(&mut self) {
         let every = Duration::from_millis(self.keep_inputs.clamp(1_000, 60_000) as u64);
         if self.pruned.elapsed() < every {
@@ -540,12 +538,46 @@ impl Runner {
         }
         self.pruned = Instant::now();
         let before = self.now().saturating_sub(self.keep_inputs);
-        if let Err(error) = self.store.prune(before, &self.sinks) {
+        if let Err(error) = self.store.prune(before, self.checkpoint, &self.sinks) {
             self.commit_errors.say(&format!(
                 "journey-runtime: error: pruning the store: {error}"
             ));
         }
     }
+}
+
+/// The core as the store holds it: the last checkpoint, then the commands after it applied
+/// again (their actions are in the outbox already); and the next command's number.
+fn load(store: &Store, jit: journey_runtime::jit::Policy) -> Result<(Core, i64), String> {
+    let started = Instant::now();
+    let (mut core, mut next_seq) =
+        Core::load(jit, store.state()?.as_deref(), store.deployments()?)?;
+    let mut applied = 0usize;
+    store.commands_after(next_seq - 1, &mut |command| {
+        core.apply(
+            command.seq,
+            &command.kind,
+            command.at,
+            &command.body,
+            &mut Reads(store),
+        )
+        .map_err(|refusal| {
+            format!(
+                "command {} ({}) after the last checkpoint no longer applies: {}",
+                command.seq, command.kind, refusal.message
+            )
+        })?;
+        next_seq = command.seq + 1;
+        applied += 1;
+        Ok(())
+    })?;
+    if applied > 0 {
+        say!(
+            "journey-runtime: applied the {applied} commands after the last checkpoint in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok((core, next_seq))
 }
 
 /// A command that changes the service's own state (inputs are staged apart).
@@ -669,7 +701,8 @@ fn run_core(
                 Err(_) => break,
             }
         }
-        if runner.commit(batch) == Some(true) {
+        let stopping = closed || signals.core_stop.load(std::sync::atomic::Ordering::SeqCst);
+        if runner.commit(batch, stopping) == Some(true) {
             signals.committed.notify_waiters();
         }
         if closed || signals.core_stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -832,7 +865,7 @@ fn deploy_at_start(runner: &mut Runner, path: &std::path::Path) -> Result<(), St
             path.display()
         );
     }
-    match runner.commit(batch) {
+    match runner.commit(batch, true) {
         Some(_) => Ok(()),
         None => Err("cannot store the deployment: the store refused the commit".into()),
     }

@@ -1,16 +1,18 @@
 //! The data directory's SQLite database → users' records, the index of their due timers, the
-//! deployments, the service's own state, the outbox and the sinks' cursors; and the inputs,
-//! kept a while for audit (docs/state.md).
+//! deployments, the service's own state, the commands since it, the outbox and the sinks'
+//! cursors (docs/state.md).
 //!
-//! A group commit writes, in one transaction, the records of the users its commands touched
-//! (each with the key of its first timer, which the `users_due` index orders), the service's
-//! state (clock, counts, versions), new deployments, the inputs, and the actions the commands
-//! produced. A start reads the deployments and the service's state and nothing else: users
-//! come back as inputs and timers need them.
+//! A group commit writes the commands it applied (the messages as the programs read them,
+//! clock advances) and the actions they produced: a few rows, appended. A checkpoint — every
+//! second, with every deployment and lifecycle move, and at the stop — writes the records of
+//! the users touched since the last one (each with the key of its first timer, which the
+//! `users_due` index orders) and the service's state, which names the last command it holds.
+//! A start reads the deployments and the state, and applies the commands after it: users come
+//! back as those commands, timers and reads need them.
 //!
-//! **Invariant:** what is committed is a state the service was in between two commands: every
-//! user's record, the service's state and the outbox agree, and an action is in the outbox iff
-//! the state that made it is stored.
+//! **Invariant:** the stored state is one the service was in between two commands, and the
+//! commands after it are every command applied since; an action is in the outbox iff the
+//! command that made it is stored.
 
 use std::path::Path;
 
@@ -30,7 +32,8 @@ pub enum Sync {
     Normal,
 }
 
-/// One command as schema 1 logged it (the log is read once, to move to schema 2).
+/// One command as stored: schema 1's log (read once, to move to schema 2), or a command
+/// after the last checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logged {
     pub seq: i64,
@@ -81,8 +84,9 @@ pub type DueUser = (String, (i64, u64));
 /// What one group commit writes.
 #[derive(Debug, Default)]
 pub struct Commit {
-    /// Accepted inputs, kept for audit: (command seq, time, the kept text of its messages).
-    pub inputs: Vec<(i64, i64, Vec<u8>)>,
+    /// Commands applied: (seq, kind, time, body): a request's messages as the programs read
+    /// them (kept for audit too), or a clock advance.
+    pub commands: Vec<(i64, &'static str, i64, Vec<u8>)>,
     /// Deployments made: (number, bytecode).
     pub deployments: Vec<(i64, Vec<u8>)>,
     pub users: Vec<UserRow>,
@@ -96,7 +100,7 @@ pub struct Commit {
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty()
+        self.commands.is_empty()
             && self.deployments.is_empty()
             && self.users.is_empty()
             && self.work.is_empty()
@@ -154,11 +158,12 @@ impl Store {
              CREATE TABLE IF NOT EXISTS cursors (
                  sink TEXT PRIMARY KEY,
                  delivered INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS inputs (
+             CREATE TABLE IF NOT EXISTS commands (
                  seq INTEGER PRIMARY KEY,
+                 kind TEXT NOT NULL,
                  at INTEGER NOT NULL,
                  body BLOB NOT NULL);
-             CREATE INDEX IF NOT EXISTS inputs_by_time ON inputs(at);
+             CREATE INDEX IF NOT EXISTS commands_by_time ON commands(at);
              CREATE TABLE IF NOT EXISTS deployments (
                  n INTEGER PRIMARY KEY,
                  bytes BLOB NOT NULL);
@@ -288,8 +293,8 @@ impl Store {
         write(&tx, commit)?;
         // (Schema 1's outbox named the log's rows: it is made anew without the reference.)
         tx.execute_batch(&format!(
-            "INSERT OR IGNORE INTO inputs (seq, at, body)
-                 SELECT seq, at, body FROM log WHERE kind = 'input';
+            "INSERT OR IGNORE INTO commands (seq, kind, at, body)
+                 SELECT seq, kind, at, body FROM log WHERE kind = 'input';
              CREATE TABLE outbox_2 (
                  n INTEGER PRIMARY KEY,
                  id TEXT NOT NULL,
@@ -368,12 +373,7 @@ impl Store {
 
     /// Up to `limit` users whose first timer's key is after `after` and due at or before
     /// `until`, in key order: (name, key).
-    pub fn due(
-        &self,
-        after: (i64, u64),
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<DueUser>, String> {
+    pub fn due(&self, after: (i64, u64), until: i64, limit: usize) -> Result<Vec<DueUser>, String> {
         let mut query = self
             .db
             .prepare_cached(
@@ -418,11 +418,35 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 
+    /// Hands every command after `after` to `visit`, in order, a row at a time.
+    pub fn commands_after(
+        &self,
+        after: i64,
+        visit: &mut dyn FnMut(&Logged) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut query = self
+            .db
+            .prepare("SELECT seq, kind, at, body FROM commands WHERE seq > ?1 ORDER BY seq")
+            .map_err(sql)?;
+        let mut rows = query.query([after]).map_err(sql)?;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let command = Logged {
+                seq: row.get(0).map_err(sql)?,
+                kind: row.get(1).map_err(sql)?,
+                at: row.get(2).map_err(sql)?,
+                body: row.get(3).map_err(sql)?,
+            };
+            visit(&command)?;
+        }
+        Ok(())
+    }
+
     /// How many users and inputs the store holds.
     pub fn counts(&self) -> Result<(i64, i64), String> {
         self.db
             .query_row(
-                "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM inputs)",
+                "SELECT (SELECT COUNT(*) FROM users),
+                        (SELECT COUNT(*) FROM commands WHERE kind = 'input')",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -436,13 +460,17 @@ impl Store {
         tx.commit().map_err(sql)
     }
 
-    /// Forgets inputs made before `before`, and actions every sink in `sinks` has delivered
-    /// that were made before `before`: what the store keeps grows with live state, not with
-    /// history. Answers how many rows went.
-    pub fn prune(&self, before: i64, sinks: &[String]) -> Result<usize, String> {
+    /// Forgets the commands up to the checkpoint `checkpoint` but inputs made since `before`
+    /// (kept for audit), and actions every sink in `sinks` has delivered that were made before
+    /// `before`: what the store keeps grows with live state, not with history. Answers how
+    /// many rows went.
+    pub fn prune(&self, before: i64, checkpoint: i64, sinks: &[String]) -> Result<usize, String> {
         let mut gone = self
             .db
-            .execute("DELETE FROM inputs WHERE at < ?1", [before])
+            .execute(
+                "DELETE FROM commands WHERE seq <= ?1 AND (kind != 'input' OR at < ?2)",
+                params![checkpoint, before],
+            )
             .map_err(sql)?;
         let mut delivered = i64::MAX;
         for sink in sinks {
@@ -518,11 +546,13 @@ impl Store {
 /// Writes `commit` inside the transaction `tx`.
 fn write(tx: &rusqlite::Transaction, commit: &Commit) -> Result<(), String> {
     {
-        let mut inputs = tx
-            .prepare_cached("INSERT INTO inputs (seq, at, body) VALUES (?1, ?2, ?3)")
+        let mut commands = tx
+            .prepare_cached("INSERT INTO commands (seq, kind, at, body) VALUES (?1, ?2, ?3, ?4)")
             .map_err(sql)?;
-        for (seq, at, body) in &commit.inputs {
-            inputs.execute(params![seq, at, body]).map_err(sql)?;
+        for (seq, kind, at, body) in &commit.commands {
+            commands
+                .execute(params![seq, kind, at, body])
+                .map_err(sql)?;
         }
         let mut deployments = tx
             .prepare_cached("INSERT INTO deployments (n, bytes) VALUES (?1, ?2)")

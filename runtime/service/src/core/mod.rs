@@ -122,11 +122,6 @@ impl Refusal {
     }
 }
 
-/// The engines' counts at a moment (`Core::counts`): per deployment, its stats and its
-/// counters (timers fired, inputs, ignored events, zone fallbacks).
-#[allow(clippy::type_complexity)]
-pub struct Counts(Vec<Option<(Vec<JourneyStats>, [u64; 4])>>);
-
 /// What applying a command did.
 #[derive(Debug, Default)]
 pub struct Applied {
@@ -300,49 +295,6 @@ impl Core {
     /// The newest deployment's number (0: none).
     pub fn newest(&self) -> i64 {
         self.deployments.last().map_or(0, |d| d.n)
-    }
-
-    /// The engines' counts, to put back if a batch is not stored (`set_counts`).
-    pub fn counts(&self) -> Counts {
-        Counts(
-            self.deployments
-                .iter()
-                .map(|d| {
-                    d.engine.as_ref().map(|e| {
-                        (
-                            e.stats.clone(),
-                            [e.timers_fired, e.inputs, e.ignored_events, e.zone_fallbacks],
-                        )
-                    })
-                })
-                .collect(),
-        )
-    }
-
-    /// Puts counts back (`counts`).
-    pub fn set_counts(&mut self, counts: &Counts) {
-        for (d, saved) in self.deployments.iter_mut().zip(&counts.0) {
-            if let (Some(engine), Some((stats, [fired, inputs, ignored, zones]))) =
-                (d.engine.as_mut(), saved)
-            {
-                engine.stats = stats.clone();
-                engine.timers_fired = *fired;
-                engine.inputs = *inputs;
-                engine.ignored_events = *ignored;
-                engine.zone_fallbacks = *zones;
-            }
-        }
-    }
-
-    /// Forgets what `names` became since they were last stored (a commit failed): they leave
-    /// memory, and come back from the store as it has them.
-    pub fn discard(&mut self, names: &[String]) {
-        self.note_touched();
-        let mut all: Vec<String> = names.to_vec();
-        all.extend(std::mem::take(&mut self.dirty));
-        self.forget(&all);
-        // (Their stored timers may be due sooner than the ones they had here.)
-        self.loaded_until = (i64::MIN, 0);
     }
 
     /// The engines still running, oldest first.
@@ -685,7 +637,7 @@ impl Core {
         // The user, and every user with a timer due by then, into memory first.
         if let Some(input) = decoded.iter().flatten().next() {
             let name = input.user().clone();
-            self.ensure_resident(&name, src)?;
+            self.ensure_resident(&name, true, src)?;
         }
         self.ensure_due(at, src)?;
         self.fire_until(at);
@@ -948,7 +900,7 @@ impl Core {
     /// A user's profile (as the newest deployment reads it) and running instances of every
     /// version (`None`: not seen).
     pub fn user(&mut self, name: &str, src: &mut dyn Source) -> Result<Option<Json>, Refusal> {
-        self.ensure_resident(name, src)?;
+        self.ensure_resident(name, false, src)?;
         Ok(self.user_view(name))
     }
 

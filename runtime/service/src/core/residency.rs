@@ -30,12 +30,7 @@ pub trait Source {
     fn history(&mut self, name: &str) -> Result<Vec<(i64, HistoryRow)>, String>;
     /// Up to `limit` users whose first timer's key is after `after` and due at or before
     /// `until`, in the order of their keys: (name, key).
-    fn due(
-        &mut self,
-        after: (i64, u64),
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<DueUser>, String>;
+    fn due(&mut self, after: (i64, u64), until: i64, limit: usize) -> Result<Vec<DueUser>, String>;
     /// When the first stored timer whose key is after `after` is due.
     fn first_due_after(&mut self, after: (i64, u64)) -> Result<Option<i64>, String>;
     /// The users with work (instances, pending entries) in deployment `n`, as last stored:
@@ -53,12 +48,7 @@ impl Source for Empty {
     fn history(&mut self, _: &str) -> Result<Vec<(i64, HistoryRow)>, String> {
         Ok(Vec::new())
     }
-    fn due(
-        &mut self,
-        _: (i64, u64),
-        _: i64,
-        _: usize,
-    ) -> Result<Vec<DueUser>, String> {
+    fn due(&mut self, _: (i64, u64), _: i64, _: usize) -> Result<Vec<DueUser>, String> {
         Ok(Vec::new())
     }
     fn first_due_after(&mut self, _: (i64, u64)) -> Result<Option<i64>, String> {
@@ -154,10 +144,12 @@ fn put_uint(out: &mut Vec<u8>, mut n: u64) {
 }
 
 impl Core {
-    /// Brings `name` into memory if it is not (and marks it used).
+    /// Brings `name` into memory if it is not (and marks it used). With `new`, a user the
+    /// store does not have is counted in memory as a new one (an input is about to make it).
     pub(super) fn ensure_resident(
         &mut self,
         name: &str,
+        new: bool,
         src: &mut dyn Source,
     ) -> Result<(), Refusal> {
         self.uses += 1;
@@ -187,6 +179,19 @@ impl Core {
         }
         let record = src.user(name).map_err(store_error)?;
         let Some(record) = record else {
+            if new {
+                self.resident.insert(
+                    name.to_string(),
+                    Resident {
+                        last_used: self.uses,
+                        work: BTreeSet::new(),
+                        bytes: reckoned(0),
+                        newest,
+                        history: BTreeMap::new(),
+                    },
+                );
+                self.resident_bytes += reckoned(0);
+            }
             return Ok(());
         };
         let history = src.history(name).map_err(store_error)?;
@@ -295,7 +300,7 @@ impl Core {
                 .due(self.loaded_until, horizon, PAGE)
                 .map_err(store_error)?;
             for (name, _) in &page {
-                self.ensure_resident(name, src)?;
+                self.ensure_resident(name, false, src)?;
             }
             match page.last() {
                 Some((_, last)) if page.len() == PAGE => {
@@ -317,7 +322,7 @@ impl Core {
     pub(super) fn ensure_working(&mut self, d: usize, src: &mut dyn Source) -> Result<(), Refusal> {
         let n = self.deployments[d].n;
         for name in src.working(n, None).map_err(store_error)? {
-            self.ensure_resident(&name, src)?;
+            self.ensure_resident(&name, false, src)?;
         }
         Ok(())
     }
