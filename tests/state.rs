@@ -217,6 +217,9 @@ fn records_round_trip_and_damaged_ones_are_refused_whole() {
     engine.timeline.clear();
     let ids = engine.users_held();
     let records: Vec<_> = ids.iter().map(|id| engine.record(*id)).collect();
+    for (id, (_, next)) in ids.iter().zip(&records) {
+        assert_eq!(&engine.next_timer_of(*id), next);
+    }
     let evicted = engine.evict(&ids);
     for (e, (record, next)) in evicted.iter().zip(&records) {
         assert_eq!(&e.record, record, "`record` gives what `evict` takes");

@@ -162,10 +162,10 @@ struct Runner {
     keep_inputs: i64,
     /// What the users in memory may take (`--memory-limit`), in bytes.
     memory_limit: usize,
-    /// The sinks' names: an action all of them delivered may go once it is old enough.
-    sinks: Vec<String>,
     /// When the store was last pruned.
     pruned: Instant,
+    /// Where pruning is asked of the checkpoint thread.
+    signals: Arc<Signals>,
     /// When the last checkpoint was written, and the last command it holds.
     checkpoint_every: Duration,
     checkpointed: Instant,
@@ -188,7 +188,11 @@ struct Batch {
 impl Runner {
     /// Opens the store and the core's state (schema 1's log is moved into users' state
     /// first, once).
-    fn open(config: &Config, metrics: Arc<Metrics>) -> Result<Runner, String> {
+    fn open(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        signals: Arc<Signals>,
+    ) -> Result<Runner, String> {
         let mut store = Store::open(&config.data, config.sync)?.without_autocheckpoint()?;
         if store.legacy_log()? {
             migrate(&mut store, config.jit)?;
@@ -204,8 +208,8 @@ impl Runner {
             max_skew: config.max_skew,
             keep_inputs: config.keep_inputs,
             memory_limit: config.memory_limit,
-            sinks: config.sinks.iter().map(Sink::name).collect(),
             pruned: Instant::now(),
+            signals,
             checkpoint_every: config.checkpoint_every,
             checkpointed: Instant::now(),
             checkpoint: next_seq - 1,
@@ -530,7 +534,7 @@ impl Runner {
 
     /// Every minute (or every `--keep-inputs`, if shorter): commands the last checkpoint holds
     /// (but inputs younger than `--keep-inputs`), and actions every sink delivered that are
-    /// as old, leave the store.
+    /// as old, leave the store — on the checkpoint thread.
     fn prune(&mut self) {
         let every = Duration::from_millis(self.keep_inputs.clamp(1_000, 60_000) as u64);
         if self.pruned.elapsed() < every {
@@ -538,10 +542,8 @@ impl Runner {
         }
         self.pruned = Instant::now();
         let before = self.now().saturating_sub(self.keep_inputs);
-        if let Err(error) = self.store.prune(before, self.checkpoint, &self.sinks) {
-            self.commit_errors.say(&format!(
-                "journey-runtime: error: pruning the store: {error}"
-            ));
+        if let Ok(mut prune) = self.signals.prune.lock() {
+            *prune = Some((before, self.checkpoint));
         }
     }
 }
@@ -734,12 +736,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
             .map_err(|e| format!("cannot take SIGXFSZ: {e}"))?;
     let metrics = Arc::new(Metrics::default());
-    let mut runner = Runner::open(&config, metrics.clone())?;
+    let signals = Arc::new(Signals::default());
+    let mut runner = Runner::open(&config, metrics.clone(), signals.clone())?;
     if let Some(path) = &config.deploy {
         deploy_at_start(&mut runner, path)?;
     }
     let (sender, receiver) = mpsc::channel::<Request>(4096);
-    let signals = Arc::new(Signals::default());
     let runtime = tokio::runtime::Handle::current();
     let core = {
         let signals = signals.clone();
@@ -752,9 +754,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
     };
     let checkpointer = {
         let (data, sync, signals) = (config.data.clone(), config.sync, signals.clone());
+        let sinks: Vec<String> = config.sinks.iter().map(Sink::name).collect();
         std::thread::Builder::new()
             .name("journey-checkpoint".into())
-            .spawn(move || checkpoint_until_stopped(data, sync, signals))
+            .spawn(move || checkpoint_until_stopped(data, sync, signals, sinks))
             .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?
     };
     let mut sinks = Vec::new();
@@ -822,7 +825,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
 /// Checkpoints the WAL ten times a second on a connection of its own (the core's commits leave it
 /// undone), and once more at the stop.
-fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>) {
+fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>, sinks: Vec<String>) {
     let store = match Store::attach(&data, sync) {
         Ok(store) => store,
         Err(error) => {
@@ -836,6 +839,14 @@ fn checkpoint_until_stopped(data: PathBuf, sync: Sync, signals: Arc<Signals>) {
         match store.checkpoint() {
             Ok(()) => errors.reset(),
             Err(error) => errors.say(&format!("journey-runtime: error: checkpoint: {error}")),
+        }
+        let prune = signals.prune.lock().ok().and_then(|mut p| p.take());
+        if let Some((before, checkpoint)) = prune {
+            if let Err(error) = store.prune(before, checkpoint, &sinks) {
+                errors.say(&format!(
+                    "journey-runtime: error: pruning the store: {error}"
+                ));
+            }
         }
         if stopping {
             return;

@@ -212,6 +212,10 @@ pub struct Signals {
     /// Set once the HTTP side has stopped: the core commits what it has taken and returns,
     /// even if a request's sender were somehow still alive.
     pub core_stop: AtomicBool,
+    /// What the store may forget, set by the core after a checkpoint and done on the
+    /// checkpoint thread (deleting many rows would hold the core up): (inputs made before,
+    /// the last command the checkpoint holds).
+    pub prune: std::sync::Mutex<Option<(i64, i64)>>,
 }
 
 /// Sleeps for `duration`, or less if the service stops meanwhile: whether it is stopping.

@@ -381,6 +381,20 @@ impl Engine<'_> {
     /// memory are left out of the answer. Call it between inputs, with the timeline and the facts taken: records
     /// name users by id.
     pub fn evict(&mut self, users: &[UserId]) -> Vec<Evicted> {
+        self.take_out(users, true)
+    }
+
+    /// `evict` for users whose records are stored already: they leave memory, and only their
+    /// names and the keys of their first timers are answered (nothing is encoded).
+    pub fn drop_users(&mut self, users: &[UserId]) -> Vec<(Str, Option<Key>)> {
+        self.take_out(users, false)
+            .into_iter()
+            .map(|e| (e.name, e.next_timer))
+            .collect()
+    }
+
+    /// Takes users out of memory, with their records if `encode`.
+    fn take_out(&mut self, users: &[UserId], encode: bool) -> Vec<Evicted> {
         let mut chosen = vec![false; self.users.len()];
         for user in users {
             if let Some(c) = chosen.get_mut(*user as usize) {
@@ -431,8 +445,16 @@ impl Engine<'_> {
                 continue;
             }
             chosen[u] = false;
-            let (record, next_timer) = self.record(user);
-            let history = self.history_rows(user, &[]);
+            let (record, next_timer) = if encode {
+                self.record(user)
+            } else {
+                (Vec::new(), self.next_timer_of(user))
+            };
+            let history = if encode {
+                self.history_rows(user, &[])
+            } else {
+                Vec::new()
+            };
             let name = self.forget_user(user);
             out.push(Evicted {
                 name,
@@ -442,6 +464,43 @@ impl Engine<'_> {
             });
         }
         out
+    }
+
+    /// The key of a user's first timer (what `record` answers beside the record).
+    pub fn next_timer_of(&self, user: UserId) -> Option<Key> {
+        let u = self.users.get(user as usize)?;
+        let mut next: Option<Key> = None;
+        let mut due = |key: Key| next = Some(next.map_or(key, |n| n.min(key)));
+        for (_, slot, _) in u.instances.iter().filter(|entry| **entry != ENDED) {
+            let Some(instance) = self.instances.get(*slot as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            if instance.wake != NO_TIMER {
+                due(instance.wake);
+            }
+            if let (Some(ms), true) = (
+                self.armed_timeouts
+                    .get(instance.journey as usize)
+                    .copied()
+                    .flatten(),
+                instance.timeout != 0,
+            ) {
+                due((instance.entered_at.saturating_add(ms), instance.timeout));
+            }
+        }
+        for (id, _) in &u.pending {
+            if let Some(p) = self.pending.get(id).filter(|p| p.unless != NO_TIMER) {
+                due(p.unless);
+            }
+        }
+        for journey in 0..self.program.journeys.len() as u32 {
+            if let Some((_, key)) = self.tick_tokens.get(&(journey, user)) {
+                if *key != NO_TIMER {
+                    due(*key);
+                }
+            }
+        }
+        next
     }
 
     /// Whose timer `timer` is.
