@@ -269,21 +269,12 @@ impl Store {
         &self,
         visit: &mut dyn FnMut(&Logged) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut query = self
-            .db
-            .prepare("SELECT seq, kind, at, body FROM log ORDER BY seq")
-            .map_err(sql)?;
-        let mut rows = query.query([]).map_err(sql)?;
-        while let Some(row) = rows.next().map_err(sql)? {
-            let command = Logged {
-                seq: row.get(0).map_err(sql)?,
-                kind: row.get(1).map_err(sql)?,
-                at: row.get(2).map_err(sql)?,
-                body: row.get(3).map_err(sql)?,
-            };
-            visit(&command)?;
-        }
-        Ok(())
+        each_command(
+            &self.db,
+            "SELECT seq, kind, at, body FROM log WHERE seq > ?1 ORDER BY seq",
+            i64::MIN,
+            visit,
+        )
     }
 
     /// Schema 1 → 2: `commit` (the state the log built), the log's inputs kept for audit, the
@@ -424,21 +415,12 @@ impl Store {
         after: i64,
         visit: &mut dyn FnMut(&Logged) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut query = self
-            .db
-            .prepare("SELECT seq, kind, at, body FROM commands WHERE seq > ?1 ORDER BY seq")
-            .map_err(sql)?;
-        let mut rows = query.query([after]).map_err(sql)?;
-        while let Some(row) = rows.next().map_err(sql)? {
-            let command = Logged {
-                seq: row.get(0).map_err(sql)?,
-                kind: row.get(1).map_err(sql)?,
-                at: row.get(2).map_err(sql)?,
-                body: row.get(3).map_err(sql)?,
-            };
-            visit(&command)?;
-        }
-        Ok(())
+        each_command(
+            &self.db,
+            "SELECT seq, kind, at, body FROM commands WHERE seq > ?1 ORDER BY seq",
+            after,
+            visit,
+        )
     }
 
     /// How many users and inputs the store holds.
@@ -541,6 +523,28 @@ impl Store {
             .map_err(sql)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
+}
+
+/// Hands the commands `select` finds after `after` to `visit`, a row at a time (a log is
+/// never held in memory whole).
+fn each_command(
+    db: &Connection,
+    select: &str,
+    after: i64,
+    visit: &mut dyn FnMut(&Logged) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut query = db.prepare(select).map_err(sql)?;
+    let mut rows = query.query([after]).map_err(sql)?;
+    while let Some(row) = rows.next().map_err(sql)? {
+        let command = Logged {
+            seq: row.get(0).map_err(sql)?,
+            kind: row.get(1).map_err(sql)?,
+            at: row.get(2).map_err(sql)?,
+            body: row.get(3).map_err(sql)?,
+        };
+        visit(&command)?;
+    }
+    Ok(())
 }
 
 /// Writes `commit` inside the transaction `tx`.

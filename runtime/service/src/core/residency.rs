@@ -163,35 +163,15 @@ impl Core {
             }
             return Ok(());
         }
-        // A user an engine made since the last commit is not stored yet.
+        // A user an engine made since the last checkpoint is not stored yet.
         if self.engines().any(|e| e.user_id(name).is_some()) {
-            self.resident.insert(
-                name.to_string(),
-                Resident {
-                    last_used: self.uses,
-                    work: BTreeSet::new(),
-                    bytes: reckoned(0),
-                    newest,
-                    history: BTreeMap::new(),
-                },
-            );
-            self.resident_bytes += reckoned(0);
+            self.count_new(name, newest);
             return Ok(());
         }
         let record = src.user(name).map_err(store_error)?;
         let Some(record) = record else {
             if new {
-                self.resident.insert(
-                    name.to_string(),
-                    Resident {
-                        last_used: self.uses,
-                        work: BTreeSet::new(),
-                        bytes: reckoned(0),
-                        newest,
-                        history: BTreeMap::new(),
-                    },
-                );
-                self.resident_bytes += reckoned(0);
+                self.count_new(name, newest);
             }
             return Ok(());
         };
@@ -202,6 +182,21 @@ impl Core {
             return Err(refusal);
         }
         Ok(())
+    }
+
+    /// Counts a user the store does not have as in memory.
+    fn count_new(&mut self, name: &str, newest: i64) {
+        self.resident.insert(
+            name.to_string(),
+            Resident {
+                last_used: self.uses,
+                work: BTreeSet::new(),
+                bytes: reckoned(0),
+                newest,
+                history: BTreeMap::new(),
+            },
+        );
+        self.resident_bytes += reckoned(0);
     }
 
     /// Restores a stored user into every running engine.
