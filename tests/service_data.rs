@@ -645,3 +645,44 @@ fn a_failed_commit_forgets_its_batch_and_the_service_goes_on() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A deployment and a lifecycle move are commands like inputs: killed before the next
+/// checkpoint, the service applies them again at its start, with the inputs between.
+#[test]
+fn a_deployment_between_checkpoints_survives_a_kill() {
+    let dir = scratch("deploy-kill");
+    let jbc = std::fs::read(bytecode_in(&dir, ECHO)).expect("reads");
+    let data = dir.join("data");
+    let args = ["--clock", "event", "--checkpoint-every", "1h"];
+    let service = Service::start(&data, &args);
+    let (status, answer) = service.request("PUT", "/v1/journeys", &jbc);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        service.json("POST", "/v1/journeys/echo/activate", "").0,
+        200
+    );
+    let ping =
+        r#"{"event":"Ping","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"n":1}}"#;
+    assert_eq!(service.json("POST", "/v1/track", ping).0, 200);
+    let before = service.json("GET", "/v1/journeys/echo/stats", "").1;
+    service.kill();
+    let service = Service::start(&data, &args);
+    let (_, journeys) = service.json("GET", "/v1/journeys", "");
+    assert_eq!(
+        journeys["journeys"][0]["versions"][0]["state"], "active",
+        "{journeys}"
+    );
+    assert_eq!(service.json("GET", "/v1/journeys/echo/stats", "").1, before);
+    service.stop();
+    // After a clean stop, nothing is applied again (no user comes into memory): the
+    // checkpoint holds it all.
+    let service = Service::start(&data, &args);
+    let metrics = service.request("GET", "/metrics", b"").1;
+    assert!(
+        metrics.contains("\njourney_users_in_memory 0\n"),
+        "{metrics}"
+    );
+    assert_eq!(service.json("GET", "/v1/journeys/echo/stats", "").1, before);
+    service.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -168,6 +168,8 @@ struct Runner {
     signals: Arc<Signals>,
     /// When the last checkpoint was written, and the last command it holds.
     checkpoint_every: Duration,
+    /// The newest deployment the store holds the bytecode of.
+    stored_deployments: i64,
     checkpointed: Instant,
     checkpoint: i64,
     /// Commit errors, written at most once per interval.
@@ -179,9 +181,6 @@ struct Runner {
 #[derive(Default)]
 struct Batch {
     commit: Commit,
-    /// Whether it holds a deployment or a lifecycle move: its commit is a checkpoint (those
-    /// commands are never applied again at a start).
-    structural: bool,
     answers: Vec<Box<dyn FnOnce(bool) + Send>>,
 }
 
@@ -211,12 +210,14 @@ impl Runner {
             pruned: Instant::now(),
             signals,
             checkpoint_every: config.checkpoint_every,
+            stored_deployments: 0,
             checkpointed: Instant::now(),
             checkpoint: next_seq - 1,
             commit_errors: crate::throttle::Throttle::default(),
         };
         runner.core.set_action_ids(ActionIds::random()?);
         runner.checkpoint = runner.next_seq - 1;
+        runner.stored_deployments = runner.store.deployments()?.last().map_or(0, |d| d.0);
         Ok(runner)
     }
 
@@ -239,22 +240,17 @@ impl Runner {
             Command::Advance(until) => self.core.advance(seq, *until, &mut reads)?,
         };
         if applied.changed {
+            use crate::core::kind;
             self.take_seq();
-            match command {
-                Command::Deploy(bytes) => {
-                    batch.structural = true;
-                    batch.commit.deployments.push((self.core.newest(), bytes));
+            let at = self.core.now();
+            batch.commit.commands.push(match command {
+                Command::Deploy(bytes) => (seq, kind::DEPLOY, at, bytes),
+                Command::Operate(journey, operation) => {
+                    let body = json!({ "journey": journey, "operation": operation.name() });
+                    (seq, kind::STATE, at, body.to_string().into_bytes())
                 }
-                Command::Operate(..) => batch.structural = true,
-                Command::Advance(until) => {
-                    batch.commit.commands.push((
-                        seq,
-                        crate::core::kind::ADVANCE,
-                        until,
-                        Vec::new(),
-                    ));
-                }
-            }
+                Command::Advance(until) => (seq, kind::ADVANCE, until, Vec::new()),
+            });
         }
         let staged = Staged {
             changed: applied.changed,
@@ -447,16 +443,18 @@ impl Runner {
     }
 
     /// Commits a batch and answers its requests: its commands and actions, and — every
-    /// `--checkpoint-every`, with a deployment or a lifecycle move, or when `checkpoint` asks —
-    /// the users touched since the last checkpoint and the core's state. On failure it answers
+    /// `--checkpoint-every`, or when `checkpoint` asks — the users touched since the last
+    /// checkpoint, the deployments made since, and the core's state. On failure it answers
     /// 503 and puts memory back as the store has it: the core is loaded anew (the last
     /// checkpoint, and the commands after it applied again, at most a checkpoint's interval).
     /// Answers `None` if it failed, else whether it stored actions (the sinks have work).
     fn commit(&mut self, mut batch: Batch, checkpoint: bool) -> Option<bool> {
         let started = Instant::now();
-        let checkpoint =
-            checkpoint || batch.structural || self.checkpointed.elapsed() >= self.checkpoint_every;
+        let checkpoint = checkpoint || self.checkpointed.elapsed() >= self.checkpoint_every;
         if checkpoint {
+            // (A deployment's bytecode is stored with its command, and with the checkpoint
+            // that holds it.)
+            batch.commit.deployments = self.core.deployments_after(self.stored_deployments);
             let (users, work) = self.core.take_writes();
             batch.commit.users = users;
             batch.commit.work = work;
@@ -499,6 +497,7 @@ impl Runner {
             self.roll_back();
         } else if checkpoint {
             self.core.saved();
+            self.stored_deployments = self.core.newest();
             self.checkpointed = Instant::now();
             self.checkpoint = self.next_seq - 1;
             let evicted = self.core.evict_over(self.memory_limit);

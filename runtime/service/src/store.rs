@@ -3,10 +3,11 @@
 //! cursors (docs/state.md).
 //!
 //! A group commit writes the commands it applied (the messages as the programs read them,
-//! clock advances) and the actions they produced: a few rows, appended. A checkpoint — every
-//! second, with every deployment and lifecycle move, and at the stop — writes the records of
-//! the users touched since the last one (each with the key of its first timer, which the
-//! `users_due` index orders) and the service's state, which names the last command it holds.
+//! clock advances, deployments, lifecycle moves) and the actions they produced: a few rows,
+//! appended. A checkpoint — every second, and at the stop — writes the records of the users
+//! touched since the last one (each with the key of its first timer, which the `users_due`
+//! index orders), the deployments made since, and the service's state, which names the last
+//! command it holds.
 //! A start reads the deployments and the state, and applies the commands after it: users come
 //! back as those commands, timers and reads need them.
 //!

@@ -292,6 +292,15 @@ impl Core {
         self.engines().map(Engine::compiled_predicates).sum()
     }
 
+    /// The bytecode of the deployments after number `n`: (number, bytes).
+    pub fn deployments_after(&self, n: i64) -> Vec<(i64, Vec<u8>)> {
+        self.deployments
+            .iter()
+            .filter(|d| d.n > n)
+            .map(|d| (d.n, d.bytes.clone()))
+            .collect()
+    }
+
     /// The newest deployment's number (0: none).
     pub fn newest(&self) -> i64 {
         self.deployments.last().map_or(0, |d| d.n)
