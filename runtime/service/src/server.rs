@@ -196,7 +196,12 @@ impl Runner {
         if store.legacy_log()? {
             migrate(&mut store, config.jit)?;
         }
-        let (core, next_seq) = load(&store, config.jit)?;
+        let Loaded {
+            core,
+            next_seq,
+            checkpoint,
+            stored_deployments,
+        } = load(&store, config.jit)?;
         let mut runner = Runner {
             core,
             store,
@@ -210,14 +215,12 @@ impl Runner {
             pruned: Instant::now(),
             signals,
             checkpoint_every: config.checkpoint_every,
-            stored_deployments: 0,
+            stored_deployments,
             checkpointed: Instant::now(),
-            checkpoint: next_seq - 1,
+            checkpoint,
             commit_errors: crate::throttle::Throttle::default(),
         };
         runner.core.set_action_ids(ActionIds::random()?);
-        runner.checkpoint = runner.next_seq - 1;
-        runner.stored_deployments = runner.store.deployments()?.last().map_or(0, |d| d.0);
         Ok(runner)
     }
 
@@ -519,10 +522,11 @@ impl Runner {
     /// Memory back to what the store holds after a failed commit: the core loaded anew.
     fn roll_back(&mut self) {
         match load(&self.store, self.core.jit()) {
-            Ok((mut core, next_seq)) => {
+            Ok(loaded) => {
+                let mut core = loaded.core;
                 core.set_action_ids(self.core.take_action_ids());
                 self.core = core;
-                self.next_seq = next_seq;
+                self.next_seq = loaded.next_seq;
             }
             Err(error) => {
                 say!("journey-runtime: error: cannot load the state back from the store: {error}");
@@ -549,10 +553,12 @@ impl Runner {
 
 /// The core as the store holds it: the last checkpoint, then the commands after it applied
 /// again (their actions are in the outbox already); and the next command's number.
-fn load(store: &Store, jit: journey_runtime::jit::Policy) -> Result<(Core, i64), String> {
+fn load(store: &Store, jit: journey_runtime::jit::Policy) -> Result<Loaded, String> {
     let started = Instant::now();
-    let (mut core, mut next_seq) =
-        Core::load(jit, store.state()?.as_deref(), store.deployments()?)?;
+    let deployments = store.deployments()?;
+    let stored_deployments = deployments.last().map_or(0, |d| d.0);
+    let (mut core, mut next_seq) = Core::load(jit, store.state()?.as_deref(), deployments)?;
+    let checkpoint = next_seq - 1;
     let mut applied = 0usize;
     store.commands_after(next_seq - 1, &mut |command| {
         core.apply(
@@ -578,7 +584,21 @@ fn load(store: &Store, jit: journey_runtime::jit::Policy) -> Result<(Core, i64),
             started.elapsed().as_secs_f64()
         );
     }
-    Ok((core, next_seq))
+    Ok(Loaded {
+        core,
+        next_seq,
+        checkpoint,
+        stored_deployments,
+    })
+}
+
+/// What `load` answers: the core, the next command's number, the last command the stored
+/// checkpoint holds, and the newest deployment the store holds the bytecode of.
+struct Loaded {
+    core: Core,
+    next_seq: i64,
+    checkpoint: i64,
+    stored_deployments: i64,
 }
 
 /// A command that changes the service's own state (inputs are staged apart).

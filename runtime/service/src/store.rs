@@ -118,6 +118,15 @@ pub struct Store {
 /// the first start of a binary that knows 2, then dropped).
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// The outbox table, after `CREATE TABLE [IF NOT EXISTS]`.
+const OUTBOX: &str = "outbox (
+                 n INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 user TEXT NOT NULL,
+                 action TEXT NOT NULL,
+                 at INTEGER NOT NULL DEFAULT 0);";
+
 /// The page cache of the service's main connection, in bytes.
 pub const PAGE_CACHE: usize = 64 << 20;
 
@@ -148,13 +157,7 @@ impl Store {
         }
         db.execute_batch(&format!(
             "BEGIN IMMEDIATE;
-             CREATE TABLE IF NOT EXISTS outbox (
-                 n INTEGER PRIMARY KEY,
-                 id TEXT NOT NULL,
-                 seq INTEGER NOT NULL,
-                 user TEXT NOT NULL,
-                 action TEXT NOT NULL,
-                 at INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE IF NOT EXISTS {OUTBOX}
              CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox(user, n);
              CREATE TABLE IF NOT EXISTS cursors (
                  sink TEXT PRIMARY KEY,
@@ -287,17 +290,12 @@ impl Store {
         tx.execute_batch(&format!(
             "INSERT OR IGNORE INTO commands (seq, kind, at, body)
                  SELECT seq, kind, at, body FROM log WHERE kind = 'input';
-             CREATE TABLE outbox_2 (
-                 n INTEGER PRIMARY KEY,
-                 id TEXT NOT NULL,
-                 seq INTEGER NOT NULL,
-                 user TEXT NOT NULL,
-                 action TEXT NOT NULL,
-                 at INTEGER NOT NULL DEFAULT 0);
-             INSERT INTO outbox_2 (n, id, seq, user, action, at)
-                 SELECT n, id, seq, user, action, at FROM outbox;
-             DROP TABLE outbox;
-             ALTER TABLE outbox_2 RENAME TO outbox;
+             ALTER TABLE outbox RENAME TO outbox_1;
+             DROP INDEX outbox_by_user;
+             CREATE TABLE {OUTBOX}
+             INSERT INTO outbox (n, id, seq, user, action, at)
+                 SELECT n, id, seq, user, action, at FROM outbox_1;
+             DROP TABLE outbox_1;
              CREATE INDEX outbox_by_user ON outbox(user, n);
              DROP TABLE log;
              PRAGMA user_version = {SCHEMA_VERSION};"
@@ -422,18 +420,6 @@ impl Store {
             after,
             visit,
         )
-    }
-
-    /// How many users and inputs the store holds.
-    pub fn counts(&self) -> Result<(i64, i64), String> {
-        self.db
-            .query_row(
-                "SELECT (SELECT COUNT(*) FROM users),
-                        (SELECT COUNT(*) FROM commands WHERE kind = 'input')",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql)
     }
 
     /// Writes a group commit: all of it or none.

@@ -59,6 +59,32 @@ pub struct HistoryRow {
 
 // ------------------------------------------------------------ writing
 
+/// Appends `n` as a LEB128 varint (the encoding's unsigned numbers; a store that wraps
+/// records in its own envelope uses the same).
+pub fn put_uint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads a LEB128 varint at `*at` of `bytes`, moving `at` past it.
+pub fn read_uint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut n: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes
+            .get(*at)
+            .ok_or_else(|| format!("the record ends early, at byte {at}"))?;
+        *at += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(n);
+        }
+    }
+    Err(format!("a number that does not end, at byte {at}"))
+}
+
 struct Writer(Vec<u8>);
 
 impl Writer {
@@ -66,12 +92,8 @@ impl Writer {
         self.0.push(b);
     }
 
-    fn uint(&mut self, mut n: u64) {
-        while n >= 0x80 {
-            self.0.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        self.0.push(n as u8);
+    fn uint(&mut self, n: u64) {
+        put_uint(&mut self.0, n);
     }
 
     fn int(&mut self, n: i64) {
@@ -170,15 +192,7 @@ impl<'b> Reader<'b> {
     }
 
     fn uint(&mut self) -> Read<u64> {
-        let mut n: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            n |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(n);
-            }
-        }
-        Err(format!("a number that does not end, at byte {}", self.at))
+        read_uint(self.bytes, &mut self.at)
     }
 
     fn int(&mut self) -> Read<i64> {
@@ -362,12 +376,6 @@ impl Engine<'_> {
         self.now = self.now.max(now);
     }
 
-    /// The place in the order of timers the next one set takes: a service keeps it with its
-    /// state, so that timers set after a restart come after every restored one.
-    pub fn timer_sequence(&self) -> u64 {
-        self.timers.sequence()
-    }
-
     /// The users in memory, by id (each once, in id order).
     pub fn users_held(&self) -> Vec<UserId> {
         let free: std::collections::BTreeSet<UserId> = self.free_users.iter().copied().collect();
@@ -466,6 +474,16 @@ impl Engine<'_> {
         out
     }
 
+    /// The key of an instance's timeout timer, if one is set: due at its entry plus the
+    /// journey's armed timeout.
+    fn timeout_key(&self, instance: &Instance) -> Option<Key> {
+        let ms = self
+            .armed_timeouts
+            .get(instance.journey as usize)
+            .copied()??;
+        (instance.timeout != 0).then(|| (instance.entered_at.saturating_add(ms), instance.timeout))
+    }
+
     /// The key of a user's first timer (what `record` answers beside the record).
     pub fn next_timer_of(&self, user: UserId) -> Option<Key> {
         let u = self.users.get(user as usize)?;
@@ -478,14 +496,8 @@ impl Engine<'_> {
             if instance.wake != NO_TIMER {
                 due(instance.wake);
             }
-            if let (Some(ms), true) = (
-                self.armed_timeouts
-                    .get(instance.journey as usize)
-                    .copied()
-                    .flatten(),
-                instance.timeout != 0,
-            ) {
-                due((instance.entered_at.saturating_add(ms), instance.timeout));
+            if let Some(key) = self.timeout_key(instance) {
+                due(key);
             }
         }
         for (id, _) in &u.pending {
@@ -521,10 +533,6 @@ impl Engine<'_> {
         let u = self.users.get(user as usize).unwrap_or(&empty);
         let name = self.names.get(user as usize).map_or("", Str::as_str);
         let mut w = Writer(Vec::with_capacity(256));
-        let mut next: Option<Key> = None;
-        let mut due = |key: Key| {
-            next = Some(next.map_or(key, |n| n.min(key)));
-        };
         w.byte(VERSION);
         w.uint(u64::from(self.fingerprint()));
         w.str(name);
@@ -605,17 +613,8 @@ impl Engine<'_> {
                 w.byte(1 + u8::from(deadline));
                 w.int(instance.wake.0);
                 w.uint(instance.wake.1);
-                due(instance.wake);
             }
-            let timeout = self
-                .armed_timeouts
-                .get(instance.journey as usize)
-                .copied()
-                .flatten()
-                .filter(|_| instance.timeout != 0)
-                .map(|ms| (instance.entered_at.saturating_add(ms), instance.timeout));
-            timeout.into_iter().for_each(&mut due);
-            w.key(timeout);
+            w.key(self.timeout_key(instance));
         }
         let pending: Vec<&Pending> = u
             .pending
@@ -628,9 +627,7 @@ impl Engine<'_> {
             w.opt_str(p.key.as_deref());
             w.values(&p.slots);
             w.byte(u8::from(p.cancelled));
-            let key = Some(p.unless).filter(|k| *k != NO_TIMER);
-            key.into_iter().for_each(&mut due);
-            w.key(key);
+            w.key(Some(p.unless).filter(|k| *k != NO_TIMER));
         }
         let schedules: Vec<(u32, u64, TimerKey)> = (0..self.program.journeys.len() as u32)
             .filter_map(|j| {
@@ -642,11 +639,9 @@ impl Engine<'_> {
         for (journey, token, key) in schedules {
             w.uint(u64::from(journey));
             w.uint(token);
-            let key = Some(key).filter(|k| *k != NO_TIMER);
-            key.into_iter().for_each(&mut due);
-            w.key(key);
+            w.key(Some(key).filter(|k| *k != NO_TIMER));
         }
-        (w.0, next)
+        (w.0, self.next_timer_of(user))
     }
 
     /// Removes a user from memory, its instances, pending entries and schedules (their timers

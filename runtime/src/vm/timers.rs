@@ -256,15 +256,6 @@ impl<T> TimerQueue<T> {
         taken
     }
 
-    /// The place in the order the next timer set will take (the count the order continues
-    /// from: a service keeps it with its state).
-    pub fn sequence(&self) -> u64 {
-        match &self.sequence {
-            Sequence::Own(n) => *n,
-            Sequence::Shared(n) => n.load(Ordering::Relaxed),
-        }
-    }
-
     /// Timers waiting.
     pub fn len(&self) -> usize {
         self.len

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use journey_runtime::vm::state::HistoryRow;
+use journey_runtime::vm::state::{put_uint, read_uint, HistoryRow};
 use journey_runtime::vm::Engine;
 
 use super::{Core, Refusal};
@@ -69,8 +69,11 @@ const LOOKAHEAD_MS: i64 = 3_600_000;
 /// The most users one query of the index of due timers reads.
 const PAGE: usize = 512;
 
+/// Per deployment and kept type, the numbers `first..next` of a user's kept events.
+type Marks = BTreeMap<i64, Vec<(u64, u64)>>;
+
 /// A user in memory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Resident {
     /// When it was last used (the core's count of uses): the least recent go first.
     pub last_used: u64,
@@ -82,15 +85,25 @@ pub(super) struct Resident {
     /// takes that in when the user is next used (`catch_up`).
     pub newest: i64,
     /// Per deployment and kept type, the kept events the store holds: numbers `first..next`.
-    pub history: BTreeMap<i64, Vec<(u64, u64)>>,
+    pub history: Marks,
 }
 
-/// What memory a user in memory is reckoned to take, from the size of its record (its kept
-/// events included): values (24 bytes each in memory) take a few bytes each in a record, and a
-/// user's maps and lists, and its entry here, have their own overhead. Calibrated on W-cart's
-/// users: 1,000,000 of them, all in memory, took 1,850 MiB (docs/performance.md).
-pub(super) fn reckoned(record_bytes: usize) -> usize {
-    1024 + 6 * record_bytes
+/// What memory a user in memory is reckoned to take, from the size of its record and how
+/// many events it keeps (a kept event is about 48 bytes stored): values (24 bytes each in
+/// memory) take a few bytes each stored, and a user's maps and lists, and its entry here, have
+/// their own overhead. Calibrated on W-cart's users: 1,000,000 of them, all in memory, took
+/// 1,850 MiB (docs/performance.md).
+pub(super) fn reckoned(record_bytes: usize, kept_events: u64) -> usize {
+    1024 + 6 * (record_bytes + 48 * kept_events as usize)
+}
+
+/// How many events marks (`first..next` per kept type and deployment) say are kept.
+fn kept_events(marks: &Marks) -> u64 {
+    marks
+        .values()
+        .flatten()
+        .map(|(first, next)| next - first)
+        .sum()
 }
 
 fn store_error(e: String) -> Refusal {
@@ -100,18 +113,7 @@ fn store_error(e: String) -> Refusal {
 /// Reads a stored record's sections: (newest deployment then, sections by deployment).
 fn sections(bytes: &[u8]) -> Result<(i64, BTreeMap<i64, &[u8]>), String> {
     let mut at = 0usize;
-    let uint = |at: &mut usize| -> Result<u64, String> {
-        let mut n: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = *bytes.get(*at).ok_or("a user record ends early")?;
-            *at += 1;
-            n |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(n);
-            }
-        }
-        Err("a user record with a number that does not end".into())
-    };
+    let uint = |at: &mut usize| read_uint(bytes, at);
     let version = *bytes.first().ok_or("an empty user record")?;
     at += 1;
     if version != VERSION {
@@ -134,14 +136,6 @@ fn sections(bytes: &[u8]) -> Result<(i64, BTreeMap<i64, &[u8]>), String> {
         return Err("a user record with bytes after its end".into());
     }
     Ok((newest, out))
-}
-
-fn put_uint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
 }
 
 impl Core {
@@ -191,12 +185,12 @@ impl Core {
             Resident {
                 last_used: self.uses,
                 work: BTreeSet::new(),
-                bytes: reckoned(0),
+                bytes: reckoned(0, 0),
                 newest,
                 history: BTreeMap::new(),
             },
         );
-        self.resident_bytes += reckoned(0);
+        self.resident_bytes += reckoned(0, 0);
     }
 
     /// Restores a stored user into every running engine.
@@ -206,11 +200,6 @@ impl Core {
         record: &[u8],
         history: Vec<(i64, HistoryRow)>,
     ) -> Result<(), Refusal> {
-        let bytes = record.len()
-            + history
-                .iter()
-                .map(|(_, r)| r.fields.len() + 16)
-                .sum::<usize>();
         let mut work = BTreeSet::new();
         let mut marks = BTreeMap::new();
         let mut by_deployment: BTreeMap<i64, Vec<HistoryRow>> = BTreeMap::new();
@@ -246,17 +235,18 @@ impl Core {
         for n in by_deployment.keys() {
             marks.insert(*n, Vec::new());
         }
+        let bytes = reckoned(record.len(), kept_events(&marks));
         self.resident.insert(
             name.to_string(),
             Resident {
                 last_used: self.uses,
                 work,
-                bytes: reckoned(bytes),
+                bytes,
                 newest: self.newest(),
                 history: marks,
             },
         );
-        self.resident_bytes += reckoned(bytes);
+        self.resident_bytes += bytes;
         Ok(())
     }
 
@@ -338,18 +328,23 @@ impl Core {
         }
     }
 
-    /// The stored form of a user in memory: its record, its first timer, the deployments in
-    /// which it has work.
-    fn record_of(&self, name: &str) -> (Vec<u8>, Option<(i64, u64)>, BTreeSet<i64>) {
-        let mut out = vec![VERSION];
-        let newest = self
-            .resident
-            .get(name)
-            .map_or_else(|| self.newest(), |r| r.newest);
-        put_uint(&mut out, newest as u64);
+    /// The stored form of a user in memory, against the kept events the store holds of it
+    /// (`stored`: its marks as last written): its row, and the deployments in which it has
+    /// work and its marks now.
+    fn stored_form(
+        &self,
+        name: &str,
+        newest: i64,
+        stored: &Marks,
+    ) -> (UserRow, BTreeSet<i64>, Marks) {
+        let mut record = vec![VERSION];
+        put_uint(&mut record, newest as u64);
         let mut parts: Vec<(i64, Vec<u8>)> = Vec::new();
         let mut due: Option<(i64, u64)> = None;
         let mut work = BTreeSet::new();
+        let mut history = Vec::new();
+        let mut history_drops = Vec::new();
+        let mut marks = BTreeMap::new();
         for deployment in &self.deployments {
             let Some(engine) = deployment.engine.as_ref() else {
                 continue;
@@ -357,105 +352,84 @@ impl Core {
             let Some(id) = engine.user_id(name) else {
                 continue;
             };
-            let (record, next) = engine.record(id);
+            let (section, next) = engine.record(id);
             if let Some(next) = next {
                 due = Some(due.map_or(next, |d| d.min(next)));
             }
             if engine.user_has_work(id) {
                 work.insert(deployment.n);
             }
-            parts.push((deployment.n, record));
+            parts.push((deployment.n, section));
+            // Kept events: the new ones since the store's, and the ones that left.
+            let now = engine.history_marks(id);
+            let before = stored.get(&deployment.n).map_or(&[][..], Vec::as_slice);
+            let from: Vec<u64> = (0..now.len())
+                .map(|slot| before.get(slot).map_or(0, |(_, next)| *next))
+                .collect();
+            for (slot, (first, _)) in now.iter().enumerate() {
+                if before.get(slot).is_some_and(|(was, _)| first > was) {
+                    history_drops.push((deployment.n, slot as u32, Some(*first)));
+                }
+            }
+            history.extend(
+                engine
+                    .history_rows(id, &from)
+                    .into_iter()
+                    .map(|row| (deployment.n, row)),
+            );
+            marks.insert(deployment.n, now);
         }
-        put_uint(&mut out, parts.len() as u64);
-        for (n, record) in parts {
-            put_uint(&mut out, n as u64);
-            put_uint(&mut out, record.len() as u64);
-            out.extend_from_slice(&record);
+        // Deployments retired since: all of their rows go.
+        for n in stored.keys().filter(|n| !marks.contains_key(n)) {
+            history_drops.push((*n, 0, None));
         }
-        (out, due, work)
+        put_uint(&mut record, parts.len() as u64);
+        for (n, section) in parts {
+            put_uint(&mut record, n as u64);
+            put_uint(&mut record, section.len() as u64);
+            record.extend_from_slice(&section);
+        }
+        let row = UserRow {
+            name: name.to_string(),
+            record,
+            due,
+            history,
+            history_drops,
+        };
+        (row, work, marks)
     }
 
-    /// The users touched since the last commit, as rows to write (with the kept events the
-    /// store does not have yet, and those it may drop), and the changes of which deployments
-    /// they have work in. Their reckoned memory is brought up to date.
+    /// The users touched since the last checkpoint, as rows to write (with the kept events
+    /// the store does not have yet, and those it may drop), and the changes of which
+    /// deployments they have work in. Their reckoned memory is brought up to date.
     pub fn take_writes(&mut self) -> (Vec<UserRow>, Vec<(i64, String, bool)>) {
         self.note_touched();
         let dirty = std::mem::take(&mut self.dirty);
         let mut rows = Vec::with_capacity(dirty.len());
         let mut work_changes = Vec::new();
+        let newest = self.newest();
         for name in dirty {
-            let (record, due, work) = self.record_of(&name);
             if !self.resident.contains_key(&name) {
                 // (A user an engine made by itself: a mirrored fact, say.)
-                self.resident.insert(
-                    name.clone(),
-                    Resident {
-                        last_used: self.uses,
-                        work: BTreeSet::new(),
-                        bytes: 0,
-                        newest: self.newest(),
-                        history: BTreeMap::new(),
-                    },
-                );
+                self.count_new(&name, newest);
             }
-            // Kept events: the new ones since the store's, and the ones that left.
-            let mut history = Vec::new();
-            let mut history_drops = Vec::new();
-            let mut marks = BTreeMap::new();
-            let stored = self
-                .resident
-                .get(&name)
-                .map(|r| r.history.clone())
-                .unwrap_or_default();
-            for deployment in &self.deployments {
-                let Some(engine) = deployment.engine.as_ref() else {
-                    continue;
-                };
-                let Some(id) = engine.user_id(&name) else {
-                    continue;
-                };
-                let now = engine.history_marks(id);
-                let before = stored.get(&deployment.n).cloned().unwrap_or_default();
-                let from: Vec<u64> = (0..now.len())
-                    .map(|slot| before.get(slot).map_or(0, |(_, next)| *next))
-                    .collect();
-                for (slot, (first, _)) in now.iter().enumerate() {
-                    if before.get(slot).is_some_and(|(was, _)| first > was) {
-                        history_drops.push((deployment.n, slot as u32, Some(*first)));
-                    }
-                }
-                history.extend(
-                    engine
-                        .history_rows(id, &from)
-                        .into_iter()
-                        .map(|row| (deployment.n, row)),
-                );
-                marks.insert(deployment.n, now);
-            }
-            // Deployments retired since: all of their rows go.
-            for n in stored.keys().filter(|n| !marks.contains_key(n)) {
-                history_drops.push((*n, 0, None));
-            }
-            let kept: usize = history.iter().map(|(_, r)| r.fields.len() + 16).sum();
-            let size = reckoned(record.len() + kept);
+            let Some(resident) = self.resident.get_mut(&name) else {
+                continue;
+            };
+            let stored = std::mem::take(&mut resident.history);
+            let newest = resident.newest;
+            let (row, work, marks) = self.stored_form(&name, newest, &stored);
+            let bytes = reckoned(row.record.len(), kept_events(&marks));
             if let Some(resident) = self.resident.get_mut(&name) {
                 for n in resident.work.symmetric_difference(&work) {
                     work_changes.push((*n, name.clone(), work.contains(n)));
                 }
-                // (The history's new rows only: what was stored before is counted already.)
-                let size = size.max(resident.bytes);
-                self.resident_bytes = self.resident_bytes - resident.bytes + size;
-                resident.bytes = size;
+                self.resident_bytes = self.resident_bytes - resident.bytes + bytes;
+                resident.bytes = bytes;
                 resident.work = work;
                 resident.history = marks;
             }
-            rows.push(UserRow {
-                name,
-                record,
-                due,
-                history,
-                history_drops,
-            });
+            rows.push(row);
         }
         (rows, work_changes)
     }
