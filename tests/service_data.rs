@@ -100,8 +100,23 @@ fn the_data_directory_is_guarded() {
             && said.contains(&format!("pid {}", first.child.id())),
         "{said}"
     );
-    // The first goes on serving.
+    // The first goes on serving, and says when the check of its whole store beside it
+    // has passed.
     ping(&first, "after", 1000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, health) = first.json("GET", "/healthz", "");
+        assert_eq!(status, 200, "{health}");
+        if health["store"] == "checked" {
+            break;
+        }
+        assert_eq!(health["store"], "checking", "{health}");
+        assert!(
+            Instant::now() < deadline,
+            "the store is still being checked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     first.stop();
 
     // A SQLite file of someone else's is refused before anything touches it.
@@ -134,24 +149,43 @@ fn the_data_directory_is_guarded() {
         "name,plan\nada,paid\n"
     );
 
-    // A damaged database is refused at the start, with what to do, instead of every write
-    // failing later.
+    // A damaged database is refused, with what to do, instead of every write failing later:
+    // at the start where a start reads (the service's state), and by the check beside the
+    // running service elsewhere (the outbox), which stops it.
     let database = data.join("journey.db");
     for leftover in ["journey.db-wal", "journey.db-shm"] {
         let _ = std::fs::remove_file(data.join(leftover));
     }
-    let mut bytes = std::fs::read(&database).expect("reads");
-    let pages = bytes.len() / 4096;
-    assert!(pages > 4, "{pages} pages");
-    let last = (pages - 1) * 4096;
-    bytes[last..last + 4096].fill(0xA5);
-    std::fs::write(&database, &bytes).expect("writes");
-    let (code, said) = refused_start(&data);
-    assert_eq!(code, Some(2), "{said}");
-    assert!(
-        said.contains("is damaged") && said.contains("restore it from a backup"),
-        "{said}"
-    );
+    let root = |table: &str| -> usize {
+        let db = rusqlite::Connection::open_with_flags(
+            &database,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("opens");
+        db.query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .expect("a table")
+    };
+    let sound = std::fs::read(&database).expect("reads");
+    for (table, listens) in [("outbox", true), ("meta", false)] {
+        let page = root(table) - 1;
+        let mut bytes = sound.clone();
+        bytes[page * 4096..(page + 1) * 4096].fill(0xA5);
+        std::fs::write(&database, &bytes).expect("writes");
+        let (code, said) = refused_start(&data);
+        assert_eq!(code, Some(2), "{table}: {said}");
+        assert!(
+            said.contains("is damaged") && said.contains("restore it from a backup"),
+            "{table}: {said}"
+        );
+        assert_eq!(said.contains("listening on"), listens, "{table}: {said}");
+        for leftover in ["journey.db-wal", "journey.db-shm"] {
+            let _ = std::fs::remove_file(data.join(leftover));
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -447,7 +447,7 @@ journey j {
 /// unknown one.
 #[test]
 fn decoding_text_agrees_with_decoding_json() {
-    use journey_runtime::vm::input::{decode, decode_direct, decode_text};
+    use journey_runtime::vm::input::{decode, decode_direct, decode_text, decode_text_whole};
     use journey_runtime::vm::kept::kept_text;
     use serde_json::{json, Value};
     let program = support::compile_examples();
@@ -483,6 +483,7 @@ fn decoding_text_agrees_with_decoding_json() {
         r#"{"type":"track","event":"TrialStarted","userId":"u1","timestamp":"2026-01-01T00:00:00Z","properties":{"plan":"pro","trial_days":14}}"#,
         r#"{"type":"identify","userId":"u1","timestamp":"2026-01-01T00:00:00Z"}"#,
     ];
+    let wholes = std::cell::Cell::new(0);
     let same = |text: &str| {
         let parsed = serde_json::from_str::<Value>(text)
             .map_err(|e| format!("the message is not JSON: {e}"))
@@ -491,8 +492,14 @@ fn decoding_text_agrees_with_decoding_json() {
         if let Some(direct) = decode_direct(&program, text, None) {
             assert_eq!(Ok(direct), parsed, "{text}");
         }
-        // What the log keeps of an accepted message decodes to the same input.
+        // What the log keeps of an accepted message decodes to the same input; a message the
+        // decoder read whole is kept as it came.
         if let Ok(accepted) = &parsed {
+            let whole = decode_text_whole(&program, text, None).is_ok_and(|(_, whole)| whole);
+            if whole {
+                wholes.set(wholes.get() + 1);
+                assert_eq!(kept_text(&[&program], text), None, "read whole: {text}");
+            }
             if let Some(kept) = kept_text(&[&program], text) {
                 assert!(kept.len() < text.len(), "{kept} from {text}");
                 assert_eq!(
@@ -567,6 +574,16 @@ fn decoding_text_agrees_with_decoding_json() {
         same(&repeated);
     }
     assert!(variants > 300, "{variants} variants");
+    assert!(wholes.get() > 100, "{} read whole", wholes.get());
+    assert_eq!(
+        decode_text_whole(&program, plain, Some(0)).map(|(_, whole)| whole),
+        Ok(true)
+    );
+    assert_eq!(
+        decode_text_whole(&program, valid[1], None).map(|(_, whole)| whole),
+        Ok(false),
+        "its `context` is skipped"
+    );
     // Without a timestamp, the default time is taken, both ways.
     let untimed =
         r#"{"type":"track","event":"AppOpened","userId":"u1","properties":{"platform":"web"}}"#;

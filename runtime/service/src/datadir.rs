@@ -73,9 +73,12 @@ pub fn lock(dir: &Path) -> Result<DirLock, String> {
     Ok(DirLock { _file: file })
 }
 
-/// Refuses a database file that is not a journey-runtime database, or that is damaged, before
-/// anything writes to it: it is opened read-only, its application id (or, for a database of
-/// schema 1, its tables) and schema version are checked, then `PRAGMA quick_check` runs.
+/// Refuses a database file that is not a journey-runtime database, or that is damaged where a
+/// start reads, before anything writes to it: it is opened read-only, its application id (or,
+/// for a database of schema 1, its tables) and schema version are checked, then `PRAGMA
+/// quick_check` runs on what a start reads (its schema, the service's state and the
+/// deployments; the whole of a schema-1 database, whose log a start replays). The rest is
+/// `check`ed while the service runs: a start reads a few kilobytes, whatever the history.
 /// A file that does not exist (or is empty) is a new database.
 pub fn inspect(path: &Path) -> Result<(), String> {
     use rusqlite::OpenFlags;
@@ -121,21 +124,59 @@ pub fn inspect(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
+    if id != APPLICATION_ID {
+        return quick_check(&db, path, None);
+    }
+    for table in START_TABLES {
+        let exists = db
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .and_then(|mut q| q.exists([table]))
+            .map_err(|e| damaged(path, &e.to_string()))?;
+        if exists {
+            quick_check(&db, path, Some(table))?;
+        }
+    }
+    Ok(())
+}
+
+/// The tables a start reads whole: the service's state and the deployments (a start then
+/// reads the commands after its checkpoint, and users as inputs need them).
+const START_TABLES: [&str; 2] = ["meta", "deployments"];
+
+/// `PRAGMA quick_check` of the whole database at `path` (read-only, beside a service that
+/// serves it): what a start leaves to the running service. `interrupt` is handed the
+/// connection's interrupt handle, so that a stop need not wait for the check to end (an
+/// interrupted check answers an error, which the stop that interrupted it disregards).
+pub fn check(path: &Path, interrupt: impl FnOnce(rusqlite::InterruptHandle)) -> Result<(), String> {
+    use rusqlite::OpenFlags;
+    let db = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    interrupt(db.get_interrupt_handle());
+    quick_check(&db, path, None)
+}
+
+fn damaged(path: &Path, what: &str) -> String {
+    format!(
+        "`{}` is damaged: {what}; restore it from a backup (docs/runtime.md, Backups)",
+        path.display()
+    )
+}
+
+/// `PRAGMA quick_check` of one table and its indexes, or of the whole database.
+fn quick_check(db: &Connection, path: &Path, table: Option<&str>) -> Result<(), String> {
+    let pragma = match table {
+        Some(table) => format!("PRAGMA quick_check(\"{table}\")"),
+        None => "PRAGMA quick_check(5)".to_string(),
+    };
     let problems: Vec<String> = db
-        .prepare("PRAGMA quick_check(5)")
+        .prepare(&pragma)
         .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| {
-            format!(
-                "`{}` is damaged: {e}; restore it from a backup (docs/runtime.md, Backups)",
-                path.display()
-            )
-        })?;
+        .map_err(|e| damaged(path, &e.to_string()))?;
     if problems != ["ok"] {
-        return Err(format!(
-            "`{}` is damaged: {}; restore it from a backup (docs/runtime.md, Backups)",
-            path.display(),
-            problems.join("; ")
-        ));
+        return Err(damaged(path, &problems.join("; ")));
     }
     Ok(())
 }
@@ -172,6 +213,7 @@ pub fn backup(dir: &Path, out: &Path) -> Result<u64, String> {
     db.execute("VACUUM INTO ?1", [out_text])
         .map_err(|e| format!("cannot write the backup `{}`: {e}", out.display()))?;
     inspect(out)?;
+    check(out, |_| {})?;
     std::fs::metadata(out)
         .map(|m| m.len())
         .map_err(|e| format!("`{}`: {e}", out.display()))

@@ -349,7 +349,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
             "the service is stopping",
         );
     }
-    Json(json!({ "status": "ok" })).into_response()
+    let store = match state
+        .metrics
+        .store_checked
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        true => "checked",
+        false => "checking",
+    };
+    Json(json!({ "status": "ok", "store": store })).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

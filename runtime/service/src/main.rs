@@ -203,9 +203,13 @@ fn main() -> ExitCode {
             drop(lock);
             match served {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
+                Err(server::Failure::Failed(error)) => {
                     eprintln!("journey-runtime: error: {error}");
                     ExitCode::from(1)
+                }
+                Err(server::Failure::Damaged(error)) => {
+                    eprintln!("journey-runtime: error: {error}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Users in memory, and what they are reckoned to take (gauges).
     pub users_in_memory: AtomicU64,
     pub memory_reckoned: AtomicU64,
+    /// Whether the check of the whole store the start left to the running service has passed.
+    pub store_checked: std::sync::atomic::AtomicBool,
     /// Per sink: (name, delivered, failed attempts), in the order of the configuration.
     pub sinks: Mutex<Vec<(String, u64, u64)>>,
 }
@@ -99,6 +101,12 @@ impl Metrics {
              # TYPE journey_users_memory_bytes gauge\njourney_users_memory_bytes {}",
             self.users_in_memory.load(Relaxed),
             self.memory_reckoned.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP journey_store_checked Whether the whole store was checked since the start (1) or is being checked (0).\n\
+             # TYPE journey_store_checked gauge\njourney_store_checked {}",
+            u8::from(self.store_checked.load(Relaxed))
         );
         let _ = writeln!(
             out,

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
@@ -299,7 +299,10 @@ impl Runner {
             let fate = match input {
                 Ok((applied, at)) if applied.changed => {
                     // What the programs read, on one line.
-                    let kept = self.core.kept(&message.text);
+                    let kept = match applied.read_whole {
+                        true => None,
+                        false => self.core.kept(&message.text),
+                    };
                     let text = kept.as_deref().unwrap_or(&message.text);
                     if text.contains('\n') {
                         let one_line = serde_json::from_str::<Json>(text)
@@ -733,7 +736,24 @@ fn run_core(
 }
 
 /// Runs the service until SIGTERM or Ctrl-C.
-pub async fn serve(config: Config) -> Result<(), String> {
+/// Why `serve` ended before its stop.
+#[derive(Debug)]
+pub enum Failure {
+    /// The service could not start or went wrong.
+    Failed(String),
+    /// The check of the whole store found it damaged: the service stopped (as at a signal)
+    /// and the store wants restoring from a backup.
+    Damaged(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Failed(message)
+    }
+}
+
+/// Runs the service until a signal (or a damaged store) stops it.
+pub async fn serve(config: Config) -> Result<(), Failure> {
     for sink in &config.sinks {
         if let Sink::Webhook(url) = sink {
             let host = crate::sinks::webhook_host(url)?;
@@ -742,9 +762,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
                 .iter()
                 .any(|h| h.eq_ignore_ascii_case(&host))
             {
-                return Err(format!(
+                return Err(Failure::Failed(format!(
                     "the webhook sink posts to `{host}`, which is not allow-listed: add `--allow-host {host}`"
-                ));
+                )));
             }
         }
     }
@@ -803,13 +823,44 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     say!("journey-runtime: listening on http://{address}");
+    // The whole store is checked beside the service (a start checks what it reads): damage
+    // found stops the service as a signal would.
+    let (damage, checking) = {
+        let (found, interrupt) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(Mutex::new(None)),
+        );
+        let path = crate::datadir::database(&config.data);
+        let (notify, handle, metrics) = (found.clone(), interrupt.clone(), metrics.clone());
+        let thread = std::thread::Builder::new()
+            .name("journey-check".into())
+            .spawn(move || {
+                let checked = crate::datadir::check(&path, |h| {
+                    if let Ok(mut slot) = handle.lock() {
+                        *slot = Some(h);
+                    }
+                });
+                match &checked {
+                    Ok(()) => metrics
+                        .store_checked
+                        .store(true, std::sync::atomic::Ordering::Relaxed),
+                    Err(_) => notify.notify_one(),
+                }
+                checked
+            })
+            .map_err(|e| format!("cannot start the check thread: {e}"))?;
+        (found, (thread, interrupt))
+    };
     // At the signal the server stops accepting and waits for open requests, for at most
     // `STOP_GRACE`: a stop must not hang on a connection that never ends.
     let signalled = Arc::new(tokio::sync::Notify::new());
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let signalled = signalled.clone();
         async move {
-            shutdown_signal().await;
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = damage.notified() => {}
+            }
             signalled.notify_one();
         }
     });
@@ -834,12 +885,22 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .stopping
         .store(true, std::sync::atomic::Ordering::SeqCst);
     signals.committed.notify_waiters();
-    let _ = tokio::task::spawn_blocking(move || {
+    // A check still running is interrupted (what it would find waits for the next start).
+    let (check, interrupt) = checking;
+    let stopping_check = !check.is_finished();
+    if let Ok(Some(handle)) = interrupt.lock().map(|mut h| h.take()) {
+        handle.interrupt();
+    }
+    let checked = tokio::task::spawn_blocking(move || {
         sinks.into_iter().for_each(|s| drop(s.join()));
         drop(checkpointer.join());
+        check.join()
     })
     .await;
-    Ok(())
+    match checked {
+        Ok(Ok(Err(damage))) if !stopping_check => Err(Failure::Damaged(damage)),
+        _ => Ok(()),
+    }
 }
 
 /// Checkpoints the WAL ten times a second on a connection of its own (the core's commits leave it

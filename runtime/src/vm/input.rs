@@ -318,24 +318,37 @@ pub fn decode_text(
     text: &str,
     default_time: Option<i64>,
 ) -> Result<Decoded, String> {
-    if let Some(decoded) = direct::decode(program, text, default_time) {
-        return Ok(decoded);
+    decode_text_whole(program, text, default_time).map(|(decoded, _)| decoded)
+}
+
+/// `decode_text`, and whether the program read every member of the message: `true` only when
+/// the direct way met nothing it skipped (no member outside the envelope and the schema, at
+/// any depth), so that `kept::kept_text` would keep the message as it came.
+pub fn decode_text_whole(
+    program: &Program,
+    text: &str,
+    default_time: Option<i64>,
+) -> Result<(Decoded, bool), String> {
+    let skipped = std::cell::Cell::new(false);
+    if let Some(decoded) = direct::decode(program, text, default_time, &skipped) {
+        return Ok((decoded, !skipped.get()));
     }
     let message: Json =
         serde_json::from_str(text).map_err(|e| format!("the message is not JSON: {e}"))?;
-    decode_with(program, &message, default_time)
+    decode_with(program, &message, default_time).map(|decoded| (decoded, false))
 }
 
 /// The direct way of `decode_text` alone: `None` where it hands over to the parsed way (tests
 /// check that whatever it decodes, the parsed way decodes the same).
 pub fn decode_direct(program: &Program, text: &str, default_time: Option<i64>) -> Option<Decoded> {
-    direct::decode(program, text, default_time)
+    direct::decode(program, text, default_time, &std::cell::Cell::new(false))
 }
 
 /// The direct way of `decode_text`: serde visitors driven by the schema. `None` whenever
 /// anything is not as a valid message has it.
 mod direct {
     use std::borrow::Cow;
+    use std::cell::Cell;
     use std::collections::BTreeMap;
     use std::fmt;
     use std::sync::Arc;
@@ -347,28 +360,73 @@ mod direct {
     use crate::bytecode::{types, Program, TypeDesc, NONE};
     use crate::value::Value;
 
-    #[derive(serde::Deserialize)]
+    /// The top-level members a message is read by; `others` tells whether it had any other
+    /// than these and `messageId`. A repeated member refuses it (the parsed way takes the last).
+    #[derive(Default)]
     struct Envelope<'a> {
-        #[serde(rename = "type", borrow, default)]
         kind: Option<Cow<'a, str>>,
-        #[serde(rename = "userId", borrow, default)]
         user: Option<&'a RawValue>,
-        #[serde(borrow, default)]
         timestamp: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
         event: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
         properties: Option<&'a RawValue>,
-        #[serde(borrow, default)]
         traits: Option<&'a RawValue>,
+        others: bool,
     }
 
+    impl<'de: 'a, 'a> serde::Deserialize<'de> for Envelope<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(EnvelopeVisitor(std::marker::PhantomData))
+        }
+    }
+
+    struct EnvelopeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+    /// Sets a member read once; a second time is an error.
+    fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E> {
+        match slot.replace(value) {
+            None => Ok(()),
+            Some(_) => Err(no()),
+        }
+    }
+
+    impl<'de: 'a, 'a> Visitor<'de> for EnvelopeVisitor<'a> {
+        type Value = Envelope<'a>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a message")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'a>, A::Error> {
+            let mut e = Envelope::default();
+            let mut message_id = None;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                match key.as_ref() {
+                    "type" => once(&mut e.kind, map.next_value::<Cow<'de, str>>()?)?,
+                    "userId" => once(&mut e.user, map.next_value::<&'de RawValue>()?)?,
+                    "timestamp" => once(&mut e.timestamp, map.next_value::<Cow<'de, str>>()?)?,
+                    "event" => once(&mut e.event, map.next_value::<Cow<'de, str>>()?)?,
+                    "properties" => once(&mut e.properties, map.next_value::<&'de RawValue>()?)?,
+                    "traits" => once(&mut e.traits, map.next_value::<&'de RawValue>()?)?,
+                    "messageId" => once(&mut message_id, map.next_value::<IgnoredAny>()?)?,
+                    _ => {
+                        e.others = true;
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(e)
+        }
+    }
+
+    /// Decodes `text`, setting `skipped` when a member was read by nothing.
     pub(super) fn decode(
         program: &Program,
         text: &str,
         default_time: Option<i64>,
+        skipped: &Cell<bool>,
     ) -> Option<Decoded> {
         let envelope: Envelope = serde_json::from_str(text).ok()?;
+        if envelope.others {
+            skipped.set(true);
+        }
         let user: Arc<str> = match envelope.user?.get() {
             quoted if quoted.starts_with('"') => {
                 let name: Cow<str> = serde_json::from_str(quoted).ok()?;
@@ -394,10 +452,19 @@ mod direct {
                     return Some(Decoded::UnknownEvent(name.into_owned()));
                 };
                 let record = program.events[event].record;
+                if envelope.traits.is_some() {
+                    skipped.set(true);
+                }
                 let fields = match envelope.properties {
                     Some(raw) => {
                         let mut de = serde_json::Deserializer::from_str(raw.get());
-                        RecordSeed { program, record }.deserialize(&mut de).ok()?
+                        RecordSeed {
+                            program,
+                            record,
+                            skipped,
+                        }
+                        .deserialize(&mut de)
+                        .ok()?
                     }
                     None => absent_record(program, record)?,
                 };
@@ -409,10 +476,13 @@ mod direct {
                 }))
             }
             "identify" => {
+                if envelope.properties.is_some() || envelope.event.is_some() {
+                    skipped.set(true);
+                }
                 let traits = match envelope.traits {
                     Some(raw) => {
                         let mut de = serde_json::Deserializer::from_str(raw.get());
-                        TraitsSeed { program }.deserialize(&mut de).ok()?
+                        TraitsSeed { program, skipped }.deserialize(&mut de).ok()?
                     }
                     None => Vec::new(),
                 };
@@ -443,6 +513,7 @@ mod direct {
     struct RecordSeed<'p> {
         program: &'p Program,
         record: u32,
+        skipped: &'p Cell<bool>,
     }
 
     impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
@@ -466,10 +537,15 @@ mod direct {
                     Some(i) => {
                         let ty = fields[i].ty;
                         // A null field is absent when optional, refused otherwise.
-                        let value = map.next_value_seed(ValueSeed { program, ty })?;
+                        let value = map.next_value_seed(ValueSeed {
+                            program,
+                            ty,
+                            skipped: self.skipped,
+                        })?;
                         values[i] = Some(value);
                     }
                     None => {
+                        self.skipped.set(true);
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
@@ -488,6 +564,7 @@ mod direct {
 
     struct TraitsSeed<'p> {
         program: &'p Program,
+        skipped: &'p Cell<bool>,
     }
 
     impl<'de> DeserializeSeed<'de> for TraitsSeed<'_> {
@@ -511,10 +588,15 @@ mod direct {
                 match fields.iter().position(|f| program.string(f.name) == key) {
                     Some(i) => {
                         let ty = fields[i].ty;
-                        let value = map.next_value_seed(ValueSeed { program, ty })?;
+                        let value = map.next_value_seed(ValueSeed {
+                            program,
+                            ty,
+                            skipped: self.skipped,
+                        })?;
                         traits.insert(key.into_owned(), (i as u32, value));
                     }
                     None => {
+                        self.skipped.set(true);
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
@@ -526,6 +608,7 @@ mod direct {
     struct ValueSeed<'p> {
         program: &'p Program,
         ty: u32,
+        skipped: &'p Cell<bool>,
     }
 
     impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
@@ -606,6 +689,7 @@ mod direct {
                 Some(TypeDesc::Optional(inner)) => ValueSeed {
                     program: self.program,
                     ty: *inner,
+                    skipped: self.skipped,
                 }
                 .deserialize(d),
                 _ => Err(no()),
@@ -619,6 +703,7 @@ mod direct {
             while let Some(v) = seq.next_element_seed(ValueSeed {
                 program: self.program,
                 ty: *item,
+                skipped: self.skipped,
             })? {
                 items.push(v);
             }
@@ -629,6 +714,7 @@ mod direct {
                 Some(TypeDesc::Record(_)) => RecordSeed {
                     program: self.program,
                     record: self.ty,
+                    skipped: self.skipped,
                 }
                 .visit_map(map)
                 .map(Value::Record),

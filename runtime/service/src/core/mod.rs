@@ -128,6 +128,9 @@ pub struct Applied {
     /// Whether it changed anything (a command that did not is not logged).
     pub changed: bool,
     pub actions: Vec<Action>,
+    /// For an input: some engine's program read every member of the message, so there is
+    /// nothing to leave out of what is logged (`Core::kept` need not look).
+    pub read_whole: bool,
 }
 
 /// A deployed bytecode and the engine running it.
@@ -178,8 +181,6 @@ pub struct Core {
     resident: std::collections::HashMap<String, residency::Resident>,
     /// What they are reckoned to take in memory.
     resident_bytes: usize,
-    /// Users touched since the last commit, by name.
-    dirty: std::collections::BTreeSet<String>,
     /// A count of uses of users in memory: the least recently used are evicted first.
     uses: u64,
     /// Every stored user whose first timer's key is at or before this one is in memory.
@@ -441,7 +442,7 @@ impl Core {
         self.changed = true;
         Ok(Applied {
             changed: true,
-            actions: Vec::new(),
+            ..Applied::default()
         })
     }
 
@@ -589,6 +590,7 @@ impl Core {
         Ok(Applied {
             changed: true,
             actions,
+            ..Applied::default()
         })
     }
 
@@ -614,14 +616,18 @@ impl Core {
             When::Stamped { .. } => None,
         };
         let mut decoded = Vec::with_capacity(self.deployments.len());
+        let mut read_whole = false;
         for deployment in &self.deployments {
             if deployment.engine.is_none() {
                 decoded.push(None);
                 continue;
             }
-            match input::decode_text(deployment.program, message, default_time) {
-                Ok(Decoded::Input(input)) => decoded.push(Some(input)),
-                Ok(Decoded::UnknownEvent(_)) => decoded.push(None),
+            match input::decode_text_whole(deployment.program, message, default_time) {
+                Ok((Decoded::Input(input), whole)) => {
+                    read_whole |= whole;
+                    decoded.push(Some(input));
+                }
+                Ok((Decoded::UnknownEvent(_), _)) => decoded.push(None),
                 Err(message) => return Err(Refusal::new(400, "schema-mismatch", message)),
             }
         }
@@ -659,6 +665,7 @@ impl Core {
         let applied = Applied {
             changed: true,
             actions: self.take_actions(seq),
+            read_whole,
         };
         self.changed = true;
         self.retire(src);
@@ -690,7 +697,11 @@ impl Core {
         let changed = self.timers_fired() != fired || self.now() != now || !actions.is_empty();
         self.changed |= changed;
         self.retire(src);
-        Ok(Applied { changed, actions })
+        Ok(Applied {
+            changed,
+            actions,
+            ..Applied::default()
+        })
     }
 
     /// Fires every engine's timers due by `until` in one order — by due time, then by the

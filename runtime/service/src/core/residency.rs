@@ -13,7 +13,7 @@
 //! that a command touched is written at the next commit, so an evicted user's stored record
 //! is its state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use journey_runtime::vm::state::{put_uint, read_uint, HistoryRow};
 use journey_runtime::vm::Engine;
@@ -69,16 +69,25 @@ const LOOKAHEAD_MS: i64 = 3_600_000;
 /// The most users one query of the index of due timers reads.
 const PAGE: usize = 512;
 
-/// Per deployment and kept type, the numbers `first..next` of a user's kept events.
-type Marks = BTreeMap<i64, Vec<(u64, u64)>>;
+/// Per deployment (in their order) and kept type, the numbers `first..next` of a user's kept
+/// events.
+type Marks = Vec<(i64, Vec<(u64, u64)>)>;
+
+/// The marks of deployment `n`.
+fn marks_of(marks: &Marks, n: i64) -> &[(u64, u64)] {
+    marks
+        .iter()
+        .find(|(m, _)| *m == n)
+        .map_or(&[][..], |(_, slots)| slots.as_slice())
+}
 
 /// A user in memory.
 #[derive(Debug)]
 pub(super) struct Resident {
     /// When it was last used (the core's count of uses): the least recent go first.
     pub last_used: u64,
-    /// The deployments (numbers) in which it has work, as last stored.
-    pub work: BTreeSet<i64>,
+    /// The deployments (numbers, in order) in which it has work, as last stored.
+    pub work: Vec<i64>,
     /// What it is reckoned to take in memory.
     pub bytes: usize,
     /// The newest deployment whose engine knows what the others know of it: a newer one
@@ -100,8 +109,8 @@ pub(super) fn reckoned(record_bytes: usize, kept_events: u64) -> usize {
 /// How many events marks (`first..next` per kept type and deployment) say are kept.
 fn kept_events(marks: &Marks) -> u64 {
     marks
-        .values()
-        .flatten()
+        .iter()
+        .flat_map(|(_, slots)| slots)
         .map(|(first, next)| next - first)
         .sum()
 }
@@ -184,10 +193,10 @@ impl Core {
             name.to_string(),
             Resident {
                 last_used: self.uses,
-                work: BTreeSet::new(),
+                work: Vec::new(),
                 bytes: reckoned(0, 0),
                 newest,
-                history: BTreeMap::new(),
+                history: Vec::new(),
             },
         );
         self.resident_bytes += reckoned(0, 0);
@@ -200,8 +209,8 @@ impl Core {
         record: &[u8],
         history: Vec<(i64, HistoryRow)>,
     ) -> Result<(), Refusal> {
-        let mut work = BTreeSet::new();
-        let mut marks = BTreeMap::new();
+        let mut work = Vec::new();
+        let mut marks = Vec::new();
         let mut by_deployment: BTreeMap<i64, Vec<HistoryRow>> = BTreeMap::new();
         for (n, row) in history {
             by_deployment.entry(n).or_default().push(row);
@@ -223,9 +232,9 @@ impl Core {
                     let rows = by_deployment.remove(&deployment.n).unwrap_or_default();
                     let id = engine.restore(section, &rows).map_err(bad)?;
                     if engine.user_has_work(id) {
-                        work.insert(deployment.n);
+                        work.push(deployment.n);
                     }
-                    marks.insert(deployment.n, engine.history_marks(id));
+                    marks.push((deployment.n, engine.history_marks(id)));
                 }
             }
             // Engines deployed since the record was written take in what the others know.
@@ -233,8 +242,9 @@ impl Core {
         }
         // (Rows of retired deployments are still stored: the next write drops them.)
         for n in by_deployment.keys() {
-            marks.insert(*n, Vec::new());
+            marks.push((*n, Vec::new()));
         }
+        marks.sort_unstable_by_key(|(n, _)| *n);
         let bytes = reckoned(record.len(), kept_events(&marks));
         self.resident.insert(
             name.to_string(),
@@ -313,38 +323,38 @@ impl Core {
         Ok(())
     }
 
-    /// Notes the users each engine touched as needing a write.
-    pub(super) fn note_touched(&mut self) {
-        for deployment in &mut self.deployments {
-            let Some(engine) = deployment.engine.as_mut() else {
-                continue;
-            };
-            for id in engine.take_touched() {
-                let name = engine.user_name(id);
-                if !self.dirty.contains(name) {
-                    self.dirty.insert(name.to_string());
-                }
-            }
+    /// The users the engines touched since the last call, by name, in order, once each.
+    fn take_touched(&mut self) -> Vec<String> {
+        let mut names = Vec::new();
+        for engine in self
+            .deployments
+            .iter_mut()
+            .filter_map(|d| d.engine.as_mut())
+        {
+            let touched = engine.take_touched();
+            names.extend(
+                touched
+                    .into_iter()
+                    .map(|id| engine.user_name(id).to_string()),
+            );
         }
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The stored form of a user in memory, against the kept events the store holds of it
     /// (`stored`: its marks as last written): its row, and the deployments in which it has
     /// work and its marks now.
-    fn stored_form(
-        &self,
-        name: &str,
-        newest: i64,
-        stored: &Marks,
-    ) -> (UserRow, BTreeSet<i64>, Marks) {
+    fn stored_form(&self, name: &str, newest: i64, stored: &Marks) -> (UserRow, Vec<i64>, Marks) {
         let mut record = vec![VERSION];
         put_uint(&mut record, newest as u64);
         let mut parts: Vec<(i64, Vec<u8>)> = Vec::new();
         let mut due: Option<(i64, u64)> = None;
-        let mut work = BTreeSet::new();
+        let mut work = Vec::new();
         let mut history = Vec::new();
         let mut history_drops = Vec::new();
-        let mut marks = BTreeMap::new();
+        let mut marks = Vec::new();
         for deployment in &self.deployments {
             let Some(engine) = deployment.engine.as_ref() else {
                 continue;
@@ -357,12 +367,12 @@ impl Core {
                 due = Some(due.map_or(next, |d| d.min(next)));
             }
             if engine.user_has_work(id) {
-                work.insert(deployment.n);
+                work.push(deployment.n);
             }
             parts.push((deployment.n, section));
             // Kept events: the new ones since the store's, and the ones that left.
             let now = engine.history_marks(id);
-            let before = stored.get(&deployment.n).map_or(&[][..], Vec::as_slice);
+            let before = marks_of(stored, deployment.n);
             let from: Vec<u64> = (0..now.len())
                 .map(|slot| before.get(slot).map_or(0, |(_, next)| *next))
                 .collect();
@@ -377,11 +387,13 @@ impl Core {
                     .into_iter()
                     .map(|row| (deployment.n, row)),
             );
-            marks.insert(deployment.n, now);
+            marks.push((deployment.n, now));
         }
         // Deployments retired since: all of their rows go.
-        for n in stored.keys().filter(|n| !marks.contains_key(n)) {
-            history_drops.push((*n, 0, None));
+        for (n, _) in stored {
+            if !marks.iter().any(|(m, _)| m == n) {
+                history_drops.push((*n, 0, None));
+            }
         }
         put_uint(&mut record, parts.len() as u64);
         for (n, section) in parts {
@@ -403,26 +415,27 @@ impl Core {
     /// the store does not have yet, and those it may drop), and the changes of which
     /// deployments they have work in. Their reckoned memory is brought up to date.
     pub fn take_writes(&mut self) -> (Vec<UserRow>, Vec<(i64, String, bool)>) {
-        self.note_touched();
-        let dirty = std::mem::take(&mut self.dirty);
+        let dirty = self.take_touched();
         let mut rows = Vec::with_capacity(dirty.len());
         let mut work_changes = Vec::new();
         let newest = self.newest();
         for name in dirty {
-            if !self.resident.contains_key(&name) {
-                // (A user an engine made by itself: a mirrored fact, say.)
-                self.count_new(&name, newest);
-            }
-            let Some(resident) = self.resident.get_mut(&name) else {
-                continue;
+            let (stored, newest) = match self.resident.get_mut(&name) {
+                Some(resident) => (std::mem::take(&mut resident.history), resident.newest),
+                None => {
+                    // (A user an engine made by itself: a mirrored fact, say.)
+                    self.count_new(&name, newest);
+                    (Vec::new(), newest)
+                }
             };
-            let stored = std::mem::take(&mut resident.history);
-            let newest = resident.newest;
             let (row, work, marks) = self.stored_form(&name, newest, &stored);
             let bytes = reckoned(row.record.len(), kept_events(&marks));
             if let Some(resident) = self.resident.get_mut(&name) {
-                for n in resident.work.symmetric_difference(&work) {
-                    work_changes.push((*n, name.clone(), work.contains(n)));
+                for n in resident.work.iter().filter(|n| !work.contains(n)) {
+                    work_changes.push((*n, name.clone(), false));
+                }
+                for n in work.iter().filter(|n| !resident.work.contains(n)) {
+                    work_changes.push((*n, name.clone(), true));
                 }
                 self.resident_bytes = self.resident_bytes - resident.bytes + bytes;
                 resident.bytes = bytes;
@@ -480,7 +493,6 @@ impl Core {
             if let Some(r) = self.resident.remove(name) {
                 self.resident_bytes -= r.bytes;
             }
-            self.dirty.remove(name);
         }
     }
 
