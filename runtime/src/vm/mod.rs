@@ -548,6 +548,8 @@ pub struct Engine<'p> {
     scratch: Vec<usize>,
     /// Per event type: the journeys with scheduled entries whose audience needs it.
     ticks_needing: Vec<Vec<u32>>,
+    /// The journeys with scheduled entries (the only ones `tick_tokens` names).
+    scheduled: Vec<u32>,
     /// Per event type: the journeys entered on it, in program order.
     entered_on: Vec<SmallVec<[u32; 2]>>,
     pub timeline: Vec<Record>,
@@ -707,6 +709,9 @@ impl<'p> Engine<'p> {
                 })
                 .collect(),
             longest_cap: program.caps.iter().map(|c| c.window_ms).max().unwrap_or(0),
+            scheduled: (0..program.journeys.len() as u32)
+                .filter(|j| !matches!(program.journeys[*j as usize].entry, bc::Entry::On { .. }))
+                .collect(),
             ticks_needing: {
                 let mut by_event = vec![Vec::new(); program.events.len()];
                 for (j, journey) in program.journeys.iter().enumerate() {
@@ -1189,7 +1194,8 @@ impl<'p> Engine<'p> {
             }
         };
         self.user_ids.insert(hash, name, id);
-        for journey in 0..self.program.journeys.len() as u32 {
+        for k in 0..self.scheduled.len() {
+            let journey = self.scheduled[k];
             if self.program.journeys[journey as usize]
                 .audience_needs
                 .is_empty()
@@ -1275,10 +1281,12 @@ impl<'p> Engine<'p> {
 
     /// Schedules the next time-based entry of `user` into `journey`, if it has one.
     fn schedule_tick(&mut self, journey: u32, user: UserId) {
-        if self.state(journey) == JourneyState::Archived {
+        let desc = &self.program.journeys[journey as usize];
+        if matches!(desc.entry, bc::Entry::On { .. })
+            || self.state(journey) == JourneyState::Archived
+        {
             return;
         }
-        let desc = &self.program.journeys[journey as usize];
         let now = self.now;
         // Ticks before the audience can hold are skipped: the next one is strictly after
         // `after`, at or after the moment the last blocking event leaves its window.

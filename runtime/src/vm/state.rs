@@ -505,8 +505,8 @@ impl Engine<'_> {
                 due(p.unless);
             }
         }
-        for journey in 0..self.program.journeys.len() as u32 {
-            if let Some((_, key)) = self.tick_tokens.get(&(journey, user)) {
+        for journey in &self.scheduled {
+            if let Some((_, key)) = self.tick_tokens.get(&(*journey, user)) {
                 if *key != NO_TIMER {
                     due(*key);
                 }
@@ -629,8 +629,10 @@ impl Engine<'_> {
             w.byte(u8::from(p.cancelled));
             w.key(Some(p.unless).filter(|k| *k != NO_TIMER));
         }
-        let schedules: Vec<(u32, u64, TimerKey)> = (0..self.program.journeys.len() as u32)
-            .filter_map(|j| {
+        let schedules: Vec<(u32, u64, TimerKey)> = self
+            .scheduled
+            .iter()
+            .filter_map(|&j| {
                 let (token, key) = self.tick_tokens.get(&(j, user))?;
                 Some((j, *token, *key))
             })
@@ -664,8 +666,8 @@ impl Engine<'_> {
         for (id, _) in &u.pending {
             self.pending.remove(id);
         }
-        for journey in 0..self.program.journeys.len() as u32 {
-            self.tick_tokens.remove(&(journey, user));
+        for journey in &self.scheduled {
+            self.tick_tokens.remove(&(*journey, user));
         }
         let hash = self.user_ids.hash(name.as_str());
         self.user_ids.remove(hash, name.as_str());
@@ -802,7 +804,13 @@ impl Engine<'_> {
                 self.timers.restore(at, sequence, Timer::Unless { pending });
             }
         }
-        for t in r.ticks {
+        // (Records written before event-entered journeys stopped getting a schedule name them
+        // with no timer: passed over.)
+        for t in r
+            .ticks
+            .into_iter()
+            .filter(|t| self.scheduled.contains(&t.journey))
+        {
             self.tick_tokens
                 .insert((t.journey, id), (t.token, t.timer.unwrap_or(NO_TIMER)));
             if let Some((at, sequence)) = t.timer {

@@ -178,7 +178,9 @@ const MAX_FACT_ROUNDS: usize = 64;
 #[derive(Default)]
 pub struct Core {
     /// Users in memory, by name (`residency`; looked up, never iterated into the output).
-    resident: std::collections::HashMap<String, residency::Resident>,
+    /// (A seeded hash: names are chosen by whoever sends events.)
+    resident:
+        std::collections::HashMap<String, residency::Resident, foldhash::quality::RandomState>,
     /// What they are reckoned to take in memory.
     resident_bytes: usize,
     /// A count of uses of users in memory: the least recently used are evicted first.

@@ -395,6 +395,7 @@ impl Core {
                 history_drops.push((*n, 0, None));
             }
         }
+        record.reserve(parts.iter().map(|(_, s)| s.len() + 20).sum());
         put_uint(&mut record, parts.len() as u64);
         for (n, section) in parts {
             put_uint(&mut record, n as u64);
