@@ -524,7 +524,7 @@ journey j {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let log: bool = db
         .prepare("SELECT 1 FROM sqlite_master WHERE name = 'log'")
         .and_then(|mut q| q.exists([]))
@@ -538,6 +538,66 @@ journey j {
         )
         .expect("inputs");
     assert_eq!(inputs, 1, "the log's inputs are kept for audit");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data directory of schema 2 (users' records with a row id beside the name) is rewritten
+/// at the first start: the users' state is intact and runs on.
+#[test]
+fn a_schema_2_store_is_rewritten_with_users_keyed_by_name() {
+    let dir = scratch("schema-2");
+    let source = r#"
+event Go { n: int }
+journey j {
+  entry on Go as g
+  send email "first" { n: g.n }
+  wait 1h
+  send email "second" { n: g.n }
+}
+"#;
+    let jbc = bytecode_in(&dir, source).display().to_string();
+    let data = dir.join("data");
+    let service = Service::start(&data, &["--deploy", &jbc, "--clock", "event"]);
+    let body = r#"{"type":"track","event":"Go","userId":"bob","timestamp":"2026-01-01T10:00:00Z","properties":{"n":1}}"#;
+    let (status, answer) = service.json("POST", "/v1/track", body);
+    assert_eq!(status, 200, "{answer}");
+    service.stop();
+    {
+        // What a binary of schema 2 wrote.
+        let db = rusqlite::Connection::open(data.join("journey.db")).expect("opens");
+        db.execute_batch(
+            "ALTER TABLE users RENAME TO users_3;
+             DROP INDEX users_due;
+             CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                 record BLOB NOT NULL, due_at INTEGER, due_seq INTEGER);
+             INSERT INTO users (name, record, due_at, due_seq)
+                 SELECT name, record, due_at, due_seq FROM users_3;
+             DROP TABLE users_3;
+             CREATE INDEX users_due ON users(due_at, due_seq, name) WHERE due_at IS NOT NULL;
+             PRAGMA user_version = 2;",
+        )
+        .expect("schema 2");
+    }
+    let service = Service::start(&data, &["--clock", "event"]);
+    let (_, user) = service.json("GET", "/v1/users/bob", "");
+    assert_eq!(user["instances"][0]["step"], "wait_2", "{user}");
+    let (status, moved) = service.json("POST", "/v1/clock", r#"{"until":"2026-01-01T12:00:00Z"}"#);
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        moved["actions"], 1,
+        "the timer the index held fired: {moved}"
+    );
+    service.stop();
+    let db = rusqlite::Connection::open(data.join("journey.db")).expect("opens");
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 3);
+    let row_id: bool = db
+        .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'id'")
+        .and_then(|mut q| q.exists([]))
+        .expect("reads");
+    assert!(!row_id, "users are keyed by name alone");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -114,9 +114,18 @@ pub struct Store {
     db: Connection,
 }
 
-/// The schema this binary writes: 2 keeps users' state; 1 kept the command log (read once at
-/// the first start of a binary that knows 2, then dropped).
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema this binary writes: 3 keys users' records by name alone (one B-tree, where 2
+/// had a row id and an index of names: rewritten at the first start); 2 keeps users' state; 1
+/// kept the command log (read once at the first start of a binary that knows 2, then dropped).
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Users' records by name, after `CREATE TABLE [IF NOT EXISTS]` (the index of their due
+/// timers beside it).
+const USERS: &str = "users (
+    name TEXT PRIMARY KEY,
+    record BLOB NOT NULL,
+    due_at INTEGER,
+    due_seq INTEGER) WITHOUT ROWID;";
 
 /// The outbox table, after `CREATE TABLE [IF NOT EXISTS]`.
 const OUTBOX: &str = "outbox (
@@ -171,12 +180,7 @@ impl Store {
              CREATE TABLE IF NOT EXISTS deployments (
                  n INTEGER PRIMARY KEY,
                  bytes BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS users (
-                 id INTEGER PRIMARY KEY,
-                 name TEXT NOT NULL UNIQUE,
-                 record BLOB NOT NULL,
-                 due_at INTEGER,
-                 due_seq INTEGER);
+             CREATE TABLE IF NOT EXISTS {USERS}
              CREATE INDEX IF NOT EXISTS users_due ON users(due_at, due_seq, name)
                  WHERE due_at IS NOT NULL;
              CREATE TABLE IF NOT EXISTS history (
@@ -206,6 +210,25 @@ impl Store {
         if !has_at {
             db.execute_batch("ALTER TABLE outbox ADD COLUMN at INTEGER NOT NULL DEFAULT 0;")
                 .map_err(at)?;
+        }
+        // Schema 2's users, keyed by a row id too: rewritten in one transaction.
+        let has_id: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'id'")
+            .and_then(|mut q| q.exists([]))
+            .map_err(at)?;
+        if has_id {
+            db.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE users RENAME TO users_2;
+                 DROP INDEX users_due;
+                 CREATE TABLE {USERS}
+                 INSERT INTO users (name, record, due_at, due_seq)
+                     SELECT name, record, due_at, due_seq FROM users_2;
+                 DROP TABLE users_2;
+                 CREATE INDEX users_due ON users(due_at, due_seq, name) WHERE due_at IS NOT NULL;
+                 COMMIT;"
+            ))
+            .map_err(at)?;
         }
         if version < SCHEMA_VERSION && !Store::has_log(&db).map_err(at)? {
             db.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))

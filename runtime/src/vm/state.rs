@@ -406,7 +406,13 @@ impl Engine<'_> {
         let mut chosen = vec![false; self.users.len()];
         for user in users {
             if let Some(c) = chosen.get_mut(*user as usize) {
-                *c = !self.free_users.contains(user);
+                *c = true;
+            }
+        }
+        // (Ids free already are no one's.)
+        for free in &self.free_users {
+            if let Some(c) = chosen.get_mut(*free as usize) {
+                *c = false;
             }
         }
         if !chosen.contains(&true) {
