@@ -42,8 +42,14 @@ pub enum Fact {
     Start { user: Str, journey: Str },
 }
 
-/// Instances of other engines, per (journey, key): how many run there.
+/// Instances of other engines, per (journey, key): how many run there (more than none), in
+/// the order of (journey, key), so that a user running thousands of keys finds one at once.
 pub(super) type Foreign = Vec<(u32, Option<Str>, i32)>;
+
+/// Where (journey, key) is in `foreign`, or where it would go.
+fn find_foreign(foreign: &Foreign, journey: u32, key: &Option<Str>) -> Result<usize, usize> {
+    foreign.binary_search_by(|(j, k, _)| (*j, k).cmp(&(journey, key)))
+}
 
 impl Engine<'_> {
     /// Whether the engine records `Fact`s for other engines (off by default).
@@ -119,14 +125,18 @@ impl Engine<'_> {
                 let user = self.user_named(user);
                 if let Some(u) = self.users.get_mut(user as usize) {
                     let foreign = u.foreign.get_or_insert_with(Default::default);
-                    match foreign
-                        .iter_mut()
-                        .find(|(j, k, _)| *j == journey && k == key)
-                    {
-                        Some(entry) => entry.2 += change,
-                        None => foreign.push((journey, key.clone(), *change)),
+                    match find_foreign(foreign, journey, key) {
+                        Ok(at) => {
+                            foreign[at].2 += change;
+                            if foreign[at].2 <= 0 {
+                                foreign.remove(at);
+                            }
+                        }
+                        Err(at) if *change > 0 => {
+                            foreign.insert(at, (journey, key.clone(), *change))
+                        }
+                        Err(_) => {}
                     }
-                    foreign.retain(|(_, _, n)| *n > 0);
                     if foreign.is_empty() {
                         u.foreign = None;
                     }
@@ -266,10 +276,7 @@ impl Engine<'_> {
         self.users
             .get(user as usize)
             .and_then(|u| u.foreign.as_ref())
-            .is_some_and(|f| {
-                f.iter()
-                    .any(|(j, k, n)| *j == journey && k == key && *n > 0)
-            })
+            .is_some_and(|f| find_foreign(f, journey, key).is_ok_and(|at| f[at].2 > 0))
     }
 
     /// Adds an entry time to the user's log of the journey, as far as its reentry rule reads

@@ -994,6 +994,8 @@ impl Engine<'_> {
             let count = i32::try_from(r.int()?).map_err(|_| "a count out of range")?;
             foreign.push((journey, key, count));
         }
+        // (In the order `facts` looks them up in, whatever order wrote them.)
+        foreign.sort_by(|(j, k, _), (i, l, _)| (j, k).cmp(&(i, l)));
         let mut instances = Vec::new();
         for _ in 0..r.count()? {
             let journey = journey(&mut r)?;
