@@ -307,9 +307,9 @@ impl Runner {
                     if text.contains('\n') {
                         let one_line = serde_json::from_str::<Json>(text)
                             .map_or_else(|_| text.replace('\n', " "), |j| j.to_string());
-                        body.push_str(&crate::core::input_line(at, &one_line));
+                        crate::core::push_input_line(&mut body, at, &one_line);
                     } else {
-                        body.push_str(&crate::core::input_line(at, text));
+                        crate::core::push_input_line(&mut body, at, text);
                     }
                     accepted = true;
                     batch.commit.actions.extend(applied.actions);

@@ -202,10 +202,13 @@ pub struct Core {
     timer_order: Arc<AtomicU64>,
 }
 
-/// One line of a `kind::INPUT` command's body: the time the message was applied at, then the
-/// message (JSON on one line).
-pub fn input_line(at: i64, message: &str) -> String {
-    format!("{at} {message}\n")
+/// Appends one line of a `kind::INPUT` command's body to `body`: the time the message was
+/// applied at, then the message (JSON on one line).
+pub fn push_input_line(body: &mut String, at: i64, message: &str) {
+    use std::fmt::Write;
+    let _ = write!(body, "{at} ");
+    body.push_str(message);
+    body.push('\n');
 }
 
 /// The (time, message) lines of a `kind::INPUT` command's body.
@@ -792,7 +795,8 @@ impl Core {
                     seq,
                     at: record.at,
                     user: engine.user_name(record.user).to_string(),
-                    json: json.to_string(),
+                    // (Straight into a buffer: `Display` goes through a formatter.)
+                    json: serde_json::to_string(&json).unwrap_or_default(),
                 });
             }
             engine.timeline = records;
