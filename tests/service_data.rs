@@ -23,6 +23,17 @@ journey echo {
 }
 "#;
 
+/// A journey that sends on each `Go`, and again an hour later.
+const TWO_SENDS: &str = r#"
+event Go { n: int }
+journey j {
+  entry on Go as g
+  send email "first" { n: g.n }
+  wait 1h
+  send email "second" { n: g.n }
+}
+"#;
+
 /// `source` compiled to bytecode in `dir`; the file's path.
 fn bytecode_in(dir: &Path, source: &str) -> PathBuf {
     let mut files = journey_compiler::workspace::MemoryFiles::new();
@@ -429,16 +440,7 @@ fn a_failing_sink_neither_floods_the_log_nor_holds_up_a_stop() {
 #[test]
 fn a_schema_1_log_is_moved_into_users_state() {
     let dir = scratch("schema-1");
-    let source = r#"
-event Go { n: int }
-journey j {
-  entry on Go as g
-  send email "first" { n: g.n }
-  wait 1h
-  send email "second" { n: g.n }
-}
-"#;
-    let jbc = std::fs::read(bytecode_in(&dir, source)).expect("reads");
+    let jbc = std::fs::read(bytecode_in(&dir, TWO_SENDS)).expect("reads");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).expect("dir");
     let t = |hm: &str| {
@@ -546,16 +548,7 @@ journey j {
 #[test]
 fn a_schema_2_store_is_rewritten_with_users_keyed_by_name() {
     let dir = scratch("schema-2");
-    let source = r#"
-event Go { n: int }
-journey j {
-  entry on Go as g
-  send email "first" { n: g.n }
-  wait 1h
-  send email "second" { n: g.n }
-}
-"#;
-    let jbc = bytecode_in(&dir, source).display().to_string();
+    let jbc = bytecode_in(&dir, TWO_SENDS).display().to_string();
     let data = dir.join("data");
     let service = Service::start(&data, &["--deploy", &jbc, "--clock", "event"]);
     let body = r#"{"type":"track","event":"Go","userId":"bob","timestamp":"2026-01-01T10:00:00Z","properties":{"n":1}}"#;
