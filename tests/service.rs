@@ -908,6 +908,61 @@ fn timers_of_different_deployments_fire_in_the_order_they_were_set() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A version deployed later sees the events the earlier one kept: its audience counts the
+/// orders made before it was deployed, as `journeyc simulate` (which reads every input) would
+/// — with the user in memory at the deployment, and with every user out of memory between
+/// commands.
+#[test]
+fn a_new_version_sees_the_history_kept_before_it() {
+    let program = |version: u32| {
+        bytecode_of(&format!(
+            "event Go {{ n: int }}\nevent Buy {{ n: int }}\n\
+             journey vip {{\n  entry on Go\n  reentry always\n  \
+             audience count(Buy within 30d) >= 2\n  send email \"v{version}\"\n}}\n"
+        ))
+    };
+    for (case, extra) in [
+        ("in-memory", &[][..]),
+        (
+            "evicted",
+            &["--memory-limit", "1", "--checkpoint-every", "0s"][..],
+        ),
+    ] {
+        let dir = scratch(&format!("history-handover-{case}"));
+        let sink = dir.join("actions.jsonl");
+        let sink_arg = format!("jsonl:{}", sink.display());
+        let mut args = vec!["--clock", "event", "--sink", sink_arg.as_str()];
+        args.extend_from_slice(extra);
+        let service = Service::start(&dir.join("data"), &args);
+        let deploy = |version: u32| {
+            let (status, body) = service.request("PUT", "/v1/journeys", &program(version));
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(service.json("POST", "/v1/journeys/vip/activate", "").0, 200);
+        };
+        deploy(1);
+        for (user, at) in [("u1", "00:00"), ("u1", "00:10"), ("u2", "00:20")] {
+            track_event(&service, "Buy", user, at);
+        }
+        deploy(2);
+        track_go(&service, "u1", "01:00");
+        track_go(&service, "u2", "01:00");
+        service.stop();
+        let sent: Vec<(String, String)> = jsonl(&sink, 0)
+            .iter()
+            .map(|a| {
+                let field = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+                (field("user"), field("template"))
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [("u1".to_string(), "v2".to_string())],
+            "{case}: u1 bought twice before version 2, u2 once"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// Versions side by side: instances in flight stay on the version they entered on, new
 /// entries take the active one, a user is in the journey once whatever the version, caps
 /// count the sends of every version, and a restart rebuilds it all.

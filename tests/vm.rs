@@ -640,3 +640,54 @@ fn a_mirrored_profile_update_is_seen_at_once() {
     first.finish(None);
     assert!(first.timeline.is_empty(), "{:?}", first.timeline);
 }
+
+/// A new engine takes in the events an older one kept of a user, field by field: a field it
+/// adds as optional is absent, and an event it cannot read as its own declaration (a required
+/// field the older program lacks, a field of another type) is left out rather than guessed.
+#[test]
+fn kept_events_pass_to_a_newer_program_by_field_names() {
+    use journey_runtime::vm::Engine;
+    let with = |buy: &str| {
+        support::compile_inline(&format!(
+            "event Go {{ n: int }}\nevent Buy {{ {buy} }}\n\
+             journey vip {{\n  entry on Go\n  audience count(Buy within 30d) >= 2\n  \
+             send email \"vip\"\n}}\n"
+        ))
+    };
+    let old = with("n: int");
+    let mut engine = Engine::new(&old);
+    for minute in [0, 10] {
+        engine.push(track(&old, "Buy", "u1", minute));
+    }
+    let id = engine.user_id("u1").expect("u1");
+    let kept = engine.history_of(id);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].event, "Buy");
+    assert_eq!(kept[0].events.len(), 2);
+    for (buy, taken) in [
+        ("n: int", 2),
+        ("n: int, coupon: string?", 2),
+        ("coupon: string?", 2),
+        ("n: int, total: float", 0),
+        ("n: string", 0),
+    ] {
+        let newer = with(buy);
+        let mut next = Engine::new(&newer);
+        next.take_history("u1", &old, &kept);
+        let held = next.user_id("u1").map_or(0, |id| {
+            next.history_of(id).iter().map(|k| k.events.len()).sum()
+        });
+        assert_eq!(held, taken, "Buy {{ {buy} }}");
+        if taken > 0 {
+            // What it took counts as its own history: the audience holds at the next entry.
+            next.push(track(&newer, "Go", "u1", 20));
+            assert!(
+                next.timeline
+                    .iter()
+                    .any(|r| matches!(r.kind, journey_runtime::vm::RecordKind::Send { .. })),
+                "Buy {{ {buy} }}: {:?}",
+                next.timeline
+            );
+        }
+    }
+}

@@ -7,10 +7,28 @@
 //! version that takes entries. An engine that reports records these as `Fact`s, named (user,
 //! journey and field names, since ids differ between programs); the service hands each to the
 //! other engines' `mirror`. `journeyc simulate` runs one engine and reports nothing.
+//!
+//! An engine deployed later catches up on a user once: the facts that describe it now
+//! (`facts_of`) and the events the older engine keeps of it (`history_of` → `take_history`,
+//! fields matched by name).
 
-use super::{bc, key_tag, Engine, EntryLog, UserId};
-use crate::bytecode::{types, Channel, TypeDesc};
+use std::sync::Arc;
+
+use super::{bc, key_tag, Engine, EntryLog, Kept, UserId};
+use crate::bytecode::{types, Channel, Program, TypeDesc};
 use crate::value::{Str, Value};
+
+/// A user's kept events of one type, as one engine keeps them, for another to take in
+/// (`Engine::history_of`, `Engine::take_history`).
+#[derive(Debug, Clone)]
+pub struct KeptEvents {
+    /// The event type's name on the wire (what tells types apart between programs).
+    pub event: String,
+    /// Its record's type in the program that kept them.
+    pub record: u32,
+    /// (time, fields), oldest first.
+    pub events: Vec<(i64, Arc<[Value]>)>,
+}
 
 /// A fact about a user, by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +213,90 @@ impl Engine<'_> {
         }
     }
 
+    /// The events the engine keeps of a user, per type (types with none left out), for an
+    /// engine that starts beside it (`take_history`).
+    pub fn history_of(&self, id: UserId) -> Vec<KeptEvents> {
+        let Some(u) = self.users.get(id as usize) else {
+            return Vec::new();
+        };
+        self.history_slots
+            .iter()
+            .enumerate()
+            .filter_map(|(event, slot)| {
+                let kept = u.history.get((*slot)?)?;
+                let desc = self.program.events.get(event)?;
+                (!kept.events.is_empty()).then(|| KeptEvents {
+                    event: self.program.string(desc.wire_name).to_string(),
+                    record: desc.record,
+                    events: kept.events.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Takes in the events another engine (running `from`) kept of `user`, as if this engine
+    /// had seen them: for each type this program keeps under the same name, those inside its
+    /// window whose fields convert to its declaration of them (fields matched by name; one it
+    /// declares that `from` lacks is absent if optional, else the event is left out). Only a
+    /// user keeping none of that type here yet takes them in: a new engine catching up.
+    pub fn take_history(&mut self, user: &str, from: &Program, kept: &[KeptEvents]) {
+        let program = self.program;
+        let now = self.now;
+        let mut id = None;
+        for theirs in kept {
+            let Some(event) = program
+                .events
+                .iter()
+                .position(|e| program.string(e.wire_name) == theirs.event)
+            else {
+                continue;
+            };
+            let (Some(slot), Some(Some(span))) = (
+                self.history_slots.get(event).copied().flatten(),
+                self.retention.get(event).copied(),
+            ) else {
+                continue;
+            };
+            let record = program.events[event].record;
+            let cutoff = span.map_or(i64::MIN, |ms| now.saturating_sub(ms));
+            let events: Vec<(i64, Arc<[Value]>)> = theirs
+                .events
+                .iter()
+                .filter(|(at, _)| *at > cutoff)
+                .filter_map(|(at, fields)| {
+                    let value = Value::Record(fields.clone());
+                    match convert(from, theirs.record, program, record, &value)? {
+                        Value::Record(fields) => Some((*at, fields)),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if events.is_empty() {
+                continue;
+            }
+            let user = *id.get_or_insert_with(|| self.user_named(user));
+            let kept_types = self.kept_types;
+            let Some(u) = self.users.get_mut(user as usize) else {
+                continue;
+            };
+            if u.history.is_empty() {
+                u.history = vec![Kept::default(); kept_types].into_boxed_slice();
+            }
+            match u.history.get_mut(slot) {
+                Some(mine) if mine.events.is_empty() => mine.events = events,
+                _ => continue,
+            }
+            // Scheduled entries whose audience needs this type start ticking, as at an event.
+            let needing = self.ticks_needing.get(event).map_or(0, Vec::len);
+            for k in 0..needing {
+                let journey = self.ticks_needing[event][k];
+                if !self.tick_tokens.contains_key(&(journey, user)) {
+                    self.schedule_tick(journey, user);
+                }
+            }
+        }
+    }
+
     /// The facts that describe the engine's users now, for an engine that starts beside it:
     /// entries reentry rules still read, running instances and pending entries, sends kept
     /// for caps, and every profile field set.
@@ -343,7 +445,55 @@ impl Engine<'_> {
 }
 
 /// Whether `value` is a value of type `ty` (mirrored profile fields must fit).
-fn fits(program: &crate::bytecode::Program, ty: u32, value: &Value) -> bool {
+/// `ty` without its optional wrapper.
+fn required(program: &Program, ty: u32) -> u32 {
+    match program.type_desc(ty) {
+        Some(TypeDesc::Optional(inner)) => *inner,
+        _ => ty,
+    }
+}
+
+/// `value`, of type `from_ty` in `from`, as a value of type `to_ty` in `to`: records matched
+/// by their fields' names (a field `to` declares and `from` lacks is absent if optional), the
+/// rest as `fits` has it. `None`: it does not convert.
+fn convert(from: &Program, from_ty: u32, to: &Program, to_ty: u32, value: &Value) -> Option<Value> {
+    let from_ty = required(from, from_ty);
+    match (to.type_desc(to_ty), value) {
+        (Some(TypeDesc::Optional(_)), Value::Absent) => Some(Value::Absent),
+        (Some(TypeDesc::Optional(inner)), v) => convert(from, from_ty, to, *inner, v),
+        (Some(TypeDesc::List(item)), Value::List(items)) => {
+            let Some(TypeDesc::List(their_item)) = from.type_desc(from_ty) else {
+                return None;
+            };
+            let items = items
+                .iter()
+                .map(|v| convert(from, *their_item, to, *item, v))
+                .collect::<Option<Vec<Value>>>()?;
+            Some(Value::List(items.into()))
+        }
+        (Some(TypeDesc::Record(_)), Value::Record(values)) => {
+            let mine = to.record_fields(to_ty)?;
+            let theirs = from.record_fields(from_ty)?;
+            let values = mine
+                .iter()
+                .map(|f| {
+                    match theirs
+                        .iter()
+                        .position(|g| from.string(g.name) == to.string(f.name))
+                    {
+                        Some(i) => convert(from, theirs[i].ty, to, f.ty, values.get(i)?),
+                        None => matches!(to.type_desc(f.ty), Some(TypeDesc::Optional(_)))
+                            .then_some(Value::Absent),
+                    }
+                })
+                .collect::<Option<Vec<Value>>>()?;
+            Some(Value::Record(values.into()))
+        }
+        _ => fits(to, to_ty, value).then(|| value.clone()),
+    }
+}
+
+fn fits(program: &Program, ty: u32, value: &Value) -> bool {
     match (ty, value) {
         (types::BOOL, Value::Bool(_))
         | (types::INT, Value::Int(_))

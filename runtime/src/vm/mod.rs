@@ -33,7 +33,7 @@ use crate::value::{Str, Value};
 use input::Input;
 use user_ids::UserIds;
 
-pub use facts::Fact;
+pub use facts::{Fact, KeptEvents};
 
 pub use user_ids::UserId;
 

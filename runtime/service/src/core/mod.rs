@@ -149,6 +149,9 @@ struct Deployment {
     versions: Vec<(u32, Lifecycle)>,
     /// The engine's counts, kept when it is retired.
     retired_stats: Vec<JourneyStats>,
+    /// Once retired: an engine of its program that runs nothing, made when a user stored
+    /// before the retirement comes back, to read what the program knew of it (`catch_up`).
+    reader: Option<Box<Engine<'static>>>,
 }
 
 impl Deployment {
@@ -342,6 +345,24 @@ impl Core {
             if !(deployment.retirable() && self.idle_everywhere(deployment.n, src)) {
                 continue;
             }
+            // The users in memory the newer engines have not caught up on yet take in what
+            // this one knows first (those in the store will, from their records).
+            let n = deployment.n;
+            let newest_n = self.newest();
+            let mut behind: Vec<(String, i64)> = self
+                .resident
+                .iter()
+                .filter(|(_, r)| r.newest < newest_n && r.newest >= n)
+                .map(|(name, r)| (name.clone(), r.newest))
+                .collect();
+            // (In name order: catching up may set timers, whose order is shared.)
+            behind.sort_unstable();
+            for (name, since) in behind {
+                self.catch_up(&name, since, residency::Known::default());
+                if let Some(r) = self.resident.get_mut(&name) {
+                    r.newest = newest_n;
+                }
+            }
             let deployment = &mut self.deployments[d];
             {
                 if let Some(engine) = deployment.engine.take() {
@@ -442,6 +463,7 @@ impl Core {
             engine: Some(engine),
             versions,
             retired_stats: Vec::new(),
+            reader: None,
         });
         self.share_facts();
         self.changed = true;

@@ -206,6 +206,7 @@ impl Core {
                 engine: None,
                 versions,
                 retired_stats: Vec::new(),
+                reader: None,
             };
             let mut engine = core.engine_for(program);
             if desc["retired"].as_bool() == Some(true) {

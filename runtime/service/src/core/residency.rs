@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use journey_runtime::vm::state::{put_uint, read_uint, HistoryRow};
-use journey_runtime::vm::Engine;
+use journey_runtime::vm::{Engine, KeptEvents};
 
 use super::{Core, Refusal};
 use crate::store::{DueUser, UserRow};
@@ -79,6 +79,13 @@ fn marks_of(marks: &Marks, n: i64) -> &[(u64, u64)] {
         .iter()
         .find(|(m, _)| *m == n)
         .map_or(&[][..], |(_, slots)| slots.as_slice())
+}
+
+/// What older engines know of a user, for newer ones to take in (`catch_up`).
+#[derive(Default)]
+pub(super) struct Known {
+    facts: Vec<journey_runtime::vm::Fact>,
+    kept: Vec<(&'static journey_runtime::bytecode::Program, Vec<KeptEvents>)>,
 }
 
 /// A user in memory.
@@ -162,7 +169,7 @@ impl Core {
             resident.last_used = self.uses;
             if resident.newest < newest {
                 let since = std::mem::replace(&mut resident.newest, newest);
-                self.catch_up(name, since);
+                self.catch_up(name, since, Known::default());
             }
             return Ok(());
         }
@@ -224,21 +231,40 @@ impl Core {
                 )
             };
             let (newest, sections) = sections(record).map_err(bad)?;
+            let behind = newest < self.newest();
+            let mut retired = Known::default();
             for deployment in &mut self.deployments {
-                let Some(engine) = deployment.engine.as_mut() else {
+                let Some(section) = sections.get(&deployment.n) else {
                     continue;
                 };
-                if let Some(section) = sections.get(&deployment.n) {
-                    let rows = by_deployment.remove(&deployment.n).unwrap_or_default();
-                    let id = engine.restore(section, &rows).map_err(bad)?;
-                    if engine.user_has_work(id) {
-                        work.push(deployment.n);
+                let Some(engine) = deployment.engine.as_mut() else {
+                    // A deployment retired since the record was written: what it knew of the
+                    // user still reaches the engines deployed since (read in an engine of its
+                    // program that runs nothing).
+                    if behind {
+                        let rows = by_deployment
+                            .get(&deployment.n)
+                            .map_or(&[][..], Vec::as_slice);
+                        let program = deployment.program;
+                        let reader = deployment
+                            .reader
+                            .get_or_insert_with(|| Box::new(Engine::new(program)));
+                        let id = reader.restore(section, rows).map_err(bad)?;
+                        retired.facts.extend(reader.facts_of(id));
+                        retired.kept.push((program, reader.history_of(id)));
+                        reader.drop_users(&[id]);
                     }
-                    marks.push((deployment.n, engine.history_marks(id)));
+                    continue;
+                };
+                let rows = by_deployment.remove(&deployment.n).unwrap_or_default();
+                let id = engine.restore(section, &rows).map_err(bad)?;
+                if engine.user_has_work(id) {
+                    work.push(deployment.n);
                 }
+                marks.push((deployment.n, engine.history_marks(id)));
             }
             // Engines deployed since the record was written take in what the others know.
-            self.catch_up(name, newest);
+            self.catch_up(name, newest, retired);
         }
         // (Rows of retired deployments are still stored: the next write drops them.)
         for n in by_deployment.keys() {
@@ -260,24 +286,33 @@ impl Core {
         Ok(())
     }
 
-    /// The engines deployed after `since` take in what the older ones know of `name`.
-    fn catch_up(&mut self, name: &str, since: i64) {
-        let facts: Vec<journey_runtime::vm::Fact> = self
-            .deployments
-            .iter()
-            .filter(|d| d.n <= since)
-            .filter_map(|d| {
-                let engine = d.engine.as_ref()?;
-                Some(engine.facts_of(engine.user_id(name)?))
-            })
-            .flatten()
-            .collect();
-        if facts.is_empty() {
+    /// The engines deployed after `since` take in what the older ones know of `name` (and
+    /// `retired`, what retired ones knew): the facts of the rules that span versions, and the
+    /// events they keep (the oldest engine that keeps a type has seen the most of it).
+    pub(super) fn catch_up(&mut self, name: &str, since: i64, retired: Known) {
+        let mut known = retired;
+        for d in self.deployments.iter().filter(|d| d.n <= since) {
+            let Some(engine) = d.engine.as_ref() else {
+                continue;
+            };
+            let Some(id) = engine.user_id(name) else {
+                continue;
+            };
+            known.facts.extend(engine.facts_of(id));
+            let events = engine.history_of(id);
+            if !events.is_empty() {
+                known.kept.push((d.program, events));
+            }
+        }
+        if known.facts.is_empty() && known.kept.iter().all(|(_, k)| k.is_empty()) {
             return;
         }
         for deployment in self.deployments.iter_mut().filter(|d| d.n > since) {
             if let Some(engine) = deployment.engine.as_mut() {
-                facts.iter().for_each(|f| engine.mirror(f));
+                known.facts.iter().for_each(|f| engine.mirror(f));
+                for (program, events) in &known.kept {
+                    engine.take_history(name, program, events);
+                }
                 engine.timeline.clear();
             }
         }
