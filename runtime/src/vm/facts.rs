@@ -259,11 +259,16 @@ impl Engine<'_> {
             };
             let record = program.events[event].record;
             let cutoff = span.map_or(i64::MIN, |ms| now.saturating_sub(ms));
+            // (Mostly the same declaration in both: the values are shared as they are.)
+            let same = same_shape(from, theirs.record, program, record);
             let events: Vec<(i64, Arc<[Value]>)> = theirs
                 .events
                 .iter()
                 .filter(|(at, _)| *at > cutoff)
                 .filter_map(|(at, fields)| {
+                    if same {
+                        return Some((*at, fields.clone()));
+                    }
                     let value = Value::Record(fields.clone());
                     match convert(from, theirs.record, program, record, &value)? {
                         Value::Record(fields) => Some((*at, fields)),
@@ -450,6 +455,38 @@ fn required(program: &Program, ty: u32) -> u32 {
     match program.type_desc(ty) {
         Some(TypeDesc::Optional(inner)) => *inner,
         _ => ty,
+    }
+}
+
+/// Whether type `a` of `p` and type `b` of `q` are declared alike (records with the same
+/// fields in the same order, enums with the same values): a value of one is a value of the
+/// other as it is.
+fn same_shape(p: &Program, a: u32, q: &Program, b: u32) -> bool {
+    if a < types::BUILTIN || b < types::BUILTIN {
+        return a == b;
+    }
+    match (p.type_desc(a), q.type_desc(b)) {
+        (Some(TypeDesc::Optional(x)), Some(TypeDesc::Optional(y)))
+        | (Some(TypeDesc::List(x)), Some(TypeDesc::List(y))) => same_shape(p, *x, q, *y),
+        (Some(TypeDesc::Enum(xs)), Some(TypeDesc::Enum(ys))) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .zip(ys.iter())
+                    .all(|(x, y)| p.string(*x) == q.string(*y))
+        }
+        (Some(TypeDesc::Record(_)), Some(TypeDesc::Record(_))) => {
+            match (p.record_fields(a), q.record_fields(b)) {
+                (Some(xs), Some(ys)) => {
+                    xs.len() == ys.len()
+                        && xs.iter().zip(ys.iter()).all(|(x, y)| {
+                            p.string(x.name) == q.string(y.name) && same_shape(p, x.ty, q, y.ty)
+                        })
+                }
+                _ => false,
+            }
+        }
+        _ => false,
     }
 }
 
