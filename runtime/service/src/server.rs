@@ -735,7 +735,6 @@ fn run_core(
     }
 }
 
-/// Runs the service until SIGTERM or Ctrl-C.
 /// Why `serve` ended before its stop.
 #[derive(Debug)]
 pub enum Failure {
@@ -825,32 +824,8 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     say!("journey-runtime: listening on http://{address}");
     // The whole store is checked beside the service (a start checks what it reads): damage
     // found stops the service as a signal would.
-    let (damage, checking) = {
-        let (found, interrupt) = (
-            Arc::new(tokio::sync::Notify::new()),
-            Arc::new(Mutex::new(None)),
-        );
-        let path = crate::datadir::database(&config.data);
-        let (notify, handle, metrics) = (found.clone(), interrupt.clone(), metrics.clone());
-        let thread = std::thread::Builder::new()
-            .name("journey-check".into())
-            .spawn(move || {
-                let checked = crate::datadir::check(&path, |h| {
-                    if let Ok(mut slot) = handle.lock() {
-                        *slot = Some(h);
-                    }
-                });
-                match &checked {
-                    Ok(()) => metrics
-                        .store_checked
-                        .store(true, std::sync::atomic::Ordering::Relaxed),
-                    Err(_) => notify.notify_one(),
-                }
-                checked
-            })
-            .map_err(|e| format!("cannot start the check thread: {e}"))?;
-        (found, (thread, interrupt))
-    };
+    let check = StoreCheck::start(&config.data, metrics.clone())?;
+    let damage = check.found.clone();
     // At the signal the server stops accepting and waits for open requests, for at most
     // `STOP_GRACE`: a stop must not hang on a connection that never ends.
     let signalled = Arc::new(tokio::sync::Notify::new());
@@ -885,21 +860,67 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         .stopping
         .store(true, std::sync::atomic::Ordering::SeqCst);
     signals.committed.notify_waiters();
-    // A check still running is interrupted (what it would find waits for the next start).
-    let (check, interrupt) = checking;
-    let stopping_check = !check.is_finished();
-    if let Ok(Some(handle)) = interrupt.lock().map(|mut h| h.take()) {
-        handle.interrupt();
-    }
-    let checked = tokio::task::spawn_blocking(move || {
+    let damaged = tokio::task::spawn_blocking(move || {
         sinks.into_iter().for_each(|s| drop(s.join()));
         drop(checkpointer.join());
-        check.join()
+        check.finish()
     })
     .await;
-    match checked {
-        Ok(Ok(Err(damage))) if !stopping_check => Err(Failure::Damaged(damage)),
+    match damaged {
+        Ok(Some(damage)) => Err(Failure::Damaged(damage)),
         _ => Ok(()),
+    }
+}
+
+/// `datadir::check` of the whole store on a thread of its own, beside the service.
+struct StoreCheck {
+    thread: std::thread::JoinHandle<Result<(), String>>,
+    /// Told when the check found damage.
+    found: Arc<tokio::sync::Notify>,
+    /// The check's connection's interrupt handle, once it is open.
+    interrupt: Arc<Mutex<Option<rusqlite::InterruptHandle>>>,
+}
+
+impl StoreCheck {
+    /// Starts the check of the database in `data`; `metrics` learns when it passed.
+    fn start(data: &std::path::Path, metrics: Arc<Metrics>) -> Result<StoreCheck, String> {
+        let found = Arc::new(tokio::sync::Notify::new());
+        let interrupt = Arc::new(Mutex::new(None));
+        let path = crate::datadir::database(data);
+        let (notify, handle) = (found.clone(), interrupt.clone());
+        let thread = std::thread::Builder::new()
+            .name("journey-check".into())
+            .spawn(move || {
+                let checked = crate::datadir::check(&path, |h| {
+                    if let Ok(mut slot) = handle.lock() {
+                        *slot = Some(h);
+                    }
+                });
+                match &checked {
+                    Ok(()) => metrics.store_checked.store(true, Relaxed),
+                    Err(_) => notify.notify_one(),
+                }
+                checked
+            })
+            .map_err(|e| format!("cannot start the check thread: {e}"))?;
+        Ok(StoreCheck {
+            thread,
+            found,
+            interrupt,
+        })
+    }
+
+    /// At the stop: the damage the check found, if it ended; a check still running is
+    /// interrupted (what it would find waits for the next start).
+    fn finish(self) -> Option<String> {
+        if !self.thread.is_finished() {
+            if let Ok(Some(handle)) = self.interrupt.lock().map(|mut h| h.take()) {
+                handle.interrupt();
+            }
+            let _ = self.thread.join();
+            return None;
+        }
+        self.thread.join().ok()?.err()
     }
 }
 

@@ -127,6 +127,9 @@ const USERS: &str = "users (
     due_at INTEGER,
     due_seq INTEGER) WITHOUT ROWID;";
 
+/// The index of users' due timers, after `CREATE INDEX [IF NOT EXISTS]`.
+const USERS_DUE: &str = "users_due ON users(due_at, due_seq, name) WHERE due_at IS NOT NULL;";
+
 /// The outbox table, after `CREATE TABLE [IF NOT EXISTS]`.
 const OUTBOX: &str = "outbox (
                  n INTEGER PRIMARY KEY,
@@ -181,8 +184,7 @@ impl Store {
                  n INTEGER PRIMARY KEY,
                  bytes BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS {USERS}
-             CREATE INDEX IF NOT EXISTS users_due ON users(due_at, due_seq, name)
-                 WHERE due_at IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS {USERS_DUE}
              CREATE TABLE IF NOT EXISTS history (
                  user TEXT NOT NULL,
                  deployment INTEGER NOT NULL,
@@ -225,7 +227,7 @@ impl Store {
                  INSERT INTO users (name, record, due_at, due_seq)
                      SELECT name, record, due_at, due_seq FROM users_2;
                  DROP TABLE users_2;
-                 CREATE INDEX users_due ON users(due_at, due_seq, name) WHERE due_at IS NOT NULL;
+                 CREATE INDEX {USERS_DUE}
                  COMMIT;"
             ))
             .map_err(at)?;

@@ -345,24 +345,9 @@ impl Core {
             if !(deployment.retirable() && self.idle_everywhere(deployment.n, src)) {
                 continue;
             }
-            // The users in memory the newer engines have not caught up on yet take in what
-            // this one knows first (those in the store will, from their records).
-            let n = deployment.n;
-            let newest_n = self.newest();
-            let mut behind: Vec<(String, i64)> = self
-                .resident
-                .iter()
-                .filter(|(_, r)| r.newest < newest_n && r.newest >= n)
-                .map(|(name, r)| (name.clone(), r.newest))
-                .collect();
-            // (In name order: catching up may set timers, whose order is shared.)
-            behind.sort_unstable();
-            for (name, since) in behind {
-                self.catch_up(&name, since, residency::Known::default());
-                if let Some(r) = self.resident.get_mut(&name) {
-                    r.newest = newest_n;
-                }
-            }
+            // What it knows reaches the newer engines first (users in the store will take it
+            // in from their records).
+            self.catch_up_resident(deployment.n);
             let deployment = &mut self.deployments[d];
             {
                 if let Some(engine) = deployment.engine.take() {

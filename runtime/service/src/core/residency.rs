@@ -83,7 +83,7 @@ fn marks_of(marks: &Marks, n: i64) -> &[(u64, u64)] {
 
 /// What older engines know of a user, for newer ones to take in (`catch_up`).
 #[derive(Default)]
-pub(super) struct Known {
+struct Known {
     facts: Vec<journey_runtime::vm::Fact>,
     kept: Vec<(&'static journey_runtime::bytecode::Program, Vec<KeptEvents>)>,
 }
@@ -289,7 +289,7 @@ impl Core {
     /// The engines deployed after `since` take in what the older ones know of `name` (and
     /// `retired`, what retired ones knew): the facts of the rules that span versions, and the
     /// events they keep (the oldest engine that keeps a type has seen the most of it).
-    pub(super) fn catch_up(&mut self, name: &str, since: i64, retired: Known) {
+    fn catch_up(&mut self, name: &str, since: i64, retired: Known) {
         let mut known = retired;
         for d in self.deployments.iter().filter(|d| d.n <= since) {
             let Some(engine) = d.engine.as_ref() else {
@@ -314,6 +314,26 @@ impl Core {
                     engine.take_history(name, program, events);
                 }
                 engine.timeline.clear();
+            }
+        }
+    }
+
+    /// Catches up every user in memory whose newest engine knowing it is deployment `n` or
+    /// a later one, but not the newest: before `n`'s engine goes.
+    pub(super) fn catch_up_resident(&mut self, n: i64) {
+        let newest = self.newest();
+        let mut behind: Vec<(String, i64)> = self
+            .resident
+            .iter()
+            .filter(|(_, r)| r.newest < newest && r.newest >= n)
+            .map(|(name, r)| (name.clone(), r.newest))
+            .collect();
+        // (In name order: catching up may set timers, whose order is shared.)
+        behind.sort_unstable();
+        for (name, since) in behind {
+            self.catch_up(&name, since, Known::default());
+            if let Some(r) = self.resident.get_mut(&name) {
+                r.newest = newest;
             }
         }
     }
